@@ -1,0 +1,203 @@
+/**
+ * Starts and supervises the worker threads, one per slot. A worker that dies unexpectedly is
+ * logged and replaced in its slot (with back-off if it keeps dying); the other workers and their
+ * connections never notice. In handoff mode it also hands each accepted socket to the ready
+ * worker with the fewest active connections, read from the shared load table.
+ */
+import type net from 'node:net';
+import { Worker } from 'node:worker_threads';
+import type { LogLevel, ShuttleConfig } from '../config/schema.ts';
+import type { Logger } from '../log/logger.ts';
+import { LoadTable, WorkerState, type WorkerLoad } from '../shared/load-table.ts';
+import type { BalanceMode, BoundListener, MainToWorker, WorkerInit, WorkerToMain } from '../workers/messages.ts';
+
+const WORKER_ENTRY = new URL('../workers/worker.ts', import.meta.url);
+/** A worker that comes up and then dies this soon counts as crash-looping. */
+const CRASH_WINDOW_MS = 30_000;
+const MAX_RESTART_DELAY_MS = 5_000;
+
+export interface WorkerPoolOptions {
+  threads: number;
+  config: ShuttleConfig;
+  balance: BalanceMode;
+  logLevel: LogLevel;
+  logger: Logger;
+}
+
+interface Slot {
+  readonly index: number;
+  worker: Worker | undefined;
+  workerId: number;
+  /** Worker exits expected by us (drain, stop): not crashes. */
+  expectingExit: boolean;
+  recentCrashes: number;
+  lastStart: number;
+  restartTimer: NodeJS.Timeout | undefined;
+  listeners: BoundListener[];
+}
+
+export interface WorkerInfo extends WorkerLoad {
+  workerId: number;
+  threadId: number | null;
+  restarts: number;
+}
+
+export class WorkerPool {
+  readonly loadTable: LoadTable;
+  private readonly opts: WorkerPoolOptions;
+  private readonly slots: Slot[];
+  private nextWorkerId = 1;
+  private rotor = 0;
+  private stopping = false;
+  private restarts = 0;
+
+  constructor(opts: WorkerPoolOptions) {
+    this.opts = opts;
+    this.loadTable = LoadTable.create(opts.threads);
+    this.slots = Array.from({ length: opts.threads }, (_, index) => ({
+      index, worker: undefined, workerId: 0, expectingExit: false, recentCrashes: 0, lastStart: 0, restartTimer: undefined, listeners: [],
+    }));
+  }
+
+  get size(): number {
+    return this.slots.length;
+  }
+
+  /** Starts every worker; resolves when all are ready, rejects if one fails to start. */
+  async start(): Promise<BoundListener[][]> {
+    return Promise.all(this.slots.map((slot) => this.spawn(slot)));
+  }
+
+  /** Hands an accepted, untouched socket to the least-loaded ready worker. */
+  dispatch(listener: string, socket: net.Socket): boolean {
+    const index = this.loadTable.leastLoaded(this.rotor);
+    this.rotor = (this.rotor + 1) % this.slots.length;
+    const worker = index >= 0 ? this.slots[index].worker : undefined;
+    if (!worker) {
+      socket.destroy();
+      return false;
+    }
+    this.loadTable.connectionOpened(index);
+    try {
+      const msg: MainToWorker = { type: 'connection', listener, socket };
+      worker.postMessage(msg, [socket]);
+      return true;
+    } catch (err) {
+      this.loadTable.connectionClosed(index);
+      this.opts.logger.error({ err, slot: index }, 'socket hand-off failed');
+      socket.destroy();
+      return false;
+    }
+  }
+
+  /** Ends a worker abruptly, as a crash would; the supervisor replaces it. */
+  terminate(index: number): boolean {
+    const worker = this.slots[index]?.worker;
+    if (!worker) return false;
+    void worker.terminate();
+    return true;
+  }
+
+  info(): WorkerInfo[] {
+    return this.slots.map((slot) => ({
+      ...this.loadTable.read(slot.index),
+      workerId: slot.workerId,
+      threadId: slot.worker?.threadId ?? null,
+      restarts: slot.recentCrashes,
+    }));
+  }
+
+  get totalRestarts(): number {
+    return this.restarts;
+  }
+
+  /** Asks every worker to drain; resolves when all have exited (or been stopped at the deadline). */
+  async drain(deadlineMs: number): Promise<void> {
+    this.stopping = true;
+    const pending: Promise<void>[] = [];
+    for (const slot of this.slots) {
+      clearTimeout(slot.restartTimer);
+      const worker = slot.worker;
+      if (!worker) continue;
+      slot.expectingExit = true;
+      this.loadTable.setState(slot.index, WorkerState.DRAINING);
+      pending.push(new Promise((resolve) => worker.once('exit', () => resolve())));
+      worker.postMessage({ type: 'drain', deadlineMs } satisfies MainToWorker);
+    }
+    // Workers close what is left at the deadline themselves; this is the backstop for a stuck one.
+    const backstop = setTimeout(() => this.terminateAll(), deadlineMs + 2_000);
+    await Promise.all(pending);
+    clearTimeout(backstop);
+  }
+
+  terminateAll(): void {
+    this.stopping = true;
+    for (const slot of this.slots) {
+      clearTimeout(slot.restartTimer);
+      slot.expectingExit = true;
+      void slot.worker?.terminate();
+    }
+  }
+
+  private spawn(slot: Slot): Promise<BoundListener[]> {
+    const workerId = this.nextWorkerId++;
+    const init: WorkerInit = {
+      workerId,
+      slot: slot.index,
+      config: this.opts.config,
+      loadTable: this.loadTable.buffer,
+      balance: this.opts.balance,
+      logLevel: this.opts.logLevel,
+    };
+    const worker = new Worker(WORKER_ENTRY, { workerData: init, name: `shuttle-worker-${slot.index}` });
+    slot.worker = worker;
+    slot.workerId = workerId;
+    slot.expectingExit = false;
+    slot.lastStart = Date.now();
+    this.loadTable.reset(slot.index, WorkerState.STARTING);
+    const log = this.opts.logger;
+
+    return new Promise((resolve, reject) => {
+      let ready = false;
+      worker.on('message', (msg: WorkerToMain) => {
+        if (msg.type === 'ready') {
+          ready = true;
+          slot.listeners = msg.listeners;
+          this.loadTable.setState(slot.index, WorkerState.READY);
+          log.info({ slot: slot.index, worker: workerId, thread_id: worker.threadId }, 'worker ready');
+          resolve(msg.listeners);
+        } else if (msg.type === 'listen-failed') {
+          reject(new Error(`worker ${workerId} could not bind listener ${msg.listener}: ${msg.error}`));
+        }
+      });
+      worker.on('error', (err) => {
+        log.error({ err, slot: slot.index, worker: workerId }, 'worker crashed');
+        if (!ready) reject(err);
+      });
+      worker.on('exit', (code) => {
+        if (slot.worker === worker) slot.worker = undefined;
+        this.loadTable.reset(slot.index, WorkerState.EMPTY);
+        if (!ready) reject(new Error(`worker ${workerId} exited with code ${code} before it was ready`));
+        if (slot.expectingExit || this.stopping) {
+          log.info({ slot: slot.index, worker: workerId, code }, 'worker exited');
+          return;
+        }
+        this.replace(slot, code);
+      });
+    });
+  }
+
+  private replace(slot: Slot, code: number): void {
+    this.restarts++;
+    const upFor = Date.now() - slot.lastStart;
+    slot.recentCrashes = upFor < CRASH_WINDOW_MS ? slot.recentCrashes + 1 : 1;
+    // The first replacement is immediate; a worker that keeps dying backs off up to 5s.
+    const delay = Math.min(MAX_RESTART_DELAY_MS, slot.recentCrashes <= 1 ? 0 : 100 * 2 ** (slot.recentCrashes - 2));
+    this.opts.logger.error({ slot: slot.index, worker: slot.workerId, code, restart_in_ms: delay }, 'worker exited unexpectedly; replacing it');
+    slot.restartTimer = setTimeout(() => {
+      slot.restartTimer = undefined;
+      if (this.stopping) return;
+      this.spawn(slot).catch((err) => this.opts.logger.error({ err, slot: slot.index }, 'replacement worker failed to start'));
+    }, delay);
+  }
+}

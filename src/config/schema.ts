@@ -1,0 +1,139 @@
+/**
+ * The config schema (version 1), validated once on the main thread.
+ *
+ * Names follow Envoy/MOSN: `listeners` feed `clusters`; a cluster is a set of hosts behind a
+ * load-balancing policy. Durations are "250ms", "5s", "1m", "1h" or a number of milliseconds;
+ * they are normalised to milliseconds here so the rest of the code never parses them again.
+ */
+import { z } from 'zod';
+import { parseAddress, type SocketAddress } from './address.ts';
+
+const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/;
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** A duration in ms; accepts 250, "250ms", "5s", "1m", "1h". */
+const duration = z.union([z.number(), z.string()]).transform((value, ctx) => {
+  if (typeof value === 'number') {
+    if (Number.isFinite(value) && value >= 0) return Math.round(value);
+  } else {
+    const m = DURATION.exec(value.trim());
+    if (m) return Math.round(Number(m[1]) * UNIT_MS[m[2]]);
+  }
+  ctx.addIssue({ code: 'custom', message: 'expected a duration such as 250ms, 5s, 1m, 1h or milliseconds' });
+  return z.NEVER;
+});
+
+const positiveDuration = duration.refine((ms) => ms > 0, { message: 'must be greater than zero' });
+
+/** "host:port" or "[v6]:port" → { host, port }. */
+const address = (opts: { allowPortZero: boolean }) =>
+  z.string().transform((value, ctx): SocketAddress => {
+    const parsed = parseAddress(value);
+    if (!parsed || (parsed.port === 0 && !opts.allowPortZero)) {
+      ctx.addIssue({ code: 'custom', message: 'expected host:port' });
+      return z.NEVER;
+    }
+    return parsed;
+  });
+
+const name = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'expected a name of 1-64 letters, digits, "_", "." or "-"');
+
+export const LB_POLICIES = ['round_robin', 'weighted_round_robin', 'random', 'least_connections'] as const;
+
+const hostObject = z.object({
+  address: address({ allowPortZero: false }),
+  weight: z.number().int().min(1).max(1000).default(1),
+}).strict();
+
+/** "host:port", or { address: "host:port", weight: N }; errors keep the shape the user wrote. */
+const hostEntry = z.unknown().transform((value, ctx): SocketAddress & { weight: number } => {
+  if (typeof value === 'string') {
+    const parsed = parseAddress(value);
+    if (parsed && parsed.port !== 0) return { ...parsed, weight: 1 };
+    ctx.addIssue({ code: 'custom', message: 'expected host:port' });
+    return z.NEVER;
+  }
+  if (value && typeof value === 'object') {
+    const result = hostObject.safeParse(value);
+    if (result.success) return { ...result.data.address, weight: result.data.weight };
+    for (const issue of result.error.issues) ctx.addIssue({ ...issue, code: 'custom', path: issue.path as PropertyKey[] });
+    return z.NEVER;
+  }
+  ctx.addIssue({ code: 'custom', message: 'expected host:port or { address: host:port, weight: N }' });
+  return z.NEVER;
+});
+
+const cluster = z.object({
+  name,
+  lb_policy: z.enum(LB_POLICIES).default('round_robin'),
+  connect_timeout: positiveDuration.default(5000),
+  hosts: z.array(hostEntry).min(1, 'a cluster needs at least one host'),
+}).strict();
+
+export const LISTENER_PROTOCOLS = ['tcp'] as const;
+
+const listener = z.object({
+  name,
+  address: address({ allowPortZero: true }),
+  protocol: z.enum(LISTENER_PROTOCOLS).default('tcp'),
+  /** The cluster a tcp listener proxies to. */
+  cluster: name,
+  /** Close a proxied connection after this long with no byte in either direction (Envoy: 1h). */
+  idle_timeout: positiveDuration.default(3_600_000),
+  /** Hosts tried in turn when connecting upstream fails (Envoy: max_connect_attempts). */
+  max_connect_attempts: z.number().int().min(1).max(10).default(3),
+  backlog: z.number().int().min(1).max(65535).default(511),
+}).strict();
+
+const admin = z.object({
+  address: address({ allowPortZero: true }).default({ host: '127.0.0.1', port: 9901 }),
+}).strict();
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+
+export const configSchema = z.object({
+  version: z.literal(1, { error: 'expected version: 1' }),
+  admin: admin.default({ address: { host: '127.0.0.1', port: 9901 } }),
+  log: z.object({ level: z.enum(LOG_LEVELS).default('info') }).strict().default({ level: 'info' }),
+  /** How long open connections may finish after SIGTERM before they are closed. */
+  drain_timeout: duration.default(30_000),
+  listeners: z.array(listener).min(1, 'at least one listener is required'),
+  clusters: z.array(cluster).min(1, 'at least one cluster is required'),
+}).strict();
+
+/**
+ * Cross-references (unknown cluster, duplicate names and addresses), checked on the raw input so
+ * they are reported in the same pass as shape errors, even when the shape is wrong elsewhere.
+ */
+export function crossReferenceProblems(raw: unknown): { path: PropertyKey[]; message: string }[] {
+  const problems: { path: PropertyKey[]; message: string }[] = [];
+  const root = (raw && typeof raw === 'object' ? raw : {}) as Record<string, unknown>;
+  const list = (key: string) => (Array.isArray(root[key]) ? (root[key] as unknown[]) : []).map((v) => (v && typeof v === 'object' ? v : {}) as Record<string, unknown>);
+  const clusterNames = new Set<unknown>();
+  list('clusters').forEach((c, i) => {
+    if (typeof c.name !== 'string') return;
+    if (clusterNames.has(c.name)) problems.push({ path: ['clusters', i, 'name'], message: `duplicate cluster name "${c.name}"` });
+    clusterNames.add(c.name);
+  });
+  const listenerNames = new Set<unknown>();
+  const addresses = new Set<unknown>();
+  list('listeners').forEach((l, i) => {
+    if (typeof l.name === 'string') {
+      if (listenerNames.has(l.name)) problems.push({ path: ['listeners', i, 'name'], message: `duplicate listener name "${l.name}"` });
+      listenerNames.add(l.name);
+    }
+    if (typeof l.address === 'string' && !l.address.endsWith(':0')) {
+      if (addresses.has(l.address)) problems.push({ path: ['listeners', i, 'address'], message: `${l.address} is used by another listener` });
+      addresses.add(l.address);
+    }
+    if (typeof l.cluster === 'string' && !clusterNames.has(l.cluster)) problems.push({ path: ['listeners', i, 'cluster'], message: `unknown cluster "${l.cluster}"` });
+  });
+  return problems;
+}
+
+export type ShuttleConfig = z.output<typeof configSchema>;
+export type ListenerConfig = ShuttleConfig['listeners'][number];
+export type ClusterConfig = ShuttleConfig['clusters'][number];
+export type HostConfig = ClusterConfig['hosts'][number];
+export type LbPolicy = (typeof LB_POLICIES)[number];
+export type LogLevel = (typeof LOG_LEVELS)[number];

@@ -1,0 +1,148 @@
+/**
+ * The L4 proxy for one downstream connection:
+ *
+ *   downstream ──accept──▶ [connect: lb.choose → host, timeout, next host on failure]
+ *                                   │
+ *              ◀──── pipe both ways, backpressure, half-close, idle timeout ────▶ upstream
+ *                                   │
+ *              close: error on either side resets both; a clean close flushes the other side
+ *              then closes it; one access-log line when both are gone.
+ */
+import net from 'node:net';
+import type { Cluster } from '../../cluster/cluster-manager.ts';
+import type { Host } from '../../cluster/host.ts';
+import type { ListenerConfig } from '../../config/schema.ts';
+import { ShuttleError, type ErrorCode } from '../../errors.ts';
+import type { Logger } from '../../log/logger.ts';
+
+export interface TcpProxyOptions {
+  readonly id: string;
+  readonly listener: ListenerConfig;
+  readonly cluster: Cluster;
+  readonly logger: Logger;
+  /** Called once, after both sockets are closed. */
+  readonly onClose: (session: TcpProxySession) => void;
+}
+
+export class TcpProxySession {
+  readonly id: string;
+  private readonly opts: TcpProxyOptions;
+  private readonly downstream: net.Socket;
+  private upstream: net.Socket | undefined;
+  /** The upstream socket while its connect is in flight. */
+  private connecting: net.Socket | undefined;
+  private host: Host | undefined;
+  private readonly tried = new Set<Host>();
+  private readonly startedAt = performance.now();
+  private error: ShuttleError | undefined;
+  private openSockets = 1;
+  /** Captured at start: a closed socket no longer knows its peer. */
+  private peer = '';
+  private finished = false;
+
+  constructor(downstream: net.Socket, opts: TcpProxyOptions) {
+    this.id = opts.id;
+    this.opts = opts;
+    this.downstream = downstream;
+  }
+
+  start(): void {
+    const down = this.downstream;
+    down.allowHalfOpen = true;
+    this.peer = `${down.remoteAddress}:${down.remotePort}`;
+    down.setNoDelay(true);
+    down.on('error', (err) => this.abort(new ShuttleError('SHUTTLE_E_DOWNSTREAM_RESET', 'downstream', err.message, { cause: err })));
+    down.once('close', () => this.socketClosed(down));
+    this.connectNext();
+  }
+
+  /** Closes both sides now (drain deadline, worker stop). */
+  abort(error: ShuttleError): void {
+    this.error ??= error;
+    this.downstream.destroy();
+    this.connecting?.destroy();
+    this.upstream?.destroy();
+  }
+
+  private connectNext(): void {
+    const { cluster, listener } = this.opts;
+    const host = cluster.lb.choose(this.tried);
+    if (!host) {
+      // Every host was tried (or none is healthy): the last connect error, if any, says why.
+      this.abort(this.error ?? new ShuttleError('SHUTTLE_E_NO_HEALTHY_HOST', 'internal', `cluster ${cluster.name} has no host to connect to`));
+      return;
+    }
+    this.tried.add(host);
+    host.activeConnections++;
+    const sock = net.connect({ host: host.host, port: host.port, allowHalfOpen: true, noDelay: true });
+    this.connecting = sock;
+    sock.once('close', () => host.activeConnections--);
+    const timer = setTimeout(() => {
+      sock.destroy(new ShuttleError('SHUTTLE_E_UPSTREAM_CONNECT_TIMEOUT', 'upstream', `connect to ${host.address} timed out after ${cluster.config.connect_timeout}ms`, { retryable: true }));
+    }, cluster.config.connect_timeout);
+
+    const onConnectError = (err: Error) => {
+      clearTimeout(timer);
+      this.connecting = undefined;
+      this.error = err instanceof ShuttleError ? err : new ShuttleError('SHUTTLE_E_UPSTREAM_CONNECT_FAILED', 'upstream', `connect to ${host.address} failed: ${err.message}`, { cause: err, retryable: true });
+      this.opts.logger.debug({ conn: this.id, upstream: host.address, err: this.error.message }, 'upstream connect failed');
+      if (this.downstream.destroyed) return;
+      if (this.tried.size < listener.max_connect_attempts && this.tried.size < cluster.hosts.length) this.connectNext();
+      else this.abort(this.error);
+    };
+    sock.once('error', onConnectError);
+    sock.once('connect', () => {
+      clearTimeout(timer);
+      this.connecting = undefined;
+      sock.off('error', onConnectError);
+      this.error = undefined; // an earlier host's failure is not this connection's outcome
+      this.established(sock, host);
+    });
+  }
+
+  private established(up: net.Socket, host: Host): void {
+    const down = this.downstream;
+    this.upstream = up;
+    this.host = host;
+    this.openSockets++;
+    up.on('error', (err) => this.abort(new ShuttleError('SHUTTLE_E_UPSTREAM_RESET', 'upstream', err.message, { cause: err })));
+    up.once('close', () => this.socketClosed(up));
+    // Every byte either way is written to or read from `down`, so its timer sees both directions.
+    down.setTimeout(this.opts.listener.idle_timeout, () => this.abort(new ShuttleError('SHUTTLE_E_IDLE_TIMEOUT', 'internal')));
+    down.pipe(up);
+    up.pipe(down);
+  }
+
+  private socketClosed(which: net.Socket): void {
+    this.openSockets--;
+    if (which === this.downstream) this.connecting?.destroy();
+    const other = which === this.downstream ? this.upstream : this.downstream;
+    if (other && !other.destroyed) {
+      // A reset is passed on as a reset; a clean close lets the other side flush what it has.
+      if (this.error) other.destroy();
+      else other.destroySoon();
+    }
+    this.finishIfDone();
+  }
+
+  private finishIfDone(): void {
+    if (this.finished || this.openSockets > 0) return;
+    this.finished = true;
+    const down = this.downstream;
+    const code: ErrorCode | undefined = this.error?.code;
+    this.opts.logger.info({
+      msg: 'access',
+      conn: this.id,
+      listener: this.opts.listener.name,
+      downstream: this.peer,
+      cluster: this.opts.cluster.name,
+      upstream: this.host?.address ?? null,
+      attempts: this.tried.size,
+      bytes_received: down.bytesRead,
+      bytes_sent: down.bytesWritten,
+      duration_ms: Math.round((performance.now() - this.startedAt) * 1000) / 1000,
+      error: code ?? null,
+    });
+    this.opts.onClose(this);
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * The main thread of a running Shuttle: loads the config, starts the workers, binds the
+ * listeners, serves the admin API, and turns signals into drains.
+ *
+ *   start: config ─▶ admin (/live) ─▶ workers ready ─▶ listeners bound ─▶ /ready = 200
+ *   stop:  SIGTERM ─▶ /ready = 503, stop accepting ─▶ workers drain (deadline) ─▶ exit 0
+ */
+import { unlink, writeFile, readFile } from 'node:fs/promises';
+import { Acceptor } from './acceptor/acceptor.ts';
+import { WorkerPool } from './acceptor/worker-pool.ts';
+import { AdminServer } from './admin/admin-server.ts';
+import type { LogLevel, ShuttleConfig } from './config/schema.ts';
+import { createLogger, type Logger } from './log/logger.ts';
+import { workerStateName } from './shared/load-table.ts';
+import type { BalanceMode, BoundListener } from './workers/messages.ts';
+
+export interface StartOptions {
+  config: ShuttleConfig;
+  configFile: string;
+  threads: number;
+  balance: BalanceMode;
+  logLevel?: LogLevel;
+  pidFile?: string;
+}
+
+type Phase = 'starting' | 'serving' | 'draining';
+
+export async function startServer(opts: StartOptions): Promise<void> {
+  const { config } = opts;
+  const logLevel = opts.logLevel ?? config.log.level;
+  const { logger, flush } = createLogger({ level: logLevel });
+  let phase: Phase = 'starting';
+
+  if (opts.balance === 'reuseport') {
+    const unfixed = config.listeners.filter((l) => l.address.port === 0).map((l) => l.name);
+    // Each worker binds its own socket; port 0 would give every worker a different port.
+    if (unfixed.length > 0) throw new Error(`--balance reuseport needs a fixed port on every listener (port 0 on: ${unfixed.join(', ')})`);
+  }
+
+  const pool = new WorkerPool({ threads: opts.threads, config, balance: opts.balance, logLevel, logger });
+  const acceptor = new Acceptor(pool, logger);
+  let listeners: BoundListener[] = [];
+
+  const admin = new AdminServer(logger)
+    .route('GET', '/live', () => ({ status: 200, body: 'LIVE\n' }))
+    .route('GET', '/ready', () => (phase === 'serving' ? { status: 200, body: 'READY\n' } : { status: 503, body: `${phase.toUpperCase()}\n` }))
+    .route('GET', '/workers', () => ({
+      status: 200,
+      body: { balance: opts.balance, restarts: pool.totalRestarts, workers: pool.info().map((w) => ({ ...w, state: workerStateName(w.state) })) },
+    }))
+    .route('GET', '/listeners', () => ({ status: 200, body: listeners }))
+    .route('POST', '/workers/:slot/terminate', (params) => {
+      const ok = pool.terminate(Number(params.slot));
+      return ok ? { status: 202, body: { terminated: Number(params.slot) } } : { status: 404, body: { error: `no running worker in slot ${params.slot}` } };
+    });
+
+  const fail = (err: unknown, what: string): never => {
+    logger.fatal({ err }, what);
+    pool.terminateAll();
+    flush();
+    process.exit(1);
+  };
+
+  const adminAddress = await admin.listen(config.admin.address).catch((err) => fail(err, 'admin server could not listen'));
+  logger.info({ address: adminAddress }, 'admin listening');
+
+  const bound = await pool.start().catch((err) => fail(err, 'workers failed to start'));
+  if (opts.balance === 'reuseport') {
+    listeners = bound[0];
+  } else {
+    for (const l of config.listeners) {
+      listeners.push(await acceptor.listen(l).catch((err) => fail(err, `listener ${l.name} could not bind ${l.address.host}:${l.address.port}`)));
+    }
+  }
+
+  if (opts.pidFile) await writeFile(opts.pidFile, `${process.pid}\n`);
+  phase = 'serving';
+  logger.info({ listeners, admin: adminAddress, threads: opts.threads, balance: opts.balance, config: opts.configFile }, 'shuttle ready');
+
+  let stopSignals = 0;
+  const stop = async (signal: NodeJS.Signals) => {
+    if (++stopSignals > 1) {
+      logger.warn({ signal }, 'second stop signal: exiting now');
+      pool.terminateAll();
+      flush();
+      process.exit(1);
+    }
+    phase = 'draining';
+    logger.info({ signal, drain_timeout_ms: config.drain_timeout }, 'draining: no new connections; open ones may finish');
+    acceptor.close();
+    await pool.drain(config.drain_timeout);
+    await admin.close();
+    if (opts.pidFile) await removePidFile(opts.pidFile, logger);
+    logger.info('stopped');
+    flush();
+    process.exit(0);
+  };
+  process.on('SIGTERM', (s) => void stop(s));
+  process.on('SIGINT', (s) => void stop(s));
+}
+
+/** Removes the pid file only if it still names this process (a successor may own it). */
+async function removePidFile(path: string, logger: Logger): Promise<void> {
+  try {
+    if ((await readFile(path, 'utf8')).trim() === String(process.pid)) await unlink(path);
+  } catch (err) {
+    logger.debug({ err }, 'pid file not removed');
+  }
+}

@@ -1,0 +1,122 @@
+/**
+ * Worker thread entry. A worker owns its connections from accept (or hand-off) to close and runs
+ * the whole pipeline for them; it shares nothing mutable with other workers except the shared
+ * tables.
+ *
+ *   handoff:   main ──postMessage(socket)──▶ worker ──▶ listener pipeline
+ *   reuseport: kernel ──accept──▶ worker's own listener ──▶ listener pipeline
+ */
+import net from 'node:net';
+import { parentPort, workerData } from 'node:worker_threads';
+import { ClusterManager } from '../cluster/cluster-manager.ts';
+import { formatAddress } from '../config/address.ts';
+import { deepFreeze } from '../config/load.ts';
+import type { ListenerConfig } from '../config/schema.ts';
+import { ShuttleError } from '../errors.ts';
+import { createLogger } from '../log/logger.ts';
+import { TcpProxySession } from '../proxy/tcp/tcp-proxy.ts';
+import { LoadTable } from '../shared/load-table.ts';
+import type { BoundListener, MainToWorker, WorkerInit, WorkerToMain } from './messages.ts';
+
+const init = workerData as WorkerInit;
+const port = parentPort!;
+const config = deepFreeze(init.config);
+const { logger, flush } = createLogger({ level: init.logLevel, worker: init.workerId });
+const loadTable = new LoadTable(init.loadTable);
+const clusters = new ClusterManager(config);
+const listeners = new Map<string, ListenerConfig>(config.listeners.map((l) => [l.name, l]));
+const sessions = new Set<TcpProxySession>();
+const ownServers: net.Server[] = [];
+let connectionSeq = 0;
+let draining = false;
+
+function send(msg: WorkerToMain): void {
+  port.postMessage(msg);
+}
+
+/** A connection that is already counted in this worker's load row. */
+function serve(socket: net.Socket, listenerName: string): void {
+  const listener = listeners.get(listenerName);
+  const cluster = listener && clusters.get(listener.cluster);
+  if (!listener || !cluster || draining) {
+    socket.destroy();
+    loadTable.connectionClosed(init.slot);
+    return;
+  }
+  const session = new TcpProxySession(socket, {
+    id: `${init.workerId}-${++connectionSeq}`,
+    listener,
+    cluster,
+    logger,
+    onClose: (s) => {
+      sessions.delete(s);
+      loadTable.connectionClosed(init.slot);
+      if (draining && sessions.size === 0) exit();
+    },
+  });
+  sessions.add(session);
+  session.start();
+}
+
+function listenOwn(listener: ListenerConfig): Promise<BoundListener> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+      loadTable.connectionOpened(init.slot);
+      serve(socket, listener.name);
+    });
+    server.once('error', reject);
+    server.listen({ host: listener.address.host, port: listener.address.port, reusePort: true, backlog: listener.backlog }, () => {
+      server.off('error', reject);
+      server.on('error', (err) => logger.error({ err, listener: listener.name }, 'listener error'));
+      ownServers.push(server);
+      const a = server.address() as net.AddressInfo;
+      resolve({ name: listener.name, address: formatAddress({ host: a.address, port: a.port }) });
+    });
+  });
+}
+
+function drain(deadlineMs: number): void {
+  if (draining) return;
+  draining = true;
+  for (const server of ownServers) server.close();
+  logger.info({ open: sessions.size, deadline_ms: deadlineMs }, 'draining');
+  if (sessions.size === 0) return exit();
+  setTimeout(() => {
+    logger.warn({ open: sessions.size }, 'drain deadline passed; closing the remaining connections');
+    for (const s of sessions) s.abort(new ShuttleError('SHUTTLE_E_DRAIN_DEADLINE', 'internal'));
+  }, deadlineMs).unref();
+}
+
+function exit(): void {
+  logger.info('worker stopped');
+  flush();
+  process.exit(0);
+}
+
+port.on('message', (msg: MainToWorker) => {
+  switch (msg.type) {
+    case 'connection':
+      serve(msg.socket, msg.listener);
+      break;
+    case 'drain':
+      drain(msg.deadlineMs);
+      break;
+  }
+});
+
+if (init.balance === 'reuseport') {
+  const bound: BoundListener[] = [];
+  for (const listener of config.listeners) {
+    try {
+      bound.push(await listenOwn(listener));
+    } catch (err) {
+      send({ type: 'listen-failed', listener: listener.name, error: (err as Error).message });
+      flush();
+      process.exit(1);
+    }
+  }
+  send({ type: 'ready', listeners: bound });
+} else {
+  send({ type: 'ready', listeners: [] });
+}
+logger.debug({ slot: init.slot }, 'worker ready');
