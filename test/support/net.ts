@@ -99,7 +99,8 @@ export class Client {
 
   static connect(port: number, host = '127.0.0.1'): Promise<Client> {
     return new Promise((resolve, reject) => {
-      const s = net.connect({ port, host, allowHalfOpen: true });
+      // Not half-open: like most clients, it closes when the server closes.
+      const s = net.connect({ port, host });
       s.once('connect', () => resolve(new Client(s)));
       s.once('error', reject);
     });

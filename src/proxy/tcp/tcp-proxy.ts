@@ -56,12 +56,12 @@ export class TcpProxySession {
     this.connectNext();
   }
 
-  /** Closes both sides now (drain deadline, worker stop). */
+  /** Closes both sides now. A reset on one side is passed to the other as a reset (RST). */
   abort(error: ShuttleError): void {
     this.error ??= error;
-    this.downstream.destroy();
+    close(this.downstream, error.code === 'SHUTTLE_E_UPSTREAM_RESET');
     this.connecting?.destroy();
-    this.upstream?.destroy();
+    if (this.upstream) close(this.upstream, error.code === 'SHUTTLE_E_DOWNSTREAM_RESET');
   }
 
   private connectNext(): void {
@@ -145,4 +145,10 @@ export class TcpProxySession {
     });
     this.opts.onClose(this);
   }
+}
+
+function close(socket: net.Socket, reset: boolean): void {
+  if (socket.destroyed) return;
+  if (reset) socket.resetAndDestroy();
+  else socket.destroy();
 }
