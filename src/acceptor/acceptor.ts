@@ -23,7 +23,7 @@ export class Acceptor {
   listen(listener: ListenerConfig): Promise<BoundListener> {
     return new Promise((resolve, reject) => {
       const server = net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, (socket) => {
-        if (!this.pool.dispatch(listener.name, socket)) this.logger.warn({ listener: listener.name }, 'no worker ready; connection closed');
+        if (!this.pool.dispatch(listener.name, socket)) this.logger.warn({ listener: listener.name, error: 'SHUTTLE_E_NO_WORKER' }, 'no worker ready; connection closed');
       });
       server.once('error', reject);
       server.listen({ host: listener.address.host, port: listener.address.port, backlog: listener.backlog }, () => {
