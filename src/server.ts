@@ -1,17 +1,24 @@
 /**
- * The main thread of a running Shuttle: loads the config, starts the workers, binds the
- * listeners, serves the admin API, and turns signals into drains.
+ * The main thread of a running Shuttle: loads the config, builds the shared plane, starts the
+ * workers, runs health checks, binds the listeners, serves the admin API, and turns signals into
+ * drains.
  *
- *   start: config ─▶ admin (/live) ─▶ workers ready ─▶ listeners bound ─▶ /ready = 200
+ *   start: config ─▶ shared plane ─▶ admin (/live) ─▶ workers ready ─▶ first health-check round
+ *          ─▶ listeners bound ─▶ /ready = 200
  *   stop:  SIGTERM ─▶ /ready = 503, stop accepting ─▶ workers drain (deadline) ─▶ exit 0
  */
-import { unlink, writeFile, readFile } from 'node:fs/promises';
+import { readFile, unlink, writeFile } from 'node:fs/promises';
 import { Acceptor } from './acceptor/acceptor.ts';
 import { WorkerPool } from './acceptor/worker-pool.ts';
 import { AdminServer } from './admin/admin-server.ts';
+import { createMetricsRegistry } from './admin/metrics.ts';
+import { configHash, registerRoutes } from './admin/routes.ts';
+import { ActiveHealthChecker } from './cluster/health/active-checker.ts';
+import { HostHealth } from './cluster/health/host-health.ts';
+import { OutlierDetector } from './cluster/health/outlier-detector.ts';
 import type { LogLevel, ShuttleConfig } from './config/schema.ts';
 import { createLogger, type Logger } from './log/logger.ts';
-import { workerStateName } from './shared/load-table.ts';
+import { StatsLayout, StatsTable } from './shared/stats-table.ts';
 import type { BalanceMode, BoundListener } from './workers/messages.ts';
 
 export interface StartOptions {
@@ -30,6 +37,7 @@ export async function startServer(opts: StartOptions): Promise<void> {
   const logLevel = opts.logLevel ?? config.log.level;
   const { logger, flush } = createLogger({ level: logLevel });
   let phase: Phase = 'starting';
+  const generation = 1;
 
   if (opts.balance === 'reuseport') {
     const unfixed = config.listeners.filter((l) => l.address.port === 0).map((l) => l.name);
@@ -37,22 +45,32 @@ export async function startServer(opts: StartOptions): Promise<void> {
     if (unfixed.length > 0) throw new Error(`--balance reuseport needs a fixed port on every listener (port 0 on: ${unfixed.join(', ')})`);
   }
 
-  const pool = new WorkerPool({ threads: opts.threads, config, balance: opts.balance, logLevel, logger });
+  // The shared plane: counters, host health, per-worker load and event rings.
+  const layout = new StatsLayout(config);
+  const stats = StatsTable.create(layout, opts.threads);
+  const health = new HostHealth(config, layout.hosts, logger);
+  const outliers = new OutlierDetector(config, layout.hosts, health, logger);
+  const checker = new ActiveHealthChecker(config, layout.hosts, health, logger);
+
+  const pool = new WorkerPool({
+    threads: opts.threads, config, balance: opts.balance, logLevel, logger,
+    stats, health: health.table, onEvent: (e) => outliers.onEvent(e),
+  });
   const acceptor = new Acceptor(pool, logger);
   let listeners: BoundListener[] = [];
 
-  const admin = new AdminServer(logger)
-    .route('GET', '/live', () => ({ status: 200, body: 'LIVE\n' }))
-    .route('GET', '/ready', () => (phase === 'serving' ? { status: 200, body: 'READY\n' } : { status: 503, body: `${phase.toUpperCase()}\n` }))
-    .route('GET', '/workers', () => ({
-      status: 200,
-      body: { balance: opts.balance, restarts: pool.totalRestarts, workers: pool.info().map((w) => ({ ...w, state: workerStateName(w.state) })) },
-    }))
-    .route('GET', '/listeners', () => ({ status: 200, body: listeners }))
-    .route('POST', '/workers/:slot/terminate', (params) => {
-      const ok = pool.terminate(Number(params.slot));
-      return ok ? { status: 202, body: { terminated: Number(params.slot) } } : { status: 404, body: { error: `no running worker in slot ${params.slot}` } };
-    });
+  const admin = new AdminServer(logger);
+  registerRoutes(admin, {
+    phase: () => phase,
+    config: () => config,
+    generation: () => generation,
+    listeners: () => listeners,
+    balance: opts.balance,
+    pool,
+    stats,
+    health: health.table,
+    metrics: createMetricsRegistry({ stats, health: health.table, pool, info: () => ({ generation }) }),
+  });
 
   const fail = (err: unknown, what: string): never => {
     logger.fatal({ err }, what);
@@ -65,6 +83,7 @@ export async function startServer(opts: StartOptions): Promise<void> {
   logger.info({ address: adminAddress }, 'admin listening');
 
   const bound = await pool.start().catch((err) => fail(err, 'workers failed to start'));
+  await checker.start();
   if (opts.balance === 'reuseport') {
     listeners = bound[0];
   } else {
@@ -75,7 +94,7 @@ export async function startServer(opts: StartOptions): Promise<void> {
 
   if (opts.pidFile) await writeFile(opts.pidFile, `${process.pid}\n`);
   phase = 'serving';
-  logger.info({ listeners, admin: adminAddress, threads: opts.threads, balance: opts.balance, config: opts.configFile }, 'shuttle ready');
+  logger.info({ listeners, admin: adminAddress, threads: opts.threads, balance: opts.balance, config: opts.configFile, generation, hash: configHash(config) }, 'shuttle ready');
 
   let stopSignals = 0;
   const stop = async (signal: NodeJS.Signals) => {
@@ -88,6 +107,8 @@ export async function startServer(opts: StartOptions): Promise<void> {
     phase = 'draining';
     logger.info({ signal, drain_timeout_ms: config.drain_timeout }, 'draining: no new connections; open ones may finish');
     acceptor.close();
+    checker.stop();
+    outliers.stop();
     await pool.drain(config.drain_timeout);
     await admin.close();
     if (opts.pidFile) await removePidFile(opts.pidFile, logger);

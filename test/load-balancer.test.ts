@@ -1,8 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { Host } from '../src/cluster/host.ts';
 import { LeastConnections, RandomChoice, RoundRobin, WeightedRoundRobin } from '../src/cluster/load-balancer.ts';
+import { HealthFlag, HealthTable } from '../src/shared/health-table.ts';
 
-const hosts = (...weights: number[]) => weights.map((weight, i) => new Host({ host: '127.0.0.1', port: 9000 + i, weight }));
+const health = HealthTable.create(8, 1);
+const hosts = (...weights: number[]) => {
+  for (let i = 0; i < 8; i++) health.clear(i, HealthFlag.FAILED_ACTIVE_HC | HealthFlag.EJECTED);
+  health.setPanic(0, false);
+  return weights.map((weight, i) => new Host({ host: '127.0.0.1', port: 9000 + i, weight }, i, 0, health));
+};
 const ports = (picks: (Host | undefined)[]) => picks.map((h) => (h ? h.port - 9000 : -1));
 const pick = (lb: { choose(ex?: ReadonlySet<Host>): Host | undefined }, n: number, ex?: ReadonlySet<Host>) => Array.from({ length: n }, () => lb.choose(ex));
 
@@ -11,12 +17,15 @@ describe('load balancers', () => {
     const hs = hosts(1, 1, 1);
     const lb = new RoundRobin(hs);
     expect(ports(pick(lb, 6))).toEqual([0, 1, 2, 0, 1, 2]);
-    hs[1].healthy = false;
+    health.set(1, HealthFlag.FAILED_ACTIVE_HC);
     expect(ports(pick(lb, 4))).toEqual([0, 2, 0, 2]);
     expect(ports(pick(lb, 2, new Set([hs[0]])))).toEqual([2, 2]);
-    hs[0].healthy = false;
-    hs[2].healthy = false;
+    health.set(0, HealthFlag.EJECTED);
+    health.set(2, HealthFlag.FAILED_ACTIVE_HC);
     expect(lb.choose()).toBeUndefined();
+    // In panic every host is eligible again.
+    health.setPanic(0, true);
+    expect(ports(pick(lb, 3))).toEqual([0, 1, 2]);
   });
 
   it('weighted round robin is smooth (5:1:1 → a a b a c a a)', () => {

@@ -8,13 +8,20 @@ import type net from 'node:net';
 import { Worker } from 'node:worker_threads';
 import type { LogLevel, ShuttleConfig } from '../config/schema.ts';
 import type { Logger } from '../log/logger.ts';
+import type { UpstreamEvent } from '../shared/events.ts';
+import type { HealthTable } from '../shared/health-table.ts';
 import { LoadTable, WorkerState, type WorkerLoad } from '../shared/load-table.ts';
+import { Ring } from '../shared/ring.ts';
+import type { StatsTable } from '../shared/stats-table.ts';
 import type { BalanceMode, BoundListener, MainToWorker, WorkerInit, WorkerToMain } from '../workers/messages.ts';
 
 const WORKER_ENTRY = new URL('../workers/worker.ts', import.meta.url);
 /** A worker that comes up and then dies this soon counts as crash-looping. */
 const CRASH_WINDOW_MS = 30_000;
 const MAX_RESTART_DELAY_MS = 5_000;
+const ELU_WINDOW_MS = 1_000;
+/** Per worker → main ring: room for thousands of events between two wake-ups of the main loop. */
+const EVENT_RING_BYTES = 64 * 1024;
 
 export interface WorkerPoolOptions {
   threads: number;
@@ -22,6 +29,10 @@ export interface WorkerPoolOptions {
   balance: BalanceMode;
   logLevel: LogLevel;
   logger: Logger;
+  stats: StatsTable;
+  health: HealthTable;
+  /** Called on the main thread for each event a worker reports. */
+  onEvent: (event: UpstreamEvent) => void;
 }
 
 interface Slot {
@@ -34,18 +45,27 @@ interface Slot {
   lastStart: number;
   restartTimer: NodeJS.Timeout | undefined;
   listeners: BoundListener[];
+  /** Outlives the worker: a replacement reuses its slot's ring. */
+  readonly events: Ring;
+  /** Event-loop utilization over the last sampling window, and the sample it was measured from. */
+  elu: number | null;
+  eluSample: ReturnType<Worker['performance']['eventLoopUtilization']> | undefined;
 }
 
 export interface WorkerInfo extends WorkerLoad {
   workerId: number;
   threadId: number | null;
   restarts: number;
+  /** Event-loop utilization (0..1) since the previous read. */
+  eventLoopUtilization: number | null;
 }
 
 export class WorkerPool {
   readonly loadTable: LoadTable;
   private readonly opts: WorkerPoolOptions;
   private readonly slots: Slot[];
+  private readonly stopEvents = new AbortController();
+  private readonly eluTimer: NodeJS.Timeout;
   private nextWorkerId = 1;
   private rotor = 0;
   private stopping = false;
@@ -56,7 +76,15 @@ export class WorkerPool {
     this.loadTable = LoadTable.create(opts.threads);
     this.slots = Array.from({ length: opts.threads }, (_, index) => ({
       index, worker: undefined, workerId: 0, expectingExit: false, recentCrashes: 0, lastStart: 0, restartTimer: undefined, listeners: [],
+      events: Ring.create(EVENT_RING_BYTES),
+      elu: null,
+      eluSample: undefined,
     }));
+    // Read from each worker's loop counters by the runtime itself: no message to the worker.
+    this.eluTimer = setInterval(() => this.sampleElu(), ELU_WINDOW_MS).unref();
+    for (const slot of this.slots) {
+      void slot.events.consume((e) => opts.onEvent(e as UpstreamEvent), this.stopEvents.signal);
+    }
   }
 
   get size(): number {
@@ -104,7 +132,22 @@ export class WorkerPool {
       workerId: slot.workerId,
       threadId: slot.worker?.threadId ?? null,
       restarts: slot.recentCrashes,
+      eventLoopUtilization: slot.worker ? slot.elu : null,
     }));
+  }
+
+  /** Events dropped because a worker's ring was full (see Ring). */
+  get droppedEvents(): number {
+    return this.slots.reduce((n, s) => n + s.events.dropped, 0);
+  }
+
+  private sampleElu(): void {
+    for (const slot of this.slots) {
+      if (!slot.worker) continue;
+      const now = slot.worker.performance.eventLoopUtilization();
+      slot.elu = slot.eluSample ? slot.worker.performance.eventLoopUtilization(now, slot.eluSample).utilization : now.utilization;
+      slot.eluSample = now;
+    }
   }
 
   get totalRestarts(): number {
@@ -128,10 +171,14 @@ export class WorkerPool {
     const backstop = setTimeout(() => this.terminateAll(), deadlineMs + 2_000);
     await Promise.all(pending);
     clearTimeout(backstop);
+    this.stopEvents.abort();
+    clearInterval(this.eluTimer);
   }
 
   terminateAll(): void {
     this.stopping = true;
+    this.stopEvents.abort();
+    clearInterval(this.eluTimer);
     for (const slot of this.slots) {
       clearTimeout(slot.restartTimer);
       slot.expectingExit = true;
@@ -146,6 +193,9 @@ export class WorkerPool {
       slot: slot.index,
       config: this.opts.config,
       loadTable: this.loadTable.buffer,
+      stats: this.opts.stats.buffer,
+      health: this.opts.health.buffer,
+      events: slot.events.buffer,
       balance: this.opts.balance,
       logLevel: this.opts.logLevel,
     };
@@ -176,7 +226,10 @@ export class WorkerPool {
       });
       worker.on('exit', (code) => {
         if (slot.worker === worker) slot.worker = undefined;
+        slot.elu = null;
+        slot.eluSample = undefined;
         this.loadTable.reset(slot.index, WorkerState.EMPTY);
+        this.opts.stats.zeroGauges(slot.index);
         if (!ready) reject(new Error(`worker ${workerId} exited with code ${code} before it was ready`));
         if (slot.expectingExit || this.stopping) {
           log.info({ slot: slot.index, worker: workerId, code }, 'worker exited');

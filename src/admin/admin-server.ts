@@ -10,6 +10,7 @@ import type { Logger } from '../log/logger.ts';
 export interface AdminReply {
   status: number;
   body: unknown;
+  contentType?: string;
 }
 
 export type AdminHandler = (params: Record<string, string>, req: http.IncomingMessage) => AdminReply | Promise<AdminReply>;
@@ -75,7 +76,7 @@ export class AdminServer {
     }
     const text = typeof reply.body === 'string' ? reply.body : JSON.stringify(reply.body, null, 2) + '\n';
     res.writeHead(reply.status, {
-      'content-type': typeof reply.body === 'string' ? 'text/plain; charset=utf-8' : 'application/json',
+      'content-type': reply.contentType ?? (typeof reply.body === 'string' ? 'text/plain; charset=utf-8' : 'application/json'),
       'cache-control': 'no-store',
     });
     res.end(text);

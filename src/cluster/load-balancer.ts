@@ -1,6 +1,7 @@
 /**
- * Load balancers choose a host for one connection or request. All of them skip unhealthy hosts
- * and hosts the caller already tried (`exclude`, for connect retries).
+ * Load balancers choose a host for one connection or request. All of them skip unavailable hosts
+ * (unhealthy, unless the cluster is in panic) and hosts the caller already tried (`exclude`, for
+ * connect retries).
  */
 import type { LbPolicy } from '../config/schema.ts';
 import type { Host } from './host.ts';
@@ -10,7 +11,7 @@ export interface LoadBalancer {
 }
 
 function eligible(host: Host, exclude: ReadonlySet<Host> | undefined): boolean {
-  return host.healthy && !exclude?.has(host);
+  return host.available && !exclude?.has(host);
 }
 
 export class RoundRobin implements LoadBalancer {

@@ -63,11 +63,39 @@ const hostEntry = z.unknown().transform((value, ctx): SocketAddress & { weight: 
   return z.NEVER;
 });
 
+/** Active health checking, run once per process (not per worker). */
+const healthCheck = z.object({
+  type: z.enum(['tcp', 'http']).default('tcp'),
+  interval: positiveDuration.default(5000),
+  timeout: positiveDuration.default(1000),
+  /** Consecutive passes that make an unhealthy host healthy. */
+  healthy_threshold: z.number().int().min(1).max(100).default(2),
+  /** Consecutive failures that make a healthy host unhealthy. */
+  unhealthy_threshold: z.number().int().min(1).max(100).default(3),
+  /** http only: the request path, Host header and statuses that count as a pass. */
+  path: z.string().regex(/^\/[^\s]*$/, 'expected a path starting with /').default('/health'),
+  host: z.string().optional(),
+  expected_statuses: z.array(z.number().int().min(100).max(599)).min(1).default([200]),
+}).strict();
+
+/** Passive health: hosts that keep failing are ejected for a while (Envoy's outlier detection). */
+const outlierDetection = z.object({
+  consecutive_failures: z.number().int().min(1).max(1000).default(5),
+  base_ejection_time: positiveDuration.default(30_000),
+  max_ejection_time: positiveDuration.default(300_000),
+  /** At most this share of a cluster's hosts is ejected at once (one host always may be). */
+  max_ejection_percent: z.number().int().min(0).max(100).default(10),
+}).strict();
+
 const cluster = z.object({
   name,
   lb_policy: z.enum(LB_POLICIES).default('round_robin'),
   connect_timeout: positiveDuration.default(5000),
   hosts: z.array(hostEntry).min(1, 'a cluster needs at least one host'),
+  health_check: healthCheck.optional(),
+  outlier_detection: outlierDetection.optional(),
+  /** Below this percentage of healthy hosts the cluster ignores health (Envoy: 50). */
+  panic_threshold: z.number().min(0).max(100).default(50),
 }).strict();
 
 export const LISTENER_PROTOCOLS = ['tcp'] as const;
@@ -135,5 +163,7 @@ export type ShuttleConfig = z.output<typeof configSchema>;
 export type ListenerConfig = ShuttleConfig['listeners'][number];
 export type ClusterConfig = ShuttleConfig['clusters'][number];
 export type HostConfig = ClusterConfig['hosts'][number];
+export type HealthCheckConfig = NonNullable<ClusterConfig['health_check']>;
+export type OutlierDetectionConfig = NonNullable<ClusterConfig['outlier_detection']>;
 export type LbPolicy = (typeof LB_POLICIES)[number];
 export type LogLevel = (typeof LOG_LEVELS)[number];

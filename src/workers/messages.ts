@@ -13,7 +13,12 @@ export interface WorkerInit {
   readonly workerId: number;
   readonly slot: number;
   readonly config: ShuttleConfig;
+  /** The shared plane: per-worker load, counters (one row per slot), host health. */
   readonly loadTable: SharedArrayBuffer;
+  readonly stats: SharedArrayBuffer;
+  readonly health: SharedArrayBuffer;
+  /** This worker's ring of events for the main thread (worker → main). */
+  readonly events: SharedArrayBuffer;
   readonly balance: BalanceMode;
   readonly logLevel: LogLevel;
 }

@@ -15,7 +15,11 @@ import type { ListenerConfig } from '../config/schema.ts';
 import { ShuttleError } from '../errors.ts';
 import { createLogger } from '../log/logger.ts';
 import { TcpProxySession } from '../proxy/tcp/tcp-proxy.ts';
+import { HealthTable } from '../shared/health-table.ts';
 import { LoadTable } from '../shared/load-table.ts';
+import { Ring } from '../shared/ring.ts';
+import { StatsLayout, StatsTable } from '../shared/stats-table.ts';
+import { WorkerTelemetry } from './telemetry.ts';
 import type { BoundListener, MainToWorker, WorkerInit, WorkerToMain } from './messages.ts';
 
 const init = workerData as WorkerInit;
@@ -23,8 +27,10 @@ const port = parentPort!;
 const config = deepFreeze(init.config);
 const { logger, flush } = createLogger({ level: init.logLevel, worker: init.workerId });
 const loadTable = new LoadTable(init.loadTable);
-const clusters = new ClusterManager(config);
-const listeners = new Map<string, ListenerConfig>(config.listeners.map((l) => [l.name, l]));
+const layout = new StatsLayout(config);
+const telemetry = new WorkerTelemetry(new StatsTable(layout, init.stats).row(init.slot), layout, new Ring(init.events));
+const clusters = new ClusterManager(config, new HealthTable(init.health, layout.hosts.length));
+const listeners = new Map<string, { config: ListenerConfig; index: number }>(config.listeners.map((l, index) => [l.name, { config: l, index }]));
 const sessions = new Set<TcpProxySession>();
 const ownServers: net.Server[] = [];
 let connectionSeq = 0;
@@ -36,18 +42,20 @@ function send(msg: WorkerToMain): void {
 
 /** A connection that is already counted in this worker's load row. */
 function serve(socket: net.Socket, listenerName: string): void {
-  const listener = listeners.get(listenerName);
-  const cluster = listener && clusters.get(listener.cluster);
-  if (!listener || !cluster || draining) {
+  const entry = listeners.get(listenerName);
+  const cluster = entry && clusters.get(entry.config.cluster);
+  if (!entry || !cluster || draining) {
     socket.destroy();
     loadTable.connectionClosed(init.slot);
     return;
   }
   const session = new TcpProxySession(socket, {
     id: `${init.workerId}-${++connectionSeq}`,
-    listener,
+    listener: entry.config,
+    listenerIndex: entry.index,
     cluster,
     logger,
+    telemetry,
     onClose: (s) => {
       sessions.delete(s);
       loadTable.connectionClosed(init.slot);

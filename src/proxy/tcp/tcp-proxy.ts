@@ -14,12 +14,17 @@ import type { Host } from '../../cluster/host.ts';
 import type { ListenerConfig } from '../../config/schema.ts';
 import { ShuttleError, type ErrorCode } from '../../errors.ts';
 import type { Logger } from '../../log/logger.ts';
+import { H, L } from '../../shared/stats-table.ts';
+import type { WorkerTelemetry } from '../../workers/telemetry.ts';
 
 export interface TcpProxyOptions {
   readonly id: string;
   readonly listener: ListenerConfig;
+  /** The listener's position in the config: its stats row offset. */
+  readonly listenerIndex: number;
   readonly cluster: Cluster;
   readonly logger: Logger;
+  readonly telemetry: WorkerTelemetry;
   /** Called once, after both sockets are closed. */
   readonly onClose: (session: TcpProxySession) => void;
 }
@@ -53,6 +58,7 @@ export class TcpProxySession {
     down.setNoDelay(true);
     down.on('error', (err) => this.abort(new ShuttleError('SHUTTLE_E_DOWNSTREAM_RESET', 'downstream', err.message, { cause: err })));
     down.once('close', () => this.socketClosed(down));
+    this.opts.telemetry.downstreamOpened(this.opts.listenerIndex);
     this.connectNext();
   }
 
@@ -69,14 +75,20 @@ export class TcpProxySession {
     const host = cluster.lb.choose(this.tried);
     if (!host) {
       // Every host was tried (or none is healthy): the last connect error, if any, says why.
+      if (!this.error) this.opts.telemetry.noHealthyHost(cluster.index);
       this.abort(this.error ?? new ShuttleError('SHUTTLE_E_NO_HEALTHY_HOST', 'internal', `cluster ${cluster.name} has no host to connect to`));
       return;
     }
     this.tried.add(host);
+    const telemetry = this.opts.telemetry;
     host.activeConnections++;
+    telemetry.upstreamConnecting(host);
     const sock = net.connect({ host: host.host, port: host.port, allowHalfOpen: true, noDelay: true });
     this.connecting = sock;
-    sock.once('close', () => host.activeConnections--);
+    sock.once('close', () => {
+      host.activeConnections--;
+      telemetry.upstreamClosed(host);
+    });
     const timer = setTimeout(() => {
       sock.destroy(new ShuttleError('SHUTTLE_E_UPSTREAM_CONNECT_TIMEOUT', 'upstream', `connect to ${host.address} timed out after ${cluster.config.connect_timeout}ms`, { retryable: true }));
     }, cluster.config.connect_timeout);
@@ -85,6 +97,7 @@ export class TcpProxySession {
       clearTimeout(timer);
       this.connecting = undefined;
       this.error = err instanceof ShuttleError ? err : new ShuttleError('SHUTTLE_E_UPSTREAM_CONNECT_FAILED', 'upstream', `connect to ${host.address} failed: ${err.message}`, { cause: err, retryable: true });
+      telemetry.upstreamConnectFailed(host, this.error.code === 'SHUTTLE_E_UPSTREAM_CONNECT_TIMEOUT');
       this.opts.logger.debug({ conn: this.id, upstream: host.address, err: this.error.message }, 'upstream connect failed');
       if (this.downstream.destroyed) return;
       if (this.tried.size < listener.max_connect_attempts && this.tried.size < cluster.hosts.length) this.connectNext();
@@ -96,6 +109,7 @@ export class TcpProxySession {
       this.connecting = undefined;
       sock.off('error', onConnectError);
       this.error = undefined; // an earlier host's failure is not this connection's outcome
+      telemetry.upstreamConnected(host);
       this.established(sock, host);
     });
   }
@@ -109,6 +123,18 @@ export class TcpProxySession {
     up.once('close', () => this.socketClosed(up));
     // Every byte either way is written to or read from `down`, so its timer sees both directions.
     down.setTimeout(this.opts.listener.idle_timeout, () => this.abort(new ShuttleError('SHUTTLE_E_IDLE_TIMEOUT', 'internal')));
+    // Byte counters: a listener of our own beside pipe()'s, on the worker's own stats row.
+    const row = this.opts.telemetry.row;
+    const listenerBase = this.opts.telemetry.layout.listener(this.opts.listenerIndex);
+    const hostBase = this.opts.telemetry.layout.host(host.index);
+    down.on('data', (chunk: Buffer) => {
+      row[listenerBase + L.downstream_bytes_received] += chunk.length;
+      row[hostBase + H.upstream_bytes_sent] += chunk.length;
+    });
+    up.on('data', (chunk: Buffer) => {
+      row[listenerBase + L.downstream_bytes_sent] += chunk.length;
+      row[hostBase + H.upstream_bytes_received] += chunk.length;
+    });
     down.pipe(up);
     up.pipe(down);
   }
@@ -128,6 +154,7 @@ export class TcpProxySession {
   private finishIfDone(): void {
     if (this.finished || this.openSockets > 0) return;
     this.finished = true;
+    this.opts.telemetry.downstreamClosed(this.opts.listenerIndex);
     const down = this.downstream;
     const code: ErrorCode | undefined = this.error?.code;
     this.opts.logger.info({

@@ -1,0 +1,71 @@
+/**
+ * /metrics: Prometheus text built by prom-client at scrape time from the shared tables. The admin
+ * reads the workers' counters straight from shared memory; it never asks a worker.
+ */
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { WorkerPool } from '../acceptor/worker-pool.ts';
+import type { HealthTable } from '../shared/health-table.ts';
+import { CLUSTER_COUNTERS, HOST_COUNTERS, LISTENER_COUNTERS, isGauge, type StatsTable } from '../shared/stats-table.ts';
+
+export interface MetricsSources {
+  stats: StatsTable;
+  health: HealthTable;
+  pool: WorkerPool;
+  /** Main-thread facts: config generation, reload failures, … */
+  info: () => { generation: number };
+}
+
+export function createMetricsRegistry(src: MetricsSources): Registry {
+  const register = new Registry();
+  collectDefaultMetrics({ register, prefix: 'shuttle_process_' });
+  const { stats } = src;
+  const layout = stats.layout;
+
+  // One metric per counter name, read from the summed worker rows.
+  const family = (scope: string, names: readonly string[], labelNames: string[], each: (set: (offset: number, labels: Record<string, string>) => void, field: number) => void) => {
+    names.forEach((name, field) => {
+      const opts = { name: `shuttle_${scope}_${name}`, help: `${scope} ${name.replaceAll('_', ' ')} (sum over workers)`, labelNames, registers: [register] };
+      if (isGauge(name)) {
+        new Gauge({ ...opts, collect() {
+          this.reset();
+          each((offset, labels) => this.set(labels, stats.sum(offset)), field);
+        } });
+      } else {
+        new Counter({ ...opts, collect() {
+          this.reset();
+          each((offset, labels) => this.inc(labels, stats.sum(offset)), field);
+        } });
+      }
+    });
+  };
+  family('listener', LISTENER_COUNTERS, ['listener'], (set, field) => layout.listeners.forEach((listener, i) => set(layout.listener(i) + field, { listener })));
+  family('cluster', CLUSTER_COUNTERS, ['cluster'], (set, field) => layout.clusters.forEach((cluster, i) => set(layout.cluster(i) + field, { cluster })));
+  family('host', HOST_COUNTERS, ['cluster', 'host'], (set, field) => layout.hosts.forEach((h) => set(layout.host(h.index) + field, { cluster: h.cluster, host: h.address })));
+
+  new Gauge({ name: 'shuttle_host_healthy', help: '1 if the host is healthy (active checks passing, not ejected)', labelNames: ['cluster', 'host'], registers: [register], collect() {
+    for (const h of layout.hosts) this.set({ cluster: h.cluster, host: h.address }, src.health.healthy(h.index) ? 1 : 0);
+  } });
+  new Gauge({ name: 'shuttle_cluster_panic', help: '1 while the cluster has too few healthy hosts and balances over all', labelNames: ['cluster'], registers: [register], collect() {
+    layout.clusters.forEach((cluster, i) => this.set({ cluster }, src.health.panic(i) ? 1 : 0));
+  } });
+  new Gauge({ name: 'shuttle_worker_connections_active', help: 'connections a worker holds now', labelNames: ['worker'], registers: [register], collect() {
+    this.reset();
+    for (const w of src.pool.info()) this.set({ worker: String(w.slot) }, w.activeConnections);
+  } });
+  new Gauge({ name: 'shuttle_worker_event_loop_utilization', help: 'share of time a worker\'s event loop was busy since the previous scrape', labelNames: ['worker'], registers: [register], collect() {
+    this.reset();
+    for (const w of src.pool.info()) if (w.eventLoopUtilization !== null) this.set({ worker: String(w.slot) }, w.eventLoopUtilization);
+  } });
+  new Counter({ name: 'shuttle_worker_restarts_total', help: 'workers replaced after an unexpected exit', registers: [register], collect() {
+    this.reset();
+    this.inc(src.pool.totalRestarts);
+  } });
+  new Counter({ name: 'shuttle_ring_dropped_events_total', help: 'worker events dropped because a ring was full', registers: [register], collect() {
+    this.reset();
+    this.inc(src.pool.droppedEvents);
+  } });
+  new Gauge({ name: 'shuttle_config_generation', help: 'generation of the running config', registers: [register], collect() {
+    this.set(src.info().generation);
+  } });
+  return register;
+}

@@ -1,0 +1,57 @@
+/**
+ * What a worker records about its traffic: counters in its own row of the shared stats table, and
+ * upstream events for the outlier detector through its ring. One object per worker, handed to
+ * every session.
+ */
+import type { Host } from '../cluster/host.ts';
+import { UpstreamReporter } from '../shared/events.ts';
+import type { Ring } from '../shared/ring.ts';
+import { C, H, L, type StatsLayout } from '../shared/stats-table.ts';
+
+export class WorkerTelemetry {
+  /** This worker's row: written by this thread only. */
+  readonly row: Float64Array;
+  readonly layout: StatsLayout;
+  private readonly reporter: UpstreamReporter;
+
+  constructor(row: Float64Array, layout: StatsLayout, events: Ring) {
+    this.row = row;
+    this.layout = layout;
+    this.reporter = new UpstreamReporter(events, layout.hosts.length);
+  }
+
+  downstreamOpened(listener: number): void {
+    const base = this.layout.listener(listener);
+    this.row[base + L.downstream_cx_total]++;
+    this.row[base + L.downstream_cx_active]++;
+  }
+
+  downstreamClosed(listener: number): void {
+    this.row[this.layout.listener(listener) + L.downstream_cx_active]--;
+  }
+
+  noHealthyHost(cluster: number): void {
+    this.row[this.layout.cluster(cluster) + C.upstream_cx_none_healthy]++;
+  }
+
+  upstreamConnecting(host: Host): void {
+    const base = this.layout.host(host.index);
+    this.row[base + H.upstream_cx_total]++;
+    this.row[base + H.upstream_cx_active]++;
+  }
+
+  upstreamClosed(host: Host): void {
+    this.row[this.layout.host(host.index) + H.upstream_cx_active]--;
+  }
+
+  upstreamConnectFailed(host: Host, timedOut: boolean): void {
+    const base = this.layout.host(host.index);
+    this.row[base + H.upstream_cx_connect_fail]++;
+    if (timedOut) this.row[base + H.upstream_cx_connect_timeout]++;
+    this.reporter.connectFailed(host.index);
+  }
+
+  upstreamConnected(host: Host): void {
+    this.reporter.connected(host.index);
+  }
+}
