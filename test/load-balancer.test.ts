@@ -15,7 +15,7 @@ const pick = (lb: { choose(ex?: ReadonlySet<Host>): Host | undefined }, n: numbe
 describe('load balancers', () => {
   it('round robin cycles and skips unhealthy and excluded hosts', () => {
     const hs = hosts(1, 1, 1);
-    const lb = new RoundRobin(hs);
+    const lb = new RoundRobin(hs, 0);
     expect(ports(pick(lb, 6))).toEqual([0, 1, 2, 0, 1, 2]);
     health.set(1, HealthFlag.FAILED_ACTIVE_HC);
     expect(ports(pick(lb, 4))).toEqual([0, 2, 0, 2]);
@@ -56,7 +56,7 @@ describe('load balancers', () => {
 
   it('least connections picks the least busy host, weight-adjusted, rotating on ties', () => {
     const hs = hosts(1, 1, 2);
-    const lb = new LeastConnections(hs);
+    const lb = new LeastConnections(hs, 0);
     hs[0].activeConnections = 3;
     hs[1].activeConnections = 1;
     hs[2].activeConnections = 4; // 4 / weight 2 = 2

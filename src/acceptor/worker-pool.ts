@@ -214,6 +214,8 @@ export class WorkerPool {
           ready = true;
           slot.listeners = msg.listeners;
           this.loadTable.setState(slot.index, WorkerState.READY);
+          slot.eluSample = worker.performance.eventLoopUtilization();
+          slot.elu = slot.eluSample.utilization;
           log.info({ slot: slot.index, worker: workerId, thread_id: worker.threadId }, 'worker ready');
           resolve(msg.listeners);
         } else if (msg.type === 'listen-failed') {

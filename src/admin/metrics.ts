@@ -17,14 +17,16 @@ export interface MetricsSources {
 
 export function createMetricsRegistry(src: MetricsSources): Registry {
   const register = new Registry();
-  collectDefaultMetrics({ register, prefix: 'shuttle_process_' });
+  collectDefaultMetrics({ register, prefix: 'shuttle_' }); // shuttle_process_*, shuttle_nodejs_* (main thread)
   const { stats } = src;
   const layout = stats.layout;
 
   // One metric per counter name, read from the summed worker rows.
   const family = (scope: string, names: readonly string[], labelNames: string[], each: (set: (offset: number, labels: Record<string, string>) => void, field: number) => void) => {
     names.forEach((name, field) => {
-      const opts = { name: `shuttle_${scope}_${name}`, help: `${scope} ${name.replaceAll('_', ' ')} (sum over workers)`, labelNames, registers: [register] };
+      // Envoy's stat names, with Prometheus' `_total` on every counter.
+      const metricName = `shuttle_${scope}_${name}${isGauge(name) || name.endsWith('_total') ? '' : '_total'}`;
+      const opts = { name: metricName, help: `${scope} ${name.replaceAll('_', ' ')} (sum over workers)`, labelNames, registers: [register] };
       if (isGauge(name)) {
         new Gauge({ ...opts, collect() {
           this.reset();

@@ -14,11 +14,15 @@ function eligible(host: Host, exclude: ReadonlySet<Host> | undefined): boolean {
   return host.available && !exclude?.has(host);
 }
 
+/** Each worker starts at a random host, so workers do not all send their first picks to host 0. */
+const randomStart = (hosts: readonly Host[]) => Math.floor(Math.random() * hosts.length);
+
 export class RoundRobin implements LoadBalancer {
-  private next = 0;
+  private next: number;
   private readonly hosts: readonly Host[];
-  constructor(hosts: readonly Host[]) {
+  constructor(hosts: readonly Host[], start = randomStart(hosts)) {
     this.hosts = hosts;
+    this.next = start;
   }
 
   choose(exclude?: ReadonlySet<Host>): Host | undefined {
@@ -86,10 +90,11 @@ export class RandomChoice implements LoadBalancer {
 
 /** Fewest active connections (from this worker) per unit of weight; ties rotate. */
 export class LeastConnections implements LoadBalancer {
-  private next = 0;
+  private next: number;
   private readonly hosts: readonly Host[];
-  constructor(hosts: readonly Host[]) {
+  constructor(hosts: readonly Host[], start = randomStart(hosts)) {
     this.hosts = hosts;
+    this.next = start;
   }
 
   choose(exclude?: ReadonlySet<Host>): Host | undefined {

@@ -12,7 +12,7 @@
 import { formatAddress } from '../config/address.ts';
 import type { ShuttleConfig } from '../config/schema.ts';
 
-export const LISTENER_COUNTERS = ['downstream_cx_total', 'downstream_cx_active', 'downstream_bytes_received', 'downstream_bytes_sent'] as const;
+export const LISTENER_COUNTERS = ['downstream_cx_total', 'downstream_cx_active', 'downstream_cx_rx_bytes_total', 'downstream_cx_tx_bytes_total'] as const;
 export const CLUSTER_COUNTERS = ['upstream_cx_none_healthy'] as const;
 export const HOST_COUNTERS = [
   'upstream_cx_total',
@@ -21,8 +21,8 @@ export const HOST_COUNTERS = [
   'upstream_cx_connect_timeout',
   'upstream_rq_total',
   'upstream_rq_error',
-  'upstream_bytes_sent',
-  'upstream_bytes_received',
+  'upstream_cx_tx_bytes_total',
+  'upstream_cx_rx_bytes_total',
 ] as const;
 
 export type ListenerCounter = (typeof LISTENER_COUNTERS)[number];

@@ -60,13 +60,13 @@ export async function hashServer(name: string): Promise<Upstream> {
 }
 
 /** Writes `name` as soon as a client connects, then echoes. */
-export async function namedServer(name: string): Promise<Upstream> {
+export async function namedServer(name: string, port = 0): Promise<Upstream> {
   const server = net.createServer({ allowHalfOpen: true }, (s) => {
     s.on('error', () => {});
     s.write(`${name}\n`);
     s.pipe(s);
   });
-  return track(server, await listen(server));
+  return track(server, await listen(server, port));
 }
 
 /** A loopback port with nothing listening on it (connects are refused). */

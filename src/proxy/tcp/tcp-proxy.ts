@@ -128,12 +128,12 @@ export class TcpProxySession {
     const listenerBase = this.opts.telemetry.layout.listener(this.opts.listenerIndex);
     const hostBase = this.opts.telemetry.layout.host(host.index);
     down.on('data', (chunk: Buffer) => {
-      row[listenerBase + L.downstream_bytes_received] += chunk.length;
-      row[hostBase + H.upstream_bytes_sent] += chunk.length;
+      row[listenerBase + L.downstream_cx_rx_bytes_total] += chunk.length;
+      row[hostBase + H.upstream_cx_tx_bytes_total] += chunk.length;
     });
     up.on('data', (chunk: Buffer) => {
-      row[listenerBase + L.downstream_bytes_sent] += chunk.length;
-      row[hostBase + H.upstream_bytes_received] += chunk.length;
+      row[listenerBase + L.downstream_cx_tx_bytes_total] += chunk.length;
+      row[hostBase + H.upstream_cx_rx_bytes_total] += chunk.length;
     });
     down.pipe(up);
     up.pipe(down);
