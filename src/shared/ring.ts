@@ -92,10 +92,35 @@ export class Ring {
     return true;
   }
 
+  /**
+   * Producer side, for threads that may block (not a serving event loop): waits up to timeoutMs
+   * for room instead of dropping. Returns false (counted as a drop) if there is still no room.
+   */
+  pushBlocking(value: unknown, timeoutMs: number): boolean {
+    const payload = packr.pack(value);
+    const need = LENGTH_BYTES + payload.length;
+    if (need > this.capacity) throw new RingRecordTooLarge(need, this.capacity);
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const head = Atomics.load(this.header, HEAD);
+      const free = this.capacity - ((Atomics.load(this.header, TAIL) - head) >>> 0);
+      const left = deadline - performance.now();
+      if (free >= need || left <= 0) return this.pushBytes(payload);
+      Atomics.wait(this.header, HEAD, head, left);
+    }
+  }
+
   /** Consumer side. The next record, decoded, or undefined when the ring is empty. */
   shift(): unknown {
-    const bytes = this.shiftBytes();
-    return bytes === undefined ? undefined : packr.unpack(bytes);
+    const head = Atomics.load(this.header, HEAD) >>> 0;
+    const tail = Atomics.load(this.header, TAIL) >>> 0;
+    if (head === tail) return undefined;
+    const length = this.readLength(head);
+    const start = (head + LENGTH_BYTES) & this.mask;
+    // Decode in place when the record does not wrap: one copy fewer than shiftBytes().
+    const value = start + length <= this.capacity ? packr.unpack(this.data.subarray(start, start + length)) : packr.unpack(this.readWrapped(start, length));
+    Atomics.store(this.header, HEAD, (head + LENGTH_BYTES + length) | 0);
+    return value;
   }
 
   shiftBytes(): Uint8Array | undefined {
@@ -103,8 +128,7 @@ export class Ring {
     const tail = Atomics.load(this.header, TAIL) >>> 0;
     if (head === tail) return undefined;
     const length = this.readLength(head);
-    const out = new Uint8Array(length);
-    this.copyOut(out, (head + LENGTH_BYTES) >>> 0);
+    const out = this.readWrapped((head + LENGTH_BYTES) & this.mask, length);
     Atomics.store(this.header, HEAD, (head + LENGTH_BYTES + length) | 0);
     return out;
   }
@@ -112,7 +136,12 @@ export class Ring {
   /** Consumer side: hands every waiting record to `fn`; returns how many. */
   drain(fn: (value: unknown) => void): number {
     let n = 0;
-    for (let bytes = this.shiftBytes(); bytes !== undefined; bytes = this.shiftBytes(), n++) fn(packr.unpack(bytes));
+    while (Atomics.load(this.header, HEAD) !== Atomics.load(this.header, TAIL)) {
+      fn(this.shift());
+      n++;
+    }
+    // One wake-up per batch for a producer blocked in pushBlocking (free when nobody waits).
+    if (n > 0) Atomics.notify(this.header, HEAD);
     return n;
   }
 
@@ -161,10 +190,12 @@ export class Ring {
     if (first < src.length) this.data.set(src.subarray(first), 0);
   }
 
-  private copyOut(dst: Uint8Array, at: number): void {
-    const start = at & this.mask;
-    const first = Math.min(dst.length, this.capacity - start);
-    dst.set(this.data.subarray(start, start + first));
-    if (first < dst.length) dst.set(this.data.subarray(0, dst.length - first), first);
+  /** A copy of `length` bytes from data offset `start`, which may wrap past the end. */
+  private readWrapped(start: number, length: number): Uint8Array {
+    const out = new Uint8Array(length);
+    const first = Math.min(length, this.capacity - start);
+    out.set(this.data.subarray(start, start + first));
+    if (first < length) out.set(this.data.subarray(0, length - first), first);
+    return out;
   }
 }
