@@ -7,7 +7,7 @@
  *          ─▶ listeners bound ─▶ /ready = 200
  *   stop:  SIGTERM ─▶ /ready = 503, stop accepting ─▶ workers drain (deadline) ─▶ exit 0
  */
-import { readFile, unlink, writeFile } from 'node:fs/promises';
+import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { Acceptor } from './acceptor/acceptor.ts';
 import { WorkerPool } from './acceptor/worker-pool.ts';
 import { AdminServer } from './admin/admin-server.ts';
@@ -92,7 +92,7 @@ export async function startServer(opts: StartOptions): Promise<void> {
     }
   }
 
-  if (opts.pidFile) await writeFile(opts.pidFile, `${process.pid}\n`);
+  if (opts.pidFile) writeFileSync(opts.pidFile, `${process.pid}\n`);
   phase = 'serving';
   logger.info({ listeners, admin: adminAddress, threads: opts.threads, balance: opts.balance, config: opts.configFile, generation, hash: configHash(config) }, 'shuttle ready');
 
@@ -111,7 +111,7 @@ export async function startServer(opts: StartOptions): Promise<void> {
     outliers.stop();
     await pool.drain(config.drain_timeout);
     await admin.close();
-    if (opts.pidFile) await removePidFile(opts.pidFile, logger);
+    if (opts.pidFile) removePidFile(opts.pidFile, logger);
     logger.info('stopped');
     flush();
     process.exit(0);
@@ -121,9 +121,9 @@ export async function startServer(opts: StartOptions): Promise<void> {
 }
 
 /** Removes the pid file only if it still names this process (a successor may own it). */
-async function removePidFile(path: string, logger: Logger): Promise<void> {
+function removePidFile(path: string, logger: Logger): void {
   try {
-    if ((await readFile(path, 'utf8')).trim() === String(process.pid)) await unlink(path);
+    if (readFileSync(path, 'utf8').trim() === String(process.pid)) unlinkSync(path);
   } catch (err) {
     logger.debug({ err }, 'pid file not removed');
   }

@@ -2,10 +2,13 @@
  * The real CLI with --threads 2, proxying raw TCP to real servers on 127.0.0.1.
  */
 import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Client, closedPort, echoServer, hashServer, namedServer, sendAndCollect, sha256, type Upstream } from './support/net.ts';
-import { startShuttle, testConfig, type ShuttleProcess } from './support/shuttle.ts';
+import { ShuttleProcess, startShuttle, testConfig, writeTempConfig } from './support/shuttle.ts';
 
 const running: { shuttles: ShuttleProcess[]; upstreams: Upstream[]; clients: Client[] } = { shuttles: [], upstreams: [], clients: [] };
 
@@ -228,5 +231,37 @@ describe('L4 TCP proxy (2 worker threads)', () => {
     expect(await shuttle.waitForExit(10_000)).toBe(0);
     const access = shuttle.logs.find((l) => l.msg === 'access');
     expect(access?.error).toBe('SHUTTLE_E_DRAIN_DEADLINE');
+  });
+
+  // Regression: with the pid file written through fs/promises, a later SIGTERM killed the process
+  // (default action) instead of draining it, whenever it was not the first process this test
+  // worker spawned. The pid file is now written and removed synchronously.
+  it('writes the pid file when ready, drains on SIGTERM, and removes the file on exit', async () => {
+    const echo = up(await echoServer());
+    const pidFile = join(mkdtempSync(join(tmpdir(), 'shuttle-pid-')), 'shuttle.pid');
+    const shuttle = new ShuttleProcess(writeTempConfig(testConfig({
+      listeners: [{ name: 'in', address: '127.0.0.1:0', cluster: 'backend' }],
+      clusters: [{ name: 'backend', hosts: [echo.address] }],
+    })), { threads: 2, args: ['--pid-file', pidFile] });
+    running.shuttles.push(shuttle);
+    await shuttle.ready();
+    expect(readFileSync(pidFile, 'utf8').trim()).toBe(String(shuttle.pid));
+    shuttle.signal('SIGTERM');
+    const code = await shuttle.waitForExit();
+    expect({ code, signal: shuttle.child.signalCode, stderr: shuttle.stderr }).toEqual({ code: 0, signal: null, stderr: '' });
+    expect(shuttle.logs.some((l) => l.msg === 'stopped')).toBe(true);
+    expect(existsSync(pidFile)).toBe(false);
+  });
+
+  it('exits at once on a second stop signal, even with connections still draining', async () => {
+    const echo = up(await echoServer());
+    const { shuttle, port } = await proxy([echo.address], { top: { drain_timeout: '60s' } });
+    const c = await connect(port);
+    expect(await c.echo('x')).toBe('x');
+    shuttle.signal('SIGTERM');
+    await shuttle.waitForLog((l) => l.msg.startsWith('draining'), 5_000, 'drain start');
+    shuttle.signal('SIGINT');
+    expect(await shuttle.waitForExit(5_000)).toBe(1);
+    await c.closed;
   });
 });
