@@ -35,7 +35,7 @@ type Phase = 'starting' | 'serving' | 'draining';
 export async function startServer(opts: StartOptions): Promise<void> {
   const { config } = opts;
   const logLevel = opts.logLevel ?? config.log.level;
-  const { logger, flush } = createLogger({ level: logLevel });
+  const { logger, flush, flushSync } = createLogger({ level: logLevel });
   let phase: Phase = 'starting';
   const generation = 1;
 
@@ -75,7 +75,7 @@ export async function startServer(opts: StartOptions): Promise<void> {
   const fail = (err: unknown, what: string): never => {
     logger.fatal({ err }, what);
     pool.terminateAll();
-    flush();
+    flushSync();
     process.exit(1);
   };
 
@@ -101,7 +101,7 @@ export async function startServer(opts: StartOptions): Promise<void> {
     if (++stopSignals > 1) {
       logger.warn({ signal }, 'second stop signal: exiting now');
       pool.terminateAll();
-      flush();
+      flushSync();
       process.exit(1);
     }
     phase = 'draining';
@@ -113,7 +113,7 @@ export async function startServer(opts: StartOptions): Promise<void> {
     await admin.close();
     if (opts.pidFile) removePidFile(opts.pidFile, logger);
     logger.info('stopped');
-    flush();
+    await flush();
     process.exit(0);
   };
   process.on('SIGTERM', (s) => void stop(s));

@@ -8,6 +8,7 @@ import parsePrometheus from 'parse-prometheus-text-format';
 import { afterEach, describe, expect, it } from 'vitest';
 import { redact } from '../src/admin/routes.ts';
 import { Client, closedPort, echoServer, namedServer, type Upstream } from './support/net.ts';
+import { eventually } from './support/wait.ts';
 import { startShuttle, testConfig, type ShuttleProcess } from './support/shuttle.ts';
 
 const cleanup: (() => Promise<unknown> | void)[] = [];
@@ -48,16 +49,6 @@ async function greeting(port: number): Promise<string> {
 type ClusterView = { name: string; panic: boolean; hosts: { address: string; health: string; flags: string[]; active_connections: number; connections_total: number; connect_failures: number }[] };
 async function clusters(admin: string): Promise<ClusterView[]> {
   return (await (await fetch(`${admin}/clusters`)).json()) as ClusterView[];
-}
-
-async function eventually<T>(read: () => Promise<T>, pred: (v: T) => boolean, timeoutMs = 5_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await read();
-    if (pred(v)) return v;
-    if (Date.now() > deadline) throw new Error(`condition not met in ${timeoutMs}ms; last value: ${JSON.stringify(v)}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 function metricValue(families: ReturnType<typeof parsePrometheus>, name: string, labels: Record<string, string> = {}): number {

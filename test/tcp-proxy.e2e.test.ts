@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Client, closedPort, echoServer, hashServer, namedServer, sendAndCollect, sha256, type Upstream } from './support/net.ts';
+import { eventually } from './support/wait.ts';
 import { ShuttleProcess, startShuttle, testConfig, writeTempConfig } from './support/shuttle.ts';
 
 const running: { shuttles: ShuttleProcess[]; upstreams: Upstream[]; clients: Client[] } = { shuttles: [], upstreams: [], clients: [] };
@@ -44,17 +45,6 @@ type WorkerRow = { slot: number; state: string; activeConnections: number; total
 async function workers(admin: string): Promise<{ restarts: number; workers: WorkerRow[] }> {
   const res = await fetch(`${admin}/workers`);
   return (await res.json()) as { restarts: number; workers: WorkerRow[] };
-}
-
-/** Polls an admin read until `pred` holds: the state is shared memory, updated as sockets close. */
-async function eventually<T>(read: () => Promise<T>, pred: (v: T) => boolean, timeoutMs = 5_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await read();
-    if (pred(v)) return v;
-    if (Date.now() > deadline) throw new Error(`condition not met in ${timeoutMs}ms; last value: ${JSON.stringify(v)}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 describe('L4 TCP proxy (2 worker threads)', () => {

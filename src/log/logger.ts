@@ -13,7 +13,15 @@ export interface LoggerOptions {
   worker?: number;
 }
 
-export function createLogger(opts: LoggerOptions): { logger: Logger; flush: () => void } {
+export interface LoggerHandle {
+  logger: Logger;
+  /** Writes out what is buffered; resolves when it is written (or after 1 s at most). */
+  flush: () => Promise<void>;
+  /** Best effort, for paths that exit at once (fatal errors, a second stop signal). */
+  flushSync: () => void;
+}
+
+export function createLogger(opts: LoggerOptions): LoggerHandle {
   const destination = pino.destination({ dest: 1, sync: false });
   const logger = pino(
     {
@@ -26,11 +34,19 @@ export function createLogger(opts: LoggerOptions): { logger: Logger; flush: () =
   );
   return {
     logger,
-    flush: () => {
+    // A thread that exits right after logging must wait for the write, or its last lines are lost.
+    flush: () => new Promise((resolve) => {
+      const timer = setTimeout(resolve, 1_000);
+      destination.flush(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    }),
+    flushSync: () => {
       try {
         destination.flushSync();
       } catch {
-        // Nothing is pending, or fd 1 is gone; either way there is nothing left to save.
+        // A write is in flight or fd 1 is gone: nothing more can be saved synchronously.
       }
     },
   };

@@ -25,7 +25,7 @@ import type { BoundListener, MainToWorker, WorkerInit, WorkerToMain } from './me
 const init = workerData as WorkerInit;
 const port = parentPort!;
 const config = deepFreeze(init.config);
-const { logger, flush } = createLogger({ level: init.logLevel, worker: init.workerId });
+const { logger, flush, flushSync } = createLogger({ level: init.logLevel, worker: init.workerId });
 const loadTable = new LoadTable(init.loadTable);
 const layout = new StatsLayout(config);
 const telemetry = new WorkerTelemetry(new StatsTable(layout, init.stats).row(init.slot), layout, new Ring(init.events));
@@ -95,10 +95,12 @@ function drain(deadlineMs: number): void {
   }, deadlineMs).unref();
 }
 
+let exiting = false;
 function exit(): void {
+  if (exiting) return;
+  exiting = true;
   logger.info('worker stopped');
-  flush();
-  process.exit(0);
+  void flush().then(() => process.exit(0));
 }
 
 port.on('message', (msg: MainToWorker) => {
@@ -119,7 +121,7 @@ if (init.balance === 'reuseport') {
       bound.push(await listenOwn(listener));
     } catch (err) {
       send({ type: 'listen-failed', listener: listener.name, error: (err as Error).message });
-      flush();
+      flushSync();
       process.exit(1);
     }
   }
