@@ -1,0 +1,199 @@
+/**
+ * Streaming HTTP/1.1 decoder into MOSN's shape: a head (parsed), then body bytes (raw, as they came
+ * off the wire, chunked framing included), then the end of the message (with trailers, if any).
+ *
+ *   feed(bytes) ─▶ onHead(head) ─▶ onBody(raw)* ─▶ onComplete(trailers)
+ *                    │ (paused after each message until resume(): pipelined requests wait their turn)
+ *
+ * Only the head is parsed; a body is scanned just enough to find where it ends.
+ */
+import { ChunkedScanner } from './chunked.ts';
+import { HttpParseError } from './errors.ts';
+import { DEFAULT_HEAD_LIMITS, parseRequestHead, parseResponseHead, responseHasNoBody, type HeadLimits, type RequestHead, type ResponseHead } from './head.ts';
+
+export interface DecoderHandler<H> {
+  onHead(head: H): void;
+  /** Raw body bytes; the buffer may be a view into a socket chunk: copy it if kept. */
+  onBody(chunk: Buffer): void;
+  onComplete(trailers: string[]): void;
+}
+
+const CRLFCRLF = Buffer.from('\r\n\r\n');
+
+const CHUNKED = -1;
+const UNTIL_CLOSE = -2;
+
+const Mode = { Head: 0, Length: 1, Chunked: 2, UntilClose: 3, Paused: 4, Detached: 5 } as const;
+
+export interface DecoderOptions {
+  limits?: HeadLimits;
+  /** Largest request body accepted (413 beyond it); responses are not limited. */
+  maxBodyBytes?: number;
+}
+
+abstract class Http1Decoder<H extends RequestHead | ResponseHead> {
+  protected mode: number = Mode.Head;
+  private pending: Buffer | undefined;
+  private remaining = 0;
+  private chunked: ChunkedScanner | undefined;
+  protected readonly handler: DecoderHandler<H>;
+  protected readonly limits: HeadLimits;
+  protected readonly maxBodyBytes: number;
+
+  constructor(handler: DecoderHandler<H>, opts: DecoderOptions = {}) {
+    this.handler = handler;
+    this.limits = opts.limits ?? DEFAULT_HEAD_LIMITS;
+    this.maxBodyBytes = opts.maxBodyBytes ?? Infinity;
+  }
+
+  /** True while a message has completed and the next one waits for resume(). */
+  get paused(): boolean {
+    return this.mode === Mode.Paused;
+  }
+
+  /** Bytes received but not yet decoded (pipelined messages waiting their turn). */
+  get buffered(): number {
+    return this.pending?.length ?? 0;
+  }
+
+  /** Feeds bytes; throws HttpParseError on malformed input. */
+  feed(chunk: Buffer): void {
+    if (this.mode === Mode.Detached) throw new Error('decoder is detached');
+    if (this.pending) {
+      chunk = Buffer.concat([this.pending, chunk]);
+      this.pending = undefined;
+    }
+    this.run(chunk, 0);
+  }
+
+  /** Continues with buffered bytes after a message completed. */
+  resume(): void {
+    if (this.mode !== Mode.Paused) return;
+    this.mode = Mode.Head;
+    const rest = this.pending;
+    this.pending = undefined;
+    if (rest) this.run(rest, 0);
+  }
+
+  /** The peer closed: completes a body delimited by the close; false if a message was cut short. */
+  end(): boolean {
+    if (this.mode === Mode.UntilClose) {
+      this.finish([]);
+      return true;
+    }
+    return (this.mode === Mode.Head || this.mode === Mode.Paused) && !this.pending;
+  }
+
+  /** Stops decoding (the connection became a tunnel) and returns any bytes left over. */
+  detach(): Buffer | undefined {
+    this.mode = Mode.Detached;
+    const rest = this.pending;
+    this.pending = undefined;
+    return rest;
+  }
+
+  protected abstract readonly errorCode: 'SHUTTLE_E_HTTP_BAD_REQUEST' | 'SHUTTLE_E_HTTP_BAD_RESPONSE';
+  protected abstract parseHead(buf: Buffer, start: number, end: number): H;
+  /** Body framing of a head just parsed: its length, CHUNKED or UNTIL_CLOSE. */
+  protected abstract bodyLength(head: H): number;
+
+  private run(buf: Buffer, i: number): void {
+    const len = buf.length;
+    while (i < len) {
+      switch (this.mode) {
+        case Mode.Head: {
+          const headEnd = buf.indexOf(CRLFCRLF, i);
+          if (headEnd < 0) {
+            if (len - i > this.limits.maxHeadBytes) throw new HttpParseError('SHUTTLE_E_HTTP_HEADERS_TOO_LARGE', `header section larger than ${this.limits.maxHeadBytes} bytes`);
+            this.pending = buf.subarray(i);
+            return;
+          }
+          if (headEnd - i > this.limits.maxHeadBytes) throw new HttpParseError('SHUTTLE_E_HTTP_HEADERS_TOO_LARGE', `header section larger than ${this.limits.maxHeadBytes} bytes`);
+          const head = this.parseHead(buf, i, headEnd);
+          i = headEnd + 4;
+          const length = this.bodyLength(head);
+          this.handler.onHead(head);
+          if (length === CHUNKED) {
+            this.chunked = new ChunkedScanner(this.errorCode);
+            this.mode = Mode.Chunked;
+          } else if (length === UNTIL_CLOSE) {
+            this.mode = Mode.UntilClose;
+          } else if (length === 0) {
+            this.finish([]);
+          } else {
+            this.remaining = length;
+            this.mode = Mode.Length;
+          }
+          break;
+        }
+        case Mode.Length: {
+          const take = Math.min(this.remaining, len - i);
+          this.handler.onBody(buf.subarray(i, i + take));
+          this.remaining -= take;
+          i += take;
+          if (this.remaining === 0) this.finish([]);
+          break;
+        }
+        case Mode.Chunked: {
+          const scanner = this.chunked!;
+          const end = scanner.scan(buf, i, len);
+          if (scanner.payloadBytes > this.maxBodyBytes) throw new HttpParseError('SHUTTLE_E_HTTP_BODY_TOO_LARGE', `body larger than ${this.maxBodyBytes} bytes`);
+          const stop = end < 0 ? len : end;
+          this.handler.onBody(buf.subarray(i, stop));
+          i = stop;
+          if (end >= 0) this.finish(scanner.trailers);
+          break;
+        }
+        case Mode.UntilClose:
+          this.handler.onBody(i === 0 ? buf : buf.subarray(i));
+          return;
+        case Mode.Paused:
+        case Mode.Detached:
+          this.pending = buf.subarray(i);
+          return;
+      }
+    }
+  }
+
+  private finish(trailers: string[]): void {
+    this.chunked = undefined;
+    this.mode = Mode.Paused;
+    this.handler.onComplete(trailers);
+  }
+}
+
+export class RequestDecoder extends Http1Decoder<RequestHead> {
+  protected readonly errorCode = 'SHUTTLE_E_HTTP_BAD_REQUEST';
+
+  protected parseHead(buf: Buffer, start: number, end: number): RequestHead {
+    // Tolerate empty lines before a request line (RFC 9112 §2.2).
+    while (start + 1 < end && buf[start] === 13 && buf[start + 1] === 10) start += 2;
+    return parseRequestHead(buf, start, end, this.limits);
+  }
+
+  protected bodyLength(head: RequestHead): number {
+    if (head.contentLength > this.maxBodyBytes) throw new HttpParseError('SHUTTLE_E_HTTP_BODY_TOO_LARGE', `Content-Length ${head.contentLength} over the limit of ${this.maxBodyBytes}`);
+    if (head.chunked) return CHUNKED;
+    return head.contentLength < 0 ? 0 : head.contentLength;
+  }
+}
+
+export class ResponseDecoder extends Http1Decoder<ResponseHead> {
+  protected readonly errorCode = 'SHUTTLE_E_HTTP_BAD_RESPONSE';
+  private requestMethod = 'GET';
+
+  /** The method of the request this response answers (HEAD responses have no body). */
+  expectResponseTo(method: string): void {
+    this.requestMethod = method;
+  }
+
+  protected parseHead(buf: Buffer, start: number, end: number): ResponseHead {
+    return parseResponseHead(buf, start, end, this.limits);
+  }
+
+  protected bodyLength(head: ResponseHead): number {
+    if (responseHasNoBody(this.requestMethod, head.status)) return 0;
+    if (head.chunked) return CHUNKED;
+    return head.contentLength >= 0 ? head.contentLength : UNTIL_CLOSE;
+  }
+}

@@ -1,0 +1,181 @@
+/**
+ * HTTP/1.1 message heads: parsing with RFC 9112's request-smuggling defences, and the framing
+ * facts a proxy needs (body length, chunked, keep-alive, upgrade).
+ *
+ * Parsed: the start line and header fields, kept as a flat [name, value, name, value, …] list in
+ * their original order and case. Everything else (the body) stays raw bytes.
+ */
+import { HttpParseError, type HttpParseErrorCode } from './errors.ts';
+
+export interface HeadLimits {
+  /** Bytes of the whole head (start line + fields); beyond it: 431. */
+  maxHeadBytes: number;
+  /** Header fields; beyond it: 431. */
+  maxHeaders: number;
+}
+
+export const DEFAULT_HEAD_LIMITS: HeadLimits = { maxHeadBytes: 60 * 1024, maxHeaders: 100 };
+
+interface HeadBase {
+  /** 0 or 1: HTTP/1.0 or HTTP/1.1. */
+  versionMinor: number;
+  /** [name, value, …], names as received. */
+  headers: string[];
+  /** Declared Content-Length, or -1. */
+  contentLength: number;
+  chunked: boolean;
+  /** Lower-cased tokens of the Connection header. */
+  connection: Set<string>;
+  /** The peer wants the connection kept open after this message. */
+  keepAlive: boolean;
+  /** Value of Upgrade when Connection lists "upgrade". */
+  upgrade: string | undefined;
+}
+
+export interface RequestHead extends HeadBase {
+  method: string;
+  target: string;
+  host: string | undefined;
+  expectContinue: boolean;
+}
+
+export interface ResponseHead extends HeadBase {
+  status: number;
+  reason: string;
+}
+
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+// Field values: visible ASCII, obs-text, SP and HTAB. No NUL, CR, LF or other controls.
+const BAD_VALUE = /[\x00-\x08\x0a-\x1f\x7f]/;
+const TARGET = /^[\x21-\x7e\x80-\xff]+$/;
+
+function fail(code: HttpParseErrorCode, message: string): never {
+  throw new HttpParseError(code, message);
+}
+
+/** Splits head text (without the final blank line) into its start line and fields. */
+function parseFields(text: string, limits: HeadLimits, code: HttpParseErrorCode): { startLine: string; headers: string[] } {
+  const lines = text.split('\r\n');
+  const startLine = lines[0];
+  if (lines.length - 1 > limits.maxHeaders) fail('SHUTTLE_E_HTTP_HEADERS_TOO_LARGE', `more than ${limits.maxHeaders} header fields`);
+  const headers: string[] = [];
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i];
+    if (line.includes('\n')) fail(code, 'bare LF in header section');
+    const first = line.charCodeAt(0);
+    if (first === 32 || first === 9) fail(code, 'obsolete line folding (obs-fold) is not accepted');
+    const colon = line.indexOf(':');
+    if (colon <= 0) fail(code, 'header field without a name and colon');
+    const name = line.slice(0, colon);
+    if (!TOKEN.test(name)) fail(code, `invalid header field name "${name.slice(0, 40)}"`);
+    const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, '');
+    if (BAD_VALUE.test(value)) fail(code, `invalid character in header ${name}`);
+    headers.push(name, value);
+  }
+  return { startLine, headers };
+}
+
+/** Framing from the fields; shared by requests and responses. */
+function framing(headers: string[], versionMinor: number, code: HttpParseErrorCode): Omit<HeadBase, 'versionMinor' | 'headers'> & { host: string | undefined; hostCount: number; expect: string | undefined } {
+  let contentLength = -1;
+  let transferEncoding: string | undefined;
+  const connection = new Set<string>();
+  let upgradeValue: string | undefined;
+  let host: string | undefined;
+  let hostCount = 0;
+  let expect: string | undefined;
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i].toLowerCase();
+    const value = headers[i + 1];
+    switch (name) {
+      case 'content-length': {
+        // "5, 5" (a list of identical values) is accepted as 5; differing values are not.
+        for (const part of value.split(',')) {
+          const v = part.trim();
+          if (!/^\d{1,15}$/.test(v)) fail(code, `invalid Content-Length "${value.slice(0, 40)}"`);
+          const n = Number(v);
+          if (contentLength !== -1 && contentLength !== n) fail(code, 'differing Content-Length values');
+          contentLength = n;
+        }
+        break;
+      }
+      case 'transfer-encoding':
+        transferEncoding = transferEncoding === undefined ? value : `${transferEncoding}, ${value}`;
+        break;
+      case 'connection':
+        for (const t of value.split(',')) if (t.trim()) connection.add(t.trim().toLowerCase());
+        break;
+      case 'upgrade':
+        upgradeValue = value;
+        break;
+      case 'host':
+        host = value;
+        hostCount++;
+        break;
+      case 'expect':
+        expect = value.toLowerCase();
+        break;
+    }
+  }
+  let chunked = false;
+  if (transferEncoding !== undefined) {
+    if (contentLength !== -1) fail(code, 'both Content-Length and Transfer-Encoding');
+    if (versionMinor === 0) fail(code, 'Transfer-Encoding in an HTTP/1.0 message');
+    const codings = transferEncoding.split(',').map((c) => c.trim().toLowerCase());
+    // chunked must be the final coding, and appear once; unknown codings are refused.
+    if (codings[codings.length - 1] !== 'chunked' || codings.indexOf('chunked') !== codings.length - 1) fail(code, `unsupported Transfer-Encoding "${transferEncoding.slice(0, 60)}"`);
+    for (const c of codings) if (!['chunked', 'gzip', 'deflate', 'compress', 'x-gzip'].includes(c)) fail(code, `unknown transfer coding "${c.slice(0, 40)}"`);
+    chunked = true;
+  }
+  const keepAlive = versionMinor === 1 ? !connection.has('close') : connection.has('keep-alive');
+  const upgrade = connection.has('upgrade') ? upgradeValue : undefined;
+  return { contentLength, chunked, connection, keepAlive, upgrade, host, hostCount, expect };
+}
+
+function version(v: string, code: HttpParseErrorCode): number {
+  if (v === 'HTTP/1.1') return 1;
+  if (v === 'HTTP/1.0') return 0;
+  if (/^HTTP\/\d\.\d$/.test(v)) fail('SHUTTLE_E_HTTP_VERSION', `unsupported version ${v}`);
+  return fail(code, 'malformed HTTP version');
+}
+
+/** Parses a request head: buf[start..end) is the head without its final CRLF CRLF. */
+export function parseRequestHead(buf: Buffer, start: number, end: number, limits: HeadLimits = DEFAULT_HEAD_LIMITS): RequestHead {
+  const code = 'SHUTTLE_E_HTTP_BAD_REQUEST';
+  const { startLine, headers } = parseFields(buf.toString('latin1', start, end), limits, code);
+  const sp1 = startLine.indexOf(' ');
+  const sp2 = startLine.indexOf(' ', sp1 + 1);
+  if (sp1 <= 0 || sp2 < 0 || startLine.indexOf(' ', sp2 + 1) !== -1) fail(code, 'malformed request line');
+  const method = startLine.slice(0, sp1);
+  const target = startLine.slice(sp1 + 1, sp2);
+  if (!TOKEN.test(method)) fail(code, 'invalid method');
+  if (!TARGET.test(target)) fail(code, 'invalid request target');
+  const versionMinor = version(startLine.slice(sp2 + 1), code);
+  const f = framing(headers, versionMinor, code);
+  if (versionMinor === 1 && f.hostCount !== 1) fail(code, f.hostCount === 0 ? 'missing Host header' : 'more than one Host header');
+  if (f.hostCount > 1) fail(code, 'more than one Host header');
+  return {
+    method, target, versionMinor, headers,
+    contentLength: f.contentLength, chunked: f.chunked, connection: f.connection, keepAlive: f.keepAlive, upgrade: f.upgrade,
+    host: f.host, expectContinue: f.expect === '100-continue',
+  };
+}
+
+/** Parses a response head: buf[start..end) is the head without its final CRLF CRLF. */
+export function parseResponseHead(buf: Buffer, start: number, end: number, limits: HeadLimits = DEFAULT_HEAD_LIMITS): ResponseHead {
+  const code = 'SHUTTLE_E_HTTP_BAD_RESPONSE';
+  const { startLine, headers } = parseFields(buf.toString('latin1', start, end), limits, code);
+  const m = /^(HTTP\/\d\.\d) (\d{3})(?: (.*))?$/.exec(startLine);
+  if (!m) fail(code, 'malformed status line');
+  const versionMinor = m[1] === 'HTTP/1.1' ? 1 : m[1] === 'HTTP/1.0' ? 0 : fail(code, `unsupported version ${m[1]}`);
+  const f = framing(headers, versionMinor, code);
+  return {
+    status: Number(m[2]), reason: m[3] ?? '', versionMinor, headers,
+    contentLength: f.contentLength, chunked: f.chunked, connection: f.connection, keepAlive: f.keepAlive, upgrade: f.upgrade,
+  };
+}
+
+/** A response to a request with this method and this status carries no body (RFC 9112 §6.3). */
+export function responseHasNoBody(requestMethod: string, status: number): boolean {
+  return requestMethod === 'HEAD' || (status >= 100 && status < 200) || status === 204 || status === 304;
+}
