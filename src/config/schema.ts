@@ -7,21 +7,7 @@
  */
 import { z } from 'zod';
 import { parseAddress, type SocketAddress } from './address.ts';
-
-const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/;
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-
-/** A duration in ms; accepts 250, "250ms", "5s", "1m", "1h". */
-const duration = z.union([z.number(), z.string()]).transform((value, ctx) => {
-  if (typeof value === 'number') {
-    if (Number.isFinite(value) && value >= 0) return Math.round(value);
-  } else {
-    const m = DURATION.exec(value.trim());
-    if (m) return Math.round(Number(m[1]) * UNIT_MS[m[2]]);
-  }
-  ctx.addIssue({ code: 'custom', message: 'expected a duration such as 250ms, 5s, 1m, 1h or milliseconds' });
-  return z.NEVER;
-});
+import { connectionPool, duration, httpOptions, retryBudget, virtualHost } from './route-schema.ts';
 
 const positiveDuration = duration.refine((ms) => ms > 0, { message: 'must be greater than zero' });
 
@@ -96,22 +82,34 @@ const cluster = z.object({
   outlier_detection: outlierDetection.optional(),
   /** Below this percentage of healthy hosts the cluster ignores health (Envoy: 50). */
   panic_threshold: z.number().min(0).max(100).default(50),
+  /** HTTP upstream connection pool, per worker and host. */
+  connection_pool: connectionPool.default(connectionPool.parse({})),
+  retry_budget: retryBudget.default(retryBudget.parse({})),
 }).strict();
 
-export const LISTENER_PROTOCOLS = ['tcp'] as const;
+export const LISTENER_PROTOCOLS = ['tcp', 'http'] as const;
 
 const listener = z.object({
   name,
   address: address({ allowPortZero: true }),
   protocol: z.enum(LISTENER_PROTOCOLS).default('tcp'),
-  /** The cluster a tcp listener proxies to. */
-  cluster: name,
+  /** tcp: the cluster the listener proxies to. */
+  cluster: name.optional(),
+  /** http: virtual hosts and their routes. */
+  virtual_hosts: z.array(virtualHost).optional(),
+  http: httpOptions.default(httpOptions.parse({})),
+  /** One access-log line per connection (tcp) or request (http). */
+  access_log: z.boolean().default(true),
   /** Close a proxied connection after this long with no byte in either direction (Envoy: 1h). */
   idle_timeout: positiveDuration.default(3_600_000),
   /** Hosts tried in turn when connecting upstream fails (Envoy: max_connect_attempts). */
   max_connect_attempts: z.number().int().min(1).max(10).default(3),
   backlog: z.number().int().min(1).max(65535).default(511),
-}).strict();
+}).strict().superRefine((l, ctx) => {
+  if (l.protocol === 'tcp' && !l.cluster) ctx.addIssue({ code: 'custom', path: ['cluster'], message: 'a tcp listener needs a cluster' });
+  if (l.protocol === 'http' && !l.virtual_hosts) ctx.addIssue({ code: 'custom', path: ['virtual_hosts'], message: 'an http listener needs virtual_hosts' });
+  if (l.protocol === 'http' && l.cluster) ctx.addIssue({ code: 'custom', path: ['cluster'], message: 'an http listener routes by virtual_hosts; cluster is for tcp listeners' });
+});
 
 const admin = z.object({
   address: address({ allowPortZero: true }).default({ host: '127.0.0.1', port: 9901 }),
@@ -155,6 +153,19 @@ export function crossReferenceProblems(raw: unknown): { path: PropertyKey[]; mes
       addresses.add(l.address);
     }
     if (typeof l.cluster === 'string' && !clusterNames.has(l.cluster)) problems.push({ path: ['listeners', i, 'cluster'], message: `unknown cluster "${l.cluster}"` });
+    const vhosts = Array.isArray(l.virtual_hosts) ? (l.virtual_hosts as Record<string, unknown>[]) : [];
+    vhosts.forEach((vh, v) => {
+      const routes = vh && Array.isArray(vh.routes) ? (vh.routes as Record<string, unknown>[]) : [];
+      routes.forEach((r, ri) => {
+        const at = ['listeners', i, 'virtual_hosts', v, 'routes', ri];
+        if (r && typeof r.cluster === 'string' && !clusterNames.has(r.cluster)) problems.push({ path: [...at, 'cluster'], message: `unknown cluster "${r.cluster}"` });
+        if (r && Array.isArray(r.weighted_clusters)) {
+          (r.weighted_clusters as { name?: unknown }[]).forEach((w, wi) => {
+            if (w && typeof w.name === 'string' && !clusterNames.has(w.name)) problems.push({ path: [...at, 'weighted_clusters', wi, 'name'], message: `unknown cluster "${w.name}"` });
+          });
+        }
+      });
+    });
   });
   return problems;
 }

@@ -14,7 +14,10 @@ import { deepFreeze } from '../config/load.ts';
 import type { ListenerConfig } from '../config/schema.ts';
 import { ShuttleError } from '../errors.ts';
 import { createLogger } from '../log/logger.ts';
+import { PoolRegistry, RetryBudget, type HttpProxyContext } from '../proxy/http/context.ts';
+import { HttpConnection } from '../proxy/http/http-connection.ts';
 import { TcpProxySession } from '../proxy/tcp/tcp-proxy.ts';
+import { Router } from '../router/router.ts';
 import { HealthTable } from '../shared/health-table.ts';
 import { LoadTable } from '../shared/load-table.ts';
 import { Ring } from '../shared/ring.ts';
@@ -30,8 +33,32 @@ const loadTable = new LoadTable(init.loadTable);
 const layout = new StatsLayout(config);
 const telemetry = new WorkerTelemetry(new StatsTable(layout, init.stats).row(init.slot), layout, new Ring(init.events));
 const clusters = new ClusterManager(config, new HealthTable(init.health, layout.hosts.length));
-const listeners = new Map<string, { config: ListenerConfig; index: number }>(config.listeners.map((l, index) => [l.name, { config: l, index }]));
-const sessions = new Set<TcpProxySession>();
+
+/** What a worker holds open for one downstream connection, whatever its protocol. */
+interface ProxiedConnection {
+  /** Finish at the next request boundary (HTTP) or when the peer is done (TCP). */
+  drain(): void;
+  abort(error: ShuttleError): void;
+}
+
+const pools = new PoolRegistry(telemetry);
+const retryBudget = new RetryBudget();
+
+type ListenerRuntime =
+  | { kind: 'tcp'; config: ListenerConfig; index: number }
+  | { kind: 'http'; config: ListenerConfig; index: number; http: HttpProxyContext };
+
+const listeners = new Map<string, ListenerRuntime>(config.listeners.map((l, index): [string, ListenerRuntime] => {
+  if (l.protocol === 'http') {
+    const http: HttpProxyContext = {
+      listener: l, listenerIndex: index, router: new Router(l.virtual_hosts ?? []), clusters, pools, retryBudget, telemetry, logger,
+      draining: () => draining,
+    };
+    return [l.name, { kind: 'http', config: l, index, http }];
+  }
+  return [l.name, { kind: 'tcp', config: l, index }];
+}));
+const open = new Set<ProxiedConnection>();
 const ownServers: net.Server[] = [];
 let connectionSeq = 0;
 let draining = false;
@@ -40,29 +67,37 @@ function send(msg: WorkerToMain): void {
   port.postMessage(msg);
 }
 
+function closed(c: ProxiedConnection): void {
+  open.delete(c);
+  loadTable.connectionClosed(init.slot);
+  if (draining && open.size === 0) exit();
+}
+
 /** A connection that is already counted in this worker's load row. */
 function serve(socket: net.Socket, listenerName: string): void {
   const entry = listeners.get(listenerName);
-  const cluster = entry && clusters.get(entry.config.cluster);
-  if (!entry || !cluster || draining) {
+  if (!entry || draining) {
     socket.destroy();
     loadTable.connectionClosed(init.slot);
     return;
   }
+  const id = `${init.workerId}-${++connectionSeq}`;
+  if (entry.kind === 'http') {
+    const c = new HttpConnection(socket, id, entry.http, closed);
+    open.add(c);
+    c.start();
+    return;
+  }
   const session = new TcpProxySession(socket, {
-    id: `${init.workerId}-${++connectionSeq}`,
+    id,
     listener: entry.config,
     listenerIndex: entry.index,
-    cluster,
+    cluster: clusters.get(entry.config.cluster!)!,
     logger,
     telemetry,
-    onClose: (s) => {
-      sessions.delete(s);
-      loadTable.connectionClosed(init.slot);
-      if (draining && sessions.size === 0) exit();
-    },
+    onClose: closed,
   });
-  sessions.add(session);
+  open.add(session);
   session.start();
 }
 
@@ -87,11 +122,13 @@ function drain(deadlineMs: number): void {
   if (draining) return;
   draining = true;
   for (const server of ownServers) server.close();
-  logger.info({ open: sessions.size, deadline_ms: deadlineMs }, 'draining');
-  if (sessions.size === 0) return exit();
+  pools.drainAll();
+  logger.info({ open: open.size, deadline_ms: deadlineMs }, 'draining');
+  if (open.size === 0) return exit();
+  for (const c of open) c.drain();
   setTimeout(() => {
-    logger.warn({ open: sessions.size }, 'drain deadline passed; closing the remaining connections');
-    for (const s of sessions) s.abort(new ShuttleError('SHUTTLE_E_DRAIN_DEADLINE', 'internal'));
+    logger.warn({ open: open.size }, 'drain deadline passed; closing the remaining connections');
+    for (const c of open) c.abort(new ShuttleError('SHUTTLE_E_DRAIN_DEADLINE', 'internal'));
   }, deadlineMs).unref();
 }
 

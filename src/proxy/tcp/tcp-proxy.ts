@@ -62,6 +62,9 @@ export class TcpProxySession {
     this.connectNext();
   }
 
+  /** L4 has no request boundary: a draining TCP connection runs until its peers close it. */
+  drain(): void {}
+
   /** Closes both sides now. A reset on one side is passed to the other as a reset (RST). */
   abort(error: ShuttleError): void {
     this.error ??= error;
@@ -157,7 +160,7 @@ export class TcpProxySession {
     this.opts.telemetry.downstreamClosed(this.opts.listenerIndex);
     const down = this.downstream;
     const code: ErrorCode | undefined = this.error?.code;
-    this.opts.logger.info({
+    if (this.opts.listener.access_log) this.opts.logger.info({
       msg: 'access',
       conn: this.id,
       listener: this.opts.listener.name,

@@ -1,0 +1,133 @@
+/**
+ * Route configuration for HTTP listeners (Envoy's route_config, flattened): virtual hosts chosen
+ * by the Host header, then the first route whose match fits, then its action.
+ */
+import { z } from 'zod';
+
+export const duration = z.union([z.number(), z.string()]).transform((value, ctx) => {
+  if (typeof value === 'number') {
+    if (Number.isFinite(value) && value >= 0) return Math.round(value);
+  } else {
+    const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(value.trim());
+    if (m) return Math.round(Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h']);
+  }
+  ctx.addIssue({ code: 'custom', message: 'expected a duration such as 250ms, 5s, 1m, 1h or milliseconds' });
+  return z.NEVER;
+});
+
+const regex = z.string().refine((s) => {
+  try {
+    new RegExp(s);
+    return true;
+  } catch {
+    return false;
+  }
+}, { message: 'invalid regular expression' });
+
+const headerName = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'expected a header name');
+
+/** A header or query parameter condition: exactly one of exact, regex, present. */
+const valueMatcher = z.object({
+  name: z.string().min(1),
+  exact: z.string().optional(),
+  regex: regex.optional(),
+  present: z.boolean().optional(),
+  invert: z.boolean().default(false),
+}).strict().refine((m) => [m.exact, m.regex, m.present].filter((v) => v !== undefined).length === 1, { message: 'give exactly one of exact, regex, present' });
+
+const routeMatch = z.object({
+  prefix: z.string().startsWith('/').optional(),
+  path: z.string().startsWith('/').optional(),
+  regex: regex.optional(),
+  headers: z.array(valueMatcher).default([]),
+  query_params: z.array(valueMatcher).default([]),
+  methods: z.array(z.string().regex(/^[A-Z]+$/, 'expected an upper-case method')).optional(),
+}).strict().refine((m) => [m.prefix, m.path, m.regex].filter((v) => v !== undefined).length <= 1, { message: 'give at most one of prefix, path, regex' });
+
+const headerToAdd = z.object({
+  name: headerName,
+  value: z.string().regex(/^[^\r\n\0]*$/, 'header values cannot hold CR, LF or NUL'),
+  /** Append to an existing value list instead of replacing it. */
+  append: z.boolean().default(false),
+}).strict();
+
+export const RETRY_ON = ['connect-failure', 'reset', '5xx', 'gateway-error', 'retriable-status-codes'] as const;
+
+const retryPolicy = z.object({
+  retry_on: z.array(z.enum(RETRY_ON)).min(1).default(['connect-failure', 'reset']),
+  num_retries: z.number().int().min(0).max(10).default(1),
+  retriable_status_codes: z.array(z.number().int().min(100).max(599)).default([]),
+  /** 0: the route timeout alone applies. */
+  per_try_timeout: duration.default(0),
+  /** Retry POST and other non-idempotent methods too (off by default: they may have taken effect). */
+  retry_non_idempotent: z.boolean().default(false),
+}).strict();
+
+const route = z.object({
+  name: z.string().optional(),
+  match: routeMatch.default({ prefix: '/', headers: [], query_params: [] }),
+  cluster: z.string().optional(),
+  weighted_clusters: z.array(z.object({ name: z.string(), weight: z.number().int().min(0).max(10_000) }).strict()).min(1).optional(),
+  direct_response: z.object({ status: z.number().int().min(200).max(599), body: z.string().default('') }).strict().optional(),
+  redirect: z.object({
+    scheme: z.enum(['http', 'https']).optional(),
+    host: z.string().optional(),
+    path: z.string().startsWith('/').optional(),
+    prefix_rewrite: z.string().optional(),
+    status: z.union([z.literal(301), z.literal(302), z.literal(303), z.literal(307), z.literal(308)]).default(301),
+  }).strict().optional(),
+  /** Until the whole response is received; 0 disables (Envoy: 15s). */
+  timeout: duration.default(15_000),
+  retry_policy: retryPolicy.optional(),
+  prefix_rewrite: z.string().optional(),
+  host_rewrite: z.string().optional(),
+  request_headers_to_add: z.array(headerToAdd).default([]),
+  request_headers_to_remove: z.array(headerName).default([]),
+  response_headers_to_add: z.array(headerToAdd).default([]),
+  response_headers_to_remove: z.array(headerName).default([]),
+}).strict().refine((r) => [r.cluster, r.weighted_clusters, r.direct_response, r.redirect].filter((v) => v !== undefined).length === 1, {
+  message: 'give exactly one of cluster, weighted_clusters, direct_response, redirect',
+});
+
+const domain = z.string().regex(/^(\*|\*?[A-Za-z0-9.-]+\*?)(:\d+)?$/, 'expected a domain such as example.com, *.example.com, example.* or *');
+
+export const virtualHost = z.object({
+  name: z.string().min(1),
+  domains: z.array(domain).min(1),
+  routes: z.array(route).min(1),
+}).strict();
+
+export const httpOptions = z.object({
+  /** Largest request header section; beyond it: 431. */
+  max_request_headers_kb: z.number().int().min(1).max(1024).default(60),
+  max_headers: z.number().int().min(1).max(1000).default(100),
+  /** Largest request body; beyond it: 413. */
+  max_request_body_bytes: z.number().int().min(0).default(100 * 1024 * 1024),
+  /** Time allowed for a request's header section to arrive (slow-loris defence). */
+  request_headers_timeout: duration.default(10_000),
+  /** Bytes of a request body kept for retries; a longer body is not retried. */
+  retry_buffer_bytes: z.number().int().min(0).max(16 * 1024 * 1024).default(64 * 1024),
+}).strict();
+
+export const connectionPool = z.object({
+  max_connections_per_host: z.number().int().min(1).max(100_000).default(1024),
+  max_pending_requests: z.number().int().min(0).max(100_000).default(1024),
+  idle_timeout: duration.default(60_000),
+  /** 0: unlimited. */
+  max_requests_per_connection: z.number().int().min(0).default(0),
+}).strict();
+
+export const retryBudget = z.object({
+  /** Retries in flight may be at most this percentage of requests in flight (per worker)… */
+  budget_percent: z.number().min(0).max(100).default(20),
+  /** …but this many are always allowed. */
+  min_retry_concurrency: z.number().int().min(0).default(3),
+}).strict();
+
+export type VirtualHostConfig = z.output<typeof virtualHost>;
+export type RouteConfig = VirtualHostConfig['routes'][number];
+export type RouteMatchConfig = RouteConfig['match'];
+export type ValueMatcherConfig = RouteMatchConfig['headers'][number];
+export type HeaderToAdd = RouteConfig['request_headers_to_add'][number];
+export type RetryPolicyConfig = NonNullable<RouteConfig['retry_policy']>;
+export type HttpOptionsConfig = z.output<typeof httpOptions>;

@@ -1,0 +1,166 @@
+/**
+ * One downstream HTTP/1.1 connection (Envoy's connection manager): decodes requests, runs them one
+ * at a time as HttpStreams (pipelined requests wait in the decoder, so responses leave in order),
+ * answers malformed input with the right status and closes, and keeps the connection alive
+ * between requests until the idle timeout.
+ */
+import type net from 'node:net';
+import { RequestDecoder } from '../../codecs/http1/decoder.ts';
+import { HttpParseError } from '../../codecs/http1/errors.ts';
+import type { RequestHead } from '../../codecs/http1/head.ts';
+import { L } from '../../shared/stats-table.ts';
+import type { HttpProxyContext } from './context.ts';
+import { HttpStream, type StreamOwner } from './http-stream.ts';
+import { localReply } from './messages.ts';
+
+/** Pipelined bytes buffered beyond this pause reading until the current request is done. */
+const MAX_PIPELINED_BYTES = 1024 * 1024;
+
+export class HttpConnection implements StreamOwner {
+  readonly socket: net.Socket;
+  readonly id: string;
+  readonly clientIp: string;
+  private readonly ctx: HttpProxyContext;
+  private readonly decoder: RequestDecoder;
+  private current: HttpStream | undefined;
+  private tunnel: HttpStream | undefined;
+  private headTimer: NodeJS.Timeout | undefined;
+  private closing = false;
+  private readingPaused = false;
+  /** The current request's bytes are still arriving (its response may already be done). */
+  private requestInProgress = false;
+  private resumeAfterRequest = false;
+  private readonly onClose: (c: HttpConnection) => void;
+
+  constructor(socket: net.Socket, id: string, ctx: HttpProxyContext, onClose: (c: HttpConnection) => void) {
+    this.socket = socket;
+    this.id = id;
+    this.ctx = ctx;
+    this.onClose = onClose;
+    this.clientIp = (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+    const http = ctx.listener.http;
+    this.decoder = new RequestDecoder({
+      onHead: (head) => this.onHead(head),
+      onBody: (chunk) => this.current?.onRequestBody(chunk),
+      onComplete: () => this.onRequestComplete(),
+    }, { limits: { maxHeadBytes: http.max_request_headers_kb * 1024, maxHeaders: http.max_headers }, maxBodyBytes: http.max_request_body_bytes });
+  }
+
+  start(): void {
+    const s = this.socket;
+    s.setNoDelay(true);
+    s.on('data', (chunk: Buffer) => this.onData(chunk));
+    s.on('end', () => {
+      if (this.tunnel) this.tunnel.tunnelEnd();
+      else if (!this.current) s.end();
+      // A half-closed client with a request in flight still gets its response.
+    });
+    s.on('error', () => {});
+    s.once('close', () => {
+      clearTimeout(this.headTimer);
+      this.current?.abort();
+      this.tunnel?.abort();
+      this.ctx.telemetry.downstreamClosed(this.ctx.listenerIndex);
+      this.onClose(this);
+    });
+    s.setTimeout(this.ctx.listener.idle_timeout, () => s.destroy());
+    this.ctx.telemetry.downstreamOpened(this.ctx.listenerIndex);
+    s.resume();
+  }
+
+  /** Drain: an idle connection closes now; a busy one after its current response. */
+  drain(): void {
+    if (!this.current && !this.tunnel) this.socket.end();
+  }
+
+  /** Closes now (drain deadline). */
+  abort(): void {
+    this.socket.destroy();
+  }
+
+  private onData(chunk: Buffer): void {
+    this.ctx.telemetry.row[this.ctx.telemetry.layout.listener(this.ctx.listenerIndex) + L.downstream_cx_rx_bytes_total] += chunk.length;
+    if (this.tunnel) return this.tunnel.tunnelData(chunk);
+    if (this.closing) return;
+    if (!this.current && !this.headTimer) {
+      this.headTimer = setTimeout(() => this.reject(new HttpParseError('SHUTTLE_E_HTTP_BAD_REQUEST', 'request header timeout'), 408), this.ctx.listener.http.request_headers_timeout);
+    }
+    try {
+      this.decoder.feed(chunk);
+    } catch (err) {
+      if (!(err instanceof HttpParseError)) throw err;
+      this.reject(err, err.status);
+      return;
+    }
+    if (this.decoder.paused && this.decoder.buffered > MAX_PIPELINED_BYTES) this.pauseReading();
+  }
+
+  private onHead(head: RequestHead): void {
+    clearTimeout(this.headTimer);
+    this.headTimer = undefined;
+    this.requestInProgress = true;
+    this.ctx.telemetry.row[this.ctx.telemetry.layout.listener(this.ctx.listenerIndex) + L.downstream_rq_total]++;
+    const stream = new HttpStream(head, this, this.ctx);
+    this.current = stream;
+    stream.start();
+  }
+
+  private onRequestComplete(): void {
+    this.requestInProgress = false;
+    if (this.current) this.current.onRequestComplete();
+    else if (this.resumeAfterRequest) {
+      // The response went out before the request ended (a local reply): next request now.
+      this.resumeAfterRequest = false;
+      queueMicrotask(() => this.decoder.resume());
+    }
+  }
+
+  /** Malformed input: answer with its status (when no response is under way), then close. */
+  private reject(err: HttpParseError, status: number): void {
+    clearTimeout(this.headTimer);
+    this.closing = true;
+    const stream = this.current;
+    this.ctx.logger.info({ conn: this.id, listener: this.ctx.listener.name, status, error: err.code, reason: err.message }, 'bad request');
+    if (stream) {
+      stream.abort();
+      this.socket.destroy();
+      return;
+    }
+    this.socket.end(localReply(status, `${err.message}\n`, { close: true, code: err.code }), 'latin1');
+    this.socket.destroySoon();
+  }
+
+  streamDone(stream: HttpStream, close: boolean): void {
+    if (this.current !== stream) return;
+    this.current = undefined;
+    if (close || this.closing) {
+      this.closing = true;
+      this.socket.end();
+      return;
+    }
+    this.resumeReading();
+    if (this.requestInProgress) this.resumeAfterRequest = true;
+    else this.decoder.resume();
+  }
+
+  becomeTunnel(stream: HttpStream): Buffer | undefined {
+    this.current = undefined;
+    this.tunnel = stream;
+    this.socket.setTimeout(this.ctx.listener.idle_timeout);
+    return this.decoder.detach();
+  }
+
+  pauseReading(): void {
+    if (!this.readingPaused) {
+      this.readingPaused = true;
+      this.socket.pause();
+    }
+  }
+
+  resumeReading(): void {
+    if (this.readingPaused) {
+      this.readingPaused = false;
+      this.socket.resume();
+    }
+  }
+}

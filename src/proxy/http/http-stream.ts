@@ -1,0 +1,539 @@
+/**
+ * One HTTP request through the proxy, from its head to the end of its response.
+ *
+ * ```mermaid
+ * flowchart LR
+ *   head[request head] --> route{route?}
+ *   route -- none --> r404[404 local reply]
+ *   route -- direct / redirect --> local[local reply]
+ *   route -- cluster --> pick[pick host: lb, skip tried]
+ *   pick -- none --> r503[503]
+ *   pick --> pool[pool: reuse or connect]
+ *   pool -- connect failure --> retry{retry?}
+ *   pool --> send[send head + body]
+ *   send --> resp[response head]
+ *   resp -- retriable status, nothing sent yet --> retry
+ *   send -- reset before response --> retry
+ *   retry -- yes --> pick
+ *   retry -- no --> err[502 / 503 / 504]
+ *   resp --> stream[stream body downstream] --> done[access log, reuse connection]
+ * ```
+ */
+import type net from 'node:net';
+import { ChunkedScanner } from '../../codecs/http1/chunked.ts';
+import { ResponseDecoder } from '../../codecs/http1/decoder.ts';
+import { HttpParseError } from '../../codecs/http1/errors.ts';
+import type { RequestHead, ResponseHead } from '../../codecs/http1/head.ts';
+import type { Cluster } from '../../cluster/cluster-manager.ts';
+import type { Host } from '../../cluster/host.ts';
+import { ShuttleError, type ErrorCode } from '../../errors.ts';
+import type { Route } from '../../router/router.ts';
+import { H, L } from '../../shared/stats-table.ts';
+import type { ConnectionUser, UpstreamConnection } from '../../stream/http1-pool.ts';
+import type { HttpProxyContext } from './context.ts';
+import { downstreamResponseHead, localReply, upstreamRequestHead } from './messages.ts';
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+
+const STATUS_OF: Partial<Record<ErrorCode, number>> = {
+  SHUTTLE_E_NO_ROUTE: 404,
+  SHUTTLE_E_NO_HEALTHY_HOST: 503,
+  SHUTTLE_E_NO_CLUSTER: 503,
+  SHUTTLE_E_UPSTREAM_CONNECT_FAILED: 503,
+  SHUTTLE_E_UPSTREAM_CONNECT_TIMEOUT: 503,
+  SHUTTLE_E_UPSTREAM_OVERFLOW: 503,
+  SHUTTLE_E_UPSTREAM_TIMEOUT: 504,
+  SHUTTLE_E_UPSTREAM_RESET: 502,
+  SHUTTLE_E_UPSTREAM_PROTOCOL: 502,
+};
+
+type FailureKind = 'connect-failure' | 'reset' | 'status';
+
+/** The downstream connection, as a stream sees it. */
+export interface StreamOwner {
+  readonly socket: net.Socket;
+  readonly clientIp: string;
+  readonly id: string;
+  /** The stream ended; `close` asks the connection to close after what was written. */
+  streamDone(stream: HttpStream, close: boolean): void;
+  /** The request's remaining bytes become a raw tunnel (after 101 Switching Protocols). */
+  becomeTunnel(stream: HttpStream): Buffer | undefined;
+  pauseReading(): void;
+  resumeReading(): void;
+}
+
+export class HttpStream implements ConnectionUser {
+  readonly head: RequestHead;
+  private readonly ctx: HttpProxyContext;
+  private readonly owner: StreamOwner;
+  private readonly startedAt = performance.now();
+  private route: Route | undefined;
+  private cluster: Cluster | undefined;
+  private path = '/';
+  private authority = '';
+
+  private readonly tried = new Set<Host>();
+  private retries = 0;
+  private staleRetried = false;
+  private holdingRetryToken = false;
+  private conn: UpstreamConnection | undefined;
+  private cancelWait: (() => void) | undefined;
+  private decoder: ResponseDecoder | undefined;
+  private dechunker: ChunkedScanner | undefined;
+  private responseBytesSeen = false;
+
+  /** Request body kept for a retry, while it fits the retry buffer. */
+  private readonly body: Buffer[] = [];
+  private bodyBytes = 0;
+  private bodyReplayable = true;
+  private requestComplete = false;
+
+  private responseHead: ResponseHead | undefined;
+  private responseStarted = false;
+  private bytesSent = 0;
+  private status = 0;
+  private error: ShuttleError | undefined;
+  private finished = false;
+  private closeAfter: boolean;
+  private timeout: NodeJS.Timeout | undefined;
+  private tryTimeout: NodeJS.Timeout | undefined;
+  private tunneling = false;
+
+  constructor(head: RequestHead, owner: StreamOwner, ctx: HttpProxyContext) {
+    this.head = head;
+    this.owner = owner;
+    this.ctx = ctx;
+    this.closeAfter = !head.keepAlive;
+    // A request without a body is complete with its head.
+    this.requestComplete = !head.chunked && head.contentLength <= 0;
+  }
+
+  start(): void {
+    const head = this.head;
+    let target = head.target;
+    this.authority = head.host ?? '';
+    // absolute-form (a client talking to a forward proxy): the authority is in the target.
+    const abs = /^https?:\/\/([^/?#]+)(.*)$/i.exec(target);
+    if (abs) {
+      this.authority = abs[1];
+      target = abs[2] || '/';
+    }
+    const q = target.indexOf('?');
+    this.path = q < 0 ? target : target.slice(0, q);
+    const query = q < 0 ? '' : target.slice(q + 1);
+    const headers = head.headers;
+    const req = {
+      method: head.method,
+      path: this.path,
+      query,
+      header(name: string): string | undefined {
+        let found: string | undefined;
+        for (let i = 0; i < headers.length; i += 2) {
+          if (headers[i].length === name.length && headers[i].toLowerCase() === name) found = found === undefined ? headers[i + 1] : `${found},${headers[i + 1]}`;
+        }
+        return found;
+      },
+    };
+    const route = this.ctx.router.route(this.authority, req);
+    this.route = route;
+    if (!route) return this.fail(new ShuttleError('SHUTTLE_E_NO_ROUTE', 'downstream', `no route for ${this.authority}${this.path}`));
+    const cfg = route.config;
+    if (cfg.direct_response) return this.reply(cfg.direct_response.status, cfg.direct_response.body);
+    if (cfg.redirect) return this.redirect(cfg.redirect, target);
+
+    const clusterName = route.cluster();
+    const cluster = clusterName ? this.ctx.clusters.get(clusterName) : undefined;
+    if (!cluster) return this.fail(new ShuttleError('SHUTTLE_E_NO_CLUSTER', 'internal', `cluster ${clusterName} not found`));
+    this.cluster = cluster;
+    this.ctx.retryBudget.requestStarted(cluster);
+    if (route.timeout > 0) {
+      this.timeout = setTimeout(() => this.onTimeout(), route.timeout);
+    }
+    this.attempt();
+  }
+
+  // ---- request body from downstream -------------------------------------------------------
+
+  onRequestBody(chunk: Buffer): void {
+    if (this.finished) return;
+    if (this.bodyReplayable) {
+      this.bodyBytes += chunk.length;
+      if (this.bodyBytes <= this.ctx.listener.http.retry_buffer_bytes) {
+        this.body.push(chunk);
+        if (!this.conn) return; // sent with the head once connected
+      } else {
+        this.bodyReplayable = false;
+        // Not sent yet: what was kept still has to go; once sent, it is no longer needed.
+        if (!this.conn) this.pendingBody.push(...this.body);
+        this.body.length = 0;
+      }
+    }
+    const conn = this.conn;
+    if (conn && !conn.socket.destroyed) {
+      if (!conn.socket.write(chunk)) {
+        this.owner.pauseReading();
+        conn.socket.once('drain', () => this.owner.resumeReading());
+      }
+    } else if (!this.bodyReplayable) {
+      // Not connected yet and too much to keep: stop reading until a connection takes it.
+      this.pendingBody.push(chunk);
+      this.owner.pauseReading();
+    }
+  }
+
+  private readonly pendingBody: Buffer[] = [];
+
+  onRequestComplete(): void {
+    this.requestComplete = true;
+    if (this.responseHead && this.decoderDone) this.complete();
+  }
+
+  // ---- upstream ---------------------------------------------------------------------------
+
+  private attempt(): void {
+    const cluster = this.cluster!;
+    const host = cluster.lb.choose(this.tried);
+    if (!host) {
+      this.fail(this.error ?? new ShuttleError('SHUTTLE_E_NO_HEALTHY_HOST', 'internal', `cluster ${cluster.name} has no healthy host`));
+      if (this.tried.size === 0) this.ctx.telemetry.noHealthyHost(cluster.index);
+      return;
+    }
+    this.tried.add(host);
+    const pool = this.ctx.pools.get(host, cluster);
+    this.cancelWait = pool.acquire((err, conn) => {
+      this.cancelWait = undefined;
+      if (this.finished) {
+        if (conn) pool.release(conn, true);
+        return;
+      }
+      if (err || !conn) return this.failed(err!, err!.code === 'SHUTTLE_E_UPSTREAM_OVERFLOW' ? 'status' : 'connect-failure', host);
+      this.send(conn);
+    }, this.route!.timeout);
+  }
+
+  private send(conn: UpstreamConnection): void {
+    this.conn = conn;
+    conn.take(this);
+    const row = this.ctx.telemetry.row;
+    row[this.ctx.telemetry.layout.host(conn.host.index) + H.upstream_rq_total]++;
+    this.responseBytesSeen = false;
+    this.decoder = new ResponseDecoder({
+      onHead: (h) => this.onResponseHead(h),
+      onBody: (b) => this.onResponseBody(b),
+      onComplete: () => this.onResponseComplete(),
+    });
+    this.decoder.expectResponseTo(this.head.method);
+    const route = this.route!;
+    const cfg = route.config;
+    let target = this.head.target;
+    if (cfg.prefix_rewrite !== undefined && cfg.match.prefix !== undefined && this.path.startsWith(cfg.match.prefix)) {
+      target = cfg.prefix_rewrite + target.slice(cfg.match.prefix.length);
+    }
+    const head = upstreamRequestHead(this.head, route, {
+      clientIp: this.owner.clientIp,
+      target,
+      host: cfg.host_rewrite ?? this.authority,
+      originalHost: this.authority,
+    });
+    const sock = conn.socket;
+    sock.cork();
+    sock.write(head, 'latin1');
+    for (const b of this.body) sock.write(b);
+    for (const b of this.pendingBody.splice(0)) sock.write(b);
+    sock.uncork();
+    if (this.pendingBody.length === 0) this.owner.resumeReading();
+    const perTry = route.retry?.per_try_timeout ?? 0;
+    if (perTry > 0) this.tryTimeout = setTimeout(() => this.failed(new ShuttleError('SHUTTLE_E_UPSTREAM_TIMEOUT', 'upstream', `per-try timeout ${perTry}ms`), 'reset', conn.host), perTry);
+  }
+
+  onData(chunk: Buffer): void {
+    if (this.tunneling) {
+      if (!this.owner.socket.write(chunk)) {
+        this.conn?.socket.pause();
+        this.owner.socket.once('drain', () => this.conn?.socket.resume());
+      }
+      return;
+    }
+    this.responseBytesSeen = true;
+    try {
+      this.decoder!.feed(chunk);
+    } catch (err) {
+      const e = err instanceof HttpParseError ? err : (err as Error);
+      this.failed(new ShuttleError('SHUTTLE_E_UPSTREAM_PROTOCOL', 'upstream', e.message), 'reset', this.conn!.host);
+    }
+  }
+
+  onEnd(): void {
+    if (this.tunneling) {
+      this.owner.socket.end();
+      return;
+    }
+    if (this.finished) return;
+    // A close-delimited body ends here; anything else cut short is a reset.
+    this.decoder?.end();
+    if (!this.finished && !this.decoderDone) this.failed(new ShuttleError('SHUTTLE_E_UPSTREAM_RESET', 'upstream', 'upstream closed the connection before the response ended'), 'reset', this.conn!.host);
+  }
+
+  onClose(error: Error | undefined): void {
+    if (this.tunneling) {
+      this.owner.socket.destroy();
+      this.finish();
+      return;
+    }
+    if (this.finished || this.decoderDone) return;
+    this.conn = undefined;
+    this.failed(new ShuttleError('SHUTTLE_E_UPSTREAM_RESET', 'upstream', error ? error.message : 'upstream connection closed', { cause: error }), 'reset', [...this.tried].at(-1)!, true);
+  }
+
+  private decoderDone = false;
+  /** The response body ends when the upstream closes: that connection cannot be reused. */
+  private delimitedByClose = false;
+
+  private onResponseHead(h: ResponseHead): void {
+    if (h.status >= 100 && h.status < 200 && h.status !== 101) {
+      // Interim response (100 Continue, 103): pass it on to an HTTP/1.1 client and keep waiting.
+      if (this.head.versionMinor === 1) this.owner.socket.write(downstreamResponseHead(h, undefined, { close: false, dechunk: false }), 'latin1');
+      this.decoder!.resume();
+      return;
+    }
+    clearTimeout(this.tryTimeout);
+    if (!this.responseStarted && this.retriableStatus(h.status)) {
+      this.failed(new ShuttleError('SHUTTLE_E_UPSTREAM_RESET', 'upstream', `upstream answered ${h.status}`), 'status', this.conn!.host, false, h.status);
+      return;
+    }
+    this.responseHead = h;
+    this.status = h.status;
+    if (h.status >= 500) this.ctx.telemetry.row[this.ctx.telemetry.layout.host(this.conn!.host.index) + H.upstream_rq_error]++;
+    if (h.status === 101 && this.head.upgrade !== undefined) return this.tunnel(h);
+    const downstreamOld = this.head.versionMinor === 0;
+    const dechunk = downstreamOld && h.chunked;
+    if (dechunk) this.dechunker = new ChunkedScanner('SHUTTLE_E_HTTP_BAD_RESPONSE');
+    // Without a length the body ends with the connection: the client needs a close too.
+    this.delimitedByClose = !h.chunked && h.contentLength < 0 && !(this.head.method === 'HEAD' || h.status === 204 || h.status === 304);
+    if (dechunk || this.delimitedByClose || this.ctx.draining()) this.closeAfter = true;
+    this.responseStarted = true;
+    this.write(downstreamResponseHead(h, this.route, { close: this.closeAfter, dechunk }));
+  }
+
+  private onResponseBody(chunk: Buffer): void {
+    if (this.dechunker) {
+      this.dechunker.scan(chunk, 0, chunk.length, (b, from, to) => this.write(b.subarray(from, to)));
+      return;
+    }
+    this.write(chunk);
+  }
+
+  private onResponseComplete(): void {
+    this.decoderDone = true;
+    if (this.requestComplete) this.complete();
+    else {
+      // The upstream answered before the request ended (e.g. an early 413): the rest of the
+      // request body can't be framed any more, so neither connection is reused.
+      this.closeAfter = true;
+      this.complete();
+    }
+  }
+
+  private complete(): void {
+    if (this.finished) return;
+    const conn = this.conn;
+    const reusable = this.requestComplete && !this.delimitedByClose && !!this.responseHead?.keepAlive && (this.decoder?.buffered ?? 0) === 0 && !!conn?.socket.readable;
+    this.conn = undefined;
+    if (conn) this.ctx.pools.get(conn.host, this.cluster!).release(conn, reusable);
+    this.finish();
+  }
+
+  private write(data: string | Buffer): void {
+    const sock = this.owner.socket;
+    const len = typeof data === 'string' ? data.length : data.length; // latin1: one byte per char
+    this.bytesSent += len;
+    this.ctx.telemetry.row[this.ctx.telemetry.layout.listener(this.ctx.listenerIndex) + L.downstream_cx_tx_bytes_total] += len;
+    const ok = typeof data === 'string' ? sock.write(data, 'latin1') : sock.write(data);
+    if (!ok && this.conn) {
+      const up = this.conn.socket;
+      up.pause();
+      sock.once('drain', () => up.resume());
+    }
+  }
+
+  private tunnel(h: ResponseHead): void {
+    this.tunneling = true;
+    clearTimeout(this.timeout);
+    this.write(downstreamResponseHead(h, this.route, { close: false, dechunk: false }));
+    const upLeft = this.decoder!.detach();
+    if (upLeft?.length) this.owner.socket.write(upLeft);
+    const downLeft = this.owner.becomeTunnel(this);
+    if (downLeft?.length) this.conn!.socket.write(downLeft);
+  }
+
+  /** Downstream bytes after a 101, straight to the upstream. */
+  tunnelData(chunk: Buffer): void {
+    const up = this.conn?.socket;
+    if (!up) return;
+    if (!up.write(chunk)) {
+      this.owner.pauseReading();
+      up.once('drain', () => this.owner.resumeReading());
+    }
+  }
+
+  tunnelEnd(): void {
+    this.conn?.socket.end();
+  }
+
+  // ---- failure, retries, local replies ------------------------------------------------------
+
+  private retriableStatus(status: number): boolean {
+    const p = this.route?.retry;
+    if (!p || !this.mayRetry()) return false;
+    return (p.retry_on.includes('5xx') && status >= 500) ||
+      (p.retry_on.includes('gateway-error') && status >= 502 && status <= 504) ||
+      (p.retry_on.includes('retriable-status-codes') && p.retriable_status_codes.includes(status));
+  }
+
+  private mayRetry(): boolean {
+    const p = this.route?.retry;
+    if (!p || this.retries >= p.num_retries || !this.bodyReplayable) return false;
+    return p.retry_non_idempotent || IDEMPOTENT.has(this.head.method);
+  }
+
+  private policyRetries(kind: FailureKind): boolean {
+    const p = this.route?.retry;
+    if (!p || !this.mayRetry()) return false;
+    if (kind === 'connect-failure') return p.retry_on.some((r) => r === 'connect-failure' || r === '5xx' || r === 'gateway-error');
+    if (kind === 'reset') return p.retry_on.some((r) => r === 'reset' || r === '5xx' || r === 'gateway-error');
+    return true; // retriable status already checked
+  }
+
+  /** An attempt failed; retry if allowed and nothing was sent downstream yet, else answer. */
+  private failed(error: ShuttleError, kind: FailureKind, host: Host, connectionGone = false, status = 0): void {
+    if (this.finished) return;
+    clearTimeout(this.tryTimeout);
+    const conn = this.conn;
+    const staleKeepAlive = kind === 'reset' && !!conn && conn.reused && !this.responseBytesSeen;
+    this.conn = undefined;
+    this.decoder = undefined;
+    this.decoderDone = false;
+    if (conn && !connectionGone) this.ctx.pools.get(conn.host, this.cluster!).release(conn, false);
+    if (kind !== 'status' && this.status === 0 && status === 0) this.error = error;
+    if (this.responseStarted) {
+      // Part of the response is out: the only honest signal left is to cut the connection.
+      this.error = error;
+      this.owner.socket.destroy();
+      this.finish();
+      return;
+    }
+    // A reused keep-alive connection that the upstream had just closed: one silent retry on a
+    // fresh connection (what nginx and Envoy do), if the request can be sent again.
+    const canReplay = this.bodyReplayable && (IDEMPOTENT.has(this.head.method) || !!this.route?.retry?.retry_non_idempotent || this.bodyBytes === 0);
+    if (staleKeepAlive && !this.staleRetried && canReplay) {
+      this.staleRetried = true;
+      this.tried.delete(host);
+      this.attempt();
+      return;
+    }
+    if (this.policyRetries(kind) && this.takeRetryToken()) {
+      this.retries++;
+      if (status) this.status = 0;
+      this.attempt();
+      return;
+    }
+    if (kind === 'status' && status) {
+      // Out of retries on a retriable status: pass that status on with a body of our own.
+      this.error = error;
+      return this.reply(status, `upstream answered ${status}\n`, error.code);
+    }
+    this.fail(error);
+  }
+
+  private takeRetryToken(): boolean {
+    if (!this.cluster) return false;
+    if (this.holdingRetryToken) return true;
+    if (!this.ctx.retryBudget.tryRetry(this.cluster)) return false;
+    this.holdingRetryToken = true;
+    return true;
+  }
+
+  private onTimeout(): void {
+    if (this.finished) return;
+    const error = new ShuttleError('SHUTTLE_E_UPSTREAM_TIMEOUT', 'upstream', `no complete response within ${this.route?.timeout}ms`);
+    this.cancelWait?.();
+    const conn = this.conn;
+    this.conn = undefined;
+    if (conn) this.ctx.pools.get(conn.host, this.cluster!).release(conn, false);
+    if (this.responseStarted) {
+      this.error = error;
+      this.owner.socket.destroy();
+      this.finish();
+    } else {
+      this.fail(error);
+    }
+  }
+
+  private fail(error: ShuttleError): void {
+    this.error = error;
+    const status = STATUS_OF[error.code] ?? 500;
+    this.reply(status, `${error.message}\n`, error.code);
+  }
+
+  private reply(status: number, body: string, code?: string, headers?: [string, string][]): void {
+    if (this.finished) return;
+    this.status = status;
+    // A request whose body is still arriving can't be followed by another on this connection.
+    if (!this.requestComplete) this.closeAfter = true;
+    if (this.ctx.draining()) this.closeAfter = true;
+    this.write(localReply(status, body, { close: this.closeAfter, code, headers, head: this.head.method === 'HEAD' }));
+    this.finish();
+  }
+
+  private redirect(r: NonNullable<Route['config']['redirect']>, target: string): void {
+    let path = target;
+    const prefix = this.route!.config.match.prefix;
+    if (r.path !== undefined) path = r.path;
+    else if (r.prefix_rewrite !== undefined && prefix !== undefined && target.startsWith(prefix)) path = r.prefix_rewrite + target.slice(prefix.length);
+    const location = `${r.scheme ?? 'http'}://${r.host ?? this.authority}${path}`;
+    this.reply(r.status, `redirecting to ${location}\n`, undefined, [['location', location]]);
+  }
+
+  /** Stops the stream without a reply (the downstream connection is gone). */
+  abort(): void {
+    if (this.finished) return;
+    this.error ??= new ShuttleError('SHUTTLE_E_DOWNSTREAM_RESET', 'downstream');
+    this.cancelWait?.();
+    const conn = this.conn;
+    this.conn = undefined;
+    if (conn) this.ctx.pools.get(conn.host, this.cluster!).release(conn, false);
+    this.finish();
+  }
+
+  private finish(): void {
+    if (this.finished) return;
+    this.finished = true;
+    clearTimeout(this.timeout);
+    clearTimeout(this.tryTimeout);
+    if (this.cluster) {
+      this.ctx.retryBudget.requestEnded(this.cluster);
+      if (this.holdingRetryToken) this.ctx.retryBudget.retryEnded(this.cluster);
+    }
+    if (this.ctx.listener.access_log) {
+      this.ctx.logger.info({
+        msg: 'access',
+        conn: this.owner.id,
+        listener: this.ctx.listener.name,
+        method: this.head.method,
+        authority: this.authority,
+        path: this.path,
+        protocol: this.head.versionMinor === 1 ? 'HTTP/1.1' : 'HTTP/1.0',
+        status: this.status,
+        bytes_received: this.bodyBytes,
+        bytes_sent: this.bytesSent,
+        duration_ms: Math.round((performance.now() - this.startedAt) * 1000) / 1000,
+        route: this.route?.name ?? null,
+        cluster: this.cluster?.name ?? null,
+        upstream: [...this.tried].at(-1)?.address ?? null,
+        retries: this.retries,
+        error: this.error?.code ?? null,
+      });
+    }
+    if (!this.tunneling) this.owner.streamDone(this, this.closeAfter);
+  }
+}

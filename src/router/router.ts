@@ -1,0 +1,145 @@
+/**
+ * HTTP routing, built once per listener from the frozen config and shared by every request:
+ *
+ *   Host ─▶ virtual host (exact > *.suffix (longest) > prefix.* (longest) > *)
+ *        ─▶ first route whose match fits (path prefix/exact/regex, method, headers, query)
+ *        ─▶ action: cluster | weighted clusters | direct response | redirect
+ */
+import type { HeaderToAdd, RetryPolicyConfig, RouteConfig, ValueMatcherConfig, VirtualHostConfig } from '../config/route-schema.ts';
+
+export interface RequestView {
+  method: string;
+  /** Path without the query string. */
+  path: string;
+  query: string;
+  /** Lower-cased header name → values. */
+  header(name: string): string | undefined;
+}
+
+export interface Route {
+  readonly name: string;
+  readonly virtualHost: string;
+  readonly config: RouteConfig;
+  readonly timeout: number;
+  readonly retry: RetryPolicyConfig | undefined;
+  /** Picks the cluster for one request (weighted clusters draw here). */
+  cluster(random?: () => number): string | undefined;
+  readonly requestHeadersToAdd: readonly HeaderToAdd[];
+  readonly requestHeadersToRemove: ReadonlySet<string>;
+  readonly responseHeadersToAdd: readonly HeaderToAdd[];
+  readonly responseHeadersToRemove: ReadonlySet<string>;
+}
+
+type Matcher = (req: RequestView) => boolean;
+
+function valueMatcher(m: ValueMatcherConfig, get: (req: RequestView, name: string) => string | undefined): Matcher {
+  const re = m.regex !== undefined ? new RegExp(`^(?:${m.regex})$`) : undefined;
+  const name = m.name.toLowerCase();
+  const test = (v: string | undefined): boolean => {
+    if (m.present !== undefined) return (v !== undefined) === m.present;
+    if (v === undefined) return false;
+    return re ? re.test(v) : v === m.exact;
+  };
+  return (req) => test(get(req, name)) !== m.invert;
+}
+
+function queryParam(req: RequestView, name: string): string | undefined {
+  if (!req.query) return undefined;
+  for (const pair of req.query.split('&')) {
+    const eq = pair.indexOf('=');
+    const key = eq < 0 ? pair : pair.slice(0, eq);
+    if (decodeURIComponent(key).toLowerCase() === name) return eq < 0 ? '' : decodeURIComponent(pair.slice(eq + 1).replace(/\+/g, ' '));
+  }
+  return undefined;
+}
+
+function compileRoute(config: RouteConfig, virtualHost: string, index: number): { route: Route; matches: Matcher } {
+  const m = config.match;
+  const checks: Matcher[] = [];
+  if (m.path !== undefined) checks.push((r) => r.path === m.path);
+  else if (m.regex !== undefined) {
+    const re = new RegExp(`^(?:${m.regex})$`);
+    checks.push((r) => re.test(r.path));
+  } else if (m.prefix !== undefined && m.prefix !== '/') checks.push((r) => r.path.startsWith(m.prefix!));
+  if (m.methods) {
+    const methods = new Set(m.methods);
+    checks.push((r) => methods.has(r.method));
+  }
+  for (const h of m.headers) checks.push(valueMatcher(h, (req, name) => req.header(name)));
+  for (const q of m.query_params) checks.push(valueMatcher(q, queryParam));
+
+  const weighted = config.weighted_clusters;
+  const total = weighted?.reduce((n, w) => n + w.weight, 0) ?? 0;
+  const route: Route = {
+    name: config.name ?? `${virtualHost}/${index}`,
+    virtualHost,
+    config,
+    timeout: config.timeout,
+    retry: config.retry_policy,
+    cluster: (random = Math.random) => {
+      if (config.cluster) return config.cluster;
+      if (!weighted || total === 0) return undefined;
+      let point = random() * total;
+      for (const w of weighted) {
+        point -= w.weight;
+        if (point < 0) return w.name;
+      }
+      return weighted[weighted.length - 1].name;
+    },
+    requestHeadersToAdd: config.request_headers_to_add,
+    requestHeadersToRemove: new Set(config.request_headers_to_remove.map((h) => h.toLowerCase())),
+    responseHeadersToAdd: config.response_headers_to_add,
+    responseHeadersToRemove: new Set(config.response_headers_to_remove.map((h) => h.toLowerCase())),
+  };
+  const matches: Matcher = checks.length === 0 ? () => true : checks.length === 1 ? checks[0] : (r) => checks.every((c) => c(r));
+  return { route, matches };
+}
+
+interface CompiledVirtualHost {
+  name: string;
+  routes: { route: Route; matches: Matcher }[];
+}
+
+export class Router {
+  private readonly exact = new Map<string, CompiledVirtualHost>();
+  /** "*.example.com" → ".example.com", longest first. */
+  private readonly suffixes: [string, CompiledVirtualHost][] = [];
+  /** "example.*" → "example.", longest first. */
+  private readonly prefixes: [string, CompiledVirtualHost][] = [];
+  private fallback: CompiledVirtualHost | undefined;
+
+  constructor(virtualHosts: readonly VirtualHostConfig[]) {
+    for (const vh of virtualHosts) {
+      const compiled: CompiledVirtualHost = { name: vh.name, routes: vh.routes.map((r, i) => compileRoute(r, vh.name, i)) };
+      for (const d of vh.domains.map((x) => x.toLowerCase())) {
+        if (d === '*') this.fallback ??= compiled;
+        else if (d.startsWith('*')) this.suffixes.push([d.slice(1), compiled]);
+        else if (d.endsWith('*')) this.prefixes.push([d.slice(0, -1), compiled]);
+        else if (!this.exact.has(d)) this.exact.set(d, compiled);
+      }
+    }
+    this.suffixes.sort((a, b) => b[0].length - a[0].length);
+    this.prefixes.sort((a, b) => b[0].length - a[0].length);
+  }
+
+  /** The route for a request to `authority`, or undefined (404). */
+  route(authority: string, req: RequestView): Route | undefined {
+    const vh = this.virtualHost(authority.toLowerCase());
+    if (!vh) return undefined;
+    for (const r of vh.routes) if (r.matches(req)) return r.route;
+    return undefined;
+  }
+
+  private virtualHost(authority: string): CompiledVirtualHost | undefined {
+    const exact = this.exact.get(authority);
+    if (exact) return exact;
+    // Match with the port too (domains may name one), then without it.
+    const colon = authority.lastIndexOf(':');
+    const host = colon > 0 && !authority.endsWith(']') ? authority.slice(0, colon) : authority;
+    const byHost = this.exact.get(host);
+    if (byHost) return byHost;
+    for (const [suffix, vh] of this.suffixes) if (host.endsWith(suffix) && host.length > suffix.length) return vh;
+    for (const [prefix, vh] of this.prefixes) if (host.startsWith(prefix) && host.length > prefix.length) return vh;
+    return this.fallback;
+  }
+}
