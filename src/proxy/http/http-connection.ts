@@ -122,9 +122,13 @@ export class HttpConnection implements StreamOwner {
     const stream = this.current;
     this.ctx.logger.info({ conn: this.id, listener: this.ctx.listener.name, status, error: err.code, reason: err.message }, 'bad request');
     if (stream) {
+      const sent = stream.responseSent;
+      this.current = undefined; // so that the aborted stream does not end the connection itself
       stream.abort();
-      this.socket.destroy();
-      return;
+      if (sent) {
+        this.socket.destroy();
+        return;
+      }
     }
     this.socket.end(localReply(status, `${err.message}\n`, { close: true, code: err.code }), 'latin1');
     this.socket.destroySoon();

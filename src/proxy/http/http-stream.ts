@@ -217,12 +217,14 @@ export class HttpStream implements ConnectionUser {
     const row = this.ctx.telemetry.row;
     row[this.ctx.telemetry.layout.host(conn.host.index) + H.upstream_rq_total]++;
     this.responseBytesSeen = false;
-    this.decoder = new ResponseDecoder({
-      onHead: (h) => this.onResponseHead(h),
-      onBody: (b) => this.onResponseBody(b),
-      onComplete: () => this.onResponseComplete(),
+    // Callbacks of an attempt that was given up on (a retried 503 still being parsed) are dropped.
+    const decoder: ResponseDecoder = new ResponseDecoder({
+      onHead: (h) => decoder === this.decoder && this.onResponseHead(h),
+      onBody: (b) => decoder === this.decoder && this.onResponseBody(b),
+      onComplete: () => decoder === this.decoder && this.onResponseComplete(),
     });
-    this.decoder.expectResponseTo(this.head.method);
+    decoder.expectResponseTo(this.head.method);
+    this.decoder = decoder;
     const route = this.route!;
     const cfg = route.config;
     let target = this.head.target;
@@ -286,6 +288,8 @@ export class HttpStream implements ConnectionUser {
   }
 
   private decoderDone = false;
+  /** The head just decoded was a 1xx: its completion is not the response's. */
+  private interim = false;
   /** The response body ends when the upstream closes: that connection cannot be reused. */
   private delimitedByClose = false;
 
@@ -293,7 +297,7 @@ export class HttpStream implements ConnectionUser {
     if (h.status >= 100 && h.status < 200 && h.status !== 101) {
       // Interim response (100 Continue, 103): pass it on to an HTTP/1.1 client and keep waiting.
       if (this.head.versionMinor === 1) this.owner.socket.write(downstreamResponseHead(h, undefined, { close: false, dechunk: false }), 'latin1');
-      this.decoder!.resume();
+      this.interim = true;
       return;
     }
     clearTimeout(this.tryTimeout);
@@ -324,6 +328,12 @@ export class HttpStream implements ConnectionUser {
   }
 
   private onResponseComplete(): void {
+    if (this.tunneling) return; // a 101 has no body: what follows is the tunnel's
+    if (this.interim) {
+      this.interim = false;
+      queueMicrotask(() => this.decoder?.resume()); // the final response follows
+      return;
+    }
     this.decoderDone = true;
     if (this.requestComplete) this.complete();
     else {
@@ -492,6 +502,11 @@ export class HttpStream implements ConnectionUser {
     else if (r.prefix_rewrite !== undefined && prefix !== undefined && target.startsWith(prefix)) path = r.prefix_rewrite + target.slice(prefix.length);
     const location = `${r.scheme ?? 'http'}://${r.host ?? this.authority}${path}`;
     this.reply(r.status, `redirecting to ${location}\n`, undefined, [['location', location]]);
+  }
+
+  /** True once response bytes went downstream: an error can then only cut the connection. */
+  get responseSent(): boolean {
+    return this.responseStarted || this.finished;
   }
 
   /** Stops the stream without a reply (the downstream connection is gone). */
