@@ -257,11 +257,16 @@ export class HttpStream implements ConnectionUser {
       return;
     }
     this.responseBytesSeen = true;
+    // Head and body bytes decoded from one upstream read leave in one write (writev), not two.
+    const down = this.owner.socket;
+    down.cork();
     try {
       this.decoder!.feed(chunk);
     } catch (err) {
       const e = err instanceof HttpParseError ? err : (err as Error);
       this.failed(new ShuttleError('SHUTTLE_E_UPSTREAM_PROTOCOL', 'upstream', e.message), 'reset', this.conn!.host);
+    } finally {
+      down.uncork();
     }
   }
 
