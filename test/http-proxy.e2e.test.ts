@@ -24,6 +24,7 @@ let dead: number;
 let stall: net.Server;
 let stallPort: number;
 const stallDownloadWritten = { bytes: 0 };
+const perSocket = new Map<net.Socket, number>();
 const agent = new Agent({ keepAliveTimeout: 10_000, connections: 4 });
 
 function sha(b: Buffer): string {
@@ -56,6 +57,13 @@ beforeAll(async () => {
       res.end();
     };
     pump();
+  });
+  ups.pooled = await httpUpstream('pooled', (req, res) => {
+    const sock = req.socket as net.Socket & { served?: number };
+    sock.served = (sock.served ?? 0) + 1;
+    perSocket.set(sock, sock.served);
+    const ms = Number(new URL(req.url!, 'http://x').searchParams.get('ms') ?? 0);
+    setTimeout(() => res.end(`pooled ${sock.served}`), ms);
   });
   ups.misc = await httpUpstream('misc', (req, res) => {
     const u = new URL(req.url!, 'http://x');
@@ -137,6 +145,8 @@ beforeAll(async () => {
             route({ prefix: '/big' }, { cluster: 'big', timeout: 0 }),
             route({ prefix: '/ws' }, { cluster: 'ws' }),
             route({ prefix: '/stall' }, { cluster: 'stall', timeout: 0 }),
+            route({ prefix: '/capped' }, { cluster: 'capped' }),
+            route({ prefix: '/single' }, { cluster: 'single' }),
             route({ prefix: '/direct' }, { direct_response: { status: 418, body: 'teapot\n' } }),
             route({ prefix: '/old' }, { redirect: { path: '/new', status: 302 } }),
             route({ prefix: '/' }, { cluster: 'misc', response_headers_to_remove: ['x-remove-me'] }),
@@ -157,6 +167,8 @@ beforeAll(async () => {
       { name: 'big', hosts: [ups.big.address] },
       { name: 'ws', hosts: [`127.0.0.1:${wsPort}`] },
       { name: 'stall', hosts: [`127.0.0.1:${stallPort}`] },
+      { name: 'capped', hosts: [ups.pooled.address], connection_pool: { max_requests_per_connection: 2 } },
+      { name: 'single', hosts: [ups.pooled.address], connection_pool: { max_connections_per_host: 1, max_pending_requests: 100 } },
       { name: 'misc', hosts: [ups.misc.address] },
     ],
   }), { threads: 2 });
@@ -322,6 +334,21 @@ describe('HTTP/1.1 proxy: protocol', () => {
     for (let i = 0; i < 20; i++) expect((await get(`/ka/${i}`)).status).toBe(200);
     // At most one new upstream connection per worker (2), not one per request.
     expect(ups.misc.connections - before).toBeLessThanOrEqual(2);
+  });
+
+  it('opens a new upstream connection after max_requests_per_connection', async () => {
+    perSocket.clear();
+    for (let i = 0; i < 8; i++) expect((await get('/capped')).status).toBe(200);
+    expect([...perSocket.values()].reduce((a, b) => a + b, 0)).toBe(8);
+    expect(Math.max(...perSocket.values())).toBeLessThanOrEqual(2);
+  });
+
+  it('queues requests beyond max_connections_per_host instead of opening more', async () => {
+    perSocket.clear();
+    const results = await Promise.all(Array.from({ length: 8 }, () => get('/single?ms=20')));
+    expect(results.every((r) => r.status === 200)).toBe(true);
+    // One connection per worker at most: 2 workers.
+    expect(perSocket.size).toBeLessThanOrEqual(2);
   });
 
   it('handles HEAD, 204 and 304 without bodies and keeps the connection usable', async () => {
