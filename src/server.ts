@@ -1,25 +1,33 @@
 /**
  * The main thread of a running Shuttle: loads the config, builds the shared plane, starts the
  * workers, runs health checks, binds the listeners, serves the admin API, and turns signals into
- * drains.
+ * reloads and drains.
  *
- *   start: config ─▶ shared plane ─▶ admin (/live) ─▶ workers ready ─▶ first health-check round
- *          ─▶ listeners bound ─▶ /ready = 200
- *   stop:  SIGTERM ─▶ /ready = 503, stop accepting ─▶ workers drain (deadline) ─▶ exit 0
+ *   start:  config ─▶ shared plane ─▶ admin (/live) ─▶ workers ready ─▶ first health-check round
+ *           ─▶ listeners bound ─▶ /ready = 200
+ *   SIGHUP: parse + validate + diff on a piscina thread ─▶ invalid: keep serving, report
+ *           ─▶ valid: close removed listeners ─▶ workers apply the new generation ─▶ bind new
+ *              listeners ─▶ health checks follow the new hosts ─▶ report generation + hash
+ *   stop:   SIGTERM ─▶ /ready = 503, stop accepting ─▶ workers drain (deadline) ─▶ exit 0
  */
 import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { Piscina } from 'piscina';
 import { Acceptor } from './acceptor/acceptor.ts';
 import { WorkerPool } from './acceptor/worker-pool.ts';
 import { AdminServer } from './admin/admin-server.ts';
 import { createMetricsRegistry } from './admin/metrics.ts';
-import { configHash, registerRoutes } from './admin/routes.ts';
+import { configHash, registerRoutes, type ReloadInfo } from './admin/routes.ts';
 import { ActiveHealthChecker } from './cluster/health/active-checker.ts';
 import { HostHealth } from './cluster/health/host-health.ts';
 import { OutlierDetector } from './cluster/health/outlier-detector.ts';
+import { deepFreeze, formatProblem } from './config/load.ts';
+import type { ReloadTaskResult } from './config/reload-task.ts';
+import { writeStatus } from './config/reload-status.ts';
 import type { LogLevel, ShuttleConfig } from './config/schema.ts';
 import { createLogger, type Logger } from './log/logger.ts';
+import { Directory } from './shared/directory.ts';
 import { StatsLayout, StatsTable } from './shared/stats-table.ts';
-import type { BalanceMode, BoundListener } from './workers/messages.ts';
+import type { BalanceMode, BoundListener, ConfigSnapshot } from './workers/messages.ts';
 
 export interface StartOptions {
   config: ShuttleConfig;
@@ -32,44 +40,52 @@ export interface StartOptions {
 
 type Phase = 'starting' | 'serving' | 'draining';
 
+const RELOAD_TASK = new URL('./config/reload-task.ts', import.meta.url).href;
+
 export async function startServer(opts: StartOptions): Promise<void> {
-  const { config } = opts;
-  const logLevel = opts.logLevel ?? config.log.level;
+  const logLevel = opts.logLevel ?? opts.config.log.level;
   const { logger, flush, flushSync } = createLogger({ level: logLevel });
   let phase: Phase = 'starting';
-  const generation = 1;
 
-  if (opts.balance === 'reuseport') {
-    const unfixed = config.listeners.filter((l) => l.address.port === 0).map((l) => l.name);
+  const unfixedPorts = (config: ShuttleConfig) => config.listeners.filter((l) => l.address.port === 0).map((l) => l.name);
+  if (opts.balance === 'reuseport' && unfixedPorts(opts.config).length > 0) {
     // Each worker binds its own socket; port 0 would give every worker a different port.
-    if (unfixed.length > 0) throw new Error(`--balance reuseport needs a fixed port on every listener (port 0 on: ${unfixed.join(', ')})`);
+    throw new Error(`--balance reuseport needs a fixed port on every listener (port 0 on: ${unfixedPorts(opts.config).join(', ')})`);
   }
 
+  // The running generation; replaced whole by a successful reload.
+  const directory = new Directory();
+  let current: ConfigSnapshot = { generation: 1, config: opts.config, ids: directory.assign(opts.config) };
+  const reloadInfo: ReloadInfo = { attempts: 0, failures: 0, lastError: null };
+
   // The shared plane: counters, host health, per-worker load and event rings.
-  const layout = new StatsLayout(config);
-  const stats = StatsTable.create(layout, opts.threads);
-  const health = new HostHealth(config, layout.hosts, logger);
-  const outliers = new OutlierDetector(config, layout.hosts, health, logger);
-  const checker = new ActiveHealthChecker(config, layout.hosts, health, logger);
+  const layout = () => new StatsLayout(current.config, current.ids);
+  const stats = StatsTable.create(layout(), opts.threads);
+  const health = new HostHealth(stats.layout.hosts, logger);
+  const outliers = new OutlierDetector(health, logger);
+  outliers.setHosts(stats.layout.hosts);
+  const checker = new ActiveHealthChecker(health, logger);
 
   const pool = new WorkerPool({
-    threads: opts.threads, config, balance: opts.balance, logLevel, logger,
+    threads: opts.threads, snapshot: current, balance: opts.balance, logLevel, logger,
     stats, health: health.table, onEvent: (e) => outliers.onEvent(e),
   });
   const acceptor = new Acceptor(pool, logger);
-  let listeners: BoundListener[] = [];
+  let reusePortListeners: BoundListener[] = [];
+  const listeners = () => (opts.balance === 'reuseport' ? reusePortListeners : acceptor.bound());
 
   const admin = new AdminServer(logger);
   registerRoutes(admin, {
     phase: () => phase,
-    config: () => config,
-    generation: () => generation,
-    listeners: () => listeners,
+    config: () => current.config,
+    generation: () => current.generation,
+    reload: () => reloadInfo,
+    listeners,
     balance: opts.balance,
     pool,
     stats,
     health: health.table,
-    metrics: createMetricsRegistry({ stats, health: health.table, pool, info: () => ({ generation }) }),
+    metrics: createMetricsRegistry({ stats, health: health.table, pool, info: () => ({ generation: current.generation, reload: reloadInfo }) }),
   });
 
   const fail = (err: unknown, what: string): never => {
@@ -79,23 +95,95 @@ export async function startServer(opts: StartOptions): Promise<void> {
     process.exit(1);
   };
 
-  const adminAddress = await admin.listen(config.admin.address).catch((err) => fail(err, 'admin server could not listen'));
+  const adminAddress = await admin.listen(current.config.admin.address).catch((err) => fail(err, 'admin server could not listen'));
   logger.info({ address: adminAddress }, 'admin listening');
 
   const bound = await pool.start().catch((err) => fail(err, 'workers failed to start'));
-  await checker.start();
+  await checker.update(stats.layout.hosts);
   if (opts.balance === 'reuseport') {
-    listeners = bound[0];
+    reusePortListeners = bound[0];
   } else {
-    for (const l of config.listeners) {
-      listeners.push(await acceptor.listen(l).catch((err) => fail(err, `listener ${l.name} could not bind ${l.address.host}:${l.address.port}`)));
+    for (const l of current.config.listeners) {
+      await acceptor.listen(l).catch((err) => fail(err, `listener ${l.name} could not bind ${l.address.host}:${l.address.port}`));
     }
   }
 
   if (opts.pidFile) writeFileSync(opts.pidFile, `${process.pid}\n`);
   phase = 'serving';
-  logger.info({ listeners, admin: adminAddress, threads: opts.threads, balance: opts.balance, config: opts.configFile, generation, hash: configHash(config) }, 'shuttle ready');
+  logger.info({ listeners: listeners(), admin: adminAddress, threads: opts.threads, balance: opts.balance, config: opts.configFile, generation: current.generation, hash: configHash(current.config) }, 'shuttle ready');
 
+  // ---- reload -----------------------------------------------------------------------------
+  let validator: Piscina | undefined;
+  let reloading: Promise<void> | undefined;
+  let reloadAgain = false;
+
+  const report = (ok: boolean, errors: string[]) => {
+    if (opts.pidFile) {
+      writeStatus(opts.pidFile, { pid: process.pid, attempt: reloadInfo.attempts, ok, generation: current.generation, hash: configHash(current.config), errors, time: new Date().toISOString() });
+    }
+  };
+
+  const reloadOnce = async () => {
+    reloadInfo.attempts++;
+    validator ??= new Piscina({ filename: RELOAD_TASK, maxThreads: 1, minThreads: 0, idleTimeout: 30_000 });
+    let result: ReloadTaskResult;
+    try {
+      result = (await validator.run({ file: opts.configFile, running: current.config })) as ReloadTaskResult;
+    } catch (err) {
+      result = { ok: false, problems: [{ path: '', message: `validation failed: ${(err as Error).message}` }] };
+    }
+    const rejected = (errors: string[]) => {
+      reloadInfo.failures++;
+      reloadInfo.lastError = errors.join('\n');
+      logger.error({ config: opts.configFile, problems: errors, generation: current.generation }, 'config reload rejected; the running config stays');
+      report(false, errors);
+    };
+    if (!result.ok) return rejected(result.problems.map((p) => formatProblem(p).trim()));
+    const config = deepFreeze(result.config);
+    if (opts.balance === 'reuseport' && unfixedPorts(config).length > 0) return rejected([`listeners ${unfixedPorts(config).join(', ')}: --balance reuseport needs fixed ports`]);
+    let ids;
+    try {
+      ids = directory.assign(config);
+    } catch (err) {
+      return rejected([(err as Error).message]);
+    }
+    const next: ConfigSnapshot = { generation: current.generation + 1, config, ids };
+    try {
+      acceptor.closeRemoved(config.listeners);
+      await pool.publish(next);
+      current = next;
+      stats.layout = layout();
+      health.setHosts(stats.layout.hosts);
+      outliers.setHosts(stats.layout.hosts);
+      await checker.update(stats.layout.hosts);
+      if (opts.balance === 'handoff') await acceptor.bindNew(config.listeners);
+    } catch (err) {
+      // Workers may run the new generation already: it is live, but not wholly.
+      current = next;
+      return rejected([`applying generation ${next.generation} failed: ${(err as Error).message}`]);
+    }
+    reloadInfo.lastError = null;
+    logger.info({ generation: current.generation, hash: configHash(config), diff: result.diff, listeners: listeners() }, 'config reloaded');
+    report(true, []);
+  };
+
+  const reload = () => {
+    if (phase !== 'serving') return;
+    if (reloading) {
+      reloadAgain = true; // one more pass after this one: the file may have changed again
+      return;
+    }
+    reloading = reloadOnce().finally(() => {
+      reloading = undefined;
+      if (reloadAgain) {
+        reloadAgain = false;
+        reload();
+      }
+    });
+  };
+  process.on('SIGHUP', reload);
+
+  // ---- stop -------------------------------------------------------------------------------
   let stopSignals = 0;
   const stop = async (signal: NodeJS.Signals) => {
     if (++stopSignals > 1) {
@@ -105,12 +193,12 @@ export async function startServer(opts: StartOptions): Promise<void> {
       process.exit(1);
     }
     phase = 'draining';
-    logger.info({ signal, drain_timeout_ms: config.drain_timeout }, 'draining: no new connections; open ones may finish');
+    logger.info({ signal, drain_timeout_ms: current.config.drain_timeout }, 'draining: no new connections; open ones may finish');
     acceptor.close();
     checker.stop();
     outliers.stop();
-    await pool.drain(config.drain_timeout);
-    await admin.close();
+    await pool.drain(current.config.drain_timeout);
+    await Promise.all([admin.close(), validator?.destroy()]);
     if (opts.pidFile) removePidFile(opts.pidFile, logger);
     logger.info('stopped');
     await flush();

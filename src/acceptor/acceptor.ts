@@ -11,7 +11,7 @@ import type { BoundListener } from '../workers/messages.ts';
 import type { WorkerPool } from './worker-pool.ts';
 
 export class Acceptor {
-  private readonly servers = new Map<string, net.Server>();
+  private readonly servers = new Map<string, { server: net.Server; bound: BoundListener; key: string }>();
   private readonly pool: WorkerPool;
   private readonly logger: Logger;
 
@@ -30,16 +30,52 @@ export class Acceptor {
         server.off('error', reject);
         // Accept errors (EMFILE and the like) are transient: log them and keep listening.
         server.on('error', (err) => this.logger.error({ err, listener: listener.name }, 'listener error'));
-        this.servers.set(listener.name, server);
         const a = server.address() as net.AddressInfo;
-        resolve({ name: listener.name, address: formatAddress({ host: a.address, port: a.port }) });
+        const bound = { name: listener.name, address: formatAddress({ host: a.address, port: a.port }) };
+        this.servers.set(listener.name, { server, bound, key: addressKey(listener) });
+        resolve(bound);
       });
     });
   }
 
+  /** Listeners that are bound now. */
+  bound(): BoundListener[] {
+    return [...this.servers.values()].map((s) => s.bound);
+  }
+
+  /**
+   * Reload, first half (before workers get the new config): stop accepting on listeners that are
+   * gone. Unchanged listeners are never closed: closing resets their queued connections.
+   */
+  closeRemoved(next: readonly ListenerConfig[]): void {
+    const names = new Set(next.map((l) => l.name));
+    for (const [name, s] of this.servers) {
+      if (names.has(name)) continue;
+      s.server.close();
+      this.servers.delete(name);
+    }
+  }
+
+  /**
+   * Reload, second half (after workers have the new config): bind new listeners, and for one
+   * whose address changed, bind the new address before closing the old one (no gap).
+   */
+  async bindNew(next: readonly ListenerConfig[]): Promise<void> {
+    for (const l of next) {
+      const existing = this.servers.get(l.name);
+      if (existing && existing.key === addressKey(l)) continue;
+      await this.listen(l);
+      existing?.server.close();
+    }
+  }
+
   /** Stops accepting on every listener; open connections are the workers' to drain. */
   close(): void {
-    for (const server of this.servers.values()) server.close();
+    for (const s of this.servers.values()) s.server.close();
     this.servers.clear();
   }
+}
+
+function addressKey(l: ListenerConfig): string {
+  return `${l.address.host}:${l.address.port}:${l.backlog}`;
 }

@@ -6,14 +6,15 @@
  */
 import type net from 'node:net';
 import { Worker } from 'node:worker_threads';
-import type { LogLevel, ShuttleConfig } from '../config/schema.ts';
+import type { LogLevel } from '../config/schema.ts';
 import type { Logger } from '../log/logger.ts';
 import type { UpstreamEvent } from '../shared/events.ts';
 import type { HealthTable } from '../shared/health-table.ts';
 import { LoadTable, WorkerState, type WorkerLoad } from '../shared/load-table.ts';
 import { Ring } from '../shared/ring.ts';
 import type { StatsTable } from '../shared/stats-table.ts';
-import type { BalanceMode, BoundListener, MainToWorker, WorkerInit, WorkerToMain } from '../workers/messages.ts';
+import { encodeSnapshot } from '../shared/snapshot.ts';
+import type { BalanceMode, BoundListener, ConfigSnapshot, MainToWorker, WorkerInit, WorkerToMain } from '../workers/messages.ts';
 
 const WORKER_ENTRY = new URL('../workers/worker.ts', import.meta.url);
 /** A worker that comes up and then dies this soon counts as crash-looping. */
@@ -25,7 +26,8 @@ const EVENT_RING_BYTES = 64 * 1024;
 
 export interface WorkerPoolOptions {
   threads: number;
-  config: ShuttleConfig;
+  /** The generation new workers start with (publish() replaces it). */
+  snapshot: ConfigSnapshot;
   balance: BalanceMode;
   logLevel: LogLevel;
   logger: Logger;
@@ -118,6 +120,36 @@ export class WorkerPool {
     }
   }
 
+  /**
+   * Sends a new config generation to every worker; resolves when all have applied it (a worker
+   * started from now on starts with it). Rejects if a worker fails to apply it or times out.
+   */
+  publish(snapshot: ConfigSnapshot, timeoutMs = 10_000): Promise<void> {
+    this.opts.snapshot = snapshot;
+    const shared = encodeSnapshot(snapshot);
+    const waits = this.slots.filter((s) => s.worker).map((slot) => new Promise<void>((resolve, reject) => {
+      const worker = slot.worker!;
+      const timer = setTimeout(() => done(new Error(`worker ${slot.workerId} did not apply generation ${snapshot.generation} in ${timeoutMs}ms`)), timeoutMs);
+      const onMessage = (msg: WorkerToMain) => {
+        if (msg.type === 'config-applied' && msg.generation === snapshot.generation) done();
+        else if (msg.type === 'config-failed' && msg.generation === snapshot.generation) done(new Error(`worker ${slot.workerId}: ${msg.error}`));
+      };
+      // A worker that exits meanwhile is replaced with the new generation already.
+      const onExit = () => done();
+      const done = (err?: Error) => {
+        clearTimeout(timer);
+        worker.off('message', onMessage);
+        worker.off('exit', onExit);
+        if (err) reject(err);
+        else resolve();
+      };
+      worker.on('message', onMessage);
+      worker.once('exit', onExit);
+      worker.postMessage({ type: 'config', generation: snapshot.generation, snapshot: shared } satisfies MainToWorker);
+    }));
+    return Promise.all(waits).then(() => undefined);
+  }
+
   /** Ends a worker abruptly, as a crash would; the supervisor replaces it. */
   terminate(index: number): boolean {
     const worker = this.slots[index]?.worker;
@@ -191,7 +223,9 @@ export class WorkerPool {
     const init: WorkerInit = {
       workerId,
       slot: slot.index,
-      config: this.opts.config,
+      generation: this.opts.snapshot.generation,
+      config: this.opts.snapshot.config,
+      ids: this.opts.snapshot.ids,
       loadTable: this.loadTable.buffer,
       stats: this.opts.stats.buffer,
       health: this.opts.health.buffer,

@@ -12,14 +12,13 @@ export interface MetricsSources {
   health: HealthTable;
   pool: WorkerPool;
   /** Main-thread facts: config generation, reload failures, … */
-  info: () => { generation: number };
+  info: () => { generation: number; reload: { attempts: number; failures: number } };
 }
 
 export function createMetricsRegistry(src: MetricsSources): Registry {
   const register = new Registry();
   collectDefaultMetrics({ register, prefix: 'shuttle_' }); // shuttle_process_*, shuttle_nodejs_* (main thread)
   const { stats } = src;
-  const layout = stats.layout;
 
   // One metric per counter name, read from the summed worker rows.
   const family = (scope: string, names: readonly string[], labelNames: string[], each: (set: (offset: number, labels: Record<string, string>) => void, field: number) => void) => {
@@ -40,15 +39,24 @@ export function createMetricsRegistry(src: MetricsSources): Registry {
       }
     });
   };
-  family('listener', LISTENER_COUNTERS, ['listener'], (set, field) => layout.listeners.forEach((listener, i) => set(layout.listener(i) + field, { listener })));
-  family('cluster', CLUSTER_COUNTERS, ['cluster'], (set, field) => layout.clusters.forEach((cluster, i) => set(layout.cluster(i) + field, { cluster })));
-  family('host', HOST_COUNTERS, ['cluster', 'host'], (set, field) => layout.hosts.forEach((h) => set(layout.host(h.index) + field, { cluster: h.cluster, host: h.address })));
+  // The layout is read at each scrape: a reload may have changed it.
+  family('listener', LISTENER_COUNTERS, ['listener'], (set, field) => stats.layout.listeners.forEach((listener, i) => set(stats.layout.listener(stats.layout.listenerIds[i]) + field, { listener })));
+  family('cluster', CLUSTER_COUNTERS, ['cluster'], (set, field) => stats.layout.clusters.forEach((cluster, i) => set(stats.layout.cluster(stats.layout.clusterIds[i]) + field, { cluster })));
+  family('host', HOST_COUNTERS, ['cluster', 'host'], (set, field) => stats.layout.hosts.forEach((h) => set(stats.layout.host(h.index) + field, { cluster: h.cluster, host: h.address })));
 
   new Gauge({ name: 'shuttle_host_healthy', help: '1 if the host is healthy (active checks passing, not ejected)', labelNames: ['cluster', 'host'], registers: [register], collect() {
-    for (const h of layout.hosts) this.set({ cluster: h.cluster, host: h.address }, src.health.healthy(h.index) ? 1 : 0);
+    this.reset();
+    for (const h of stats.layout.hosts) this.set({ cluster: h.cluster, host: h.address }, src.health.healthy(h.index) ? 1 : 0);
   } });
   new Gauge({ name: 'shuttle_cluster_panic', help: '1 while the cluster has too few healthy hosts and balances over all', labelNames: ['cluster'], registers: [register], collect() {
-    layout.clusters.forEach((cluster, i) => this.set({ cluster }, src.health.panic(i) ? 1 : 0));
+    this.reset();
+    stats.layout.clusters.forEach((cluster, i) => this.set({ cluster }, src.health.panic(stats.layout.clusterIds[i]) ? 1 : 0));
+  } });
+  new Counter({ name: 'shuttle_config_reloads_total', help: 'config reload attempts by result', labelNames: ['result'], registers: [register], collect() {
+    this.reset();
+    const r = src.info().reload;
+    this.inc({ result: 'success' }, r.attempts - r.failures);
+    this.inc({ result: 'failure' }, r.failures);
   } });
   new Gauge({ name: 'shuttle_worker_connections_active', help: 'connections a worker holds now', labelNames: ['worker'], registers: [register], collect() {
     this.reset();

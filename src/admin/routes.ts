@@ -12,10 +12,17 @@ import { H, type StatsTable } from '../shared/stats-table.ts';
 import type { BalanceMode, BoundListener } from '../workers/messages.ts';
 import type { AdminServer } from './admin-server.ts';
 
+export interface ReloadInfo {
+  attempts: number;
+  failures: number;
+  lastError: string | null;
+}
+
 export interface AdminState {
   phase: () => 'starting' | 'serving' | 'draining';
   config: () => ShuttleConfig;
   generation: () => number;
+  reload: () => ReloadInfo;
   listeners: () => BoundListener[];
   balance: BalanceMode;
   pool: WorkerPool;
@@ -66,10 +73,10 @@ export function registerRoutes(admin: AdminServer, s: AdminState): void {
         body: config.clusters.map((c, ci) => ({
           name: c.name,
           lb_policy: c.lb_policy,
-          panic: s.health.panic(ci),
+          panic: s.health.panic(layout.clusterIds[ci]),
           health_check: c.health_check ? { type: c.health_check.type, interval_ms: c.health_check.interval } : null,
           outlier_detection: !!c.outlier_detection,
-          hosts: layout.hosts.filter((h) => h.clusterIndex === ci).map((h) => {
+          hosts: layout.hosts.filter((h) => h.clusterIndex === layout.clusterIds[ci]).map((h) => {
             const base = layout.host(h.index);
             const flags = s.health.flags(h.index);
             return {
@@ -89,7 +96,7 @@ export function registerRoutes(admin: AdminServer, s: AdminState): void {
     })
     .route('GET', '/config_dump', () => {
       const config = s.config();
-      return { status: 200, body: { generation: s.generation(), hash: configHash(config), config: redact(config) } };
+      return { status: 200, body: { generation: s.generation(), hash: configHash(config), reload: s.reload(), config: redact(config) } };
     })
     .route('POST', '/workers/:slot/terminate', (params) => {
       const ok = s.pool.terminate(Number(params.slot));

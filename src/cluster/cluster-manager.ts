@@ -4,6 +4,7 @@
  * lives here; state shared across workers (health, ejection, panic) is read from the health table.
  */
 import type { ClusterConfig, ShuttleConfig } from '../config/schema.ts';
+import { MAX_HOSTS, positionalIds, type EntityIds } from '../shared/directory.ts';
 import type { HealthTable } from '../shared/health-table.ts';
 import { Host } from './host.ts';
 import { createLoadBalancer, type LoadBalancer } from './load-balancer.ts';
@@ -15,11 +16,12 @@ export class Cluster {
   readonly hosts: readonly Host[];
   readonly lb: LoadBalancer;
 
-  constructor(config: ClusterConfig, index: number, firstHostIndex: number, health?: HealthTable) {
+  /** `index` and `hostIds` are stable ids (see Directory): cells in the shared tables. */
+  constructor(config: ClusterConfig, index: number, hostIds: readonly number[], health?: HealthTable, load?: Int32Array) {
     this.name = config.name;
     this.index = index;
     this.config = config;
-    this.hosts = config.hosts.map((h, i) => new Host(h, firstHostIndex + i, index, health));
+    this.hosts = config.hosts.map((h, i) => new Host(h, hostIds[i], index, health, load));
     this.lb = createLoadBalancer(config.lb_policy, this.hosts);
   }
 }
@@ -27,12 +29,9 @@ export class Cluster {
 export class ClusterManager {
   private readonly clusters = new Map<string, Cluster>();
 
-  constructor(config: ShuttleConfig, health?: HealthTable) {
-    let hostIndex = 0;
-    config.clusters.forEach((c, i) => {
-      this.clusters.set(c.name, new Cluster(c, i, hostIndex, health));
-      hostIndex += c.hosts.length;
-    });
+  /** `load`: per-worker connection counts by host id, kept across reloads (least connections). */
+  constructor(config: ShuttleConfig, health?: HealthTable, ids: EntityIds = positionalIds(config), load: Int32Array = new Int32Array(MAX_HOSTS)) {
+    config.clusters.forEach((c, i) => this.clusters.set(c.name, new Cluster(c, ids.clusters[i], ids.hosts[i], health, load)));
   }
 
   get(name: string): Cluster | undefined {

@@ -16,10 +16,11 @@ export class Host {
   /** Index among all hosts of all clusters (config order): its row in the shared tables. */
   readonly index: number;
   readonly clusterIndex: number;
-  activeConnections = 0;
   private readonly health: HealthTable | undefined;
+  /** This worker's connection counts by host id, shared by every config generation. */
+  private readonly load: Int32Array;
 
-  constructor(config: HostConfig, index = 0, clusterIndex = 0, health?: HealthTable) {
+  constructor(config: HostConfig, index = 0, clusterIndex = 0, health?: HealthTable, load: Int32Array = new Int32Array(index + 1)) {
     this.host = config.host;
     this.port = config.port;
     this.weight = config.weight;
@@ -27,6 +28,16 @@ export class Host {
     this.index = index;
     this.clusterIndex = clusterIndex;
     this.health = health;
+    this.load = load;
+  }
+
+  /** This worker's open (and opening) connections to the host. */
+  get activeConnections(): number {
+    return this.load[this.index];
+  }
+
+  set activeConnections(n: number) {
+    this.load[this.index] = n;
   }
 
   get healthy(): boolean {

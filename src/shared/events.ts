@@ -3,6 +3,7 @@
  * a worker reports a connect failure, and a success only right after a failure, so the ring
  * carries state changes, not traffic.
  */
+import { MAX_HOSTS } from './directory.ts';
 import type { Ring } from './ring.ts';
 
 export type UpstreamEvent =
@@ -14,9 +15,9 @@ export class UpstreamReporter {
   /** 1 where this worker's last connect to the host failed. */
   private readonly lastFailed: Uint8Array;
 
-  constructor(ring: Ring, hosts: number) {
+  constructor(ring: Ring) {
     this.ring = ring;
-    this.lastFailed = new Uint8Array(hosts);
+    this.lastFailed = new Uint8Array(MAX_HOSTS);
   }
 
   connectFailed(host: number): void {

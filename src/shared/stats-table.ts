@@ -1,8 +1,8 @@
 /**
- * Counters shared by all threads: one Float64Array row per worker slot, laid out from the config
- * (listeners, then clusters, then hosts, in config order, so every thread derives the same layout).
+ * Counters shared by all threads: one Float64Array row per worker slot, with a block of counters
+ * for every listener, cluster and host id (stable across reloads, see Directory).
  *
- *   row(slot) = [ listener 0 counters | listener 1 … | cluster 0 … | host 0 counters | host 1 … ]
+ *   row(slot) = [ listener ids 0…255 | cluster ids 0…1023 | host ids 0…8191 ]
  *
  * Each worker writes only its own row (single writer: no atomics, no cache-line contention between
  * workers); readers (admin, metrics) sum the rows. Float64 keeps byte counters exact to 2^53.
@@ -10,7 +10,8 @@
  * connections died with it.
  */
 import { formatAddress } from '../config/address.ts';
-import type { ShuttleConfig } from '../config/schema.ts';
+import type { ClusterConfig, ShuttleConfig } from '../config/schema.ts';
+import { MAX_CLUSTERS, MAX_HOSTS, MAX_LISTENERS, positionalIds, type EntityIds } from './directory.ts';
 
 export const LISTENER_COUNTERS = ['downstream_cx_total', 'downstream_cx_active', 'downstream_cx_rx_bytes_total', 'downstream_cx_tx_bytes_total', 'downstream_rq_total'] as const;
 export const CLUSTER_COUNTERS = ['upstream_cx_none_healthy'] as const;
@@ -46,69 +47,82 @@ export interface HostRef {
   host: string;
   port: number;
   weight: number;
+  /** Stable id of the host's cluster (see Directory). */
   clusterIndex: number;
-  /** Index among all hosts of all clusters, in config order. */
+  /** Stable id of the host: its cell in the shared tables. */
   index: number;
+  clusterConfig: ClusterConfig;
 }
 
-/** Where each entity's counters sit in a row; the same in every thread for the same config. */
+/**
+ * Where each entity's counters sit in a row. Rows have a fixed width (room for every id the
+ * directory can hand out); a config's entities are placed by their stable ids.
+ */
 export class StatsLayout {
   readonly listeners: readonly string[];
   readonly clusters: readonly string[];
+  /** Stable ids, in config order. */
+  readonly listenerIds: readonly number[];
+  readonly clusterIds: readonly number[];
   readonly hosts: readonly HostRef[];
-  readonly width: number;
-  private readonly clusterBase: number;
-  private readonly hostBase: number;
+  readonly width = MAX_LISTENERS * LISTENER_COUNTERS.length + MAX_CLUSTERS * CLUSTER_COUNTERS.length + MAX_HOSTS * HOST_COUNTERS.length;
+  private readonly clusterBase = MAX_LISTENERS * LISTENER_COUNTERS.length;
+  private readonly hostBase = this.clusterBase + MAX_CLUSTERS * CLUSTER_COUNTERS.length;
 
-  constructor(config: ShuttleConfig) {
+  constructor(config: ShuttleConfig, ids: EntityIds = positionalIds(config)) {
     this.listeners = config.listeners.map((l) => l.name);
     this.clusters = config.clusters.map((c) => c.name);
+    this.listenerIds = ids.listeners;
+    this.clusterIds = ids.clusters;
     const hosts: HostRef[] = [];
-    config.clusters.forEach((c, clusterIndex) => {
-      for (const h of c.hosts) hosts.push({ cluster: c.name, address: formatAddress(h), host: h.host, port: h.port, weight: h.weight, clusterIndex, index: hosts.length });
+    config.clusters.forEach((c, ci) => {
+      c.hosts.forEach((h, hi) => hosts.push({
+        cluster: c.name, address: formatAddress(h), host: h.host, port: h.port, weight: h.weight,
+        clusterIndex: ids.clusters[ci], index: ids.hosts[ci][hi], clusterConfig: c,
+      }));
     });
     this.hosts = hosts;
-    this.clusterBase = this.listeners.length * LISTENER_COUNTERS.length;
-    this.hostBase = this.clusterBase + this.clusters.length * CLUSTER_COUNTERS.length;
-    this.width = this.hostBase + hosts.length * HOST_COUNTERS.length;
   }
 
-  listener(index: number): number {
-    return index * LISTENER_COUNTERS.length;
+  /** Offset of a listener's counters, by its stable id. */
+  listener(id: number): number {
+    return id * LISTENER_COUNTERS.length;
   }
 
-  cluster(index: number): number {
-    return this.clusterBase + index * CLUSTER_COUNTERS.length;
+  cluster(id: number): number {
+    return this.clusterBase + id * CLUSTER_COUNTERS.length;
   }
 
-  host(index: number): number {
-    return this.hostBase + index * HOST_COUNTERS.length;
+  host(id: number): number {
+    return this.hostBase + id * HOST_COUNTERS.length;
   }
 
-  /** Offsets of every gauge in a row. */
+  /** Offsets of every gauge of this config's entities. */
   gaugeOffsets(): number[] {
     const out: number[] = [];
-    this.listeners.forEach((_, i) => out.push(this.listener(i) + L.downstream_cx_active));
-    this.hosts.forEach((h) => out.push(this.host(h.index) + H.upstream_cx_active));
+    for (const id of this.listenerIds) out.push(this.listener(id) + L.downstream_cx_active);
+    for (const h of this.hosts) out.push(this.host(h.index) + H.upstream_cx_active);
     return out;
   }
 }
 
 export class StatsTable {
   readonly buffer: SharedArrayBuffer;
-  readonly layout: StatsLayout;
   readonly slots: number;
   private readonly cells: Float64Array;
+
+  /** The layout changes on reload (same width, more entities); the buffer does not. */
+  layout: StatsLayout;
 
   constructor(layout: StatsLayout, buffer: SharedArrayBuffer) {
     this.layout = layout;
     this.buffer = buffer;
     this.cells = new Float64Array(buffer);
-    this.slots = this.cells.length / Math.max(1, layout.width);
+    this.slots = this.cells.length / layout.width;
   }
 
   static create(layout: StatsLayout, slots: number): StatsTable {
-    return new StatsTable(layout, new SharedArrayBuffer(Math.max(1, layout.width) * slots * Float64Array.BYTES_PER_ELEMENT));
+    return new StatsTable(layout, new SharedArrayBuffer(layout.width * slots * Float64Array.BYTES_PER_ELEMENT));
   }
 
   /** The row a worker writes: a view over its slot only. */

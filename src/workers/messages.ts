@@ -5,6 +5,7 @@
  */
 import type net from 'node:net';
 import type { ShuttleConfig, LogLevel } from '../config/schema.ts';
+import type { EntityIds } from '../shared/directory.ts';
 
 export type BalanceMode = 'handoff' | 'reuseport';
 
@@ -12,7 +13,9 @@ export type BalanceMode = 'handoff' | 'reuseport';
 export interface WorkerInit {
   readonly workerId: number;
   readonly slot: number;
+  readonly generation: number;
   readonly config: ShuttleConfig;
+  readonly ids: EntityIds;
   /** The shared plane: per-worker load, counters (one row per slot), host health. */
   readonly loadTable: SharedArrayBuffer;
   readonly stats: SharedArrayBuffer;
@@ -23,9 +26,18 @@ export interface WorkerInit {
   readonly logLevel: LogLevel;
 }
 
+/** A config generation as workers receive it: msgpackr-encoded once, in shared memory. */
+export interface ConfigSnapshot {
+  generation: number;
+  config: ShuttleConfig;
+  ids: EntityIds;
+}
+
 export type MainToWorker =
   | { type: 'connection'; listener: string; socket: net.Socket }
-  | { type: 'drain'; deadlineMs: number };
+  | { type: 'drain'; deadlineMs: number }
+  /** A new generation: `snapshot` holds a msgpackr-encoded ConfigSnapshot. */
+  | { type: 'config'; generation: number; snapshot: SharedArrayBuffer };
 
 export interface BoundListener {
   name: string;
@@ -34,4 +46,6 @@ export interface BoundListener {
 
 export type WorkerToMain =
   | { type: 'ready'; listeners: BoundListener[] }
-  | { type: 'listen-failed'; listener: string; error: string };
+  | { type: 'listen-failed'; listener: string; error: string }
+  | { type: 'config-applied'; generation: number }
+  | { type: 'config-failed'; generation: number; error: string };

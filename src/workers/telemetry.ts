@@ -4,8 +4,7 @@
  * every session.
  */
 import type { Host } from '../cluster/host.ts';
-import { UpstreamReporter } from '../shared/events.ts';
-import type { Ring } from '../shared/ring.ts';
+import type { UpstreamReporter } from '../shared/events.ts';
 import { C, H, L, type StatsLayout } from '../shared/stats-table.ts';
 
 export class WorkerTelemetry {
@@ -14,10 +13,11 @@ export class WorkerTelemetry {
   readonly layout: StatsLayout;
   private readonly reporter: UpstreamReporter;
 
-  constructor(row: Float64Array, layout: StatsLayout, events: Ring) {
+  /** One per config generation; all of a worker's share its row and its reporter. */
+  constructor(row: Float64Array, layout: StatsLayout, reporter: UpstreamReporter) {
     this.row = row;
     this.layout = layout;
-    this.reporter = new UpstreamReporter(events, layout.hosts.length);
+    this.reporter = reporter;
   }
 
   downstreamOpened(listener: number): void {

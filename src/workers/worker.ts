@@ -5,34 +5,43 @@
  *
  *   handoff:   main ──postMessage(socket)──▶ worker ──▶ listener pipeline
  *   reuseport: kernel ──accept──▶ worker's own listener ──▶ listener pipeline
+ *
+ * Config generations: a new snapshot replaces the runtime (clusters, routers) for new
+ * connections and new requests; open connections and in-flight requests keep the one they
+ * started with. Stats and health cells are indexed by stable ids, so nothing is copied.
  */
 import net from 'node:net';
 import { parentPort, workerData } from 'node:worker_threads';
 import { ClusterManager } from '../cluster/cluster-manager.ts';
 import { formatAddress } from '../config/address.ts';
 import { deepFreeze } from '../config/load.ts';
-import type { ListenerConfig } from '../config/schema.ts';
+import type { ListenerConfig, ShuttleConfig } from '../config/schema.ts';
 import { ShuttleError } from '../errors.ts';
 import { createLogger } from '../log/logger.ts';
-import { PoolRegistry, RetryBudget, type HttpProxyContext } from '../proxy/http/context.ts';
+import { PoolRegistry, RetryBudget, type HttpListenerSnapshot, type HttpProxyContext } from '../proxy/http/context.ts';
 import { HttpConnection } from '../proxy/http/http-connection.ts';
 import { TcpProxySession } from '../proxy/tcp/tcp-proxy.ts';
 import { Router } from '../router/router.ts';
+import { MAX_HOSTS, type EntityIds } from '../shared/directory.ts';
+import { UpstreamReporter } from '../shared/events.ts';
 import { HealthTable } from '../shared/health-table.ts';
 import { LoadTable } from '../shared/load-table.ts';
 import { Ring } from '../shared/ring.ts';
+import { decodeSnapshot } from '../shared/snapshot.ts';
 import { StatsLayout, StatsTable } from '../shared/stats-table.ts';
-import { WorkerTelemetry } from './telemetry.ts';
 import type { BoundListener, MainToWorker, WorkerInit, WorkerToMain } from './messages.ts';
+import { WorkerTelemetry } from './telemetry.ts';
 
 const init = workerData as WorkerInit;
 const port = parentPort!;
-const config = deepFreeze(init.config);
 const { logger, flush, flushSync } = createLogger({ level: init.logLevel, worker: init.workerId });
 const loadTable = new LoadTable(init.loadTable);
-const layout = new StatsLayout(config);
-const telemetry = new WorkerTelemetry(new StatsTable(layout, init.stats).row(init.slot), layout, new Ring(init.events));
-const clusters = new ClusterManager(config, new HealthTable(init.health, layout.hosts.length));
+const health = new HealthTable(init.health, MAX_HOSTS);
+const reporter = new UpstreamReporter(new Ring(init.events));
+const pools = new PoolRegistry();
+const retryBudget = new RetryBudget();
+/** This worker's connections per host id, across generations (least connections). */
+const hostLoad = new Int32Array(MAX_HOSTS);
 
 /** What a worker holds open for one downstream connection, whatever its protocol. */
 interface ProxiedConnection {
@@ -41,27 +50,54 @@ interface ProxiedConnection {
   abort(error: ShuttleError): void;
 }
 
-const pools = new PoolRegistry(telemetry);
-const retryBudget = new RetryBudget();
+interface ListenerRuntime {
+  config: ListenerConfig;
+  /** Stable id: the listener's stats cells. */
+  id: number;
+  http: (HttpProxyContext & { own: HttpListenerSnapshot }) | undefined;
+}
 
-type ListenerRuntime =
-  | { kind: 'tcp'; config: ListenerConfig; index: number }
-  | { kind: 'http'; config: ListenerConfig; index: number; http: HttpProxyContext };
+/** One config generation, as this worker runs it. */
+interface Runtime {
+  generation: number;
+  config: ShuttleConfig;
+  telemetry: WorkerTelemetry;
+  clusters: ClusterManager;
+  listeners: Map<string, ListenerRuntime>;
+}
 
-const listeners = new Map<string, ListenerRuntime>(config.listeners.map((l, index): [string, ListenerRuntime] => {
-  if (l.protocol === 'http') {
-    const http: HttpProxyContext = {
-      listener: l, listenerIndex: index, router: new Router(l.virtual_hosts ?? []), clusters, pools, retryBudget, telemetry, logger,
-      draining: () => draining,
-    };
-    return [l.name, { kind: 'http', config: l, index, http }];
-  }
-  return [l.name, { kind: 'tcp', config: l, index }];
-}));
-const open = new Set<ProxiedConnection>();
-const ownServers: net.Server[] = [];
+const statsBuffer = init.stats;
+let runtime = buildRuntime(init.generation, deepFreeze(init.config), init.ids);
+/** Open connections, by the listener they came in on. */
+const open = new Map<ProxiedConnection, string>();
+const ownServers = new Map<string, { server: net.Server; address: string }>();
 let connectionSeq = 0;
 let draining = false;
+
+function buildRuntime(generation: number, config: ShuttleConfig, ids: EntityIds): Runtime {
+  const layout = new StatsLayout(config, ids);
+  const telemetry = new WorkerTelemetry(new StatsTable(layout, statsBuffer).row(init.slot), layout, reporter);
+  const clusters = new ClusterManager(config, health, ids, hostLoad);
+  const listeners = new Map<string, ListenerRuntime>();
+  config.listeners.forEach((l, i) => {
+    const id = ids.listeners[i];
+    let http: ListenerRuntime['http'];
+    if (l.protocol === 'http') {
+      const own: HttpListenerSnapshot = { listener: l, listenerIndex: id, router: new Router(l.virtual_hosts ?? []), clusters, telemetry };
+      http = {
+        // A request starts under the newest generation that still has this listener.
+        snapshot: () => runtime.listeners.get(l.name)?.http?.own ?? own,
+        own,
+        pools,
+        retryBudget,
+        logger,
+        draining: () => draining || !runtime.listeners.has(l.name),
+      };
+    }
+    listeners.set(l.name, { config: l, id, http });
+  });
+  return { generation, config, telemetry, clusters, listeners };
+}
 
 function send(msg: WorkerToMain): void {
   port.postMessage(msg);
@@ -75,29 +111,29 @@ function closed(c: ProxiedConnection): void {
 
 /** A connection that is already counted in this worker's load row. */
 function serve(socket: net.Socket, listenerName: string): void {
-  const entry = listeners.get(listenerName);
+  const entry = runtime.listeners.get(listenerName);
   if (!entry || draining) {
     socket.destroy();
     loadTable.connectionClosed(init.slot);
     return;
   }
   const id = `${init.workerId}-${++connectionSeq}`;
-  if (entry.kind === 'http') {
+  if (entry.http) {
     const c = new HttpConnection(socket, id, entry.http, closed);
-    open.add(c);
+    open.set(c, listenerName);
     c.start();
     return;
   }
   const session = new TcpProxySession(socket, {
     id,
     listener: entry.config,
-    listenerIndex: entry.index,
-    cluster: clusters.get(entry.config.cluster!)!,
+    listenerIndex: entry.id,
+    cluster: runtime.clusters.get(entry.config.cluster!)!,
     logger,
-    telemetry,
+    telemetry: runtime.telemetry,
     onClose: closed,
   });
-  open.add(session);
+  open.set(session, listenerName);
   session.start();
 }
 
@@ -111,24 +147,56 @@ function listenOwn(listener: ListenerConfig): Promise<BoundListener> {
     server.listen({ host: listener.address.host, port: listener.address.port, reusePort: true, backlog: listener.backlog }, () => {
       server.off('error', reject);
       server.on('error', (err) => logger.error({ err, listener: listener.name }, 'listener error'));
-      ownServers.push(server);
       const a = server.address() as net.AddressInfo;
-      resolve({ name: listener.name, address: formatAddress({ host: a.address, port: a.port }) });
+      const address = formatAddress({ host: a.address, port: a.port });
+      ownServers.set(listener.name, { server, address });
+      resolve({ name: listener.name, address });
     });
   });
+}
+
+/** Applies a new generation: new connections and requests use it; open ones finish as they are. */
+async function applyConfig(shared: SharedArrayBuffer): Promise<void> {
+  const snap = decodeSnapshot(shared);
+  const previous = runtime;
+  runtime = buildRuntime(snap.generation, snap.config, snap.ids);
+  pools.retain(new Set(snap.ids.hosts.flat()));
+  // Connections of removed listeners drain; listeners whose protocol changed drain too.
+  for (const [conn, name] of open) {
+    const next = runtime.listeners.get(name);
+    if (!next || next.config.protocol !== previous.listeners.get(name)?.config.protocol) conn.drain();
+  }
+  if (init.balance === 'reuseport') {
+    // This worker owns its listeners: bind the new (or moved) ones first, then close the old.
+    for (const l of snap.config.listeners) {
+      const own = ownServers.get(l.name);
+      const prev = previous.listeners.get(l.name)?.config;
+      const moved = prev && (prev.address.host !== l.address.host || prev.address.port !== l.address.port);
+      if (own && !moved) continue;
+      const old = own?.server;
+      await listenOwn(l);
+      old?.close();
+    }
+    for (const [name, own] of ownServers) {
+      if (runtime.listeners.has(name)) continue;
+      own.server.close();
+      ownServers.delete(name);
+    }
+  }
+  logger.info({ generation: snap.generation }, 'config applied');
 }
 
 function drain(deadlineMs: number): void {
   if (draining) return;
   draining = true;
-  for (const server of ownServers) server.close();
+  for (const { server } of ownServers.values()) server.close();
   pools.drainAll();
   logger.info({ open: open.size, deadline_ms: deadlineMs }, 'draining');
   if (open.size === 0) return exit();
-  for (const c of open) c.drain();
+  for (const c of open.keys()) c.drain();
   setTimeout(() => {
     logger.warn({ open: open.size }, 'drain deadline passed; closing the remaining connections');
-    for (const c of open) c.abort(new ShuttleError('SHUTTLE_E_DRAIN_DEADLINE', 'internal'));
+    for (const c of open.keys()) c.abort(new ShuttleError('SHUTTLE_E_DRAIN_DEADLINE', 'internal'));
   }, deadlineMs).unref();
 }
 
@@ -148,12 +216,21 @@ port.on('message', (msg: MainToWorker) => {
     case 'drain':
       drain(msg.deadlineMs);
       break;
+    case 'config':
+      applyConfig(msg.snapshot).then(
+        () => send({ type: 'config-applied', generation: msg.generation }),
+        (err: Error) => {
+          logger.error({ err, generation: msg.generation }, 'config not applied');
+          send({ type: 'config-failed', generation: msg.generation, error: err.message });
+        },
+      );
+      break;
   }
 });
 
 if (init.balance === 'reuseport') {
   const bound: BoundListener[] = [];
-  for (const listener of config.listeners) {
+  for (const listener of runtime.config.listeners) {
     try {
       bound.push(await listenOwn(listener));
     } catch (err) {

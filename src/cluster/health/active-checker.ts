@@ -3,57 +3,88 @@
  * host is probed every `interval` (TCP connect, or HTTP GET with expected statuses), and
  * `unhealthy_threshold` failures / `healthy_threshold` passes in a row flip its shared flag.
  * The first probe's result applies at once, so start-up does not wait for thresholds.
+ * On reload, hosts whose check is unchanged keep their probe (no re-probing storm).
  */
 import http from 'node:http';
 import net from 'node:net';
-import type { HealthCheckConfig, ShuttleConfig } from '../../config/schema.ts';
+import type { HealthCheckConfig } from '../../config/schema.ts';
 import type { Logger } from '../../log/logger.ts';
 import { HealthFlag } from '../../shared/health-table.ts';
 import type { HostRef } from '../../shared/stats-table.ts';
 import type { HostHealth } from './host-health.ts';
 
 interface Probe {
-  readonly host: HostRef;
+  host: HostRef;
   readonly check: HealthCheckConfig;
+  readonly checkKey: string;
   passes: number;
   failures: number;
   timer: NodeJS.Timeout | undefined;
+  stopped: boolean;
 }
 
 export class ActiveHealthChecker {
-  private readonly probes: Probe[] = [];
+  /** By stable host id. */
+  private readonly probes = new Map<number, Probe>();
   private readonly health: HostHealth;
   private readonly logger: Logger;
-  private stopped = false;
 
-  constructor(config: ShuttleConfig, hosts: readonly HostRef[], health: HostHealth, logger: Logger) {
+  constructor(health: HostHealth, logger: Logger) {
     this.health = health;
     this.logger = logger;
-    for (const ref of hosts) {
-      const cluster = config.clusters[ref.clusterIndex];
-      if (!cluster.health_check) continue;
-      this.probes.push({ host: ref, check: cluster.health_check, passes: 0, failures: 0, timer: undefined });
-    }
   }
 
-  /** Runs the first round of probes (resolves when every host has a first result), then keeps going. */
-  async start(): Promise<void> {
-    await Promise.all(this.probes.map(async (p) => {
-      const ok = await this.probe(p);
-      if (!ok) this.health.set(p.host, HealthFlag.FAILED_ACTIVE_HC, 'first health check failed');
-      p.passes = ok ? 1 : 0;
-      p.failures = ok ? 0 : 1;
-      this.schedule(p);
-    }));
+  /**
+   * Makes the probes match `hosts`: new checked hosts get a first probe now (the promise resolves
+   * when all first probes are done), removed ones stop, unchanged ones go on as they were.
+   */
+  async update(hosts: readonly HostRef[]): Promise<void> {
+    const wanted = new Map<number, HostRef>();
+    for (const h of hosts) if (h.clusterConfig.health_check) wanted.set(h.index, h);
+    for (const [id, p] of this.probes) {
+      const next = wanted.get(id);
+      if (!next || JSON.stringify(next.clusterConfig.health_check) !== p.checkKey) {
+        this.stopProbe(p);
+        this.probes.delete(id);
+        if (!next) this.health.clear(p.host, HealthFlag.FAILED_ACTIVE_HC, 'no longer health-checked');
+      } else {
+        p.host = next;
+      }
+    }
+    const first: Promise<void>[] = [];
+    for (const [id, h] of wanted) {
+      if (this.probes.has(id)) continue;
+      const check = h.clusterConfig.health_check!;
+      const p: Probe = { host: h, check, checkKey: JSON.stringify(check), passes: 0, failures: 0, timer: undefined, stopped: false };
+      this.probes.set(id, p);
+      first.push(this.probe(p).then((ok) => {
+        if (p.stopped) return;
+        if (ok) this.health.clear(h, HealthFlag.FAILED_ACTIVE_HC, 'first health check passed');
+        else this.health.set(h, HealthFlag.FAILED_ACTIVE_HC, 'first health check failed');
+        p.passes = ok ? 1 : 0;
+        p.failures = ok ? 0 : 1;
+        this.schedule(p);
+      }));
+    }
+    await Promise.all(first);
+  }
+
+  /** Probes run so far (for tests and the admin). */
+  get size(): number {
+    return this.probes.size;
   }
 
   stop(): void {
-    this.stopped = true;
-    for (const p of this.probes) clearTimeout(p.timer);
+    for (const p of this.probes.values()) this.stopProbe(p);
+  }
+
+  private stopProbe(p: Probe): void {
+    p.stopped = true;
+    clearTimeout(p.timer);
   }
 
   private schedule(p: Probe): void {
-    if (this.stopped) return;
+    if (p.stopped) return;
     // Up to 10% jitter keeps many checkers from probing in lock-step.
     const delay = p.check.interval * (1 + Math.random() * 0.1);
     p.timer = setTimeout(() => void this.round(p), delay);
@@ -62,7 +93,7 @@ export class ActiveHealthChecker {
 
   private async round(p: Probe): Promise<void> {
     const ok = await this.probe(p);
-    if (this.stopped) return;
+    if (p.stopped) return;
     if (ok) {
       p.passes++;
       p.failures = 0;

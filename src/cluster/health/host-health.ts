@@ -3,23 +3,27 @@
  * checker and the outlier detector set and clear their own flag; this keeps each cluster's panic
  * bit in step with how many of its hosts are healthy.
  */
-import type { ShuttleConfig } from '../../config/schema.ts';
 import { HealthTable } from '../../shared/health-table.ts';
 import type { HostRef } from '../../shared/stats-table.ts';
 import type { Logger } from '../../log/logger.ts';
+import { MAX_CLUSTERS, MAX_HOSTS } from '../../shared/directory.ts';
 import { flagNames } from '../../shared/health-table.ts';
 
 export class HostHealth {
   readonly table: HealthTable;
-  private readonly hosts: readonly HostRef[];
-  private readonly config: ShuttleConfig;
+  private hosts: readonly HostRef[];
   private readonly logger: Logger;
 
-  constructor(config: ShuttleConfig, hosts: readonly HostRef[], logger: Logger, table?: HealthTable) {
-    this.config = config;
+  constructor(hosts: readonly HostRef[], logger: Logger, table: HealthTable = HealthTable.create(MAX_HOSTS, MAX_CLUSTERS)) {
     this.hosts = hosts;
     this.logger = logger;
-    this.table = table ?? HealthTable.create(hosts.length, config.clusters.length);
+    this.table = table;
+  }
+
+  /** A reloaded config's hosts; the flags of hosts that stay are kept where they are. */
+  setHosts(hosts: readonly HostRef[]): void {
+    this.hosts = hosts;
+    for (const id of new Set(hosts.map((h) => h.clusterIndex))) this.updatePanic(hosts.find((h) => h.clusterIndex === id)!);
   }
 
   set(host: HostRef, flag: number, reason: string): void {
@@ -43,12 +47,16 @@ export class HostHealth {
 
   private changed(host: HostRef, before: number, reason: string): void {
     const after = this.table.flags(host.index);
-    const total = this.config.clusters[host.clusterIndex].hosts.length;
+    this.logger.info({ cluster: host.cluster, host: host.address, health: after === 0 ? 'healthy' : 'unhealthy', flags: flagNames(after), was: flagNames(before), reason }, 'host health changed');
+    this.updatePanic(host);
+  }
+
+  private updatePanic(host: HostRef): void {
+    const total = host.clusterConfig.hosts.length;
     const healthy = this.healthyCount(host.clusterIndex);
-    const panic = healthy * 100 < total * this.config.clusters[host.clusterIndex].panic_threshold;
-    const wasPanic = this.table.panic(host.clusterIndex);
+    const panic = healthy * 100 < total * host.clusterConfig.panic_threshold;
+    if (panic === this.table.panic(host.clusterIndex)) return;
     this.table.setPanic(host.clusterIndex, panic);
-    this.logger.info({ cluster: host.cluster, host: host.address, health: after === 0 ? 'healthy' : 'unhealthy', flags: flagNames(after), was: flagNames(before), reason, healthy_hosts: healthy, total_hosts: total }, 'host health changed');
-    if (panic !== wasPanic) this.logger.warn({ cluster: host.cluster, healthy_hosts: healthy, total_hosts: total }, panic ? 'cluster in panic: too few healthy hosts, balancing over all' : 'cluster out of panic');
+    this.logger.warn({ cluster: host.cluster, healthy_hosts: healthy, total_hosts: total }, panic ? 'cluster in panic: too few healthy hosts, balancing over all' : 'cluster out of panic');
   }
 }

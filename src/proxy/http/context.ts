@@ -43,34 +43,53 @@ export class RetryBudget {
   }
 }
 
+/**
+ * One pool per upstream host id, kept across config reloads while the host and its pool settings
+ * stay the same; a host that is removed or whose pool settings change has its pool drained.
+ */
 export class PoolRegistry {
-  private readonly pools = new Map<Host, Http1Pool>();
-  private readonly telemetry: WorkerTelemetry;
+  private readonly pools = new Map<number, { pool: Http1Pool; key: string }>();
 
-  constructor(telemetry: WorkerTelemetry) {
-    this.telemetry = telemetry;
-  }
-
-  get(host: Host, cluster: Cluster): Http1Pool {
-    let pool = this.pools.get(host);
-    if (!pool) this.pools.set(host, (pool = new Http1Pool(host, cluster.config.connection_pool, cluster.config.connect_timeout, this.telemetry)));
+  get(host: Host, cluster: Cluster, telemetry: WorkerTelemetry): Http1Pool {
+    const key = JSON.stringify([cluster.config.connection_pool, cluster.config.connect_timeout]);
+    const entry = this.pools.get(host.index);
+    if (entry && entry.key === key) return entry.pool;
+    entry?.pool.drain();
+    const pool = new Http1Pool(host, cluster.config.connection_pool, cluster.config.connect_timeout, telemetry);
+    this.pools.set(host.index, { pool, key });
     return pool;
   }
 
+  /** Drains the pools of hosts not in `keep` (host ids of the new config). */
+  retain(keep: ReadonlySet<number>): void {
+    for (const [id, entry] of this.pools) {
+      if (keep.has(id)) continue;
+      entry.pool.drain();
+      this.pools.delete(id);
+    }
+  }
+
   drainAll(): void {
-    for (const p of this.pools.values()) p.drain();
+    for (const e of this.pools.values()) e.pool.drain();
   }
 }
 
-export interface HttpProxyContext {
+/** What one config generation gives an HTTP listener; a request keeps the one it started with. */
+export interface HttpListenerSnapshot {
   readonly listener: ListenerConfig;
+  /** The listener's stable id (its stats cells). */
   readonly listenerIndex: number;
   readonly router: Router;
   readonly clusters: ClusterManager;
+  readonly telemetry: WorkerTelemetry;
+}
+
+export interface HttpProxyContext {
+  /** The current generation's view of this listener. */
+  snapshot(): HttpListenerSnapshot;
   readonly pools: PoolRegistry;
   readonly retryBudget: RetryBudget;
-  readonly telemetry: WorkerTelemetry;
   readonly logger: Logger;
-  /** True once the worker drains: responses carry Connection: close. */
+  /** True once the worker (or this listener) drains: responses carry Connection: close. */
   draining(): boolean;
 }

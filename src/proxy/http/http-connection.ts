@@ -9,7 +9,7 @@ import { RequestDecoder } from '../../codecs/http1/decoder.ts';
 import { HttpParseError } from '../../codecs/http1/errors.ts';
 import type { RequestHead } from '../../codecs/http1/head.ts';
 import { L } from '../../shared/stats-table.ts';
-import type { HttpProxyContext } from './context.ts';
+import type { HttpListenerSnapshot, HttpProxyContext } from './context.ts';
 import { HttpStream, type StreamOwner } from './http-stream.ts';
 import { localReply } from './messages.ts';
 
@@ -21,6 +21,8 @@ export class HttpConnection implements StreamOwner {
   readonly id: string;
   readonly clientIp: string;
   private readonly ctx: HttpProxyContext;
+  /** The generation the connection opened under: its limits and connection counters. */
+  private readonly snap: HttpListenerSnapshot;
   private readonly decoder: RequestDecoder;
   private current: HttpStream | undefined;
   private tunnel: HttpStream | undefined;
@@ -38,7 +40,8 @@ export class HttpConnection implements StreamOwner {
     this.ctx = ctx;
     this.onClose = onClose;
     this.clientIp = (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
-    const http = ctx.listener.http;
+    this.snap = ctx.snapshot();
+    const http = this.snap.listener.http;
     this.decoder = new RequestDecoder({
       onHead: (head) => this.onHead(head),
       onBody: (chunk) => this.current?.onRequestBody(chunk),
@@ -60,11 +63,11 @@ export class HttpConnection implements StreamOwner {
       clearTimeout(this.headTimer);
       this.current?.abort();
       this.tunnel?.abort();
-      this.ctx.telemetry.downstreamClosed(this.ctx.listenerIndex);
+      this.snap.telemetry.downstreamClosed(this.snap.listenerIndex);
       this.onClose(this);
     });
-    s.setTimeout(this.ctx.listener.idle_timeout, () => s.destroy());
-    this.ctx.telemetry.downstreamOpened(this.ctx.listenerIndex);
+    s.setTimeout(this.snap.listener.idle_timeout, () => s.destroy());
+    this.snap.telemetry.downstreamOpened(this.snap.listenerIndex);
     s.resume();
   }
 
@@ -79,11 +82,11 @@ export class HttpConnection implements StreamOwner {
   }
 
   private onData(chunk: Buffer): void {
-    this.ctx.telemetry.row[this.ctx.telemetry.layout.listener(this.ctx.listenerIndex) + L.downstream_cx_rx_bytes_total] += chunk.length;
+    this.snap.telemetry.row[this.snap.telemetry.layout.listener(this.snap.listenerIndex) + L.downstream_cx_rx_bytes_total] += chunk.length;
     if (this.tunnel) return this.tunnel.tunnelData(chunk);
     if (this.closing) return;
     if (!this.current && !this.headTimer) {
-      this.headTimer = setTimeout(() => this.reject(new HttpParseError('SHUTTLE_E_HTTP_BAD_REQUEST', 'request header timeout'), 408), this.ctx.listener.http.request_headers_timeout);
+      this.headTimer = setTimeout(() => this.reject(new HttpParseError('SHUTTLE_E_HTTP_BAD_REQUEST', 'request header timeout'), 408), this.snap.listener.http.request_headers_timeout);
     }
     try {
       this.decoder.feed(chunk);
@@ -99,7 +102,7 @@ export class HttpConnection implements StreamOwner {
     clearTimeout(this.headTimer);
     this.headTimer = undefined;
     this.requestInProgress = true;
-    this.ctx.telemetry.row[this.ctx.telemetry.layout.listener(this.ctx.listenerIndex) + L.downstream_rq_total]++;
+    this.snap.telemetry.row[this.snap.telemetry.layout.listener(this.snap.listenerIndex) + L.downstream_rq_total]++;
     const stream = new HttpStream(head, this, this.ctx);
     this.current = stream;
     stream.start();
@@ -120,7 +123,7 @@ export class HttpConnection implements StreamOwner {
     clearTimeout(this.headTimer);
     this.closing = true;
     const stream = this.current;
-    this.ctx.logger.info({ conn: this.id, listener: this.ctx.listener.name, status, error: err.code, reason: err.message }, 'bad request');
+    this.ctx.logger.info({ conn: this.id, listener: this.snap.listener.name, status, error: err.code, reason: err.message }, 'bad request');
     if (stream) {
       const sent = stream.responseSent;
       this.current = undefined; // so that the aborted stream does not end the connection itself
@@ -150,7 +153,7 @@ export class HttpConnection implements StreamOwner {
   becomeTunnel(stream: HttpStream): Buffer | undefined {
     this.current = undefined;
     this.tunnel = stream;
-    this.socket.setTimeout(this.ctx.listener.idle_timeout);
+    this.socket.setTimeout(this.snap.listener.idle_timeout);
     return this.decoder.detach();
   }
 

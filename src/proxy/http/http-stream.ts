@@ -30,7 +30,7 @@ import { ShuttleError, type ErrorCode } from '../../errors.ts';
 import type { Route } from '../../router/router.ts';
 import { H, L } from '../../shared/stats-table.ts';
 import type { ConnectionUser, UpstreamConnection } from '../../stream/http1-pool.ts';
-import type { HttpProxyContext } from './context.ts';
+import type { HttpListenerSnapshot, HttpProxyContext } from './context.ts';
 import { downstreamResponseHead, localReply, upstreamRequestHead } from './messages.ts';
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
@@ -65,6 +65,8 @@ export interface StreamOwner {
 export class HttpStream implements ConnectionUser {
   readonly head: RequestHead;
   private readonly ctx: HttpProxyContext;
+  /** The config generation this request started under: it finishes under it too. */
+  private readonly snap: HttpListenerSnapshot;
   private readonly owner: StreamOwner;
   private readonly startedAt = performance.now();
   private route: Route | undefined;
@@ -103,6 +105,7 @@ export class HttpStream implements ConnectionUser {
     this.head = head;
     this.owner = owner;
     this.ctx = ctx;
+    this.snap = ctx.snapshot();
     this.closeAfter = !head.keepAlive;
     // A request without a body is complete with its head.
     this.requestComplete = !head.chunked && head.contentLength <= 0;
@@ -134,7 +137,7 @@ export class HttpStream implements ConnectionUser {
         return found;
       },
     };
-    const route = this.ctx.router.route(this.authority, req);
+    const route = this.snap.router.route(this.authority, req);
     this.route = route;
     if (!route) return this.fail(new ShuttleError('SHUTTLE_E_NO_ROUTE', 'downstream', `no route for ${this.authority}${this.path}`));
     const cfg = route.config;
@@ -142,7 +145,7 @@ export class HttpStream implements ConnectionUser {
     if (cfg.redirect) return this.redirect(cfg.redirect, target);
 
     const clusterName = route.cluster();
-    const cluster = clusterName ? this.ctx.clusters.get(clusterName) : undefined;
+    const cluster = clusterName ? this.snap.clusters.get(clusterName) : undefined;
     if (!cluster) return this.fail(new ShuttleError('SHUTTLE_E_NO_CLUSTER', 'internal', `cluster ${clusterName} not found`));
     this.cluster = cluster;
     this.ctx.retryBudget.requestStarted(cluster);
@@ -158,7 +161,7 @@ export class HttpStream implements ConnectionUser {
     if (this.finished) return;
     if (this.bodyReplayable) {
       this.bodyBytes += chunk.length;
-      if (this.bodyBytes <= this.ctx.listener.http.retry_buffer_bytes) {
+      if (this.bodyBytes <= this.snap.listener.http.retry_buffer_bytes) {
         this.body.push(chunk);
         if (!this.conn) return; // sent with the head once connected
       } else {
@@ -195,11 +198,11 @@ export class HttpStream implements ConnectionUser {
     const host = cluster.lb.choose(this.tried);
     if (!host) {
       this.fail(this.error ?? new ShuttleError('SHUTTLE_E_NO_HEALTHY_HOST', 'internal', `cluster ${cluster.name} has no healthy host`));
-      if (this.tried.size === 0) this.ctx.telemetry.noHealthyHost(cluster.index);
+      if (this.tried.size === 0) this.snap.telemetry.noHealthyHost(cluster.index);
       return;
     }
     this.tried.add(host);
-    const pool = this.ctx.pools.get(host, cluster);
+    const pool = this.ctx.pools.get(host, cluster, this.snap.telemetry);
     this.cancelWait = pool.acquire((err, conn) => {
       this.cancelWait = undefined;
       if (this.finished) {
@@ -214,8 +217,8 @@ export class HttpStream implements ConnectionUser {
   private send(conn: UpstreamConnection): void {
     this.conn = conn;
     conn.take(this);
-    const row = this.ctx.telemetry.row;
-    row[this.ctx.telemetry.layout.host(conn.host.index) + H.upstream_rq_total]++;
+    const row = this.snap.telemetry.row;
+    row[this.snap.telemetry.layout.host(conn.host.index) + H.upstream_rq_total]++;
     this.responseBytesSeen = false;
     // Callbacks of an attempt that was given up on (a retried 503 still being parsed) are dropped.
     const decoder: ResponseDecoder = new ResponseDecoder({
@@ -312,7 +315,7 @@ export class HttpStream implements ConnectionUser {
     }
     this.responseHead = h;
     this.status = h.status;
-    if (h.status >= 500) this.ctx.telemetry.row[this.ctx.telemetry.layout.host(this.conn!.host.index) + H.upstream_rq_error]++;
+    if (h.status >= 500) this.snap.telemetry.row[this.snap.telemetry.layout.host(this.conn!.host.index) + H.upstream_rq_error]++;
     if (h.status === 101 && this.head.upgrade !== undefined) return this.tunnel(h);
     const downstreamOld = this.head.versionMinor === 0;
     const dechunk = downstreamOld && h.chunked;
@@ -354,7 +357,7 @@ export class HttpStream implements ConnectionUser {
     const conn = this.conn;
     const reusable = this.requestComplete && !this.delimitedByClose && !!this.responseHead?.keepAlive && (this.decoder?.buffered ?? 0) === 0 && !!conn?.socket.readable;
     this.conn = undefined;
-    if (conn) this.ctx.pools.get(conn.host, this.cluster!).release(conn, reusable);
+    if (conn) this.ctx.pools.get(conn.host, this.cluster!, this.snap.telemetry).release(conn, reusable);
     this.finish();
   }
 
@@ -362,7 +365,7 @@ export class HttpStream implements ConnectionUser {
     const sock = this.owner.socket;
     const len = typeof data === 'string' ? data.length : data.length; // latin1: one byte per char
     this.bytesSent += len;
-    this.ctx.telemetry.row[this.ctx.telemetry.layout.listener(this.ctx.listenerIndex) + L.downstream_cx_tx_bytes_total] += len;
+    this.snap.telemetry.row[this.snap.telemetry.layout.listener(this.snap.listenerIndex) + L.downstream_cx_tx_bytes_total] += len;
     const ok = typeof data === 'string' ? sock.write(data, 'latin1') : sock.write(data);
     if (!ok && this.conn) {
       const up = this.conn.socket;
@@ -428,7 +431,7 @@ export class HttpStream implements ConnectionUser {
     this.conn = undefined;
     this.decoder = undefined;
     this.decoderDone = false;
-    if (conn && !connectionGone) this.ctx.pools.get(conn.host, this.cluster!).release(conn, false);
+    if (conn && !connectionGone) this.ctx.pools.get(conn.host, this.cluster!, this.snap.telemetry).release(conn, false);
     if (kind !== 'status' && this.status === 0 && status === 0) this.error = error;
     if (this.responseStarted) {
       // Part of the response is out: the only honest signal left is to cut the connection.
@@ -474,7 +477,7 @@ export class HttpStream implements ConnectionUser {
     this.cancelWait?.();
     const conn = this.conn;
     this.conn = undefined;
-    if (conn) this.ctx.pools.get(conn.host, this.cluster!).release(conn, false);
+    if (conn) this.ctx.pools.get(conn.host, this.cluster!, this.snap.telemetry).release(conn, false);
     if (this.responseStarted) {
       this.error = error;
       this.owner.socket.destroy();
@@ -521,7 +524,7 @@ export class HttpStream implements ConnectionUser {
     this.cancelWait?.();
     const conn = this.conn;
     this.conn = undefined;
-    if (conn) this.ctx.pools.get(conn.host, this.cluster!).release(conn, false);
+    if (conn) this.ctx.pools.get(conn.host, this.cluster!, this.snap.telemetry).release(conn, false);
     this.finish();
   }
 
@@ -534,11 +537,11 @@ export class HttpStream implements ConnectionUser {
       this.ctx.retryBudget.requestEnded(this.cluster);
       if (this.holdingRetryToken) this.ctx.retryBudget.retryEnded(this.cluster);
     }
-    if (this.ctx.listener.access_log) {
+    if (this.snap.listener.access_log) {
       this.ctx.logger.info({
         msg: 'access',
         conn: this.owner.id,
-        listener: this.ctx.listener.name,
+        listener: this.snap.listener.name,
         method: this.head.method,
         authority: this.authority,
         path: this.path,

@@ -1,0 +1,21 @@
+/**
+ * Config snapshots for workers: encoded once with msgpackr into a SharedArrayBuffer, so N workers
+ * read the same bytes instead of the main thread structured-cloning the config N times.
+ */
+import { Packr } from 'msgpackr';
+import { deepFreeze } from '../config/load.ts';
+import type { ConfigSnapshot } from '../workers/messages.ts';
+
+const packr = new Packr({ useRecords: false, moreTypes: false });
+
+export function encodeSnapshot(snapshot: ConfigSnapshot): SharedArrayBuffer {
+  const bytes = packr.pack(snapshot);
+  const shared = new SharedArrayBuffer(bytes.length);
+  new Uint8Array(shared).set(bytes);
+  return shared;
+}
+
+export function decodeSnapshot(shared: SharedArrayBuffer): ConfigSnapshot {
+  // Copied out of shared memory first: a decoder must not see bytes change under it.
+  return deepFreeze(packr.unpack(new Uint8Array(shared).slice()) as ConfigSnapshot);
+}
