@@ -69,4 +69,41 @@ program
     process.stdout.write(`${opts.config}: valid (${config.listeners.length} listeners, ${config.clusters.length} clusters)\n`);
   });
 
+program
+  .command('reload')
+  .description('reload the running config (SIGHUP) and wait for the outcome: exit 0 once the new generation is live')
+  .requiredOption('-p, --pid-file <file>', 'the pid file given to `shuttle start`')
+  .option('--timeout <seconds>', 'how long to wait for the outcome', (v) => positiveInt(v), 30)
+  .action(async (opts: { pidFile: string; timeout: number }) => {
+    const { readStatus } = await import('../config/reload-status.ts');
+    let pid: number;
+    try {
+      pid = Number(readFileSync(opts.pidFile, 'utf8').trim());
+      process.kill(pid, 0);
+    } catch (err) {
+      process.stderr.write(`shuttle: no running shuttle found through ${opts.pidFile}: ${(err as Error).message}\n`);
+      process.exit(1);
+    }
+    const before = readStatus(opts.pidFile);
+    const seen = before?.pid === pid ? before.attempt : 0;
+    process.kill(pid, 'SIGHUP');
+    const deadline = Date.now() + opts.timeout * 1000;
+    for (;;) {
+      const status = readStatus(opts.pidFile);
+      if (status && status.pid === pid && status.attempt > seen) {
+        if (status.ok) {
+          process.stdout.write(`reloaded: generation ${status.generation} (hash ${status.hash}) is live\n`);
+          process.exit(0);
+        }
+        process.stderr.write(`shuttle: reload rejected; generation ${status.generation} keeps serving:\n${status.errors.map((e) => `  ${e}`).join('\n')}\n`);
+        process.exit(1);
+      }
+      if (Date.now() > deadline) {
+        process.stderr.write(`shuttle: no reload outcome from pid ${pid} within ${opts.timeout}s\n`);
+        process.exit(1);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  });
+
 await program.parseAsync(process.argv);
