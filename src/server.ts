@@ -25,7 +25,7 @@ import type { ReloadTaskResult } from './config/reload-task.ts';
 import { writeStatus } from './config/reload-status.ts';
 import type { LogLevel, ShuttleConfig } from './config/schema.ts';
 import { createLogger, type Logger } from './log/logger.ts';
-import { Directory } from './shared/directory.ts';
+import { Directory, MAX_WORKER_SLOTS } from './shared/directory.ts';
 import { StatsLayout, StatsTable } from './shared/stats-table.ts';
 import type { BalanceMode, BoundListener, ConfigSnapshot } from './workers/messages.ts';
 
@@ -60,7 +60,8 @@ export async function startServer(opts: StartOptions): Promise<void> {
 
   // The shared plane: counters, host health, per-worker load and event rings.
   const layout = () => new StatsLayout(current.config, current.ids);
-  const stats = StatsTable.create(layout(), opts.threads);
+  const stats = StatsTable.create(layout(), MAX_WORKER_SLOTS);
+  let threads = opts.threads;
   const health = new HostHealth(stats.layout.hosts, logger);
   const outliers = new OutlierDetector(health, logger);
   outliers.setHosts(stats.layout.hosts);
@@ -110,7 +111,7 @@ export async function startServer(opts: StartOptions): Promise<void> {
 
   if (opts.pidFile) writeFileSync(opts.pidFile, `${process.pid}\n`);
   phase = 'serving';
-  logger.info({ listeners: listeners(), admin: adminAddress, threads: opts.threads, balance: opts.balance, config: opts.configFile, generation: current.generation, hash: configHash(current.config) }, 'shuttle ready');
+  logger.info({ listeners: listeners(), admin: adminAddress, threads, balance: opts.balance, config: opts.configFile, generation: current.generation, hash: configHash(current.config) }, 'shuttle ready');
 
   // ---- reload -----------------------------------------------------------------------------
   let validator: Piscina | undefined;
@@ -148,9 +149,19 @@ export async function startServer(opts: StartOptions): Promise<void> {
       return rejected([(err as Error).message]);
     }
     const next: ConfigSnapshot = { generation: current.generation + 1, config, ids };
+    // Fresh threads when asked for, or when the thread count changes.
+    const wantThreads = config.workers.threads ?? threads;
+    const replaceWorkers = config.workers.replace_on_reload || wantThreads !== threads;
     try {
       acceptor.closeRemoved(config.listeners);
-      await pool.publish(next);
+      if (replaceWorkers) {
+        pool.setSnapshot(next);
+        const bound = await pool.replaceAll(wantThreads, config.drain_timeout);
+        threads = wantThreads;
+        if (opts.balance === 'reuseport') reusePortListeners = bound[0];
+      } else {
+        await pool.publish(next);
+      }
       current = next;
       stats.layout = layout();
       health.setHosts(stats.layout.hosts);
@@ -163,7 +174,7 @@ export async function startServer(opts: StartOptions): Promise<void> {
       return rejected([`applying generation ${next.generation} failed: ${(err as Error).message}`]);
     }
     reloadInfo.lastError = null;
-    logger.info({ generation: current.generation, hash: configHash(config), diff: result.diff, listeners: listeners() }, 'config reloaded');
+    logger.info({ generation: current.generation, hash: configHash(config), diff: result.diff, listeners: listeners(), threads, workers_replaced: replaceWorkers }, 'config reloaded');
     report(true, []);
   };
 

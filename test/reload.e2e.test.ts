@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { httpUpstream } from './support/http.ts';
-import { closedPort, echoServer, type Upstream } from './support/net.ts';
+import { Client, closedPort, echoServer, type Upstream } from './support/net.ts';
 import { runCli, ShuttleProcess } from './support/shuttle.ts';
 
 const cleanup: (() => Promise<unknown> | void)[] = [];
@@ -242,5 +242,46 @@ describe('reload on SIGHUP', () => {
     expect(v[0].hosts.map((h) => [h.address, h.health])).toEqual([[live, 'healthy'], [down, 'unhealthy'], [extra.address, 'healthy']]);
     expect(probes).toBe(1);
     expect(extra.connections).toBe(1); // its first probe
+  });
+
+  it('replaces the worker threads when the thread count changes: new ones serve, old ones drain', async () => {
+    const echo = await echoServer();
+    cleanup.push(() => echo.close());
+    const files = workdir();
+    const config = (threads: number) => ({
+      version: 1,
+      admin: { address: '127.0.0.1:0' },
+      drain_timeout: '1s',
+      workers: { threads },
+      listeners: [{ name: 'tcp', address: '127.0.0.1:0', cluster: 'echo' }],
+      clusters: [{ name: 'echo', hosts: [echo.address] }],
+    });
+    const { shuttle, admin } = await startWith(config(2), files);
+    const { listeners } = await shuttle.ready();
+    type Workers = { workers: { workerId: number; state: string; activeConnections: number }[] };
+    const workers = async () => ((await (await fetch(`${admin}/workers`)).json()) as Workers).workers;
+    const before = (await workers()).map((w) => w.workerId);
+    expect(before).toHaveLength(2);
+
+    const held = await Client.connect(listeners.tcp.port);
+    cleanup.push(() => void held.socket.destroy());
+    expect(await held.echo('before')).toBe('before');
+
+    const r = await reload(config(3), files);
+    expect(r.code).toBe(0);
+    const after = await workers();
+    const ready = after.filter((w) => w.state === 'ready');
+    expect(ready).toHaveLength(3);
+    expect(ready.every((w) => !before.includes(w.workerId))).toBe(true);
+    // The old worker holding a connection drains: the connection still works for now…
+    expect(await held.echo('during drain')).toBe('during drain');
+    // …new connections go to the new workers…
+    for (let i = 0; i < 6; i++) await tcpEcho(listeners.tcp.port);
+    // …and at the drain deadline the old workers close what is left and exit.
+    await held.closed;
+    for (const id of before) await shuttle.waitForLog((l) => l.msg === 'worker exited' && l.worker === id, 5_000, `worker ${id} to exit`);
+    const final = await workers();
+    expect(final.map((w) => w.state)).toEqual(['ready', 'ready', 'ready']);
+    expect(shuttle.logs.some((l) => l.msg === 'worker exited unexpectedly; replacing it')).toBe(false);
   });
 });

@@ -1,13 +1,17 @@
 /**
- * Starts and supervises the worker threads, one per slot. A worker that dies unexpectedly is
- * logged and replaced in its slot (with back-off if it keeps dying); the other workers and their
- * connections never notice. In handoff mode it also hands each accepted socket to the ready
- * worker with the fewest active connections, read from the shared load table.
+ * Starts and supervises the worker threads, one per slot (a row in the shared tables). A worker
+ * that dies unexpectedly is logged and replaced in its slot (with back-off if it keeps dying); the
+ * other workers and their connections never notice. In handoff mode it also hands each accepted
+ * socket to the ready worker with the fewest active connections, read from the shared load table.
+ *
+ * replaceAll() swaps the whole set (a reload that needs fresh threads): new workers start in free
+ * slots, and only once all are ready do the old ones stop taking connections and drain.
  */
 import type net from 'node:net';
 import { Worker } from 'node:worker_threads';
 import type { LogLevel } from '../config/schema.ts';
 import type { Logger } from '../log/logger.ts';
+import { MAX_WORKER_SLOTS } from '../shared/directory.ts';
 import type { UpstreamEvent } from '../shared/events.ts';
 import type { HealthTable } from '../shared/health-table.ts';
 import { LoadTable, WorkerState, type WorkerLoad } from '../shared/load-table.ts';
@@ -39,6 +43,8 @@ export interface WorkerPoolOptions {
 
 interface Slot {
   readonly index: number;
+  /** Part of the current worker set (replaced when it dies); false while an old worker drains. */
+  member: boolean;
   worker: Worker | undefined;
   workerId: number;
   /** Worker exits expected by us (drain, stop): not crashes. */
@@ -47,8 +53,8 @@ interface Slot {
   lastStart: number;
   restartTimer: NodeJS.Timeout | undefined;
   listeners: BoundListener[];
-  /** Outlives the worker: a replacement reuses its slot's ring. */
-  readonly events: Ring;
+  /** Outlives the worker: a replacement reuses its slot's ring. Created on first use. */
+  events: Ring | undefined;
   /** Event-loop utilization over the last sampling window, and the sample it was measured from. */
   elu: number | null;
   eluSample: ReturnType<Worker['performance']['eventLoopUtilization']> | undefined;
@@ -75,27 +81,73 @@ export class WorkerPool {
 
   constructor(opts: WorkerPoolOptions) {
     this.opts = opts;
-    this.loadTable = LoadTable.create(opts.threads);
-    this.slots = Array.from({ length: opts.threads }, (_, index) => ({
-      index, worker: undefined, workerId: 0, expectingExit: false, recentCrashes: 0, lastStart: 0, restartTimer: undefined, listeners: [],
-      events: Ring.create(EVENT_RING_BYTES),
+    this.loadTable = LoadTable.create(MAX_WORKER_SLOTS);
+    this.slots = Array.from({ length: MAX_WORKER_SLOTS }, (_, index) => ({
+      index, member: false, worker: undefined, workerId: 0, expectingExit: false, recentCrashes: 0, lastStart: 0, restartTimer: undefined, listeners: [],
+      events: undefined,
       elu: null,
       eluSample: undefined,
     }));
     // Read from each worker's loop counters by the runtime itself: no message to the worker.
     this.eluTimer = setInterval(() => this.sampleElu(), ELU_WINDOW_MS).unref();
-    for (const slot of this.slots) {
-      void slot.events.consume((e) => opts.onEvent(e as UpstreamEvent), this.stopEvents.signal);
-    }
   }
 
+  /** Workers in the current set. */
   get size(): number {
-    return this.slots.length;
+    return this.slots.filter((s) => s.member).length;
   }
 
-  /** Starts every worker; resolves when all are ready, rejects if one fails to start. */
-  async start(): Promise<BoundListener[][]> {
-    return Promise.all(this.slots.map((slot) => this.spawn(slot)));
+  /** Starts `threads` workers; resolves when all are ready, rejects if one fails to start. */
+  async start(threads = this.opts.threads): Promise<BoundListener[][]> {
+    const chosen = this.freeSlots(threads);
+    for (const slot of chosen) slot.member = true;
+    return Promise.all(chosen.map((slot) => this.spawn(slot)));
+  }
+
+  /**
+   * Replaces the whole worker set with `threads` new workers (running the current snapshot).
+   * The old workers keep serving until every new one is ready; then they stop taking connections
+   * and drain for `drainMs`. If a new worker fails to start, the new ones are stopped and the old
+   * set keeps serving.
+   */
+  async replaceAll(threads: number, drainMs: number): Promise<BoundListener[][]> {
+    const old = this.slots.filter((s) => s.member);
+    const fresh = this.freeSlots(threads);
+    if (fresh.length < threads) throw new Error(`no room for ${threads} more workers (at most ${MAX_WORKER_SLOTS} at once)`);
+    for (const slot of fresh) slot.member = true;
+    let bound: BoundListener[][];
+    try {
+      bound = await Promise.all(fresh.map((slot) => this.spawn(slot)));
+    } catch (err) {
+      for (const slot of fresh) {
+        slot.member = false;
+        slot.expectingExit = true;
+        void slot.worker?.terminate();
+      }
+      throw err;
+    }
+    for (const slot of old) {
+      slot.member = false;
+      this.retire(slot, drainMs);
+    }
+    this.opts.logger.info({ started: fresh.map((s) => s.workerId), draining: old.map((s) => s.workerId), drain_ms: drainMs }, 'worker threads replaced');
+    return bound;
+  }
+
+  private freeSlots(n: number): Slot[] {
+    return this.slots.filter((s) => !s.member && !s.worker).slice(0, n);
+  }
+
+  /** Stops a worker taking connections and lets it drain; its slot frees when it exits. */
+  private retire(slot: Slot, drainMs: number): void {
+    clearTimeout(slot.restartTimer);
+    const worker = slot.worker;
+    if (!worker) return;
+    slot.expectingExit = true;
+    this.loadTable.setState(slot.index, WorkerState.DRAINING);
+    worker.postMessage({ type: 'drain', deadlineMs: drainMs } satisfies MainToWorker);
+    // The worker closes what is left at the deadline itself; this is the backstop for a stuck one.
+    setTimeout(() => void worker.terminate(), drainMs + 2_000).unref();
   }
 
   /** Hands an accepted, untouched socket to the least-loaded ready worker. */
@@ -124,10 +176,15 @@ export class WorkerPool {
    * Sends a new config generation to every worker; resolves when all have applied it (a worker
    * started from now on starts with it). Rejects if a worker fails to apply it or times out.
    */
+  /** The generation that workers started from now on run. */
+  setSnapshot(snapshot: ConfigSnapshot): void {
+    this.opts.snapshot = snapshot;
+  }
+
   publish(snapshot: ConfigSnapshot, timeoutMs = 10_000): Promise<void> {
     this.opts.snapshot = snapshot;
     const shared = encodeSnapshot(snapshot);
-    const waits = this.slots.filter((s) => s.worker).map((slot) => new Promise<void>((resolve, reject) => {
+    const waits = this.slots.filter((s) => s.worker && s.member).map((slot) => new Promise<void>((resolve, reject) => {
       const worker = slot.worker!;
       const timer = setTimeout(() => done(new Error(`worker ${slot.workerId} did not apply generation ${snapshot.generation} in ${timeoutMs}ms`)), timeoutMs);
       const onMessage = (msg: WorkerToMain) => {
@@ -159,7 +216,7 @@ export class WorkerPool {
   }
 
   info(): WorkerInfo[] {
-    return this.slots.map((slot) => ({
+    return this.slots.filter((s) => s.member || s.worker).map((slot) => ({
       ...this.loadTable.read(slot.index),
       workerId: slot.workerId,
       threadId: slot.worker?.threadId ?? null,
@@ -170,7 +227,7 @@ export class WorkerPool {
 
   /** Events dropped because a worker's ring was full (see Ring). */
   get droppedEvents(): number {
-    return this.slots.reduce((n, s) => n + s.events.dropped, 0);
+    return this.slots.reduce((n, s) => n + (s.events?.dropped ?? 0), 0);
   }
 
   private sampleElu(): void {
@@ -220,6 +277,11 @@ export class WorkerPool {
 
   private spawn(slot: Slot): Promise<BoundListener[]> {
     const workerId = this.nextWorkerId++;
+    if (!slot.events) {
+      const ring = Ring.create(EVENT_RING_BYTES);
+      slot.events = ring;
+      void ring.consume((e) => this.opts.onEvent(e as UpstreamEvent), this.stopEvents.signal);
+    }
     const init: WorkerInit = {
       workerId,
       slot: slot.index,
@@ -267,7 +329,7 @@ export class WorkerPool {
         this.loadTable.reset(slot.index, WorkerState.EMPTY);
         this.opts.stats.zeroGauges(slot.index);
         if (!ready) reject(new Error(`worker ${workerId} exited with code ${code} before it was ready`));
-        if (slot.expectingExit || this.stopping) {
+        if (slot.expectingExit || this.stopping || !slot.member) {
           log.info({ slot: slot.index, worker: workerId, code }, 'worker exited');
           return;
         }

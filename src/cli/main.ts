@@ -49,7 +49,7 @@ program
       await startServer({
         config,
         configFile: opts.config,
-        threads: opts.threads ?? availableParallelism(),
+        threads: opts.threads ?? config.workers.threads ?? availableParallelism(),
         balance: opts.balance,
         logLevel: opts.logLevel,
         pidFile: opts.pidFile,

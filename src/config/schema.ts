@@ -117,8 +117,16 @@ const admin = z.object({
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 
+const workers = z.object({
+  /** Worker threads; overrides the default of `--threads` (available cores), not an explicit one. */
+  threads: z.number().int().min(1).max(32).optional(),
+  /** Replace every worker thread on reload (new ones take new connections, old ones drain). */
+  replace_on_reload: z.boolean().default(false),
+}).strict();
+
 export const configSchema = z.object({
   version: z.literal(1, { error: 'expected version: 1' }),
+  workers: workers.default({ replace_on_reload: false }),
   admin: admin.default({ address: { host: '127.0.0.1', port: 9901 } }),
   log: z.object({ level: z.enum(LOG_LEVELS).default('info') }).strict().default({ level: 'info' }),
   /** How long open connections may finish after SIGTERM before they are closed. */

@@ -11,7 +11,9 @@ import type { ShuttleConfig } from '../config/schema.ts';
 
 export const MAX_LISTENERS = 256;
 export const MAX_CLUSTERS = 1024;
-export const MAX_HOSTS = 8192;
+export const MAX_HOSTS = 2048;
+/** Worker threads alive at once (a reload that replaces workers runs old and new side by side). */
+export const MAX_WORKER_SLOTS = 64;
 
 /** Ids of one config's entities, in config order. */
 export interface EntityIds {

@@ -2,7 +2,7 @@
  * Counters shared by all threads: one Float64Array row per worker slot, with a block of counters
  * for every listener, cluster and host id (stable across reloads, see Directory).
  *
- *   row(slot) = [ listener ids 0…255 | cluster ids 0…1023 | host ids 0…8191 ]
+ *   row(slot) = [ listener ids 0…255 | cluster ids 0…1023 | host ids 0…2047 ]
  *
  * Each worker writes only its own row (single writer: no atomics, no cache-line contention between
  * workers); readers (admin, metrics) sum the rows. Float64 keeps byte counters exact to 2^53.
