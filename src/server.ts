@@ -22,12 +22,14 @@ import { HostHealth } from './cluster/health/host-health.ts';
 import { OutlierDetector } from './cluster/health/outlier-detector.ts';
 import { deepFreeze, formatProblem } from './config/load.ts';
 import type { ReloadTaskResult } from './config/reload-task.ts';
-import { writeStatus } from './config/reload-status.ts';
+import { upgradeStatusPath, writeJson, writeStatus, type UpgradeStatus } from './config/reload-status.ts';
 import type { LogLevel, ShuttleConfig } from './config/schema.ts';
 import { createLogger, type Logger } from './log/logger.ts';
 import { Directory, MAX_WORKER_SLOTS } from './shared/directory.ts';
 import { StatsLayout, StatsTable } from './shared/stats-table.ts';
+import { announceReady, isSuccessor, receiveHandover, startSuccessor, type Handover } from './upgrade/handover.ts';
 import type { BalanceMode, BoundListener, ConfigSnapshot } from './workers/messages.ts';
+import { addressKey } from './acceptor/acceptor.ts';
 
 export interface StartOptions {
   config: ShuttleConfig;
@@ -96,21 +98,44 @@ export async function startServer(opts: StartOptions): Promise<void> {
     process.exit(1);
   };
 
-  const adminAddress = await admin.listen(current.config.admin.address).catch((err) => fail(err, 'admin server could not listen'));
-  logger.info({ address: adminAddress }, 'admin listening');
+  // Started by an upgrading process: its listening sockets (admin included) are taken over, late,
+  // once this process's workers are up, so that the old one accepts until we can serve.
+  const successor = isSuccessor();
+  let adminAddress = '';
+  if (!successor) {
+    adminAddress = await admin.listen(current.config.admin.address).catch((err) => fail(err, 'admin server could not listen'));
+    logger.info({ address: adminAddress }, 'admin listening');
+  }
 
   const bound = await pool.start().catch((err) => fail(err, 'workers failed to start'));
   await checker.update(stats.layout.hosts);
+
+  let handover: Handover | undefined;
+  if (successor) {
+    handover = await receiveHandover().catch((err) => fail(err, 'upgrade: no sockets from the old process'));
+    logger.info({ from: Number(process.env.SHUTTLE_UPGRADE_FROM), listeners: handover.listeners.map((l) => l.name) }, 'upgrade: listening sockets received');
+    adminAddress = await admin.listen(current.config.admin.address, handover.admin).catch((err) => fail(err, 'admin server could not listen'));
+  }
   if (opts.balance === 'reuseport') {
     reusePortListeners = bound[0];
   } else {
+    const adopted = new Set<unknown>();
     for (const l of current.config.listeners) {
-      await acceptor.listen(l).catch((err) => fail(err, `listener ${l.name} could not bind ${l.address.host}:${l.address.port}`));
+      const inherited = handover?.listeners.find((h) => h.name === l.name && h.key === addressKey(l));
+      if (inherited) adopted.add(inherited);
+      await acceptor.listen(l, inherited).catch((err) => fail(err, `listener ${l.name} could not bind ${l.address.host}:${l.address.port}`));
+    }
+    // Sockets of listeners the new config no longer has: our copies close, the old process's drain.
+    for (const h of handover?.listeners ?? []) {
+      if (adopted.has(h)) continue;
+      for (const s of h.early ?? []) s.destroy();
+      h.server.close();
     }
   }
 
   if (opts.pidFile) writeFileSync(opts.pidFile, `${process.pid}\n`);
   phase = 'serving';
+  if (successor) announceReady();
   logger.info({ listeners: listeners(), admin: adminAddress, threads, balance: opts.balance, config: opts.configFile, generation: current.generation, hash: configHash(current.config) }, 'shuttle ready');
 
   // ---- reload -----------------------------------------------------------------------------
@@ -194,6 +219,37 @@ export async function startServer(opts: StartOptions): Promise<void> {
   };
   process.on('SIGHUP', reload);
 
+  // ---- upgrade ----------------------------------------------------------------------------
+  let upgrading = false;
+  let upgradeAttempts = 0;
+  const upgradeReport = (attempt: number, ok: boolean, newPid: number | null, error: string | null) => {
+    if (!opts.pidFile) return;
+    const status: UpgradeStatus = { pid: process.pid, attempt, ok, newPid, error, time: new Date().toISOString() };
+    writeJson(upgradeStatusPath(opts.pidFile), status);
+  };
+  const upgrade = async () => {
+    const attempt = ++upgradeAttempts;
+    if (upgrading || phase !== 'serving') {
+      const why = upgrading ? 'an upgrade is already in progress' : `this process is ${phase}`;
+      logger.warn({ reason: why }, 'upgrade refused');
+      upgradeReport(attempt, false, null, `upgrade refused: ${why}`);
+      return;
+    }
+    upgrading = true;
+    logger.info({ argv: process.argv.slice(1) }, 'upgrade: starting the new process');
+    try {
+      const child = await startSuccessor({ listeners: acceptor.handles(), admin: admin.listening }, current.config.upgrade_timeout);
+      logger.info({ new_pid: child.pid, drain_timeout_ms: current.config.drain_timeout }, 'upgrade: the new process serves; this one drains');
+      upgradeReport(attempt, true, child.pid ?? null, null);
+      await retire();
+    } catch (err) {
+      upgrading = false;
+      logger.error({ err: (err as Error).message }, 'upgrade failed; this process keeps serving');
+      upgradeReport(attempt, false, null, (err as Error).message);
+    }
+  };
+  process.on('SIGUSR2', () => void upgrade());
+
   // ---- stop -------------------------------------------------------------------------------
   let stopSignals = 0;
   const stop = async (signal: NodeJS.Signals) => {
@@ -203,8 +259,14 @@ export async function startServer(opts: StartOptions): Promise<void> {
       flushSync();
       process.exit(1);
     }
-    phase = 'draining';
+    if (phase === 'draining') return; // already retiring after an upgrade
     logger.info({ signal, drain_timeout_ms: current.config.drain_timeout }, 'draining: no new connections; open ones may finish');
+    await retire();
+  };
+
+  /** Stops accepting, drains the workers' connections, exits 0. */
+  async function retire(): Promise<void> {
+    phase = 'draining';
     acceptor.close();
     checker.stop();
     outliers.stop();
@@ -214,7 +276,7 @@ export async function startServer(opts: StartOptions): Promise<void> {
     logger.info('stopped');
     await flush();
     process.exit(0);
-  };
+  }
   process.on('SIGTERM', (s) => void stop(s));
   process.on('SIGINT', (s) => void stop(s));
 }

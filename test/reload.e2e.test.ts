@@ -143,12 +143,15 @@ describe('reload on SIGHUP', () => {
       // New requests, on a kept-alive connection too, go to the new cluster.
       expect(await getVia(keepAlive)).toBe(`${color} GET /color`);
       expect(await getVia(fresh)).toBe(`${color} GET /color`);
+      // The added listener serves; once removed, it refuses new connections.
+      const once = new Agent();
       if (withExtra) {
-        const res = await request(`http://127.0.0.1:${extraPort}/`);
+        const res = await request(`http://127.0.0.1:${extraPort}/`, { dispatcher: once });
         expect(await res.body.text()).toBe('extra');
       } else {
-        await expect(request(`http://127.0.0.1:${extraPort}/`)).rejects.toThrow();
+        await expect(request(`http://127.0.0.1:${extraPort}/`, { dispatcher: once })).rejects.toThrow(/ECONNREFUSED/);
       }
+      await once.close();
     }
     for (const l of loops) await l.stop();
     const [ka, fr, tcp] = loops.map((l) => l.stats);

@@ -8,6 +8,7 @@ import { formatAddress } from '../config/address.ts';
 import type { ListenerConfig } from '../config/schema.ts';
 import type { Logger } from '../log/logger.ts';
 import type { BoundListener } from '../workers/messages.ts';
+import type { HandedListener } from '../upgrade/handover.ts';
 import type { WorkerPool } from './worker-pool.ts';
 
 export class Acceptor {
@@ -20,13 +21,19 @@ export class Acceptor {
     this.logger = logger;
   }
 
-  listen(listener: ListenerConfig): Promise<BoundListener> {
+  /**
+   * Binds a listener, or adopts `inherited`: a listening socket handed over by the process this
+   * one upgrades (never closed and re-bound, so no connection is refused in between).
+   */
+  listen(listener: ListenerConfig, inherited?: HandedListener): Promise<BoundListener> {
+    const dispatch = (socket: net.Socket) => {
+      if (!this.pool.dispatch(listener.name, socket)) this.logger.warn({ listener: listener.name, error: 'SHUTTLE_E_NO_WORKER' }, 'no worker ready; connection closed');
+    };
+    if (inherited) return Promise.resolve(this.adopt(listener, inherited, dispatch));
     return new Promise((resolve, reject) => {
-      const server = net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, (socket) => {
-        if (!this.pool.dispatch(listener.name, socket)) this.logger.warn({ listener: listener.name, error: 'SHUTTLE_E_NO_WORKER' }, 'no worker ready; connection closed');
-      });
+      const server = net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, dispatch);
       server.once('error', reject);
-      server.listen({ host: listener.address.host, port: listener.address.port, backlog: listener.backlog }, () => {
+      const onListening = () => {
         server.off('error', reject);
         // Accept errors (EMFILE and the like) are transient: log them and keep listening.
         server.on('error', (err) => this.logger.error({ err, listener: listener.name }, 'listener error'));
@@ -34,8 +41,27 @@ export class Acceptor {
         const bound = { name: listener.name, address: formatAddress({ host: a.address, port: a.port }) };
         this.servers.set(listener.name, { server, bound, key: addressKey(listener) });
         resolve(bound);
-      });
+      };
+      server.listen({ host: listener.address.host, port: listener.address.port, backlog: listener.backlog }, onListening);
     });
+  }
+
+  /** Takes over a listening socket handed over in an upgrade, with what it accepted meanwhile. */
+  private adopt(listener: ListenerConfig, handed: HandedListener, dispatch: (s: net.Socket) => void): BoundListener {
+    const server = handed.server;
+    server.removeAllListeners('connection');
+    server.on('connection', dispatch);
+    server.on('error', (err) => this.logger.error({ err, listener: listener.name }, 'listener error'));
+    for (const socket of handed.early?.splice(0) ?? []) dispatch(socket);
+    const a = server.address() as net.AddressInfo;
+    const bound = { name: listener.name, address: formatAddress({ host: a.address, port: a.port }) };
+    this.servers.set(listener.name, { server, bound, key: addressKey(listener) });
+    return bound;
+  }
+
+  /** The listening sockets, for handing over to an upgraded process. */
+  handles(): { name: string; key: string; server: net.Server }[] {
+    return [...this.servers.entries()].map(([name, s]) => ({ name, key: s.key, server: s.server }));
   }
 
   /** Listeners that are bound now. */
@@ -76,6 +102,6 @@ export class Acceptor {
   }
 }
 
-function addressKey(l: ListenerConfig): string {
+export function addressKey(l: ListenerConfig): string {
   return `${l.address.host}:${l.address.port}:${l.backlog}`;
 }

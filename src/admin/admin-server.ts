@@ -23,6 +23,11 @@ interface Route {
 
 export class AdminServer {
   private readonly routes: Route[] = [];
+
+  /** The listening socket, for handing over to an upgraded process. */
+  get listening(): net.Server | undefined {
+    return this.server;
+  }
   private server: http.Server | undefined;
   private readonly logger: Logger;
 
@@ -37,7 +42,8 @@ export class AdminServer {
     return this;
   }
 
-  listen(address: SocketAddress): Promise<string> {
+  /** Binds `address`, or adopts a listening socket handed over by the process this one upgrades. */
+  listen(address: SocketAddress, inherited?: net.Server): Promise<string> {
     const server = http.createServer((req, res) => void this.handle(req, res));
     server.keepAliveTimeout = 5_000;
     server.headersTimeout = 10_000;
@@ -45,11 +51,13 @@ export class AdminServer {
     this.server = server;
     return new Promise((resolve, reject) => {
       server.once('error', reject);
-      server.listen({ host: address.host, port: address.port }, () => {
+      const onListening = () => {
         server.off('error', reject);
         const a = server.address() as net.AddressInfo;
         resolve(formatAddress({ host: a.address, port: a.port }));
-      });
+      };
+      if (inherited) server.listen(inherited, onListening);
+      else server.listen({ host: address.host, port: address.port }, onListening);
     });
   }
 

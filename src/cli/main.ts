@@ -106,4 +106,43 @@ program
     }
   });
 
+program
+  .command('upgrade')
+  .description('upgrade in place (SIGUSR2): start the code now on disk, hand it the listening sockets, drain this process')
+  .requiredOption('-p, --pid-file <file>', 'the pid file given to `shuttle start`')
+  .option('--timeout <seconds>', 'how long to wait for the outcome', (v) => positiveInt(v), 60)
+  .action(async (opts: { pidFile: string; timeout: number }) => {
+    const { readJson, upgradeStatusPath } = await import('../config/reload-status.ts');
+    type UpgradeStatus = import('../config/reload-status.ts').UpgradeStatus;
+    let pid: number;
+    try {
+      pid = Number(readFileSync(opts.pidFile, 'utf8').trim());
+      process.kill(pid, 0);
+    } catch (err) {
+      process.stderr.write(`shuttle: no running shuttle found through ${opts.pidFile}: ${(err as Error).message}\n`);
+      process.exit(1);
+    }
+    const path = upgradeStatusPath(opts.pidFile);
+    const before = readJson<UpgradeStatus>(path);
+    const seen = before?.pid === pid ? before.attempt : 0;
+    process.kill(pid, 'SIGUSR2');
+    const deadline = Date.now() + opts.timeout * 1000;
+    for (;;) {
+      const status = readJson<UpgradeStatus>(path);
+      if (status && status.pid === pid && status.attempt > seen) {
+        if (status.ok) {
+          process.stdout.write(`upgraded: pid ${status.newPid} serves; pid ${pid} drains\n`);
+          process.exit(0);
+        }
+        process.stderr.write(`shuttle: upgrade failed; pid ${pid} keeps serving: ${status.error}\n`);
+        process.exit(1);
+      }
+      if (Date.now() > deadline) {
+        process.stderr.write(`shuttle: no upgrade outcome from pid ${pid} within ${opts.timeout}s\n`);
+        process.exit(1);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  });
+
 await program.parseAsync(process.argv);

@@ -1,6 +1,6 @@
 /**
- * The outcome of each reload attempt, written next to the pid file so that `shuttle reload` can
- * wait for its own attempt and report it (no admin address needed).
+ * Outcomes of reload and upgrade attempts, written next to the pid file so that `shuttle reload`
+ * and `shuttle upgrade` can wait for their own attempt and report it (no admin address needed).
  */
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 
@@ -19,16 +19,37 @@ export function statusPath(pidFile: string): string {
   return `${pidFile}.reload.json`;
 }
 
-export function writeStatus(pidFile: string, status: ReloadStatus): void {
-  const path = statusPath(pidFile);
-  writeFileSync(`${path}.tmp`, JSON.stringify(status));
+export interface UpgradeStatus {
+  /** The process that was asked to upgrade. */
+  pid: number;
+  attempt: number;
+  ok: boolean;
+  newPid: number | null;
+  error: string | null;
+  time: string;
+}
+
+export function upgradeStatusPath(pidFile: string): string {
+  return `${pidFile}.upgrade.json`;
+}
+
+export function writeJson(path: string, value: unknown): void {
+  writeFileSync(`${path}.tmp`, JSON.stringify(value));
   renameSync(`${path}.tmp`, path); // readers see the old file or the new one, never half of one
 }
 
-export function readStatus(pidFile: string): ReloadStatus | undefined {
+export function readJson<T>(path: string): T | undefined {
   try {
-    return JSON.parse(readFileSync(statusPath(pidFile), 'utf8')) as ReloadStatus;
+    return JSON.parse(readFileSync(path, 'utf8')) as T;
   } catch {
     return undefined;
   }
+}
+
+export function writeStatus(pidFile: string, status: ReloadStatus): void {
+  writeJson(statusPath(pidFile), status);
+}
+
+export function readStatus(pidFile: string): ReloadStatus | undefined {
+  return readJson<ReloadStatus>(statusPath(pidFile));
 }

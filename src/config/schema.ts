@@ -129,8 +129,10 @@ export const configSchema = z.object({
   workers: workers.default({ replace_on_reload: false }),
   admin: admin.default({ address: { host: '127.0.0.1', port: 9901 } }),
   log: z.object({ level: z.enum(LOG_LEVELS).default('info') }).strict().default({ level: 'info' }),
-  /** How long open connections may finish after SIGTERM before they are closed. */
+  /** How long open connections may finish after SIGTERM (or an upgrade) before they are closed. */
   drain_timeout: duration.default(30_000),
+  /** How long a new process may take to become ready in an upgrade before it is rolled back. */
+  upgrade_timeout: duration.default(30_000),
   listeners: z.array(listener).min(1, 'at least one listener is required'),
   clusters: z.array(cluster).min(1, 'at least one cluster is required'),
 }).strict();

@@ -13,6 +13,9 @@ import type { HttpListenerSnapshot, HttpProxyContext } from './context.ts';
 import { HttpStream, type StreamOwner } from './http-stream.ts';
 import { localReply } from './messages.ts';
 
+/** How long an idle keep-alive connection is kept during a drain, for a request already on its way. */
+const DRAIN_IDLE_GRACE_MS = 1_000;
+
 /** Pipelined bytes buffered beyond this pause reading until the current request is done. */
 const MAX_PIPELINED_BYTES = 1024 * 1024;
 
@@ -29,6 +32,7 @@ export class HttpConnection implements StreamOwner {
   private headTimer: NodeJS.Timeout | undefined;
   private closing = false;
   private readingPaused = false;
+  private drainTimer: NodeJS.Timeout | undefined;
   /** The current request's bytes are still arriving (its response may already be done). */
   private requestInProgress = false;
   private resumeAfterRequest = false;
@@ -61,6 +65,7 @@ export class HttpConnection implements StreamOwner {
     s.on('error', () => {});
     s.once('close', () => {
       clearTimeout(this.headTimer);
+      clearTimeout(this.drainTimer);
       this.current?.abort();
       this.tunnel?.abort();
       this.snap.telemetry.downstreamClosed(this.snap.listenerIndex);
@@ -71,9 +76,17 @@ export class HttpConnection implements StreamOwner {
     s.resume();
   }
 
-  /** Drain: an idle connection closes now; a busy one after its current response. */
+  /**
+   * Drain: a busy connection closes after its current response (which says Connection: close). An
+   * idle one closes after a short grace: a client about to send its next request gets it answered
+   * (with Connection: close) instead of racing our FIN, the race that fails keep-alive requests.
+   */
   drain(): void {
-    if (!this.current && !this.tunnel) this.socket.end();
+    if (this.current || this.tunnel || this.drainTimer) return;
+    this.drainTimer = setTimeout(() => {
+      if (!this.current && !this.tunnel) this.socket.end();
+    }, DRAIN_IDLE_GRACE_MS);
+    this.drainTimer.unref();
   }
 
   /** Closes now (drain deadline). */

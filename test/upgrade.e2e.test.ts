@@ -1,0 +1,188 @@
+/**
+ * In-place upgrade (SIGUSR2 / `shuttle upgrade`) through the real CLI, under load: listening
+ * sockets are handed to the new process, the old one drains and exits.
+ */
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Agent, request } from 'undici';
+import { afterEach, describe, expect, it } from 'vitest';
+import { httpUpstream } from './support/http.ts';
+import { closedPort, echoServer } from './support/net.ts';
+import { runCli, ShuttleProcess } from './support/shuttle.ts';
+import { eventually } from './support/wait.ts';
+
+const cleanup: (() => Promise<unknown> | void)[] = [];
+afterEach(async () => {
+  for (const f of cleanup.splice(0).reverse()) await f();
+});
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Stops whatever process the pid file names now (the newest generation), and waits for it. */
+async function stopByPidFile(pidFile: string): Promise<void> {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(pidFile, 'utf8'));
+  } catch {
+    return;
+  }
+  if (!alive(pid)) return;
+  process.kill(pid, 'SIGTERM');
+  await eventually(async () => alive(pid), (a) => !a, 15_000).catch(() => process.kill(pid, 'SIGKILL'));
+}
+
+function tcpEcho(port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1');
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error('tcp echo timed out'));
+    }, 5_000);
+    s.on('connect', () => s.write('ping'));
+    s.on('data', () => {
+      clearTimeout(timer);
+      s.end();
+      resolve();
+    });
+    s.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+}
+
+interface Counts { ok: number; refused: number; failed: number; errors: string[] }
+
+function loop(once: () => Promise<void>): { counts: Counts; stop: () => Promise<void> } {
+  const counts: Counts = { ok: 0, refused: 0, failed: 0, errors: [] };
+  let running = true;
+  const done = (async () => {
+    for (let i = 0; running && i < 500_000; i++) {
+      try {
+        await once();
+        counts.ok++;
+      } catch (err) {
+        const e = err as Error & { code?: string; cause?: { code?: string } };
+        const code = e.code ?? e.cause?.code ?? '';
+        if (code === 'ECONNREFUSED') counts.refused++;
+        else counts.failed++;
+        if (counts.errors.length < 5) counts.errors.push(`${code} ${e.message}`);
+      }
+    }
+  })();
+  return { counts, stop: async () => {
+    running = false;
+    await done;
+  } };
+}
+
+describe('in-place upgrade', () => {
+  it('upgrades 3 times under load: no refused connection, no failed HTTP request, old processes exit', async () => {
+    const up = await httpUpstream('app');
+    const echo = await echoServer();
+    cleanup.push(() => up.close(), () => echo.close());
+    const [webPort, tcpPort] = [await closedPort(), await closedPort()];
+    const dir = mkdtempSync(join(tmpdir(), 'shuttle-upgrade-'));
+    const configFile = join(dir, 'shuttle.json');
+    const pidFile = join(dir, 'shuttle.pid');
+    const drainMs = 2_000;
+    writeFileSync(configFile, JSON.stringify({
+      version: 1,
+      admin: { address: '127.0.0.1:0' },
+      drain_timeout: `${drainMs}ms`,
+      listeners: [
+        { name: 'web', address: `127.0.0.1:${webPort}`, protocol: 'http', access_log: false, virtual_hosts: [{ name: 'a', domains: ['*'], routes: [{ cluster: 'app' }] }] },
+        { name: 'tcp', address: `127.0.0.1:${tcpPort}`, cluster: 'echo', access_log: false },
+      ],
+      clusters: [{ name: 'app', hosts: [up.address] }, { name: 'echo', hosts: [echo.address] }],
+    }));
+    const first = new ShuttleProcess(configFile, { threads: 2, args: ['--pid-file', pidFile] });
+    cleanup.push(() => stopByPidFile(pidFile), () => first.stop());
+    await first.ready();
+
+    const keepAlive = new Agent({ keepAliveTimeout: 60_000, connections: 2 });
+    const fresh = new Agent({ pipelining: 0 });
+    cleanup.push(() => keepAlive.close(), () => fresh.close());
+    const get = async (dispatcher: Agent) => {
+      const res = await request(`http://127.0.0.1:${webPort}/x`, { dispatcher, reset: dispatcher === fresh, headersTimeout: 5_000, bodyTimeout: 5_000 });
+      const body = await res.body.text();
+      if (res.statusCode !== 200) throw new Error(`status ${res.statusCode}: ${body}`);
+    };
+    const loops = { keepAlive: loop(() => get(keepAlive)), fresh: loop(() => get(fresh)), tcp: loop(() => tcpEcho(tcpPort)) };
+
+    const pids = [first.pid];
+    for (let i = 0; i < 3; i++) {
+      const old = pids.at(-1)!;
+      const startedAt = Date.now();
+      const r = await runCli(['upgrade', '--pid-file', pidFile], { timeoutMs: 60_000 });
+      expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
+      const next = Number(readFileSync(pidFile, 'utf8'));
+      expect(next).not.toBe(old);
+      expect(r.stdout).toContain(`pid ${next} serves`);
+      pids.push(next);
+      // The old process exits within the drain deadline (plus start-up of its successor).
+      await eventually(async () => alive(old), (a) => !a, drainMs + 5_000);
+      expect(Date.now() - startedAt).toBeLessThan(drainMs + 5_000);
+    }
+    await Promise.all(Object.values(loops).map((l) => l.stop()));
+    console.log(`upgrade x3 under load: keep-alive ${loops.keepAlive.counts.ok} ok, fresh ${loops.fresh.counts.ok} ok, tcp ${loops.tcp.counts.ok} ok`);
+    for (const [name, l] of Object.entries(loops)) {
+      expect({ name, ...l.counts, ok: l.counts.ok > 10 }).toEqual({ name, ok: true, refused: 0, failed: 0, errors: [] });
+    }
+    expect(new Set(pids).size).toBe(4);
+    expect(Number(readFileSync(pidFile, 'utf8'))).toBe(pids[3]);
+    expect(alive(pids[3])).toBe(true);
+    for (const p of pids.slice(0, 3)) expect(alive(p)).toBe(false);
+  }, 120_000);
+
+  it('keeps the old process serving when the new one fails to start (rollback)', async () => {
+    const up = await httpUpstream('app');
+    cleanup.push(() => up.close());
+    const dir = mkdtempSync(join(tmpdir(), 'shuttle-upgrade-'));
+    const configFile = join(dir, 'shuttle.json');
+    const pidFile = join(dir, 'shuttle.pid');
+    const good = {
+      version: 1,
+      admin: { address: '127.0.0.1:0' },
+      listeners: [{ name: 'web', address: '127.0.0.1:0', protocol: 'http', virtual_hosts: [{ name: 'a', domains: ['*'], routes: [{ cluster: 'app' }] }] }],
+      clusters: [{ name: 'app', hosts: [up.address] }],
+    };
+    writeFileSync(configFile, JSON.stringify(good));
+    const shuttle = new ShuttleProcess(configFile, { threads: 2, args: ['--pid-file', pidFile] });
+    cleanup.push(() => shuttle.stop());
+    const { listeners } = await shuttle.ready();
+    const agent = new Agent({ keepAliveTimeout: 60_000 });
+    cleanup.push(() => agent.close());
+    const l = loop(async () => {
+      const res = await request(`http://127.0.0.1:${listeners.web.port}/`, { dispatcher: agent });
+      await res.body.text();
+      if (res.statusCode !== 200) throw new Error(`status ${res.statusCode}`);
+    });
+
+    // The new process reads a broken config from disk and exits at start-up.
+    writeFileSync(configFile, '{ "version": 1, "listeners": "broken" }');
+    const r = await runCli(['upgrade', '--pid-file', pidFile], { timeoutMs: 60_000 });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/upgrade failed; pid \d+ keeps serving: the new process exited before it was ready/);
+    expect(Number(readFileSync(pidFile, 'utf8'))).toBe(shuttle.pid);
+    await shuttle.waitForLog((x) => x.msg === 'upgrade failed; this process keeps serving');
+
+    // Fixed config: the next upgrade works.
+    writeFileSync(configFile, JSON.stringify(good));
+    const r2 = await runCli(['upgrade', '--pid-file', pidFile], { timeoutMs: 60_000 });
+    expect(r2.code).toBe(0);
+    cleanup.push(() => stopByPidFile(pidFile));
+    await l.stop();
+    expect(l.counts).toMatchObject({ refused: 0, failed: 0, errors: [] });
+    expect(l.counts.ok).toBeGreaterThan(10);
+  }, 60_000);
+});
