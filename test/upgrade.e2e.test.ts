@@ -185,4 +185,31 @@ describe('in-place upgrade', () => {
     expect(l.counts).toMatchObject({ refused: 0, failed: 0, errors: [] });
     expect(l.counts.ok).toBeGreaterThan(10);
   }, 60_000);
+
+  it('refuses a second upgrade while one is in progress', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'shuttle-upgrade-'));
+    const configFile = join(dir, 'shuttle.json');
+    const pidFile = join(dir, 'shuttle.pid');
+    writeFileSync(configFile, JSON.stringify({
+      version: 1,
+      admin: { address: '127.0.0.1:0' },
+      drain_timeout: '1s',
+      listeners: [{ name: 'web', address: '127.0.0.1:0', protocol: 'http', virtual_hosts: [{ name: 'a', domains: ['*'], routes: [{ direct_response: { status: 200, body: 'ok' } }] }] }],
+      clusters: [{ name: 'unused', hosts: ['127.0.0.1:1'] }],
+    }));
+    const shuttle = new ShuttleProcess(configFile, { threads: 1, args: ['--pid-file', pidFile] });
+    cleanup.push(() => stopByPidFile(pidFile), () => shuttle.stop());
+    await shuttle.ready();
+    process.kill(shuttle.pid, 'SIGUSR2');
+    await shuttle.waitForLog((l) => l.msg === 'upgrade: starting the new process');
+    process.kill(shuttle.pid, 'SIGUSR2');
+    const refused = await shuttle.waitForLog((l) => l.msg === 'upgrade refused');
+    expect(refused.reason).toBe('an upgrade is already in progress');
+    await shuttle.waitForLog((l) => l.msg === 'upgrade: the new process serves; this one drains', 15_000);
+    expect(await shuttle.waitForExit(10_000)).toBe(0);
+    expect(shuttle.logs.filter((l) => l.msg === 'upgrade: starting the new process')).toHaveLength(1);
+    const newPid = Number(readFileSync(pidFile, 'utf8'));
+    expect(newPid).not.toBe(shuttle.pid);
+    expect(alive(newPid)).toBe(true);
+  });
 });
