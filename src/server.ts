@@ -28,6 +28,7 @@ import { createLogger, type Logger } from './log/logger.ts';
 import { Directory, MAX_WORKER_SLOTS } from './shared/directory.ts';
 import { StatsLayout, StatsTable } from './shared/stats-table.ts';
 import { announceReady, isSuccessor, receiveHandover, startSuccessor, type Handover } from './upgrade/handover.ts';
+import { notifySystemd } from './upgrade/systemd.ts';
 import type { BalanceMode, BoundListener, ConfigSnapshot } from './workers/messages.ts';
 import { addressKey } from './acceptor/acceptor.ts';
 
@@ -136,6 +137,7 @@ export async function startServer(opts: StartOptions): Promise<void> {
   if (opts.pidFile) writeFileSync(opts.pidFile, `${process.pid}\n`);
   phase = 'serving';
   if (successor) announceReady();
+  notifySystemd(logger, { READY: 1, MAINPID: process.pid });
   logger.info({ listeners: listeners(), admin: adminAddress, threads, balance: opts.balance, config: opts.configFile, generation: current.generation, hash: configHash(current.config) }, 'shuttle ready');
 
   // ---- reload -----------------------------------------------------------------------------
