@@ -10,6 +10,7 @@ import { Agent, request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { httpUpstream } from './support/http.ts';
 import { Client, closedPort, echoServer, type Upstream } from './support/net.ts';
+import { loop, tcpEcho } from './support/load.ts';
 import { runCli, ShuttleProcess } from './support/shuttle.ts';
 
 const cleanup: (() => Promise<unknown> | void)[] = [];
@@ -33,61 +34,6 @@ async function startWith(config: object, files: { configFile: string; pidFile: s
 async function reload(config: object | string, files: { configFile: string; pidFile: string }) {
   writeFileSync(files.configFile, typeof config === 'string' ? config : JSON.stringify(config));
   return runCli(['reload', '--pid-file', files.pidFile], { timeoutMs: 30_000 });
-}
-
-interface LoopStats {
-  ok: number;
-  failed: number;
-  refused: number;
-  errors: string[];
-}
-
-/** Runs `once` in a loop until stopped (or `max` iterations), counting outcomes. */
-function loop(once: () => Promise<void>, max = 200_000): { stats: LoopStats; stop: () => Promise<void> } {
-  const stats: LoopStats = { ok: 0, failed: 0, refused: 0, errors: [] };
-  let running = true;
-  const done = (async () => {
-    for (let i = 0; running && i < max; i++) {
-      try {
-        await once();
-        stats.ok++;
-      } catch (err) {
-        const e = err as Error & { code?: string; cause?: { code?: string } };
-        const code = e.code ?? e.cause?.code ?? '';
-        if (code === 'ECONNREFUSED') stats.refused++;
-        else stats.failed++;
-        if (stats.errors.length < 5) stats.errors.push(`${code} ${e.message}`);
-      }
-    }
-  })();
-  return { stats, stop: async () => {
-    running = false;
-    await done;
-  } };
-}
-
-function tcpEcho(port: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect(port, '127.0.0.1');
-    let got = '';
-    const timer = setTimeout(() => {
-      s.destroy();
-      reject(new Error('tcp echo timed out'));
-    }, 5_000);
-    s.on('connect', () => s.write('ping'));
-    s.on('data', (d) => {
-      got += d;
-      if (got === 'ping') {
-        clearTimeout(timer);
-        s.end();
-        resolve();
-      }
-    });
-    s.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-  });
 }
 
 describe('reload on SIGHUP', () => {
@@ -154,7 +100,7 @@ describe('reload on SIGHUP', () => {
       await once.close();
     }
     for (const l of loops) await l.stop();
-    const [ka, fr, tcp] = loops.map((l) => l.stats);
+    const [ka, fr, tcp] = loops.map((l) => l.counts);
     // Figures for the record (visible with --reporter=verbose).
     console.log(`reload x20 under load: keep-alive ${ka.ok} ok, fresh ${fr.ok} ok, tcp ${tcp.ok} ok`);
     for (const s of [ka, fr, tcp]) {

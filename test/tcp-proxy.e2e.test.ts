@@ -208,7 +208,7 @@ describe('L4 TCP proxy (2 worker threads)', () => {
     expect(shuttle.exitCode).toBeUndefined();
     c.socket.end();
     expect(await shuttle.waitForExit(10_000)).toBe(0);
-    expect(shuttle.logs.some((l) => l.msg === 'stopped')).toBe(true);
+    await shuttle.waitForLog((l) => l.msg === 'stopped', 5_000, '"stopped"');
   });
 
   it('closes connections still open at the drain deadline, then exits 0', async () => {
@@ -219,8 +219,8 @@ describe('L4 TCP proxy (2 worker threads)', () => {
     shuttle.signal('SIGTERM');
     await c.closed;
     expect(await shuttle.waitForExit(10_000)).toBe(0);
-    const access = shuttle.logs.find((l) => l.msg === 'access');
-    expect(access?.error).toBe('SHUTTLE_E_DRAIN_DEADLINE');
+    const access = await shuttle.waitForLog((l) => l.msg === 'access', 5_000, 'the access line');
+    expect(access.error).toBe('SHUTTLE_E_DRAIN_DEADLINE');
   });
 
   // Regression: with the pid file written through fs/promises, a later SIGTERM killed the process
@@ -239,7 +239,7 @@ describe('L4 TCP proxy (2 worker threads)', () => {
     shuttle.signal('SIGTERM');
     const code = await shuttle.waitForExit();
     expect({ code, signal: shuttle.child.signalCode, stderr: shuttle.stderr }).toEqual({ code: 0, signal: null, stderr: '' });
-    expect(shuttle.logs.some((l) => l.msg === 'stopped')).toBe(true);
+    await shuttle.waitForLog((l) => l.msg === 'stopped', 5_000, '"stopped"');
     expect(existsSync(pidFile)).toBe(false);
   });
 

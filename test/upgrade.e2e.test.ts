@@ -3,7 +3,6 @@
  * sockets are handed to the new process, the old one drains and exits.
  */
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
@@ -11,6 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { httpUpstream } from './support/http.ts';
 import { closedPort, echoServer } from './support/net.ts';
 import { runCli, ShuttleProcess } from './support/shuttle.ts';
+import { loop, tcpEcho } from './support/load.ts';
 import { eventually } from './support/wait.ts';
 
 const cleanup: (() => Promise<unknown> | void)[] = [];
@@ -38,51 +38,6 @@ async function stopByPidFile(pidFile: string): Promise<void> {
   if (!alive(pid)) return;
   process.kill(pid, 'SIGTERM');
   await eventually(async () => alive(pid), (a) => !a, 15_000).catch(() => process.kill(pid, 'SIGKILL'));
-}
-
-function tcpEcho(port: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect(port, '127.0.0.1');
-    const timer = setTimeout(() => {
-      s.destroy();
-      reject(new Error('tcp echo timed out'));
-    }, 5_000);
-    s.on('connect', () => s.write('ping'));
-    s.on('data', () => {
-      clearTimeout(timer);
-      s.end();
-      resolve();
-    });
-    s.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-  });
-}
-
-interface Counts { ok: number; refused: number; failed: number; errors: string[] }
-
-function loop(once: () => Promise<void>): { counts: Counts; stop: () => Promise<void> } {
-  const counts: Counts = { ok: 0, refused: 0, failed: 0, errors: [] };
-  let running = true;
-  const done = (async () => {
-    for (let i = 0; running && i < 500_000; i++) {
-      try {
-        await once();
-        counts.ok++;
-      } catch (err) {
-        const e = err as Error & { code?: string; cause?: { code?: string } };
-        const code = e.code ?? e.cause?.code ?? '';
-        if (code === 'ECONNREFUSED') counts.refused++;
-        else counts.failed++;
-        if (counts.errors.length < 5) counts.errors.push(`${code} ${e.message}`);
-      }
-    }
-  })();
-  return { counts, stop: async () => {
-    running = false;
-    await done;
-  } };
 }
 
 describe('in-place upgrade', () => {

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, loadConfigFile } from '../config/load.ts';
 import { LOG_LEVELS, type LogLevel } from '../config/schema.ts';
+import type { ReloadStatus, UpgradeStatus } from '../config/reload-status.ts';
 import type { BalanceMode } from '../workers/messages.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -69,41 +70,54 @@ program
     process.stdout.write(`${opts.config}: valid (${config.listeners.length} listeners, ${config.clusters.length} clusters)\n`);
   });
 
+/**
+ * Signals the process named by the pid file, then waits for the status file it writes for that
+ * attempt (attempt number above the one seen before), and exits 0 or 1 with the outcome.
+ */
+async function signalAndWait<S extends { pid: number; attempt: number; ok: boolean }>(
+  what: string,
+  opts: { pidFile: string; timeout: number },
+  signal: NodeJS.Signals,
+  statusPath: string,
+  describe: (status: S, pid: number) => string,
+): Promise<never> {
+  const { readJson } = await import('../config/reload-status.ts');
+  let pid: number;
+  try {
+    pid = Number(readFileSync(opts.pidFile, 'utf8').trim());
+    process.kill(pid, 0);
+  } catch (err) {
+    process.stderr.write(`shuttle: no running shuttle found through ${opts.pidFile}: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
+  const before = readJson<S>(statusPath);
+  const seen = before?.pid === pid ? before.attempt : 0;
+  process.kill(pid, signal);
+  const deadline = Date.now() + opts.timeout * 1000;
+  for (;;) {
+    const status = readJson<S>(statusPath);
+    if (status && status.pid === pid && status.attempt > seen) {
+      (status.ok ? process.stdout : process.stderr).write(`${status.ok ? '' : 'shuttle: '}${describe(status, pid)}\n`);
+      process.exit(status.ok ? 0 : 1);
+    }
+    if (Date.now() > deadline) {
+      process.stderr.write(`shuttle: no ${what} outcome from pid ${pid} within ${opts.timeout}s\n`);
+      process.exit(1);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 program
   .command('reload')
   .description('reload the running config (SIGHUP) and wait for the outcome: exit 0 once the new generation is live')
   .requiredOption('-p, --pid-file <file>', 'the pid file given to `shuttle start`')
   .option('--timeout <seconds>', 'how long to wait for the outcome', (v) => positiveInt(v), 30)
   .action(async (opts: { pidFile: string; timeout: number }) => {
-    const { readStatus } = await import('../config/reload-status.ts');
-    let pid: number;
-    try {
-      pid = Number(readFileSync(opts.pidFile, 'utf8').trim());
-      process.kill(pid, 0);
-    } catch (err) {
-      process.stderr.write(`shuttle: no running shuttle found through ${opts.pidFile}: ${(err as Error).message}\n`);
-      process.exit(1);
-    }
-    const before = readStatus(opts.pidFile);
-    const seen = before?.pid === pid ? before.attempt : 0;
-    process.kill(pid, 'SIGHUP');
-    const deadline = Date.now() + opts.timeout * 1000;
-    for (;;) {
-      const status = readStatus(opts.pidFile);
-      if (status && status.pid === pid && status.attempt > seen) {
-        if (status.ok) {
-          process.stdout.write(`reloaded: generation ${status.generation} (hash ${status.hash}) is live\n`);
-          process.exit(0);
-        }
-        process.stderr.write(`shuttle: reload rejected; generation ${status.generation} keeps serving:\n${status.errors.map((e) => `  ${e}`).join('\n')}\n`);
-        process.exit(1);
-      }
-      if (Date.now() > deadline) {
-        process.stderr.write(`shuttle: no reload outcome from pid ${pid} within ${opts.timeout}s\n`);
-        process.exit(1);
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    const { statusPath } = await import('../config/reload-status.ts');
+    await signalAndWait<ReloadStatus>('reload', opts, 'SIGHUP', statusPath(opts.pidFile), (s) => (s.ok
+      ? `reloaded: generation ${s.generation} (hash ${s.hash}) is live`
+      : `reload rejected; generation ${s.generation} keeps serving:\n${s.errors.map((e) => `  ${e}`).join('\n')}`));
   });
 
 program
@@ -112,37 +126,10 @@ program
   .requiredOption('-p, --pid-file <file>', 'the pid file given to `shuttle start`')
   .option('--timeout <seconds>', 'how long to wait for the outcome', (v) => positiveInt(v), 60)
   .action(async (opts: { pidFile: string; timeout: number }) => {
-    const { readJson, upgradeStatusPath } = await import('../config/reload-status.ts');
-    type UpgradeStatus = import('../config/reload-status.ts').UpgradeStatus;
-    let pid: number;
-    try {
-      pid = Number(readFileSync(opts.pidFile, 'utf8').trim());
-      process.kill(pid, 0);
-    } catch (err) {
-      process.stderr.write(`shuttle: no running shuttle found through ${opts.pidFile}: ${(err as Error).message}\n`);
-      process.exit(1);
-    }
-    const path = upgradeStatusPath(opts.pidFile);
-    const before = readJson<UpgradeStatus>(path);
-    const seen = before?.pid === pid ? before.attempt : 0;
-    process.kill(pid, 'SIGUSR2');
-    const deadline = Date.now() + opts.timeout * 1000;
-    for (;;) {
-      const status = readJson<UpgradeStatus>(path);
-      if (status && status.pid === pid && status.attempt > seen) {
-        if (status.ok) {
-          process.stdout.write(`upgraded: pid ${status.newPid} serves; pid ${pid} drains\n`);
-          process.exit(0);
-        }
-        process.stderr.write(`shuttle: upgrade failed; pid ${pid} keeps serving: ${status.error}\n`);
-        process.exit(1);
-      }
-      if (Date.now() > deadline) {
-        process.stderr.write(`shuttle: no upgrade outcome from pid ${pid} within ${opts.timeout}s\n`);
-        process.exit(1);
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    const { upgradeStatusPath } = await import('../config/reload-status.ts');
+    await signalAndWait<UpgradeStatus>('upgrade', opts, 'SIGUSR2', upgradeStatusPath(opts.pidFile), (s, pid) => (s.ok
+      ? `upgraded: pid ${s.newPid} serves; pid ${pid} drains`
+      : `upgrade failed; pid ${pid} keeps serving: ${s.error}`));
   });
 
 await program.parseAsync(process.argv);

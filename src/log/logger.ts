@@ -32,22 +32,30 @@ export function createLogger(opts: LoggerOptions): LoggerHandle {
     },
     destination,
   );
+  const flushSyncQuietly = () => {
+    try {
+      destination.flushSync();
+    } catch {
+      // fd 1 is gone: nothing more can be saved.
+    }
+  };
   return {
     logger,
-    // A thread that exits right after logging must wait for the write, or its last lines are lost.
-    flush: () => new Promise((resolve) => {
-      const timer = setTimeout(resolve, 1_000);
-      destination.flush(() => {
-        clearTimeout(timer);
+    // A thread that exits right after logging must wait for the write, or its last lines are lost:
+    // sonic-boom's flush(cb) returns at once when minLength is 0, even with a write in flight (and
+    // a worker thread that exits may take a queued write with it). So: wait for the in-flight
+    // write to finish, then write what is queued synchronously. `_writing` is sonic-boom's own
+    // flag; there is no public one.
+    flush: () => new Promise<void>((resolve) => {
+      const deadline = Date.now() + 1_000;
+      const state = destination as unknown as { _writing: boolean };
+      const check = () => {
+        if (state._writing && Date.now() < deadline) return void setTimeout(check, 2);
+        flushSyncQuietly();
         resolve();
-      });
+      };
+      check();
     }),
-    flushSync: () => {
-      try {
-        destination.flushSync();
-      } catch {
-        // A write is in flight or fd 1 is gone: nothing more can be saved synchronously.
-      }
-    },
+    flushSync: flushSyncQuietly,
   };
 }

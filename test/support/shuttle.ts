@@ -51,6 +51,7 @@ export class ShuttleProcess {
   stderr = '';
   private readonly waiters = new Set<{ pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }>();
   private exited: Promise<number | null>;
+  private readonly stdoutEnded: Promise<void>;
   exitCode: number | null | undefined;
 
   constructor(configFile: string, opts: StartOptions = {}) {
@@ -78,6 +79,7 @@ export class ShuttleProcess {
       }
     });
     this.child.stderr!.on('data', (d) => (this.stderr += d));
+    this.stdoutEnded = new Promise((resolve) => this.child.stdout!.once('end', () => resolve()));
     this.exited = new Promise((resolve) => this.child.on('exit', (code) => {
       this.exitCode = code;
       resolve(code);
@@ -99,7 +101,9 @@ export class ShuttleProcess {
         reject(new Error(`timed out after ${timeoutMs}ms waiting for ${what}; stderr: ${this.stderr.slice(-2000)}; last logs: ${JSON.stringify(this.logs.slice(-5))}`));
       }, timeoutMs);
       this.waiters.add(waiter);
-      this.exited.then((code) => {
+      // After exit, lines may still be in the pipe: give up only once stdout has ended (or 1 s on,
+      // as a process that upgraded leaves its successor holding the same pipe).
+      this.exited.then((code) => Promise.race([this.stdoutEnded, new Promise((r) => setTimeout(r, 1_000))]).then(() => code)).then((code) => {
         if (!this.waiters.has(waiter)) return;
         this.waiters.delete(waiter);
         clearTimeout(timer);
