@@ -1,0 +1,208 @@
+/**
+ * SOFA Bolt v1/v2 framing: the fixed header decoded, the class name and header map readable for
+ * routing, the content kept as opaque bytes, and the whole frame kept raw for forwarding.
+ *
+ *   v1 request  (22): proto=1 type cmd(2) ver2 id(4) codec timeout(4) classLen(2) headerLen(2) contentLen(4)
+ *   v1 response (20): proto=1 type cmd(2) ver2 id(4) codec status(2) classLen(2) headerLen(2) contentLen(4)
+ *   v2 request  (24): proto=2 ver1 type cmd(2) ver2 id(4) codec switch timeout(4) classLen headerLen contentLen
+ *   v2 response (22): proto=2 ver1 type cmd(2) ver2 id(4) codec switch status(2) classLen headerLen contentLen
+ *   then: class name · header map · content · [CRC32 of all before it, v2 with switch bit 0x01]
+ *
+ * The CRC rule follows the sofa-bolt-node reference implementation (switch bit 0x01 set).
+ */
+import { crc32 } from 'node:zlib';
+
+export const BOLT_V1 = 0x01;
+export const BOLT_V2 = 0x02;
+
+export const BoltType = { RESPONSE: 0, REQUEST: 1, ONEWAY: 2 } as const;
+export const BoltCmd = { HEARTBEAT: 0, REQUEST: 1, RESPONSE: 2 } as const;
+
+/** Response status codes (ResponseStatus in SOFA Bolt). */
+export const BoltStatus = {
+  SUCCESS: 0,
+  ERROR: 1,
+  SERVER_EXCEPTION: 2,
+  UNKNOWN: 3,
+  SERVER_THREADPOOL_BUSY: 4,
+  ERROR_COMM: 5,
+  NO_PROCESSOR: 6,
+  TIMEOUT: 7,
+  CLIENT_SEND_ERROR: 8,
+  CODEC_EXCEPTION: 9,
+  CONNECTION_CLOSED: 0x10,
+  SERVER_SERIAL_EXCEPTION: 0x11,
+  SERVER_DESERIAL_EXCEPTION: 0x12,
+} as const;
+
+const CRC_SWITCH = 0x01;
+
+export interface BoltFrame {
+  proto: number;
+  /** v2 only (1 for v1 frames). */
+  ver1: number;
+  type: number;
+  cmdCode: number;
+  ver2: number;
+  /** Unsigned 32-bit. */
+  requestId: number;
+  codec: number;
+  /** v2 only (0 for v1 frames). */
+  switchFlags: number;
+  /** Requests: the caller's timeout in ms (-1: none). */
+  timeout: number;
+  /** Responses: a BoltStatus. */
+  status: number;
+  className: string;
+  /** The header block, raw; see parseHeaderMap. */
+  header: Buffer;
+  /** Opaque payload (serialized by the peers' codec). */
+  content: Buffer;
+  /** The whole frame as received, for forwarding. */
+  raw: Buffer;
+}
+
+export class BoltProtocolError extends Error {
+  readonly code = 'SHUTTLE_E_BOLT_PROTOCOL';
+}
+
+export function isResponse(f: Pick<BoltFrame, 'type'>): boolean {
+  return f.type === BoltType.RESPONSE;
+}
+
+function headerLength(proto: number, response: boolean): number {
+  if (proto === BOLT_V1) return response ? 20 : 22;
+  return response ? 22 : 24;
+}
+
+/**
+ * Decodes one frame at `offset`. Returns undefined when more bytes are needed; throws
+ * BoltProtocolError for a frame that cannot be valid (bad protocol byte, oversize, bad CRC).
+ */
+export function decodeBoltFrame(buf: Buffer, offset: number, maxFrameBytes: number): { frame: BoltFrame; length: number } | undefined {
+  const avail = buf.length - offset;
+  if (avail < 1) return undefined;
+  const proto = buf[offset];
+  if (proto !== BOLT_V1 && proto !== BOLT_V2) throw new BoltProtocolError(`unknown Bolt protocol byte 0x${proto.toString(16)}`);
+  const v2 = proto === BOLT_V2;
+  const base = v2 ? 1 : 0; // v2 has ver1 before type
+  if (avail < base + 2) return undefined;
+  const type = buf[offset + base + 1];
+  if (type > 2) throw new BoltProtocolError(`unknown Bolt command type ${type}`);
+  const response = type === BoltType.RESPONSE;
+  const fixed = headerLength(proto, response);
+  if (avail < fixed) return undefined;
+  let p = offset + 1;
+  const ver1 = v2 ? buf[p++] : 1;
+  p++; // type
+  const cmdCode = buf.readUInt16BE(p);
+  p += 2;
+  const ver2 = buf[p++];
+  const requestId = buf.readUInt32BE(p);
+  p += 4;
+  const codec = buf[p++];
+  const switchFlags = v2 ? buf[p++] : 0;
+  let timeout = -1;
+  let status = 0;
+  if (response) {
+    status = buf.readUInt16BE(p);
+    p += 2;
+  } else {
+    timeout = buf.readInt32BE(p);
+    p += 4;
+  }
+  const classLen = buf.readUInt16BE(p);
+  const headerLen = buf.readUInt16BE(p + 2);
+  const contentLen = buf.readUInt32BE(p + 4);
+  p += 8;
+  const crcLen = v2 && switchFlags & CRC_SWITCH ? 4 : 0;
+  const length = fixed + classLen + headerLen + contentLen + crcLen;
+  if (length > maxFrameBytes) throw new BoltProtocolError(`Bolt frame of ${length} bytes is over the limit of ${maxFrameBytes}`);
+  if (avail < length) return undefined;
+  if (crcLen) {
+    const expected = buf.readUInt32BE(offset + length - 4);
+    if (crc32(buf.subarray(offset, offset + length - 4)) !== expected) throw new BoltProtocolError('Bolt frame CRC32 mismatch');
+  }
+  const className = buf.toString('utf8', p, p + classLen);
+  p += classLen;
+  const header = buf.subarray(p, p + headerLen);
+  p += headerLen;
+  const content = buf.subarray(p, p + contentLen);
+  return {
+    frame: { proto, ver1, type, cmdCode, ver2, requestId, codec, switchFlags, timeout, status, className, header, content, raw: buf.subarray(offset, offset + length) },
+    length,
+  };
+}
+
+/** The header block: repeated [u32 keyLen][key][u32 valueLen][value]; 0xFFFFFFFF is null. */
+export function parseHeaderMap(header: Buffer): Map<string, string> {
+  const out = new Map<string, string>();
+  let p = 0;
+  const read = (): string | null => {
+    if (p + 4 > header.length) throw new BoltProtocolError('truncated Bolt header map');
+    const len = header.readUInt32BE(p);
+    p += 4;
+    if (len === 0xffffffff) return null;
+    if (p + len > header.length) throw new BoltProtocolError('truncated Bolt header map');
+    const s = header.toString('utf8', p, p + len);
+    p += len;
+    return s;
+  };
+  while (p < header.length) {
+    const key = read();
+    const value = read();
+    if (key !== null) out.set(key, value ?? '');
+  }
+  return out;
+}
+
+function requestIdOffset(proto: number): number {
+  return proto === BOLT_V1 ? 5 : 6;
+}
+
+/**
+ * Rewrites the request id of a raw frame in place (ids are remapped per upstream connection),
+ * recomputing the CRC when the frame has one. Ids are unsigned 32-bit: callers wrap at 2^32.
+ */
+export function setRequestId(frame: BoltFrame, id: number): void {
+  const raw = frame.raw;
+  raw.writeUInt32BE(id >>> 0, requestIdOffset(frame.proto));
+  frame.requestId = id >>> 0;
+  if (frame.proto === BOLT_V2 && frame.switchFlags & CRC_SWITCH) raw.writeUInt32BE(crc32(raw.subarray(0, raw.length - 4)), raw.length - 4);
+}
+
+/**
+ * A response made by the proxy for `request`: an error status (no route, timeout, connection
+ * closed…) or a heartbeat acknowledgement (cmdCode 0, status 0). Same protocol version, id, codec.
+ */
+export function boltResponse(request: BoltFrame, status: number, opts: { heartbeat?: boolean; className?: string; content?: Buffer } = {}): Buffer {
+  const v2 = request.proto === BOLT_V2;
+  const className = Buffer.from(opts.className ?? '', 'utf8');
+  const content = opts.content ?? Buffer.alloc(0);
+  const crc = v2 && request.switchFlags & CRC_SWITCH ? 4 : 0;
+  const fixed = headerLength(request.proto, true);
+  const out = Buffer.alloc(fixed + className.length + content.length + crc);
+  let p = 0;
+  out[p++] = request.proto;
+  if (v2) out[p++] = request.ver1;
+  out[p++] = BoltType.RESPONSE;
+  out.writeUInt16BE(opts.heartbeat ? BoltCmd.HEARTBEAT : BoltCmd.RESPONSE, p);
+  p += 2;
+  out[p++] = request.ver2;
+  out.writeUInt32BE(request.requestId, p);
+  p += 4;
+  out[p++] = request.codec;
+  if (v2) out[p++] = request.switchFlags;
+  out.writeUInt16BE(status, p);
+  p += 2;
+  out.writeUInt16BE(className.length, p);
+  out.writeUInt16BE(0, p + 2);
+  out.writeUInt32BE(content.length, p + 4);
+  p += 8;
+  className.copy(out, p);
+  p += className.length;
+  content.copy(out, p);
+  p += content.length;
+  if (crc) out.writeUInt32BE(crc32(out.subarray(0, p)), p);
+  return out;
+}
