@@ -124,6 +124,33 @@ export const retryBudget = z.object({
   min_retry_concurrency: z.number().int().min(0).default(3),
 }).strict();
 
+/** RPC routing (Bolt, Dubbo): the first route whose match fits the request's service and headers. */
+const rpcRoute = z.object({
+  name: z.string().optional(),
+  match: z.object({
+    /** The service (Bolt header `service`, Dubbo service path), exact or regex. */
+    service: z.string().optional(),
+    service_regex: regex.optional(),
+    /** The method, where the protocol carries it in a header. */
+    method: z.string().optional(),
+    headers: z.array(valueMatcher).default([]),
+  }).strict().default({ headers: [] }),
+  cluster: z.string().optional(),
+  weighted_clusters: z.array(z.object({ name: z.string(), weight: z.number().int().min(0).max(10_000) }).strict()).min(1).optional(),
+  /** 0: the caller's own timeout from the frame applies (or none). */
+  timeout: duration.default(0),
+}).strict().refine((r) => [r.cluster, r.weighted_clusters].filter((v) => v !== undefined).length === 1, { message: 'give exactly one of cluster, weighted_clusters' });
+
+export const rpcOptions = z.object({
+  routes: z.array(rpcRoute).min(1),
+  /** A frame larger than this closes the connection. */
+  max_frame_bytes: z.number().int().min(1024).max(256 * 1024 * 1024).default(16 * 1024 * 1024),
+  /** Multiplexed upstream connections per host, per worker. */
+  connections_per_host: z.number().int().min(1).max(64).default(1),
+}).strict();
+
+export type RpcRouteConfig = z.output<typeof rpcRoute>;
+export type RpcOptionsConfig = z.output<typeof rpcOptions>;
 export type VirtualHostConfig = z.output<typeof virtualHost>;
 export type RouteConfig = VirtualHostConfig['routes'][number];
 export type RouteMatchConfig = RouteConfig['match'];

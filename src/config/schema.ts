@@ -7,7 +7,7 @@
  */
 import { z } from 'zod';
 import { parseAddress, type SocketAddress } from './address.ts';
-import { connectionPool, duration, httpOptions, retryBudget, virtualHost } from './route-schema.ts';
+import { connectionPool, duration, httpOptions, retryBudget, rpcOptions, virtualHost } from './route-schema.ts';
 
 const positiveDuration = duration.refine((ms) => ms > 0, { message: 'must be greater than zero' });
 
@@ -87,7 +87,7 @@ const cluster = z.object({
   retry_budget: retryBudget.default(retryBudget.parse({})),
 }).strict();
 
-export const LISTENER_PROTOCOLS = ['tcp', 'http'] as const;
+export const LISTENER_PROTOCOLS = ['tcp', 'http', 'bolt', 'auto'] as const;
 
 const listener = z.object({
   name,
@@ -98,6 +98,8 @@ const listener = z.object({
   /** http: virtual hosts and their routes. */
   virtual_hosts: z.array(virtualHost).optional(),
   http: httpOptions.default(httpOptions.parse({})),
+  /** bolt (and auto): RPC routes and limits. */
+  rpc: rpcOptions.optional(),
   /** One access-log line per connection (tcp) or request (http). */
   access_log: z.boolean().default(true),
   /** Close a proxied connection after this long with no byte in either direction (Envoy: 1h). */
@@ -108,7 +110,9 @@ const listener = z.object({
 }).strict().superRefine((l, ctx) => {
   if (l.protocol === 'tcp' && !l.cluster) ctx.addIssue({ code: 'custom', path: ['cluster'], message: 'a tcp listener needs a cluster' });
   if (l.protocol === 'http' && !l.virtual_hosts) ctx.addIssue({ code: 'custom', path: ['virtual_hosts'], message: 'an http listener needs virtual_hosts' });
-  if (l.protocol === 'http' && l.cluster) ctx.addIssue({ code: 'custom', path: ['cluster'], message: 'an http listener routes by virtual_hosts; cluster is for tcp listeners' });
+  if (l.protocol === 'bolt' && !l.rpc) ctx.addIssue({ code: 'custom', path: ['rpc'], message: 'a bolt listener needs rpc.routes' });
+  if (l.protocol === 'auto' && !l.rpc && !l.virtual_hosts) ctx.addIssue({ code: 'custom', path: ['protocol'], message: 'an auto listener needs virtual_hosts (HTTP) and/or rpc (Bolt)' });
+  if (l.protocol !== 'tcp' && l.cluster) ctx.addIssue({ code: 'custom', path: ['cluster'], message: `a ${l.protocol} listener routes by its routes; cluster is for tcp listeners` });
 });
 
 const admin = z.object({
@@ -151,6 +155,15 @@ export function crossReferenceProblems(raw: unknown): { path: PropertyKey[]; mes
     if (clusterNames.has(c.name)) problems.push({ path: ['clusters', i, 'name'], message: `duplicate cluster name "${c.name}"` });
     clusterNames.add(c.name);
   });
+  /** A route's cluster or weighted clusters must name defined clusters. */
+  const routeClusters = (r: Record<string, unknown> | null | undefined, at: PropertyKey[]) => {
+    if (r && typeof r.cluster === 'string' && !clusterNames.has(r.cluster)) problems.push({ path: [...at, 'cluster'], message: `unknown cluster "${r.cluster}"` });
+    if (r && Array.isArray(r.weighted_clusters)) {
+      (r.weighted_clusters as { name?: unknown }[]).forEach((w, wi) => {
+        if (w && typeof w.name === 'string' && !clusterNames.has(w.name)) problems.push({ path: [...at, 'weighted_clusters', wi, 'name'], message: `unknown cluster "${w.name}"` });
+      });
+    }
+  };
   const listenerNames = new Set<unknown>();
   const addresses = new Set<unknown>();
   list('listeners').forEach((l, i) => {
@@ -166,16 +179,10 @@ export function crossReferenceProblems(raw: unknown): { path: PropertyKey[]; mes
     const vhosts = Array.isArray(l.virtual_hosts) ? (l.virtual_hosts as Record<string, unknown>[]) : [];
     vhosts.forEach((vh, v) => {
       const routes = vh && Array.isArray(vh.routes) ? (vh.routes as Record<string, unknown>[]) : [];
-      routes.forEach((r, ri) => {
-        const at = ['listeners', i, 'virtual_hosts', v, 'routes', ri];
-        if (r && typeof r.cluster === 'string' && !clusterNames.has(r.cluster)) problems.push({ path: [...at, 'cluster'], message: `unknown cluster "${r.cluster}"` });
-        if (r && Array.isArray(r.weighted_clusters)) {
-          (r.weighted_clusters as { name?: unknown }[]).forEach((w, wi) => {
-            if (w && typeof w.name === 'string' && !clusterNames.has(w.name)) problems.push({ path: [...at, 'weighted_clusters', wi, 'name'], message: `unknown cluster "${w.name}"` });
-          });
-        }
-      });
+      routes.forEach((r, ri) => routeClusters(r, ['listeners', i, 'virtual_hosts', v, 'routes', ri]));
     });
+    const rpc = l.rpc && typeof l.rpc === 'object' ? (l.rpc as Record<string, unknown>) : {};
+    (Array.isArray(rpc.routes) ? (rpc.routes as Record<string, unknown>[]) : []).forEach((r, ri) => routeClusters(r, ['listeners', i, 'rpc', 'routes', ri]));
   });
   return problems;
 }

@@ -32,7 +32,23 @@ export interface Route {
 
 type Matcher = (req: RequestView) => boolean;
 
-function valueMatcher(m: ValueMatcherConfig, get: (req: RequestView, name: string) => string | undefined): Matcher {
+/** A route's cluster: the named one, or a weighted draw (canary / A-B splits). */
+export function clusterPicker(cluster: string | undefined, weighted: readonly { name: string; weight: number }[] | undefined): (random?: () => number) => string | undefined {
+  if (cluster) return () => cluster;
+  const total = weighted?.reduce((n, w) => n + w.weight, 0) ?? 0;
+  return (random = Math.random) => {
+    if (!weighted || total === 0) return undefined;
+    let point = random() * total;
+    for (const w of weighted) {
+      point -= w.weight;
+      if (point < 0) return w.name;
+    }
+    return weighted[weighted.length - 1].name;
+  };
+}
+
+/** An exact/regex/present condition on a value looked up by name (headers, query, attachments). */
+export function valueMatcher<R>(m: ValueMatcherConfig, get: (req: R, name: string) => string | undefined): (req: R) => boolean {
   const re = m.regex !== undefined ? new RegExp(`^(?:${m.regex})$`) : undefined;
   const name = m.name.toLowerCase();
   const test = (v: string | undefined): boolean => {
@@ -68,24 +84,14 @@ function compileRoute(config: RouteConfig, virtualHost: string, index: number): 
   for (const h of m.headers) checks.push(valueMatcher(h, (req, name) => req.header(name)));
   for (const q of m.query_params) checks.push(valueMatcher(q, queryParam));
 
-  const weighted = config.weighted_clusters;
-  const total = weighted?.reduce((n, w) => n + w.weight, 0) ?? 0;
+  const pick = clusterPicker(config.cluster, config.weighted_clusters);
   const route: Route = {
     name: config.name ?? `${virtualHost}/${index}`,
     virtualHost,
     config,
     timeout: config.timeout,
     retry: config.retry_policy,
-    cluster: (random = Math.random) => {
-      if (config.cluster) return config.cluster;
-      if (!weighted || total === 0) return undefined;
-      let point = random() * total;
-      for (const w of weighted) {
-        point -= w.weight;
-        if (point < 0) return w.name;
-      }
-      return weighted[weighted.length - 1].name;
-    },
+    cluster: pick,
     requestHeadersToAdd: config.request_headers_to_add,
     requestHeadersToRemove: new Set(config.request_headers_to_remove.map((h) => h.toLowerCase())),
     responseHeadersToAdd: config.response_headers_to_add,

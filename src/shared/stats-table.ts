@@ -13,7 +13,7 @@ import { formatAddress } from '../config/address.ts';
 import type { ClusterConfig, ShuttleConfig } from '../config/schema.ts';
 import { MAX_CLUSTERS, MAX_HOSTS, MAX_LISTENERS, positionalIds, type EntityIds } from './directory.ts';
 
-export const LISTENER_COUNTERS = ['downstream_cx_total', 'downstream_cx_active', 'downstream_cx_rx_bytes_total', 'downstream_cx_tx_bytes_total', 'downstream_rq_total'] as const;
+export const LISTENER_COUNTERS = ['downstream_cx_total', 'downstream_cx_active', 'downstream_cx_rx_bytes_total', 'downstream_cx_tx_bytes_total', 'downstream_rq_total', 'downstream_cx_protocol_error'] as const;
 export const CLUSTER_COUNTERS = ['upstream_cx_none_healthy'] as const;
 export const HOST_COUNTERS = [
   'upstream_cx_total',

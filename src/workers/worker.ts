@@ -20,8 +20,12 @@ import { ShuttleError } from '../errors.ts';
 import { createLogger } from '../log/logger.ts';
 import { PoolRegistry, RetryBudget, type HttpListenerSnapshot, type HttpProxyContext } from '../proxy/http/context.ts';
 import { HttpConnection } from '../proxy/http/http-connection.ts';
+import { BoltConnection } from '../proxy/rpc/bolt-connection.ts';
+import { MuxPoolRegistry, type RpcListenerSnapshot, type RpcProxyContext } from '../proxy/rpc/context.ts';
+import { detectProtocol } from '../proxy/detect.ts';
 import { TcpProxySession } from '../proxy/tcp/tcp-proxy.ts';
 import { Router } from '../router/router.ts';
+import { RpcRouter } from '../router/rpc-router.ts';
 import { MAX_HOSTS, type EntityIds } from '../shared/directory.ts';
 import { UpstreamReporter } from '../shared/events.ts';
 import { HealthTable } from '../shared/health-table.ts';
@@ -39,6 +43,7 @@ const loadTable = new LoadTable(init.loadTable);
 const health = new HealthTable(init.health, MAX_HOSTS);
 const reporter = new UpstreamReporter(new Ring(init.events));
 const pools = new PoolRegistry();
+const muxPools = new MuxPoolRegistry();
 const retryBudget = new RetryBudget();
 /** This worker's connections per host id, across generations (least connections). */
 const hostLoad = new Int32Array(MAX_HOSTS);
@@ -55,6 +60,7 @@ interface ListenerRuntime {
   /** Stable id: the listener's stats cells. */
   id: number;
   http: (HttpProxyContext & { own: HttpListenerSnapshot }) | undefined;
+  rpc: (RpcProxyContext & { own: RpcListenerSnapshot }) | undefined;
 }
 
 /** One config generation, as this worker runs it. */
@@ -82,7 +88,12 @@ function buildRuntime(generation: number, config: ShuttleConfig, ids: EntityIds)
   config.listeners.forEach((l, i) => {
     const id = ids.listeners[i];
     let http: ListenerRuntime['http'];
-    if (l.protocol === 'http') {
+    let rpc: ListenerRuntime['rpc'];
+    if (l.rpc) {
+      const own: RpcListenerSnapshot = { listener: l, listenerIndex: id, router: new RpcRouter(l.rpc.routes), clusters, telemetry };
+      rpc = { snapshot: () => runtime.listeners.get(l.name)?.rpc?.own ?? own, own, pools: muxPools, logger };
+    }
+    if (l.virtual_hosts) {
       const own: HttpListenerSnapshot = { listener: l, listenerIndex: id, router: new Router(l.virtual_hosts ?? []), clusters, telemetry };
       http = {
         // A request starts under the newest generation that still has this listener.
@@ -94,7 +105,7 @@ function buildRuntime(generation: number, config: ShuttleConfig, ids: EntityIds)
         draining: () => draining || !runtime.listeners.has(l.name),
       };
     }
-    listeners.set(l.name, { config: l, id, http });
+    listeners.set(l.name, { config: l, id, http, rpc });
   });
   return { generation, config, telemetry, clusters, listeners };
 }
@@ -118,12 +129,21 @@ function serve(socket: net.Socket, listenerName: string): void {
     return;
   }
   const id = `${init.workerId}-${++connectionSeq}`;
-  if (entry.http) {
-    const c = new HttpConnection(socket, id, entry.http, closed);
-    open.set(c, listenerName);
-    c.start();
+  const proto = entry.config.protocol;
+  if (proto === 'auto') {
+    // The first bytes tell the protocol; the worker reads them (the acceptor must not: it would
+    // make the socket untransferable).
+    detectProtocol(socket, entry.config.http.request_headers_timeout, (detected, first) => {
+      if (detected === 'bolt' && entry.rpc) return startBolt(socket, id, entry.rpc, listenerName, first);
+      if (detected === 'http1' && entry.http) return startHttp(socket, id, entry.http, listenerName, first);
+      logger.info({ conn: id, listener: listenerName, detected }, 'protocol not served on this listener; connection closed');
+      socket.destroy();
+      loadTable.connectionClosed(init.slot);
+    });
     return;
   }
+  if (proto === 'http') return startHttp(socket, id, entry.http!, listenerName);
+  if (proto === 'bolt') return startBolt(socket, id, entry.rpc!, listenerName);
   const session = new TcpProxySession(socket, {
     id,
     listener: entry.config,
@@ -135,6 +155,18 @@ function serve(socket: net.Socket, listenerName: string): void {
   });
   open.set(session, listenerName);
   session.start();
+}
+
+function startHttp(socket: net.Socket, id: string, ctx: HttpProxyContext, listenerName: string, first?: Buffer): void {
+  const c = new HttpConnection(socket, id, ctx, closed);
+  open.set(c, listenerName);
+  c.start(first);
+}
+
+function startBolt(socket: net.Socket, id: string, ctx: RpcProxyContext, listenerName: string, first?: Buffer): void {
+  const c = new BoltConnection(socket, id, ctx, closed);
+  open.set(c, listenerName);
+  c.start(first);
 }
 
 function listenOwn(listener: ListenerConfig): Promise<BoundListener> {
@@ -161,6 +193,7 @@ async function applyConfig(shared: SharedArrayBuffer): Promise<void> {
   const previous = runtime;
   runtime = buildRuntime(snap.generation, snap.config, snap.ids);
   pools.retain(new Set(snap.ids.hosts.flat()));
+  muxPools.retain(new Set(snap.ids.hosts.flat()));
   // Connections of removed listeners drain; listeners whose protocol changed drain too.
   for (const [conn, name] of open) {
     const next = runtime.listeners.get(name);
@@ -191,6 +224,7 @@ function drain(deadlineMs: number): void {
   draining = true;
   for (const { server } of ownServers.values()) server.close();
   pools.drainAll();
+  muxPools.drainAll();
   logger.info({ open: open.size, deadline_ms: deadlineMs }, 'draining');
   if (open.size === 0) return exit();
   for (const c of open.keys()) c.drain();

@@ -53,7 +53,8 @@ export class HttpConnection implements StreamOwner {
     }, { limits: { maxHeadBytes: http.max_request_headers_kb * 1024, maxHeaders: http.max_headers }, maxBodyBytes: http.max_request_body_bytes });
   }
 
-  start(): void {
+  /** `initial`: bytes already read (protocol detection) that belong to the first request. */
+  start(initial?: Buffer): void {
     const s = this.socket;
     s.setNoDelay(true);
     s.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -73,6 +74,7 @@ export class HttpConnection implements StreamOwner {
     });
     s.setTimeout(this.snap.listener.idle_timeout, () => s.destroy());
     this.snap.telemetry.downstreamOpened(this.snap.listenerIndex);
+    if (initial) this.onData(initial);
     s.resume();
   }
 

@@ -1,0 +1,47 @@
+/**
+ * RPC routing (Bolt, Dubbo): the first route whose match fits the call's service, method and
+ * headers (Bolt header map, Dubbo attachments) picks the cluster.
+ */
+import type { RpcRouteConfig } from '../config/route-schema.ts';
+import { clusterPicker, valueMatcher } from './router.ts';
+
+export interface RpcCall {
+  service: string;
+  method: string | undefined;
+  /** Header or attachment by lower-cased name. */
+  header(name: string): string | undefined;
+}
+
+export interface RpcRoute {
+  readonly name: string;
+  /** 0: the caller's timeout from the frame applies. */
+  readonly timeout: number;
+  cluster(random?: () => number): string | undefined;
+}
+
+export class RpcRouter {
+  private readonly routes: { route: RpcRoute; matches: (c: RpcCall) => boolean }[];
+
+  constructor(routes: readonly RpcRouteConfig[]) {
+    this.routes = routes.map((r, i) => {
+      const checks: ((c: RpcCall) => boolean)[] = [];
+      const m = r.match;
+      if (m.service !== undefined) checks.push((c) => c.service === m.service);
+      if (m.service_regex !== undefined) {
+        const re = new RegExp(`^(?:${m.service_regex})$`);
+        checks.push((c) => re.test(c.service));
+      }
+      if (m.method !== undefined) checks.push((c) => c.method === m.method);
+      for (const h of m.headers) checks.push(valueMatcher<RpcCall>(h, (c, name) => c.header(name)));
+      return {
+        route: { name: r.name ?? `rpc/${i}`, timeout: r.timeout, cluster: clusterPicker(r.cluster, r.weighted_clusters) },
+        matches: (c: RpcCall) => checks.every((check) => check(c)),
+      };
+    });
+  }
+
+  route(call: RpcCall): RpcRoute | undefined {
+    for (const r of this.routes) if (r.matches(call)) return r.route;
+    return undefined;
+  }
+}

@@ -1,0 +1,174 @@
+/**
+ * Multiplexed upstream connections for RPC protocols (Bolt, Dubbo): a few long-lived connections
+ * per host and worker, many requests in flight on each, matched to their responses by request id.
+ *
+ *   downstream id 17 ─▶ remap to this connection's next free id (u32, wraps at 2^32) ─▶ upstream
+ *   upstream response id ─▶ pending entry ─▶ original id back ─▶ downstream
+ *
+ * A connection that closes fails only its own in-flight requests; requests written while it was
+ * still connecting fail with `connect` (nothing was sent: safe to try another host).
+ */
+import net from 'node:net';
+import type { Host } from '../cluster/host.ts';
+import type { WorkerTelemetry } from '../workers/telemetry.ts';
+
+/** What the pool needs to know of a protocol's frames. */
+export interface MuxCodec<F> {
+  decode(buf: Buffer, offset: number, maxFrameBytes: number): { frame: F; length: number } | undefined;
+  requestId(frame: F): number;
+  setRequestId(frame: F, id: number): void;
+  raw(frame: F): Buffer;
+  isResponse(frame: F): boolean;
+  /** The local answer to a heartbeat the upstream sends us, if `frame` is one. */
+  heartbeatReply(frame: F): Buffer | undefined;
+}
+
+export type MuxFailure = 'connect' | 'closed' | 'protocol';
+
+export interface MuxPending<F> {
+  onResponse(frame: F): void;
+  onFail(kind: MuxFailure, error: Error): void;
+}
+
+const ID_SPACE = 2 ** 32;
+
+export class MuxConnection<F> {
+  readonly socket: net.Socket;
+  private readonly codec: MuxCodec<F>;
+  private readonly maxFrameBytes: number;
+  private readonly pending = new Map<number, MuxPending<F>>();
+  private nextId = 1;
+  private buffer: Buffer | undefined;
+  connected = false;
+  closed = false;
+  private readonly onGone: (c: MuxConnection<F>) => void;
+
+  constructor(socket: net.Socket, codec: MuxCodec<F>, maxFrameBytes: number, onGone: (c: MuxConnection<F>) => void) {
+    this.socket = socket;
+    this.codec = codec;
+    this.maxFrameBytes = maxFrameBytes;
+    this.onGone = onGone;
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', () => {});
+    socket.once('close', () => this.fail(this.connected ? 'closed' : 'connect', new Error(this.connected ? 'upstream connection closed' : 'upstream connect failed')));
+  }
+
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
+  /** Sends a request frame under a fresh id; `pending` hears its response (unless oneway). */
+  send(frame: F, pending: MuxPending<F> | undefined): number {
+    let id = this.nextId;
+    // Skip ids still in flight after a wrap-around (2^32 requests later).
+    while (this.pending.has(id)) id = (id + 1) % ID_SPACE;
+    this.nextId = (id + 1) % ID_SPACE;
+    this.codec.setRequestId(frame, id);
+    if (pending) this.pending.set(id, pending);
+    this.socket.write(this.codec.raw(frame));
+    return id;
+  }
+
+  /** Forgets a request (timed out downstream); a late response is dropped. */
+  cancel(id: number): void {
+    this.pending.delete(id);
+  }
+
+  private onData(chunk: Buffer): void {
+    const buf = this.buffer ? Buffer.concat([this.buffer, chunk]) : chunk;
+    this.buffer = undefined;
+    let offset = 0;
+    try {
+      for (;;) {
+        const decoded = this.codec.decode(buf, offset, this.maxFrameBytes);
+        if (!decoded) break;
+        offset += decoded.length;
+        const frame = decoded.frame;
+        if (!this.codec.isResponse(frame)) {
+          const reply = this.codec.heartbeatReply(frame);
+          if (reply) this.socket.write(reply);
+          continue;
+        }
+        const id = this.codec.requestId(frame);
+        const p = this.pending.get(id);
+        if (!p) continue; // cancelled (timed out) or unknown: dropped
+        this.pending.delete(id);
+        p.onResponse(frame);
+      }
+    } catch (err) {
+      // A malformed upstream frame poisons the whole connection: fail what is in flight on it.
+      this.fail('protocol', err as Error);
+      this.socket.destroy();
+      return;
+    }
+    if (offset < buf.length) this.buffer = buf.subarray(offset);
+  }
+
+  private fail(kind: MuxFailure, error: Error): void {
+    if (this.closed) return;
+    this.closed = true;
+    const all = [...this.pending.values()];
+    this.pending.clear();
+    this.onGone(this);
+    for (const p of all) p.onFail(kind, error);
+  }
+}
+
+export class MuxPool<F> {
+  readonly host: Host;
+  private readonly conns: MuxConnection<F>[] = [];
+  private readonly size: number;
+  private readonly connectTimeout: number;
+  private readonly codec: MuxCodec<F>;
+  private readonly maxFrameBytes: number;
+  private readonly telemetry: WorkerTelemetry;
+  private rotor = 0;
+
+  constructor(host: Host, opts: { size: number; connectTimeout: number; maxFrameBytes: number }, codec: MuxCodec<F>, telemetry: WorkerTelemetry) {
+    this.host = host;
+    this.size = opts.size;
+    this.connectTimeout = opts.connectTimeout;
+    this.maxFrameBytes = opts.maxFrameBytes;
+    this.codec = codec;
+    this.telemetry = telemetry;
+  }
+
+  /** A connection to send on: one of `size`, opened on demand (requests may queue on a connecting one). */
+  connection(): MuxConnection<F> {
+    if (this.conns.length < this.size) return this.open();
+    this.rotor = (this.rotor + 1) % this.conns.length;
+    return this.conns[this.rotor];
+  }
+
+  /** Closes every connection once its in-flight requests are answered (drain, config change). */
+  drain(): void {
+    for (const c of this.conns) {
+      if (c.inFlight === 0) c.socket.end();
+    }
+  }
+
+  private open(): MuxConnection<F> {
+    const host = this.host;
+    host.activeConnections++;
+    this.telemetry.upstreamConnecting(host);
+    const socket = net.connect({ host: host.host, port: host.port, noDelay: true });
+    const conn = new MuxConnection<F>(socket, this.codec, this.maxFrameBytes, (c) => {
+      const i = this.conns.indexOf(c);
+      if (i >= 0) this.conns.splice(i, 1);
+    });
+    const timer = setTimeout(() => socket.destroy(), this.connectTimeout);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      conn.connected = true;
+      this.telemetry.upstreamConnected(host);
+    });
+    socket.once('close', () => {
+      clearTimeout(timer);
+      host.activeConnections--;
+      this.telemetry.upstreamClosed(host);
+      if (!conn.connected) this.telemetry.upstreamConnectFailed(host, false);
+    });
+    this.conns.push(conn);
+    return conn;
+  }
+}
