@@ -10,7 +10,15 @@
  *
  * The CRC rule follows the sofa-bolt-node reference implementation (switch bit 0x01 set).
  */
+import { createRequire } from 'node:module';
 import { crc32 } from 'node:zlib';
+
+const require = createRequire(import.meta.url);
+/** sofa-bolt-node, the reference Node implementation, encodes error responses exactly as SOFA peers expect. */
+const reference = require('sofa-bolt-node/lib/protocol') as {
+  responseEncode(id: number, res: { isError: boolean; errorMsg: string; status: number }, options: object): Buffer;
+};
+const HESSIAN2 = 1;
 
 export const BOLT_V1 = 0x01;
 export const BOLT_V2 = 0x02;
@@ -175,13 +183,18 @@ export function setRequestId(frame: BoltFrame, id: number): void {
  * A response made by the proxy for `request`: an error status (no route, timeout, connection
  * closed…) or a heartbeat acknowledgement (cmdCode 0, status 0). Same protocol version, id, codec.
  */
-export function boltResponse(request: BoltFrame, status: number, opts: { heartbeat?: boolean; className?: string; content?: Buffer } = {}): Buffer {
+export function boltResponse(request: BoltFrame, status: number, opts: { heartbeat?: boolean; message?: string } = {}): Buffer {
   const v2 = request.proto === BOLT_V2;
-  const className = Buffer.from(opts.className ?? '', 'utf8');
-  const content = opts.content ?? Buffer.alloc(0);
+  if (!opts.heartbeat && status !== BoltStatus.SUCCESS && request.codec === HESSIAN2) {
+    // An error response carries a hessian2 RpcServerException: built by the reference encoder,
+    // since SOFA clients drop (or fail the connection on) error frames shaped any other way.
+    return Buffer.from(reference.responseEncode(request.requestId, { isError: true, errorMsg: `shuttle: ${opts.message ?? `status ${status}`}`, status }, {
+      protocolType: v2 ? 'bolt2' : 'bolt', codecType: 'hessian2', boltVersion: request.ver1, crcEnable: !!(request.switchFlags & CRC_SWITCH),
+    }));
+  }
   const crc = v2 && request.switchFlags & CRC_SWITCH ? 4 : 0;
   const fixed = headerLength(request.proto, true);
-  const out = Buffer.alloc(fixed + className.length + content.length + crc);
+  const out = Buffer.alloc(fixed + crc);
   let p = 0;
   out[p++] = request.proto;
   if (v2) out[p++] = request.ver1;
@@ -194,15 +207,7 @@ export function boltResponse(request: BoltFrame, status: number, opts: { heartbe
   out[p++] = request.codec;
   if (v2) out[p++] = request.switchFlags;
   out.writeUInt16BE(status, p);
-  p += 2;
-  out.writeUInt16BE(className.length, p);
-  out.writeUInt16BE(0, p + 2);
-  out.writeUInt32BE(content.length, p + 4);
-  p += 8;
-  className.copy(out, p);
-  p += className.length;
-  content.copy(out, p);
-  p += content.length;
+  p += 2 + 8; // class, header and content lengths: all 0
   if (crc) out.writeUInt32BE(crc32(out.subarray(0, p)), p);
   return out;
 }

@@ -220,6 +220,7 @@ class BoltCall {
       });
     }
     // Oneway calls get no answer, not even an error one.
-    this.conn.callEnded(this.oneway ? undefined : reply ?? boltResponse(this.frame, status));
+    // The frame's id was remapped for the upstream: answer under the caller's own id.
+    this.conn.callEnded(this.oneway ? undefined : reply ?? boltResponse({ ...this.frame, requestId: this.originalId }, status, { message: error ?? undefined }));
   }
 }

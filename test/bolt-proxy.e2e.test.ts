@@ -1,0 +1,143 @@
+/**
+ * SOFA Bolt through the real CLI (2 worker threads): sofa-rpc-node RpcClient → Shuttle →
+ * sofa-rpc-node RpcServer, each server in its own process.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createRequire } from 'node:module';
+import net from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { closedPort } from './support/net.ts';
+import { startShuttle, testConfig, type ShuttleProcess } from './support/shuttle.ts';
+
+const require = createRequire(import.meta.url);
+const { RpcClient } = require('sofa-rpc-node').client;
+const protocol = require('sofa-bolt-node/lib/protocol');
+const SERVER = fileURLToPath(new URL('./support/bolt-server.ts', import.meta.url));
+const quiet = { info() {}, warn() {}, debug() {}, error() {} };
+
+const servers: Record<string, { child: ChildProcess; port: number }> = {};
+let shuttle: ShuttleProcess;
+let boltPort: number;
+let autoPort: number;
+let admin: string;
+const clients: { close(): Promise<void> }[] = [];
+
+async function startServer(name: string): Promise<void> {
+  const port = await closedPort();
+  const child = spawn(process.execPath, [SERVER, String(port), name], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (d) => String(d).includes('ready') && resolve());
+    child.once('exit', (code) => reject(new Error(`bolt server ${name} exited (${code})`)));
+  });
+  servers[name] = { child, port };
+}
+
+async function consumer(port: number, interfaceName = 'com.example.Echo') {
+  const client = new RpcClient({ logger: quiet });
+  clients.push(client);
+  await client.ready();
+  const c = client.createConsumer({ interfaceName, serverHost: `127.0.0.1:${port}` });
+  await c.ready();
+  return (method: string, args: unknown[], timeout = 5_000) => c.invoke(method, args, { responseTimeout: timeout }) as Promise<string>;
+}
+
+beforeAll(async () => {
+  for (const name of ['a', 'b', 'c']) await startServer(name);
+  const rpc = {
+    routes: [
+      { match: { service: 'com.example.Other:1.0' }, cluster: 'other' },
+      { match: { service_regex: 'com\\.example\\.Echo:.*' }, cluster: 'echo' },
+    ],
+  };
+  shuttle = startShuttle(testConfig({
+    listeners: [
+      { name: 'bolt', address: '127.0.0.1:0', protocol: 'bolt', rpc },
+      { name: 'auto', address: '127.0.0.1:0', protocol: 'auto', rpc, virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ direct_response: { status: 200, body: 'http here\n' } }] }] },
+    ],
+    clusters: [
+      { name: 'echo', hosts: [`127.0.0.1:${servers.a.port}`, `127.0.0.1:${servers.b.port}`] },
+      { name: 'other', hosts: [`127.0.0.1:${servers.c.port}`] },
+    ],
+  }), { threads: 2 });
+  const ready = await shuttle.ready();
+  boltPort = ready.listeners.bolt.port;
+  autoPort = ready.listeners.auto.port;
+  admin = ready.admin;
+}, 30_000);
+
+afterAll(async () => {
+  for (const c of clients) await c.close().catch(() => {});
+  await shuttle?.stop();
+  for (const s of Object.values(servers)) s.child.kill('SIGKILL');
+});
+
+describe('SOFA Bolt proxy', () => {
+  it('carries thousands of concurrent calls over few connections, every result correct', async () => {
+    const invoke = await consumer(boltPort);
+    const n = 3000;
+    const results = await Promise.all(Array.from({ length: n }, (_, i) => invoke('echo', [`m${i}`])));
+    for (let i = 0; i < n; i++) expect(results[i]).toMatch(new RegExp(`^[ab]:m${i}$`));
+    // Round robin spread the calls over both servers.
+    expect(new Set(results.map((r) => r[0]))).toEqual(new Set(['a', 'b']));
+  });
+
+  it('routes by service to different servers', async () => {
+    const other = await consumer(boltPort, 'com.example.Other');
+    expect(await other('who', [])).toBe('c:other');
+  });
+
+  it('answers heartbeats itself', async () => {
+    const hb = protocol.heartbeatEncode(77, {}, { protocolType: 'bolt', codecType: 'hessian2', boltVersion: 1 });
+    const reply = await new Promise<Buffer>((resolve, reject) => {
+      const s = net.connect(boltPort, '127.0.0.1', () => s.write(hb));
+      s.once('data', (d: Buffer) => {
+        s.destroy();
+        resolve(d);
+      });
+      s.once('error', reject);
+    });
+    // v1 response: proto 1, type 0 (response), cmdcode 0 (heartbeat), id 77, status 0.
+    expect([reply[0], reply[1], reply.readUInt16BE(2), reply.readUInt32BE(5), reply.readUInt16BE(10)]).toEqual([1, 0, 0, 77, 0]);
+  });
+
+  it('closes a connection that sends a malformed frame, counts it, and keeps serving others', async () => {
+    const invoke = await consumer(boltPort);
+    const closed = await new Promise<boolean>((resolve) => {
+      const s = net.connect(boltPort, '127.0.0.1', () => s.write(Buffer.from([0x01, 0x07, 0, 1, 1, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])));
+      s.on('error', () => {});
+      s.once('close', () => resolve(true));
+    });
+    expect(closed).toBe(true);
+    expect(await invoke('echo', ['still fine'])).toMatch(/^[ab]:still fine$/);
+    const metrics = await (await fetch(`${admin}/metrics`)).text();
+    expect(metrics).toMatch(/shuttle_listener_downstream_cx_protocol_error_total\{listener="bolt"\} 1/);
+    const workers = (await (await fetch(`${admin}/workers`)).json()) as { restarts: number };
+    expect(workers.restarts).toBe(0);
+  });
+
+  it('serves Bolt and HTTP/1 on one auto-detecting port', async () => {
+    const invoke = await consumer(autoPort);
+    expect(await invoke('echo', ['auto'])).toMatch(/^[ab]:auto$/);
+    const res = await fetch(`http://127.0.0.1:${autoPort}/`);
+    expect(await res.text()).toBe('http here\n');
+  });
+
+  it('fails only the in-flight calls of a killed upstream, with a Bolt error, and later calls succeed', async () => {
+    const invoke = await consumer(boltPort);
+    // Slow calls spread over a and b; then a dies with its calls in flight.
+    const inflight = Array.from({ length: 20 }, () => invoke('slow', [1_500]).then((r) => ({ ok: true, r }), (e: Error) => ({ ok: false, r: e.message })));
+    await new Promise((r) => setTimeout(r, 300));
+    servers.a.child.kill('SIGKILL');
+    const outcomes = await Promise.all(inflight);
+    const failed = outcomes.filter((o) => !o.ok);
+    const succeeded = outcomes.filter((o) => o.ok);
+    expect(failed.length).toBeGreaterThan(0);
+    // Answered in Bolt at once (not left to the client's timeout), as an RPC error.
+    for (const f of failed) expect(f.r).toMatch(/RpcServerException.*SHUTTLE_E_UPSTREAM_RESET/);
+    expect(succeeded.every((o) => o.r === 'b:slow')).toBe(true); // b's calls were not disturbed
+    // New calls: a refuses connections now, so they go to b.
+    const later = await Promise.all(Array.from({ length: 20 }, (_, i) => invoke('echo', [`after${i}`])));
+    expect(later.every((r, i) => r === `b:after${i}`)).toBe(true);
+  });
+});
