@@ -224,7 +224,8 @@ function drain(deadlineMs: number): void {
   draining = true;
   for (const { server } of ownServers.values()) server.close();
   pools.drainAll();
-  muxPools.drainAll();
+  // Multiplexed upstream connections stay: draining RPC connections still send on them. They
+  // close with the worker.
   logger.info({ open: open.size, deadline_ms: deadlineMs }, 'draining');
   if (open.size === 0) return exit();
   for (const c of open.keys()) c.drain();

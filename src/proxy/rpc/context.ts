@@ -34,16 +34,13 @@ export class MuxPoolRegistry {
     return pool;
   }
 
+  /** Drains the pools of hosts not in `keep` (host ids of the new config). */
   retain(keep: ReadonlySet<number>): void {
     for (const [id, entry] of this.pools) {
       if (keep.has(id)) continue;
       entry.pool.drain();
       this.pools.delete(id);
     }
-  }
-
-  drainAll(): void {
-    for (const e of this.pools.values()) e.pool.drain();
   }
 }
 
