@@ -14,12 +14,11 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cpuSeconds, freePort, median, spawnUntil, stop, table, waitForPort } from './support/lib.ts';
+import { cpuSeconds, freePort, median, spawnUntil, startShuttle, stop, table, waitForPort } from './support/lib.ts';
 
 const REPS = Number(process.env.REPS ?? 3);
 const DURATION = Number(process.env.DURATION ?? 5);
 const CONNECTIONS = (process.env.CONNECTIONS ?? '10,50').split(',').map(Number);
-const SHUTTLE_BIN = fileURLToPath(new URL('../bin/shuttle.js', import.meta.url));
 const NODE_PROXY = fileURLToPath(new URL('./support/node-proxy.ts', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'shuttle-http-bench-'));
 
@@ -81,18 +80,13 @@ async function targets(upstreamPort: number): Promise<Target[]> {
 
   for (const threads of [1, 2]) {
     const port = await freePort();
-    const config = join(dir, `shuttle-${threads}.json`);
-    writeFileSync(config, JSON.stringify({
-      version: 1,
-      admin: { address: '127.0.0.1:0' },
-      log: { level: 'warn' },
+    const child = await startShuttle({
       listeners: [{
         name: 'web', address: `127.0.0.1:${port}`, protocol: 'http', access_log: false, backlog: 4096,
         virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ match: { prefix: '/' }, cluster: 'up' }] }],
       }],
       clusters: [{ name: 'up', hosts: [`127.0.0.1:${upstreamPort}`] }],
-    }));
-    const { child } = await spawnUntil(process.execPath, [SHUTTLE_BIN, 'start', '-c', config, '--threads', String(threads), '--log-level', 'info'], (l) => l.includes('"shuttle ready"'));
+    }, threads);
     out.push({ name: `shuttle ${threads}t`, port, pids: () => [child.pid!], stop: () => stop(child) });
   }
 

@@ -17,7 +17,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cpuSeconds, freePort, median, percentile, spawnUntil, stop, table, waitForPort } from './support/lib.ts';
+import { cpuSeconds, freePort, median, percentile, spawnUntil, startShuttle, stop, table, waitForPort } from './support/lib.ts';
 
 const REPS = Number(process.env.REPS ?? 3);
 const BULK_MB = Number(process.env.BULK_MB ?? 1024);
@@ -25,7 +25,6 @@ const RR_SECONDS = Number(process.env.RR_SECONDS ?? 5);
 const RR_MAX_REQUESTS = 5_000_000; // a hard bound on every load loop
 const CONCURRENCY = [10, 50];
 const MESSAGE = Buffer.alloc(64, 'x');
-const SHUTTLE_BIN = fileURLToPath(new URL('../bin/shuttle.js', import.meta.url));
 const UPSTREAM = fileURLToPath(new URL('./support/upstream.ts', import.meta.url));
 
 interface Target {
@@ -104,13 +103,8 @@ async function requestResponse(port: number, connections: number): Promise<{ rat
 }
 
 async function shuttleTarget(threads: number, up: { echo: number; sink: number }): Promise<Target> {
-  const dir = mkdtempSync(join(tmpdir(), 'shuttle-bench-'));
   const [echoPort, sinkPort] = [await freePort(), await freePort()];
-  const config = join(dir, 'shuttle.json');
-  writeFileSync(config, JSON.stringify({
-    version: 1,
-    admin: { address: '127.0.0.1:0' },
-    log: { level: 'warn' },
+  const child = await startShuttle({
     listeners: [
       { name: 'echo', address: `127.0.0.1:${echoPort}`, cluster: 'echo', backlog: 4096 },
       { name: 'sink', address: `127.0.0.1:${sinkPort}`, cluster: 'sink', backlog: 4096 },
@@ -119,8 +113,7 @@ async function shuttleTarget(threads: number, up: { echo: number; sink: number }
       { name: 'echo', hosts: [`127.0.0.1:${up.echo}`] },
       { name: 'sink', hosts: [`127.0.0.1:${up.sink}`] },
     ],
-  }));
-  const { child } = await spawnUntil(process.execPath, [SHUTTLE_BIN, 'start', '-c', config, '--threads', String(threads), '--log-level', 'info'], (l) => l.includes('"shuttle ready"'));
+  }, threads);
   return { name: `shuttle ${threads}t`, echoPort, sinkPort, pid: child.pid, stop: () => stop(child) };
 }
 

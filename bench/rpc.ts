@@ -12,13 +12,12 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cpuSeconds, freePort, median, percentile, spawnUntil, stop, table, waitForPort } from './support/lib.ts';
+import { cpuSeconds, freePort, median, percentile, startShuttle, stop, table, waitForPort } from './support/lib.ts';
 
 const REPS = Number(process.env.REPS ?? 3);
 const SECONDS = Number(process.env.SECONDS ?? 4);
 const CONCURRENCY = (process.env.CONCURRENCY ?? '1,16,128').split(',').map(Number);
 const MAX_CALLS = 2_000_000; // a hard bound on the load loop
-const SHUTTLE_BIN = fileURLToPath(new URL('../bin/shuttle.js', import.meta.url));
 const SERVER = fileURLToPath(new URL('../test/support/bolt-server.ts', import.meta.url));
 const require = createRequire(import.meta.url);
 const { RpcClient } = require('sofa-rpc-node').client;
@@ -63,15 +62,10 @@ const targets: Target[] = [{ name: 'direct', port: upstreamPort, stop: async () 
 try {
   for (const threads of [1, 2]) {
     const port = await freePort();
-    const config = join(dir, `shuttle-${threads}.json`);
-    writeFileSync(config, JSON.stringify({
-      version: 1,
-      admin: { address: '127.0.0.1:0' },
-      log: { level: 'warn' },
+    const child = await startShuttle({
       listeners: [{ name: 'rpc', address: `127.0.0.1:${port}`, protocol: 'bolt', access_log: false, rpc: { routes: [{ cluster: 'echo' }] } }],
       clusters: [{ name: 'echo', hosts: [`127.0.0.1:${upstreamPort}`] }],
-    }));
-    const { child } = await spawnUntil(process.execPath, [SHUTTLE_BIN, 'start', '-c', config, '--threads', String(threads), '--log-level', 'info'], (l) => l.includes('"shuttle ready"'));
+    }, threads);
     targets.push({ name: `shuttle ${threads}t`, port, pid: child.pid, stop: () => stop(child) });
   }
   try {

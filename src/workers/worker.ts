@@ -192,8 +192,9 @@ async function applyConfig(shared: SharedArrayBuffer): Promise<void> {
   const snap = decodeSnapshot(shared);
   const previous = runtime;
   runtime = buildRuntime(snap.generation, snap.config, snap.ids);
-  pools.retain(new Set(snap.ids.hosts.flat()));
-  muxPools.retain(new Set(snap.ids.hosts.flat()));
+  const hostIds = new Set(snap.ids.hosts.flat());
+  pools.byHost.retain(hostIds);
+  muxPools.byHost.retain(hostIds);
   // Connections of removed listeners drain; listeners whose protocol changed drain too.
   for (const [conn, name] of open) {
     const next = runtime.listeners.get(name);
@@ -223,7 +224,7 @@ function drain(deadlineMs: number): void {
   if (draining) return;
   draining = true;
   for (const { server } of ownServers.values()) server.close();
-  pools.drainAll();
+  pools.byHost.drainAll();
   // Multiplexed upstream connections stay: draining RPC connections still send on them. They
   // close with the worker.
   logger.info({ open: open.size, deadline_ms: deadlineMs }, 'draining');

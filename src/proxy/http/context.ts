@@ -7,6 +7,7 @@ import type { Host } from '../../cluster/host.ts';
 import type { ListenerConfig } from '../../config/schema.ts';
 import type { Logger } from '../../log/logger.ts';
 import type { Router } from '../../router/router.ts';
+import { HostPools } from '../../stream/host-pools.ts';
 import { Http1Pool } from '../../stream/http1-pool.ts';
 import type { WorkerTelemetry } from '../../workers/telemetry.ts';
 
@@ -43,34 +44,13 @@ export class RetryBudget {
   }
 }
 
-/**
- * One pool per upstream host id, kept across config reloads while the host and its pool settings
- * stay the same; a host that is removed or whose pool settings change has its pool drained.
- */
+/** HTTP/1.1 keep-alive pools, one per upstream host (see HostPools). */
 export class PoolRegistry {
-  private readonly pools = new Map<number, { pool: Http1Pool; key: string }>();
+  readonly byHost = new HostPools<Http1Pool>();
 
   get(host: Host, cluster: Cluster, telemetry: WorkerTelemetry): Http1Pool {
-    const key = JSON.stringify([cluster.config.connection_pool, cluster.config.connect_timeout]);
-    const entry = this.pools.get(host.index);
-    if (entry && entry.key === key) return entry.pool;
-    entry?.pool.drain();
-    const pool = new Http1Pool(host, cluster.config.connection_pool, cluster.config.connect_timeout, telemetry);
-    this.pools.set(host.index, { pool, key });
-    return pool;
-  }
-
-  /** Drains the pools of hosts not in `keep` (host ids of the new config). */
-  retain(keep: ReadonlySet<number>): void {
-    for (const [id, entry] of this.pools) {
-      if (keep.has(id)) continue;
-      entry.pool.drain();
-      this.pools.delete(id);
-    }
-  }
-
-  drainAll(): void {
-    for (const e of this.pools.values()) e.pool.drain();
+    const { connection_pool, connect_timeout } = cluster.config;
+    return this.byHost.get(host.index, JSON.stringify([connection_pool, connect_timeout]), () => new Http1Pool(host, connection_pool, connect_timeout, telemetry));
   }
 }
 
