@@ -13,7 +13,7 @@ function older(have, want) {
 if (older(process.versions.node.split('.').map(Number), REQUIRED)) {
   process.stderr.write(
     `shuttle: Node.js >= ${REQUIRED.join('.')} is required, but this is ${process.version} (${process.execPath}).\n` +
-      'Run it through npm (npm start, npx shuttle ...) after `npm install`: the project installs Node ' +
+      'Run it through npm (npm start, npm run shuttle -- ...) after `npm install`: the project installs Node ' +
       `${REQUIRED.join('.')} as its "node" dependency. Or install Node ${REQUIRED.join('.')}+ yourself.\n`,
   );
   process.exit(1);
