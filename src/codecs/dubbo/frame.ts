@@ -1,0 +1,149 @@
+/**
+ * Dubbo framing: the 16-byte header decoded, the hessian2 body's leading fields and attachments
+ * read for routing (with hessian.js), the body kept as opaque bytes and the frame raw for
+ * forwarding.
+ *
+ *   magic 0xdabb (2) · flag (1): 0x80 request, 0x40 two-way, 0x20 event, low 5 bits serialization
+ *   · status (1, responses) · request id (8) · body length (4) · body
+ *
+ *   request body (hessian2): dubbo version, service path, service version, method, parameter
+ *   descriptor, the arguments, the attachments map
+ */
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+const hessian = require('hessian.js') as {
+  DecoderV2: new (buf: Buffer) => { read(): unknown };
+  encode(value: unknown, version: string): Buffer;
+};
+
+export const DUBBO_HEADER = 16;
+const MAGIC_HIGH = 0xda;
+const MAGIC_LOW = 0xbb;
+const FLAG_REQUEST = 0x80;
+const FLAG_TWOWAY = 0x40;
+const FLAG_EVENT = 0x20;
+const SERIALIZATION_MASK = 0x1f;
+export const HESSIAN2_SERIALIZATION = 2;
+
+/** Response status codes. */
+export const DubboStatus = {
+  OK: 20,
+  CLIENT_TIMEOUT: 30,
+  SERVER_TIMEOUT: 31,
+  BAD_REQUEST: 40,
+  BAD_RESPONSE: 50,
+  SERVICE_NOT_FOUND: 60,
+  SERVICE_ERROR: 70,
+  SERVER_ERROR: 80,
+  CLIENT_ERROR: 90,
+  SERVER_THREADPOOL_EXHAUSTED: 100,
+} as const;
+
+export interface DubboFrame {
+  isRequest: boolean;
+  twoWay: boolean;
+  /** Heartbeats and other events. */
+  event: boolean;
+  serialization: number;
+  status: number;
+  /** Unsigned 64-bit. */
+  requestId: bigint;
+  body: Buffer;
+  raw: Buffer;
+}
+
+export interface DubboInvocation {
+  dubboVersion: string;
+  service: string;
+  version: string;
+  method: string;
+  attachments: Record<string, string>;
+}
+
+export class DubboProtocolError extends Error {
+  readonly code = 'SHUTTLE_E_DUBBO_PROTOCOL';
+}
+
+/** Decodes one frame at `offset`; undefined when more bytes are needed; throws when invalid. */
+export function decodeDubboFrame(buf: Buffer, offset: number, maxFrameBytes: number): { frame: DubboFrame; length: number } | undefined {
+  const avail = buf.length - offset;
+  if (avail >= 1 && buf[offset] !== MAGIC_HIGH) throw new DubboProtocolError('not a Dubbo frame (bad magic)');
+  if (avail >= 2 && buf[offset + 1] !== MAGIC_LOW) throw new DubboProtocolError('not a Dubbo frame (bad magic)');
+  if (avail < DUBBO_HEADER) return undefined;
+  const flag = buf[offset + 2];
+  const bodyLength = buf.readUInt32BE(offset + 12);
+  const length = DUBBO_HEADER + bodyLength;
+  if (length > maxFrameBytes) throw new DubboProtocolError(`Dubbo frame of ${length} bytes is over the limit of ${maxFrameBytes}`);
+  if (avail < length) return undefined;
+  return {
+    frame: {
+      isRequest: (flag & FLAG_REQUEST) !== 0,
+      twoWay: (flag & FLAG_TWOWAY) !== 0,
+      event: (flag & FLAG_EVENT) !== 0,
+      serialization: flag & SERIALIZATION_MASK,
+      status: buf[offset + 3],
+      requestId: buf.readBigUInt64BE(offset + 4),
+      body: buf.subarray(offset + DUBBO_HEADER, offset + length),
+      raw: buf.subarray(offset, offset + length),
+    },
+    length,
+  };
+}
+
+/**
+ * The routing fields of a hessian2 request body. Arguments are read past (the attachments come
+ * after them) but not kept; a body that does not decode throws DubboProtocolError.
+ */
+export function readInvocation(frame: DubboFrame): DubboInvocation {
+  if (frame.serialization !== HESSIAN2_SERIALIZATION) throw new DubboProtocolError(`unsupported Dubbo serialization ${frame.serialization}`);
+  try {
+    const d = new hessian.DecoderV2(frame.body);
+    const dubboVersion = String(d.read() ?? '');
+    const service = String(d.read() ?? '');
+    const version = String(d.read() ?? '');
+    const method = String(d.read() ?? '');
+    const desc = String(d.read() ?? '');
+    for (let i = 0; i < countArgs(desc); i++) d.read();
+    const raw = (d.read() ?? {}) as Record<string, unknown>;
+    const attachments: Record<string, string> = {};
+    for (const [k, v] of Object.entries(raw)) if (v !== null && v !== undefined) attachments[k] = String(v);
+    return { dubboVersion, service, version, method, attachments };
+  } catch (err) {
+    throw new DubboProtocolError(`malformed Dubbo request body: ${(err as Error).message}`);
+  }
+}
+
+/** Number of parameters in a JVM descriptor such as "Ljava/lang/String;I[J". */
+export function countArgs(desc: string): number {
+  let n = 0;
+  for (let i = 0; i < desc.length; i++) {
+    while (desc[i] === '[') i++;
+    if (desc[i] === 'L') i = desc.indexOf(';', i);
+    if (i < 0) throw new DubboProtocolError(`bad parameter descriptor "${desc}"`);
+    n++;
+  }
+  return n;
+}
+
+export function setDubboRequestId(frame: DubboFrame, id: bigint): void {
+  frame.raw.writeBigUInt64BE(id, 4);
+  frame.requestId = id;
+}
+
+/**
+ * A response made by the proxy: a heartbeat acknowledgement (event, status OK, null body) or an
+ * error (status, hessian2 string body with the message), under the request's id.
+ */
+export function dubboResponse(request: DubboFrame, status: number, opts: { heartbeat?: boolean; message?: string } = {}): Buffer {
+  const body = hessian.encode(opts.heartbeat ? null : `shuttle: ${opts.message ?? `status ${status}`}`, '2.0');
+  const out = Buffer.alloc(DUBBO_HEADER + body.length);
+  out[0] = MAGIC_HIGH;
+  out[1] = MAGIC_LOW;
+  out[2] = (opts.heartbeat ? FLAG_EVENT : 0) | (request.serialization || HESSIAN2_SERIALIZATION);
+  out[3] = status;
+  out.writeBigUInt64BE(request.requestId, 4);
+  out.writeUInt32BE(body.length, 12);
+  body.copy(out, DUBBO_HEADER);
+  return out;
+}

@@ -1,0 +1,67 @@
+/**
+ * Dubbo framing against frames made by dubbo-remoting (the Dubbo protocol of sofa-rpc-node).
+ */
+import { createRequire } from 'node:module';
+import { describe, expect, it } from 'vitest';
+import { DubboProtocolError, DubboStatus, countArgs, decodeDubboFrame, dubboResponse, readInvocation, setDubboRequestId } from '../../src/codecs/dubbo/frame.ts';
+
+const require = createRequire(import.meta.url);
+const protocol = require('dubbo-remoting/lib/protocol') as {
+  requestEncode(id: number, data: object, options: object): Buffer;
+  heartbeatEncode(id: number, hb: object, options: object): Buffer;
+  decode(buf: Buffer, options: object): { packetId: number; packetType: string; data: { error?: Error; appResponse?: unknown } | null };
+};
+const opts = { codecType: 'hessian2', classMap: {} };
+const call = {
+  serverSignature: 'com.example.OrderService:1.0.0',
+  methodName: 'find',
+  args: [{ $class: 'java.lang.String', $: 'order-1' }, { $class: 'int', $: 7 }],
+  requestProps: { group: 'blue', tenant: 'acme' },
+};
+
+describe('Dubbo framing', () => {
+  it('decodes a request from dubbo-remoting and reads service, version, method and attachments', () => {
+    const raw = protocol.requestEncode(123, call, opts);
+    const { frame, length } = decodeDubboFrame(raw, 0, 1 << 20)!;
+    expect(length).toBe(raw.length);
+    expect(frame).toMatchObject({ isRequest: true, twoWay: true, event: false, serialization: 2, requestId: 123n });
+    const inv = readInvocation(frame);
+    expect(inv).toMatchObject({ service: 'com.example.OrderService', version: '1.0.0', method: 'find' });
+    expect(inv.attachments).toMatchObject({ group: 'blue', tenant: 'acme', path: 'com.example.OrderService' });
+    for (let cut = 0; cut < raw.length; cut++) expect(decodeDubboFrame(raw.subarray(0, cut), 0, 1 << 20)).toBeUndefined();
+  });
+
+  it('recognises heartbeats and builds an ack and error responses dubbo-remoting decodes', () => {
+    const hb = decodeDubboFrame(protocol.heartbeatEncode(9, {}, opts), 0, 1 << 20)!.frame;
+    expect(hb.event).toBe(true);
+    const ack = decodeDubboFrame(dubboResponse(hb, DubboStatus.OK, { heartbeat: true }), 0, 1 << 20)!.frame;
+    expect(ack).toMatchObject({ isRequest: false, event: true, status: 20, requestId: 9n });
+    const req = decodeDubboFrame(protocol.requestEncode(44, call, opts), 0, 1 << 20)!.frame;
+    const err = protocol.decode(dubboResponse(req, DubboStatus.SERVICE_NOT_FOUND, { message: 'no route' }), opts);
+    expect(err.packetId).toBe(44);
+    expect(err.data?.error).toBeInstanceOf(Error);
+    expect(err.data?.error?.message).toBe('shuttle: no route');
+  });
+
+  it('rewrites 64-bit request ids', () => {
+    const { frame } = decodeDubboFrame(Buffer.from(protocol.requestEncode(5, call, opts)), 0, 1 << 20)!;
+    setDubboRequestId(frame, 2n ** 64n - 1n);
+    expect(decodeDubboFrame(frame.raw, 0, 1 << 20)!.frame.requestId).toBe(18446744073709551615n);
+  });
+
+  it('counts JVM parameter descriptors', () => {
+    expect(countArgs('')).toBe(0);
+    expect(countArgs('Ljava/lang/String;I')).toBe(2);
+    expect(countArgs('[J[[Ljava/util/Map;Z')).toBe(3);
+  });
+
+  it('rejects a bad magic, an oversize frame and an undecodable body', () => {
+    expect(() => decodeDubboFrame(Buffer.from('GET / HTTP/1.1'), 0, 1 << 20)).toThrow(DubboProtocolError);
+    const raw = protocol.requestEncode(1, call, opts);
+    expect(() => decodeDubboFrame(raw, 0, 32)).toThrow(/over the limit/);
+    // A body cut short (its length field agreeing): the hessian reader runs out of bytes.
+    const cut = Buffer.from(raw.subarray(0, 16 + 12));
+    cut.writeUInt32BE(12, 12);
+    expect(() => readInvocation(decodeDubboFrame(cut, 0, 1 << 20)!.frame)).toThrow(DubboProtocolError);
+  });
+});
