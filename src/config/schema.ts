@@ -87,7 +87,7 @@ const cluster = z.object({
   retry_budget: retryBudget.default(retryBudget.parse({})),
 }).strict();
 
-export const LISTENER_PROTOCOLS = ['tcp', 'http', 'bolt', 'auto'] as const;
+export const LISTENER_PROTOCOLS = ['tcp', 'http', 'bolt', 'dubbo', 'auto'] as const;
 
 const listener = z.object({
   name,
@@ -110,8 +110,8 @@ const listener = z.object({
 }).strict().superRefine((l, ctx) => {
   if (l.protocol === 'tcp' && !l.cluster) ctx.addIssue({ code: 'custom', path: ['cluster'], message: 'a tcp listener needs a cluster' });
   if (l.protocol === 'http' && !l.virtual_hosts) ctx.addIssue({ code: 'custom', path: ['virtual_hosts'], message: 'an http listener needs virtual_hosts' });
-  if (l.protocol === 'bolt' && !l.rpc) ctx.addIssue({ code: 'custom', path: ['rpc'], message: 'a bolt listener needs rpc.routes' });
-  if (l.protocol === 'auto' && !l.rpc && !l.virtual_hosts) ctx.addIssue({ code: 'custom', path: ['protocol'], message: 'an auto listener needs virtual_hosts (HTTP) and/or rpc (Bolt)' });
+  if ((l.protocol === 'bolt' || l.protocol === 'dubbo') && !l.rpc) ctx.addIssue({ code: 'custom', path: ['rpc'], message: `a ${l.protocol} listener needs rpc.routes` });
+  if (l.protocol === 'auto' && !l.rpc && !l.virtual_hosts) ctx.addIssue({ code: 'custom', path: ['protocol'], message: 'an auto listener needs virtual_hosts (HTTP) and/or rpc (Bolt, Dubbo)' });
   if (l.protocol !== 'tcp' && l.cluster) ctx.addIssue({ code: 'custom', path: ['cluster'], message: `a ${l.protocol} listener routes by its routes; cluster is for tcp listeners` });
 });
 

@@ -20,8 +20,11 @@ import { ShuttleError } from '../errors.ts';
 import { createLogger } from '../log/logger.ts';
 import { PoolRegistry, RetryBudget, type HttpListenerSnapshot, type HttpProxyContext } from '../proxy/http/context.ts';
 import { HttpConnection } from '../proxy/http/http-connection.ts';
-import { BoltConnection } from '../proxy/rpc/bolt-connection.ts';
+import { boltProtocol } from '../proxy/rpc/bolt.ts';
 import { MuxPoolRegistry, type RpcListenerSnapshot, type RpcProxyContext } from '../proxy/rpc/context.ts';
+import { dubboProtocol } from '../proxy/rpc/dubbo.ts';
+import type { RpcProtocol } from '../proxy/rpc/protocol.ts';
+import { RpcConnection } from '../proxy/rpc/rpc-connection.ts';
 import { detectProtocol } from '../proxy/detect.ts';
 import { TcpProxySession } from '../proxy/tcp/tcp-proxy.ts';
 import { Router } from '../router/router.ts';
@@ -43,7 +46,7 @@ const loadTable = new LoadTable(init.loadTable);
 const health = new HealthTable(init.health, MAX_HOSTS);
 const reporter = new UpstreamReporter(new Ring(init.events));
 const pools = new PoolRegistry();
-const muxPools = new MuxPoolRegistry();
+const muxPools = { bolt: new MuxPoolRegistry(boltProtocol), dubbo: new MuxPoolRegistry(dubboProtocol) };
 const retryBudget = new RetryBudget();
 /** This worker's connections per host id, across generations (least connections). */
 const hostLoad = new Int32Array(MAX_HOSTS);
@@ -134,7 +137,8 @@ function serve(socket: net.Socket, listenerName: string): void {
     // The first bytes tell the protocol; the worker reads them (the acceptor must not: it would
     // make the socket untransferable).
     detectProtocol(socket, entry.config.http.request_headers_timeout, (detected, first) => {
-      if (detected === 'bolt' && entry.rpc) return startBolt(socket, id, entry.rpc, listenerName, first);
+      if (detected === 'bolt' && entry.rpc) return startRpc(socket, id, boltProtocol, entry.rpc, listenerName, first);
+      if (detected === 'dubbo' && entry.rpc) return startRpc(socket, id, dubboProtocol, entry.rpc, listenerName, first);
       if (detected === 'http1' && entry.http) return startHttp(socket, id, entry.http, listenerName, first);
       logger.info({ conn: id, listener: listenerName, detected }, 'protocol not served on this listener; connection closed');
       socket.destroy();
@@ -143,7 +147,8 @@ function serve(socket: net.Socket, listenerName: string): void {
     return;
   }
   if (proto === 'http') return startHttp(socket, id, entry.http!, listenerName);
-  if (proto === 'bolt') return startBolt(socket, id, entry.rpc!, listenerName);
+  if (proto === 'bolt') return startRpc(socket, id, boltProtocol, entry.rpc!, listenerName);
+  if (proto === 'dubbo') return startRpc(socket, id, dubboProtocol, entry.rpc!, listenerName);
   const session = new TcpProxySession(socket, {
     id,
     listener: entry.config,
@@ -163,8 +168,8 @@ function startHttp(socket: net.Socket, id: string, ctx: HttpProxyContext, listen
   c.start(first);
 }
 
-function startBolt(socket: net.Socket, id: string, ctx: RpcProxyContext, listenerName: string, first?: Buffer): void {
-  const c = new BoltConnection(socket, id, ctx, closed);
+function startRpc<F>(socket: net.Socket, id: string, protocol: RpcProtocol<F>, ctx: RpcProxyContext, listenerName: string, first?: Buffer): void {
+  const c = new RpcConnection(socket, id, protocol, ctx, closed);
   open.set(c, listenerName);
   c.start(first);
 }
@@ -194,7 +199,8 @@ async function applyConfig(shared: SharedArrayBuffer): Promise<void> {
   runtime = buildRuntime(snap.generation, snap.config, snap.ids);
   const hostIds = new Set(snap.ids.hosts.flat());
   pools.byHost.retain(hostIds);
-  muxPools.byHost.retain(hostIds);
+  muxPools.bolt.byHost.retain(hostIds);
+  muxPools.dubbo.byHost.retain(hostIds);
   // Connections of removed listeners drain; listeners whose protocol changed drain too.
   for (const [conn, name] of open) {
     const next = runtime.listeners.get(name);

@@ -1,6 +1,6 @@
 /**
- * What the RPC proxy of one worker shares across its connections: per-generation routing, and one
- * multiplexed pool per upstream host (kept across reloads while the host stays).
+ * What the RPC proxy of one worker shares across its connections: per-generation routing, and
+ * per protocol one multiplexed pool per upstream host (kept across reloads while the host stays).
  */
 import type { Cluster, ClusterManager } from '../../cluster/cluster-manager.ts';
 import type { Host } from '../../cluster/host.ts';
@@ -9,10 +9,10 @@ import type { ListenerConfig } from '../../config/schema.ts';
 import type { Logger } from '../../log/logger.ts';
 import type { RpcRouter } from '../../router/rpc-router.ts';
 import { HostPools } from '../../stream/host-pools.ts';
-import { MuxPool } from '../../stream/mux-pool.ts';
+import { MuxPool, type MuxCodec } from '../../stream/mux-pool.ts';
 import type { WorkerTelemetry } from '../../workers/telemetry.ts';
 import type { BoltFrame } from '../../codecs/bolt/frame.ts';
-import { boltCodec } from './bolt-connection.ts';
+import type { DubboFrame } from '../../codecs/dubbo/frame.ts';
 
 export interface RpcListenerSnapshot {
   readonly listener: ListenerConfig;
@@ -22,18 +22,23 @@ export interface RpcListenerSnapshot {
   readonly telemetry: WorkerTelemetry;
 }
 
-/** Multiplexed Bolt pools, one per upstream host (see HostPools). */
-export class MuxPoolRegistry {
-  readonly byHost = new HostPools<MuxPool<BoltFrame>>();
+/** Multiplexed pools of one protocol, one per upstream host (see HostPools). */
+export class MuxPoolRegistry<F> {
+  readonly byHost = new HostPools<MuxPool<F>>();
+  private readonly codec: MuxCodec<F>;
 
-  get(host: Host, cluster: Cluster, rpc: RpcOptionsConfig, telemetry: WorkerTelemetry): MuxPool<BoltFrame> {
+  constructor(codec: MuxCodec<F>) {
+    this.codec = codec;
+  }
+
+  get(host: Host, cluster: Cluster, rpc: RpcOptionsConfig, telemetry: WorkerTelemetry): MuxPool<F> {
     const opts = { size: rpc.connections_per_host, connectTimeout: cluster.config.connect_timeout, maxFrameBytes: rpc.max_frame_bytes };
-    return this.byHost.get(host.index, JSON.stringify(opts), () => new MuxPool<BoltFrame>(host, opts, boltCodec, telemetry));
+    return this.byHost.get(host.index, JSON.stringify(opts), () => new MuxPool<F>(host, opts, this.codec, telemetry));
   }
 }
 
 export interface RpcProxyContext {
   snapshot(): RpcListenerSnapshot;
-  readonly pools: MuxPoolRegistry;
+  readonly pools: { bolt: MuxPoolRegistry<BoltFrame>; dubbo: MuxPoolRegistry<DubboFrame> };
   readonly logger: Logger;
 }

@@ -1,0 +1,44 @@
+/**
+ * Dubbo as an RpcProtocol. Upstream ids are the proxy's own u32 counters (in the u64 field);
+ * a client's 64-bit id is restored on the way back.
+ */
+import { DubboProtocolError, DubboStatus, decodeDubboFrame, dubboResponse, readInvocation, setDubboRequestId, type DubboFrame } from '../../codecs/dubbo/frame.ts';
+import type { RpcFailure, RpcProtocol } from './protocol.ts';
+
+const STATUS: Record<RpcFailure, number> = {
+  no_route: DubboStatus.SERVICE_NOT_FOUND,
+  no_host: DubboStatus.SERVER_ERROR,
+  timeout: DubboStatus.SERVER_TIMEOUT,
+  upstream_lost: DubboStatus.SERVICE_ERROR,
+};
+
+export const dubboProtocol: RpcProtocol<DubboFrame> = {
+  name: 'dubbo',
+  decode: decodeDubboFrame,
+  requestId: (f) => Number(f.requestId & 0xffffffffn),
+  setRequestId: (f, id) => setDubboRequestId(f, BigInt(id)),
+  raw: (f) => f.raw,
+  isResponse: (f) => !f.isRequest,
+  heartbeatReply: (f) => (f.event ? dubboResponse(f, DubboStatus.OK, { heartbeat: true }) : undefined),
+  kind(f) {
+    if (!f.isRequest) return 'ignore';
+    if (f.event) return 'heartbeat';
+    return f.twoWay ? 'request' : 'oneway';
+  },
+  call(f) {
+    const inv = readInvocation(f);
+    const lower = new Map(Object.entries(inv.attachments).map(([k, v]) => [k.toLowerCase(), v]));
+    if (inv.version) lower.set('version', inv.version);
+    return { service: inv.service, method: inv.method, header: (n) => lower.get(n) };
+  },
+  timeoutOf: (_f, call) => Number(call.header('timeout') ?? 0) || 0,
+  clientId: (f) => f.requestId,
+  heartbeatAck: (f) => dubboResponse(f, DubboStatus.OK, { heartbeat: true }),
+  errorReply: (f, clientId, failure, message) => dubboResponse({ ...f, requestId: clientId as bigint }, STATUS[failure], { message }),
+  restoreId(resp, clientId) {
+    setDubboRequestId(resp, clientId as bigint);
+    return resp.raw;
+  },
+  statusOf: (f) => f.status,
+  isProtocolError: (err): err is DubboProtocolError => err instanceof DubboProtocolError,
+};

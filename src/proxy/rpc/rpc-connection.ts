@@ -1,0 +1,205 @@
+/**
+ * One downstream RPC connection (Bolt or Dubbo): many calls in flight at once, each routed by its
+ * service, sent on a multiplexed upstream connection under a remapped id, and answered in whatever
+ * order the upstreams answer. Heartbeats are answered here; failures are answered in the
+ * protocol itself, so a client sees an RPC error, not a dropped connection.
+ */
+import type net from 'node:net';
+import type { Cluster } from '../../cluster/cluster-manager.ts';
+import type { Host } from '../../cluster/host.ts';
+import type { RpcCall, RpcRoute } from '../../router/rpc-router.ts';
+import { H, L } from '../../shared/stats-table.ts';
+import type { MuxFailure } from '../../stream/mux-pool.ts';
+import type { MuxPoolRegistry, RpcListenerSnapshot, RpcProxyContext } from './context.ts';
+import type { RpcFailure, RpcProtocol } from './protocol.ts';
+
+/** How long an idle connection is kept during a drain, for a call already on its way. */
+const DRAIN_IDLE_GRACE_MS = 1_000;
+
+export class RpcConnection<F> {
+  readonly socket: net.Socket;
+  readonly id: string;
+  readonly protocol: RpcProtocol<F>;
+  readonly ctx: RpcProxyContext;
+  private readonly onClose: (c: RpcConnection<F>) => void;
+  private buffer: Buffer | undefined;
+  private inFlight = 0;
+  private draining = false;
+  private drainTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(socket: net.Socket, id: string, protocol: RpcProtocol<F>, ctx: RpcProxyContext, onClose: (c: RpcConnection<F>) => void) {
+    this.socket = socket;
+    this.id = id;
+    this.protocol = protocol;
+    this.ctx = ctx;
+    this.onClose = onClose;
+  }
+
+  /** `initial`: bytes already read (protocol detection). */
+  start(initial?: Buffer): void {
+    const s = this.socket;
+    const snap = this.ctx.snapshot();
+    s.setNoDelay(true);
+    s.on('data', (chunk: Buffer) => this.onData(chunk));
+    s.on('error', () => {});
+    s.once('close', () => {
+      this.closed = true;
+      clearTimeout(this.drainTimer);
+      snap.telemetry.downstreamClosed(snap.listenerIndex);
+      this.onClose(this);
+    });
+    s.setTimeout(snap.listener.idle_timeout, () => s.destroy());
+    snap.telemetry.downstreamOpened(snap.listenerIndex);
+    if (initial) this.onData(initial);
+    s.resume();
+  }
+
+  /** Plain Bolt and Dubbo peers know no goaway: keep serving until idle, then close after a grace. */
+  drain(): void {
+    this.draining = true;
+    this.closeIfIdle();
+  }
+
+  abort(): void {
+    this.socket.destroy();
+  }
+
+  private closeIfIdle(): void {
+    if (!this.draining || this.inFlight > 0 || this.drainTimer) return;
+    this.drainTimer = setTimeout(() => {
+      this.drainTimer = undefined;
+      if (this.inFlight === 0) this.socket.end();
+    }, DRAIN_IDLE_GRACE_MS);
+    this.drainTimer.unref();
+  }
+
+  private onData(chunk: Buffer): void {
+    const snap = this.ctx.snapshot();
+    const row = snap.telemetry.row;
+    const base = snap.telemetry.layout.listener(snap.listenerIndex);
+    row[base + L.downstream_cx_rx_bytes_total] += chunk.length;
+    const buf = this.buffer ? Buffer.concat([this.buffer, chunk]) : chunk;
+    this.buffer = undefined;
+    let offset = 0;
+    try {
+      for (;;) {
+        const decoded = this.protocol.decode(buf, offset, snap.listener.rpc!.max_frame_bytes);
+        if (!decoded) break;
+        offset += decoded.length;
+        this.onFrame(decoded.frame, snap);
+      }
+    } catch (err) {
+      if (!this.protocol.isProtocolError(err)) throw err;
+      // No request id can be trusted in a malformed stream: count it and close this connection only.
+      row[base + L.downstream_cx_protocol_error]++;
+      this.ctx.logger.info({ conn: this.id, listener: snap.listener.name, protocol: this.protocol.name, error: err.code, reason: err.message }, 'malformed RPC frame; connection closed');
+      this.socket.destroy();
+      return;
+    }
+    if (offset < buf.length) this.buffer = buf.subarray(offset);
+  }
+
+  write(data: Buffer): void {
+    if (this.closed) return;
+    const snap = this.ctx.snapshot();
+    snap.telemetry.row[snap.telemetry.layout.listener(snap.listenerIndex) + L.downstream_cx_tx_bytes_total] += data.length;
+    this.socket.write(data);
+  }
+
+  private onFrame(frame: F, snap: RpcListenerSnapshot): void {
+    const kind = this.protocol.kind(frame);
+    if (kind === 'ignore') return;
+    if (kind === 'heartbeat') return this.write(this.protocol.heartbeatAck(frame));
+    snap.telemetry.row[snap.telemetry.layout.listener(snap.listenerIndex) + L.downstream_rq_total]++;
+    const call = this.protocol.call(frame);
+    this.inFlight++;
+    new RpcCallRun(this, frame, call, kind === 'oneway', snap).start();
+  }
+
+  /** A call finished: its reply (if any) goes out, and a draining connection may close. */
+  callEnded(reply: Buffer | undefined): void {
+    if (reply) this.write(reply);
+    this.inFlight--;
+    this.closeIfIdle();
+  }
+}
+
+/** One RPC call through the proxy. */
+class RpcCallRun<F> {
+  private readonly conn: RpcConnection<F>;
+  private readonly frame: F;
+  private readonly call: RpcCall;
+  private readonly clientId: unknown;
+  private readonly oneway: boolean;
+  private readonly snap: RpcListenerSnapshot;
+  private readonly route: RpcRoute | undefined;
+  private readonly tried = new Set<Host>();
+  private readonly startedAt = performance.now();
+  private cancel: (() => void) | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private done = false;
+
+  constructor(conn: RpcConnection<F>, frame: F, call: RpcCall, oneway: boolean, snap: RpcListenerSnapshot) {
+    this.conn = conn;
+    this.frame = frame;
+    this.call = call;
+    this.clientId = conn.protocol.clientId(frame);
+    this.oneway = oneway;
+    this.snap = snap;
+    this.route = snap.router.route(call);
+  }
+
+  start(): void {
+    if (!this.route) return this.fail('no_route', 'SHUTTLE_E_NO_ROUTE', null);
+    const name = this.route.cluster();
+    const cluster = name ? this.snap.clusters.get(name) : undefined;
+    if (!cluster) return this.fail('no_route', 'SHUTTLE_E_NO_CLUSTER', null);
+    const timeout = this.route.timeout > 0 ? this.route.timeout : this.conn.protocol.timeoutOf(this.frame, this.call);
+    if (timeout > 0 && !this.oneway) this.timer = setTimeout(() => this.fail('timeout', 'SHUTTLE_E_UPSTREAM_TIMEOUT', null), timeout);
+    this.attempt(cluster);
+  }
+
+  private attempt(cluster: Cluster): void {
+    const host = cluster.lb.choose(this.tried);
+    if (!host) return this.fail('no_host', 'SHUTTLE_E_NO_HEALTHY_HOST', null);
+    this.tried.add(host);
+    const { telemetry, listener } = this.snap;
+    // The registry of this connection's protocol: its frames are F.
+    const pools = this.conn.ctx.pools[this.conn.protocol.name] as unknown as MuxPoolRegistry<F>;
+    const upstream = pools.get(host, cluster, listener.rpc!, telemetry).connection();
+    telemetry.row[telemetry.layout.host(host.index) + H.upstream_rq_total]++;
+    const id = upstream.send(this.frame, this.oneway ? undefined : {
+      onResponse: (resp: F) => this.finish(this.conn.protocol.statusOf(resp), null, host, this.conn.protocol.restoreId(resp, this.clientId)),
+      onFail: (kind: MuxFailure) => {
+        telemetry.row[telemetry.layout.host(host.index) + H.upstream_rq_error]++;
+        // Not sent (connect failed): another host may take it. Sent and lost: the caller decides.
+        if (kind === 'connect' && !this.done) return this.attempt(cluster);
+        this.fail('upstream_lost', 'SHUTTLE_E_UPSTREAM_RESET', host);
+      },
+    });
+    this.cancel = () => upstream.cancel(id);
+    if (this.oneway) this.finish(0, null, host, undefined);
+  }
+
+  private fail(failure: RpcFailure, code: string, host: Host | null): void {
+    if (this.done) return;
+    this.cancel?.();
+    this.finish(-1, code, host, this.oneway ? undefined : this.conn.protocol.errorReply(this.frame, this.clientId, failure, code));
+  }
+
+  private finish(status: number, error: string | null, host: Host | null, reply: Buffer | undefined): void {
+    if (this.done) return;
+    this.done = true;
+    clearTimeout(this.timer);
+    const { listener } = this.snap;
+    if (listener.access_log) {
+      this.conn.ctx.logger.info({
+        msg: 'access', conn: this.conn.id, listener: listener.name, protocol: this.conn.protocol.name, service: this.call.service, method: this.call.method ?? null,
+        request_id: String(this.clientId), oneway: this.oneway, status: status < 0 ? null : status, upstream: host?.address ?? null, attempts: this.tried.size,
+        duration_ms: Math.round((performance.now() - this.startedAt) * 1000) / 1000, error,
+      });
+    }
+    this.conn.callEnded(this.oneway ? undefined : reply);
+  }
+}

@@ -1,0 +1,110 @@
+/**
+ * Dubbo through the real CLI (2 worker threads): sofa-rpc-node RpcClient and RpcServer speaking
+ * Dubbo (the dubbo-remoting protocol), with Shuttle between them.
+ */
+import { createRequire } from 'node:module';
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { closedPort } from './support/net.ts';
+import { startShuttle, testConfig, type ShuttleProcess } from './support/shuttle.ts';
+
+const require = createRequire(import.meta.url);
+const { RpcServer } = require('sofa-rpc-node').server;
+const { RpcClient } = require('sofa-rpc-node').client;
+const dubbo = require('dubbo-remoting');
+const protocol = require('dubbo-remoting/lib/protocol');
+const quiet = { info() {}, warn() {}, debug() {}, error() {} };
+
+const servers: { close(): Promise<void> }[] = [];
+const clients: { close(): Promise<void> }[] = [];
+let shuttle: ShuttleProcess;
+let dubboPort: number;
+let autoPort: number;
+let admin: string;
+
+async function server(name: string): Promise<number> {
+  const port = await closedPort();
+  const s = new RpcServer({ logger: quiet, port, protocol: dubbo });
+  s.addService({ interfaceName: 'com.example.Echo', version: '1.0.0' }, { async echo(x: string) { return `${name}:${x}`; } });
+  s.addService({ interfaceName: 'com.example.Other', version: '1.0.0' }, { async who() { return `${name}:other`; } });
+  await s.start();
+  servers.push(s);
+  return port;
+}
+
+async function consumer(port: number, interfaceName = 'com.example.Echo') {
+  const client = new RpcClient({ logger: quiet, protocol: dubbo });
+  clients.push(client);
+  await client.ready();
+  const c = client.createConsumer({ interfaceName, version: '1.0.0', serverHost: `127.0.0.1:${port}` });
+  await c.ready();
+  return (method: string, args: unknown[]) => c.invoke(method, args, { responseTimeout: 5_000 }) as Promise<string>;
+}
+
+beforeAll(async () => {
+  const [a, b] = [await server('a'), await server('b')];
+  const rpc = {
+    routes: [
+      { match: { service: 'com.example.Other' }, cluster: 'b' },
+      { match: { service: 'com.example.Echo', headers: [{ name: 'version', exact: '1.0.0' }] }, cluster: 'a' },
+    ],
+  };
+  shuttle = startShuttle(testConfig({
+    listeners: [
+      { name: 'dubbo', address: '127.0.0.1:0', protocol: 'dubbo', rpc },
+      { name: 'auto', address: '127.0.0.1:0', protocol: 'auto', rpc },
+    ],
+    clusters: [{ name: 'a', hosts: [`127.0.0.1:${a}`] }, { name: 'b', hosts: [`127.0.0.1:${b}`] }],
+  }), { threads: 2 });
+  const ready = await shuttle.ready();
+  dubboPort = ready.listeners.dubbo.port;
+  autoPort = ready.listeners.auto.port;
+  admin = ready.admin;
+}, 30_000);
+
+afterAll(async () => {
+  for (const c of clients) await c.close().catch(() => {});
+  await shuttle?.stop();
+  for (const s of servers) await s.close().catch(() => {});
+});
+
+describe('Dubbo proxy', () => {
+  it('carries a thousand concurrent calls, every result correct', async () => {
+    const invoke = await consumer(dubboPort);
+    const results = await Promise.all(Array.from({ length: 1000 }, (_, i) => invoke('echo', [`m${i}`])));
+    results.forEach((r, i) => expect(r).toBe(`a:m${i}`));
+  });
+
+  it('routes by service (and version attachment) to different servers', async () => {
+    expect(await (await consumer(dubboPort, 'com.example.Other'))('who', [])).toBe('b:other');
+  });
+
+  it('answers heartbeats itself', async () => {
+    const hb = protocol.heartbeatEncode(31, {}, { codecType: 'hessian2' });
+    const reply = await new Promise<Buffer>((resolve, reject) => {
+      const s = net.connect(dubboPort, '127.0.0.1', () => s.write(hb));
+      s.once('data', (d: Buffer) => {
+        s.destroy();
+        resolve(d);
+      });
+      s.once('error', reject);
+    });
+    // magic, flag: event + hessian2 (no request bit), status 20, id 31.
+    expect([reply[0], reply[1], reply[2] & 0xa0, reply[3], Number(reply.readBigUInt64BE(4))]).toEqual([0xda, 0xbb, 0x20, 20, 31]);
+  });
+
+  it('closes a connection that sends a malformed frame, counts it, and keeps serving others', async () => {
+    const invoke = await consumer(dubboPort);
+    await new Promise<void>((resolve) => {
+      const s = net.connect(dubboPort, '127.0.0.1', () => s.write(Buffer.from([0xda, 0xbb, 0xc2, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 4, 0xff, 0xff, 0xff, 0xff])));
+      s.on('error', () => {});
+      s.once('close', () => resolve());
+    });
+    expect(await invoke('echo', ['fine'])).toBe('a:fine');
+    expect(await (await fetch(`${admin}/metrics`)).text()).toMatch(/shuttle_listener_downstream_cx_protocol_error_total\{listener="dubbo"\} 1/);
+  });
+
+  it('is detected on an auto port', async () => {
+    expect(await (await consumer(autoPort))('echo', ['auto'])).toBe('a:auto');
+  });
+});
