@@ -20,6 +20,7 @@ const servers: Record<string, { child: ChildProcess; port: number }> = {};
 let shuttle: ShuttleProcess;
 let boltPort: number;
 let autoPort: number;
+let idemPort: number;
 let admin: string;
 const clients: { close(): Promise<void> }[] = [];
 
@@ -43,7 +44,7 @@ async function consumer(port: number, interfaceName = 'com.example.Echo') {
 }
 
 beforeAll(async () => {
-  for (const name of ['a', 'b', 'c']) await startServer(name);
+  for (const name of ['a', 'b', 'c', 'd', 'e']) await startServer(name);
   const rpc = {
     routes: [
       { match: { service: 'com.example.Other:1.0' }, cluster: 'other' },
@@ -54,15 +55,18 @@ beforeAll(async () => {
     listeners: [
       { name: 'bolt', address: '127.0.0.1:0', protocol: 'bolt', rpc },
       { name: 'auto', address: '127.0.0.1:0', protocol: 'auto', rpc, virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ direct_response: { status: 200, body: 'http here\n' } }] }] },
+      { name: 'idem', address: '127.0.0.1:0', protocol: 'bolt', rpc: { routes: [{ cluster: 'idem', retry_policy: { idempotent: true, num_retries: 1 } }] } },
     ],
     clusters: [
       { name: 'echo', hosts: [`127.0.0.1:${servers.a.port}`, `127.0.0.1:${servers.b.port}`] },
       { name: 'other', hosts: [`127.0.0.1:${servers.c.port}`] },
+      { name: 'idem', hosts: [`127.0.0.1:${servers.d.port}`, `127.0.0.1:${servers.e.port}`] },
     ],
   }), { threads: 2 });
   const ready = await shuttle.ready();
   boltPort = ready.listeners.bolt.port;
   autoPort = ready.listeners.auto.port;
+  idemPort = ready.listeners.idem.port;
   admin = ready.admin;
 }, 30_000);
 
@@ -139,5 +143,18 @@ describe('SOFA Bolt proxy', () => {
     // New calls: a refuses connections now, so they go to b.
     const later = await Promise.all(Array.from({ length: 20 }, (_, i) => invoke('echo', [`after${i}`])));
     expect(later.every((r, i) => r === `b:after${i}`)).toBe(true);
+  });
+
+  it('retries calls lost with a killed upstream on another host when the route is idempotent', async () => {
+    const invoke = await consumer(idemPort);
+    const inflight = Array.from({ length: 20 }, () => invoke('slow', [1_000]).then((r) => ({ ok: true, r }), (e: Error) => ({ ok: false, r: e.message })));
+    await new Promise((r) => setTimeout(r, 300));
+    servers.d.child.kill('SIGKILL');
+    const outcomes = await Promise.all(inflight);
+    // Every call succeeded: those on d were sent again to e.
+    expect(outcomes.filter((o) => !o.ok)).toEqual([]);
+    expect(outcomes.every((o) => o.r === 'e:slow' || o.r === 'd:slow')).toBe(true);
+    const retried = shuttle.logs.filter((l) => l.msg === 'access' && l.listener === 'idem' && l.retries === 1);
+    expect(retried.length).toBeGreaterThan(0);
   });
 });

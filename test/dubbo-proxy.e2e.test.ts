@@ -2,8 +2,10 @@
  * Dubbo through the real CLI (2 worker threads): sofa-rpc-node RpcClient and RpcServer speaking
  * Dubbo (the dubbo-remoting protocol), with Shuttle between them.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
 import net from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { closedPort } from './support/net.ts';
 import { startShuttle, testConfig, type ShuttleProcess } from './support/shuttle.ts';
@@ -21,6 +23,7 @@ let shuttle: ShuttleProcess;
 let dubboPort: number;
 let autoPort: number;
 let admin: string;
+let boltServer: ChildProcess;
 
 async function server(name: string): Promise<number> {
   const port = await closedPort();
@@ -43,6 +46,10 @@ async function consumer(port: number, interfaceName = 'com.example.Echo') {
 
 beforeAll(async () => {
   const [a, b] = [await server('a'), await server('b')];
+  // A Bolt server too, for the port that serves Bolt, Dubbo and HTTP/1 at once.
+  const boltPort = await closedPort();
+  boltServer = spawn(process.execPath, [fileURLToPath(new URL('./support/bolt-server.ts', import.meta.url)), String(boltPort), 'bolt'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve) => boltServer.stdout!.on('data', (d) => String(d).includes('ready') && resolve()));
   const rpc = {
     routes: [
       { match: { service: 'com.example.Other' }, cluster: 'b' },
@@ -52,9 +59,13 @@ beforeAll(async () => {
   shuttle = startShuttle(testConfig({
     listeners: [
       { name: 'dubbo', address: '127.0.0.1:0', protocol: 'dubbo', rpc },
-      { name: 'auto', address: '127.0.0.1:0', protocol: 'auto', rpc },
+      {
+        name: 'auto', address: '127.0.0.1:0', protocol: 'auto',
+        rpc: { routes: [{ match: { protocol: 'bolt' }, cluster: 'bolt' }, { match: { protocol: 'dubbo' }, cluster: 'a' }] },
+        virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ direct_response: { status: 200, body: 'http here\n' } }] }],
+      },
     ],
-    clusters: [{ name: 'a', hosts: [`127.0.0.1:${a}`] }, { name: 'b', hosts: [`127.0.0.1:${b}`] }],
+    clusters: [{ name: 'a', hosts: [`127.0.0.1:${a}`] }, { name: 'b', hosts: [`127.0.0.1:${b}`] }, { name: 'bolt', hosts: [`127.0.0.1:${boltPort}`] }],
   }), { threads: 2 });
   const ready = await shuttle.ready();
   dubboPort = ready.listeners.dubbo.port;
@@ -66,6 +77,7 @@ afterAll(async () => {
   for (const c of clients) await c.close().catch(() => {});
   await shuttle?.stop();
   for (const s of servers) await s.close().catch(() => {});
+  boltServer?.kill('SIGKILL');
 });
 
 describe('Dubbo proxy', () => {
@@ -104,7 +116,15 @@ describe('Dubbo proxy', () => {
     expect(await (await fetch(`${admin}/metrics`)).text()).toMatch(/shuttle_listener_downstream_cx_protocol_error_total\{listener="dubbo"\} 1/);
   });
 
-  it('is detected on an auto port', async () => {
+  it('serves Dubbo, Bolt and HTTP/1 on one auto-detecting port', async () => {
     expect(await (await consumer(autoPort))('echo', ['auto'])).toBe('a:auto');
+    // The protocol is named: sofa-rpc-node keeps the last one used as its process-wide default.
+    const bolt = new RpcClient({ logger: quiet, protocol: require('sofa-bolt-node') });
+    clients.push(bolt);
+    await bolt.ready();
+    const boltConsumer = bolt.createConsumer({ interfaceName: 'com.example.Echo', serverHost: `127.0.0.1:${autoPort}` });
+    await boltConsumer.ready();
+    expect(await boltConsumer.invoke('echo', ['auto'], { responseTimeout: 5_000 })).toBe('bolt:auto');
+    expect(await (await fetch(`http://127.0.0.1:${autoPort}/`)).text()).toBe('http here\n');
   });
 });

@@ -128,6 +128,8 @@ export const retryBudget = z.object({
 const rpcRoute = z.object({
   name: z.string().optional(),
   match: z.object({
+    /** Only calls of this protocol (an auto listener may carry both). */
+    protocol: z.enum(['bolt', 'dubbo']).optional(),
     /** The service (Bolt header `service`, Dubbo service path), exact or regex. */
     service: z.string().optional(),
     service_regex: regex.optional(),
@@ -139,6 +141,12 @@ const rpcRoute = z.object({
   weighted_clusters: z.array(z.object({ name: z.string(), weight: z.number().int().min(0).max(10_000) }).strict()).min(1).optional(),
   /** 0: the caller's own timeout from the frame applies (or none). */
   timeout: duration.default(0),
+  /**
+   * Retry a call whose upstream connection was lost with it in flight, on another host. Only for
+   * idempotent services: the first host may have executed it. (A connect failure, where nothing
+   * was sent, is always tried on the next host.)
+   */
+  retry_policy: z.object({ idempotent: z.literal(true), num_retries: z.number().int().min(1).max(5).default(1) }).strict().optional(),
 }).strict().refine((r) => [r.cluster, r.weighted_clusters].filter((v) => v !== undefined).length === 1, { message: 'give exactly one of cluster, weighted_clusters' });
 
 export const rpcOptions = z.object({

@@ -6,6 +6,7 @@ import type { RpcRouteConfig } from '../config/route-schema.ts';
 import { clusterPicker, valueMatcher } from './router.ts';
 
 export interface RpcCall {
+  protocol: 'bolt' | 'dubbo';
   service: string;
   method: string | undefined;
   /** Header or attachment by lower-cased name. */
@@ -16,6 +17,8 @@ export interface RpcRoute {
   readonly name: string;
   /** 0: the caller's timeout from the frame applies. */
   readonly timeout: number;
+  /** Retries after an upstream loss (idempotent routes only); 0 otherwise. */
+  readonly retries: number;
   cluster(random?: () => number): string | undefined;
 }
 
@@ -26,6 +29,7 @@ export class RpcRouter {
     this.routes = routes.map((r, i) => {
       const checks: ((c: RpcCall) => boolean)[] = [];
       const m = r.match;
+      if (m.protocol !== undefined) checks.push((c) => c.protocol === m.protocol);
       if (m.service !== undefined) checks.push((c) => c.service === m.service);
       if (m.service_regex !== undefined) {
         const re = new RegExp(`^(?:${m.service_regex})$`);
@@ -34,7 +38,7 @@ export class RpcRouter {
       if (m.method !== undefined) checks.push((c) => c.method === m.method);
       for (const h of m.headers) checks.push(valueMatcher<RpcCall>(h, (c, name) => c.header(name)));
       return {
-        route: { name: r.name ?? `rpc/${i}`, timeout: r.timeout, cluster: clusterPicker(r.cluster, r.weighted_clusters) },
+        route: { name: r.name ?? `rpc/${i}`, timeout: r.timeout, retries: r.retry_policy?.num_retries ?? 0, cluster: clusterPicker(r.cluster, r.weighted_clusters) },
         matches: (c: RpcCall) => checks.every((check) => check(c)),
       };
     });

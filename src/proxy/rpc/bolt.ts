@@ -26,7 +26,7 @@ export const boltProtocol: RpcProtocol<BoltFrame> = {
     const headers = parseHeaderMap(f.header);
     const lower = new Map<string, string>();
     for (const [k, v] of headers) lower.set(k.toLowerCase(), v);
-    return { service: headers.get('service') ?? headers.get('sofa_head_target_service') ?? '', method: headers.get('sofa_head_method_name'), header: (n) => lower.get(n) };
+    return { protocol: 'bolt', service: headers.get('service') ?? headers.get('sofa_head_target_service') ?? '', method: headers.get('sofa_head_method_name'), header: (n) => lower.get(n) };
   },
   timeoutOf: (f) => (f.timeout > 0 ? f.timeout : 0),
   clientId: (f) => f.requestId,

@@ -29,7 +29,7 @@ export const dubboProtocol: RpcProtocol<DubboFrame> = {
     const inv = readInvocation(f);
     const lower = new Map(Object.entries(inv.attachments).map(([k, v]) => [k.toLowerCase(), v]));
     if (inv.version) lower.set('version', inv.version);
-    return { service: inv.service, method: inv.method, header: (n) => lower.get(n) };
+    return { protocol: 'dubbo', service: inv.service, method: inv.method, header: (n) => lower.get(n) };
   },
   timeoutOf: (_f, call) => Number(call.header('timeout') ?? 0) || 0,
   clientId: (f) => f.requestId,

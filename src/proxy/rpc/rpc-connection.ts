@@ -139,6 +139,7 @@ class RpcCallRun<F> {
   private cancel: (() => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
   private done = false;
+  private retries = 0;
 
   constructor(conn: RpcConnection<F>, frame: F, call: RpcCall, oneway: boolean, snap: RpcListenerSnapshot) {
     this.conn = conn;
@@ -173,8 +174,14 @@ class RpcCallRun<F> {
       onResponse: (resp: F) => this.finish(this.conn.protocol.statusOf(resp), null, host, this.conn.protocol.restoreId(resp, this.clientId)),
       onFail: (kind: MuxFailure) => {
         telemetry.row[telemetry.layout.host(host.index) + H.upstream_rq_error]++;
-        // Not sent (connect failed): another host may take it. Sent and lost: the caller decides.
-        if (kind === 'connect' && !this.done) return this.attempt(cluster);
+        // Not sent (connect failed): another host may take it. Sent and lost: only an idempotent
+        // route retries; otherwise the caller decides.
+        if (this.done) return;
+        if (kind === 'connect') return this.attempt(cluster);
+        if (this.retries < (this.route?.retries ?? 0)) {
+          this.retries++;
+          return this.attempt(cluster);
+        }
         this.fail('upstream_lost', 'SHUTTLE_E_UPSTREAM_RESET', host);
       },
     });
@@ -196,7 +203,7 @@ class RpcCallRun<F> {
     if (listener.access_log) {
       this.conn.ctx.logger.info({
         msg: 'access', conn: this.conn.id, listener: listener.name, protocol: this.conn.protocol.name, service: this.call.service, method: this.call.method ?? null,
-        request_id: String(this.clientId), oneway: this.oneway, status: status < 0 ? null : status, upstream: host?.address ?? null, attempts: this.tried.size,
+        request_id: String(this.clientId), oneway: this.oneway, status: status < 0 ? null : status, upstream: host?.address ?? null, attempts: this.tried.size, retries: this.retries,
         duration_ms: Math.round((performance.now() - this.startedAt) * 1000) / 1000, error,
       });
     }
