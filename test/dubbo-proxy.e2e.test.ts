@@ -127,4 +127,13 @@ describe('Dubbo proxy', () => {
     expect(await boltConsumer.invoke('echo', ['auto'], { responseTimeout: 5_000 })).toBe('bolt:auto');
     expect(await (await fetch(`http://127.0.0.1:${autoPort}/`)).text()).toBe('http here\n');
   });
+
+  it('serves an independent Dubbo client (dubbo2.js DirectlyDubbo)', async () => {
+    const { DirectlyDubbo, java } = require('dubbo2.js');
+    const d = DirectlyDubbo.from({ dubboAddress: `127.0.0.1:${dubboPort}`, dubboVersion: '2.0.2', dubboInvokeTimeout: 5 });
+    const svc = d.proxyService({ dubboInterface: 'com.example.Echo', version: '1.0.0', methods: { echo: (x: string) => [java.String(x)] } });
+    const results = await Promise.all(Array.from({ length: 50 }, (_, i) => svc.echo(`d2-${i}`)));
+    results.forEach((r: { res: string; err: unknown }, i: number) => expect(r).toEqual({ res: `a:d2-${i}`, err: null }));
+    d.close?.();
+  });
 });
