@@ -99,10 +99,6 @@ export class Http1Pool {
     this.telemetry = telemetry;
   }
 
-  get idleCount(): number {
-    return this.idleConnections.length;
-  }
-
   /** Gives a connection to `cb`, now or when one frees up. Returns a function that cancels the wait. */
   acquire(cb: (err: ShuttleError | undefined, conn?: UpstreamConnection) => void, waitTimeoutMs: number): () => void {
     let conn: UpstreamConnection | undefined;

@@ -12,12 +12,19 @@ export class WorkerTelemetry {
   readonly row: Float64Array;
   readonly layout: StatsLayout;
   private readonly reporter: UpstreamReporter;
+  private readonly onStreams: (delta: number) => void;
 
-  /** One per config generation; all of a worker's share its row and its reporter. */
-  constructor(row: Float64Array, layout: StatsLayout, reporter: UpstreamReporter) {
+  /** One per config generation; all of a worker's share its row, its reporter and its load row. */
+  constructor(row: Float64Array, layout: StatsLayout, reporter: UpstreamReporter, onStreams: (delta: number) => void = () => {}) {
     this.row = row;
     this.layout = layout;
     this.reporter = reporter;
+    this.onStreams = onStreams;
+  }
+
+  /** A request (HTTP) or call (RPC) started or ended: the worker's active streams in the load table. */
+  streams(delta: number): void {
+    this.onStreams(delta);
   }
 
   downstreamOpened(listener: number): void {

@@ -85,7 +85,7 @@ let draining = false;
 
 function buildRuntime(generation: number, config: ShuttleConfig, ids: EntityIds): Runtime {
   const layout = new StatsLayout(config, ids);
-  const telemetry = new WorkerTelemetry(new StatsTable(layout, statsBuffer).row(init.slot), layout, reporter);
+  const telemetry = new WorkerTelemetry(new StatsTable(layout, statsBuffer).row(init.slot), layout, reporter, (d) => loadTable.streamsChanged(init.slot, d));
   const clusters = new ClusterManager(config, health, ids, hostLoad);
   const listeners = new Map<string, ListenerRuntime>();
   config.listeners.forEach((l, i) => {

@@ -106,6 +106,7 @@ export class HttpStream implements ConnectionUser {
     this.owner = owner;
     this.ctx = ctx;
     this.snap = ctx.snapshot();
+    this.snap.telemetry.streams(1);
     this.closeAfter = !head.keepAlive;
     // A request without a body is complete with its head.
     this.requestComplete = !head.chunked && head.contentLength <= 0;
@@ -531,6 +532,7 @@ export class HttpStream implements ConnectionUser {
   private finish(): void {
     if (this.finished) return;
     this.finished = true;
+    this.snap.telemetry.streams(-1);
     clearTimeout(this.timeout);
     clearTimeout(this.tryTimeout);
     if (this.cluster) {

@@ -149,6 +149,7 @@ class RpcCallRun<F> {
     this.oneway = oneway;
     this.snap = snap;
     this.route = snap.router.route(call);
+    snap.telemetry.streams(1);
   }
 
   start(): void {
@@ -198,6 +199,7 @@ class RpcCallRun<F> {
   private finish(status: number, error: string | null, host: Host | null, reply: Buffer | undefined): void {
     if (this.done) return;
     this.done = true;
+    this.snap.telemetry.streams(-1);
     clearTimeout(this.timer);
     const { listener } = this.snap;
     if (listener.access_log) {
