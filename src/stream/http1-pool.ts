@@ -14,6 +14,7 @@ import type { Host } from '../cluster/host.ts';
 import type { z } from 'zod';
 import type { connectionPool } from '../config/route-schema.ts';
 import { ShuttleError } from '../errors.ts';
+import { Deadline, deadlines } from './deadlines.ts';
 import type { WorkerTelemetry } from '../workers/telemetry.ts';
 
 export type PoolConfig = z.output<typeof connectionPool>;
@@ -30,7 +31,7 @@ export class UpstreamConnection {
   readonly host: Host;
   requests = 0;
   user: ConnectionUser | undefined;
-  private idleTimer: NodeJS.Timeout | undefined;
+  private readonly idleTimer = new Deadline(() => this.socket.destroy());
   private readonly pool: Http1Pool;
   private closeError: Error | undefined;
 
@@ -48,7 +49,7 @@ export class UpstreamConnection {
     });
     socket.on('error', (err) => (this.closeError = err));
     socket.once('close', () => {
-      clearTimeout(this.idleTimer);
+      this.idleTimer.cancel();
       pool.removed(this);
       const user = this.user;
       this.user = undefined;
@@ -63,15 +64,16 @@ export class UpstreamConnection {
 
   idle(timeoutMs: number): void {
     this.user = undefined;
-    this.socket.setTimeout(0);
-    if (timeoutMs > 0) {
-      this.idleTimer = setTimeout(() => this.socket.destroy(), timeoutMs);
-      this.idleTimer.unref();
-    }
+    if (timeoutMs > 0) this.idleTimer.arm(deadlines.queue(timeoutMs));
+  }
+
+  /** Gives the connection back to its pool: reusable only if both messages went to their ends. */
+  release(reusable: boolean): void {
+    this.pool.release(this, reusable);
   }
 
   take(user: ConnectionUser): void {
-    clearTimeout(this.idleTimer);
+    this.idleTimer.cancel();
     this.user = user;
     this.requests++;
   }

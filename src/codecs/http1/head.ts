@@ -24,8 +24,8 @@ interface HeadBase {
   /** Declared Content-Length, or -1. */
   contentLength: number;
   chunked: boolean;
-  /** Lower-cased tokens of the Connection header. */
-  connection: Set<string>;
+  /** Lower-cased tokens of the Connection header (a shared empty set when there is none). */
+  connection: ReadonlySet<string>;
   /** The peer wants the connection kept open after this message. */
   keepAlive: boolean;
   /** Value of Upgrade when Connection lists "upgrade". */
@@ -44,8 +44,7 @@ export interface ResponseHead extends HeadBase {
   reason: string;
 }
 
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-const TARGET = /^[\x21-\x7e\x80-\xff]+$/;
+const NO_TOKENS: ReadonlySet<string> = new Set();
 
 function fail(code: HttpParseErrorCode, message: string): never {
   throw new HttpParseError(code, message);
@@ -62,6 +61,29 @@ for (let c = 97; c <= 122; c++) TCHAR[c] = 1;
 const VALUE_CHAR = new Uint8Array(256);
 VALUE_CHAR[9] = 1;
 for (let c = 32; c < 256; c++) VALUE_CHAR[c] = c === 127 ? 0 : 1;
+
+/** 1 where a byte may appear in a request target: visible ASCII and obs-text, no controls or space. */
+const TARGET_CHAR = new Uint8Array(256);
+for (let c = 0x21; c < 256; c++) TARGET_CHAR[c] = c === 0x7f ? 0 : 1;
+
+function allOf(table: Uint8Array, s: string): boolean {
+  if (s.length === 0) return false;
+  for (let i = 0; i < s.length; i++) if (table[s.charCodeAt(i)] !== 1) return false;
+  return true;
+}
+
+/** A Content-Length value of 1–15 plain digits, or -1. */
+function plainLength(v: string): number {
+  const n = v.length;
+  if (n === 0 || n > 15) return -1;
+  let x = 0;
+  for (let i = 0; i < n; i++) {
+    const d = v.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return -1;
+    x = x * 10 + d;
+  }
+  return x;
+}
 
 type Latin1Buffer = Buffer & { latin1Slice(start: number, end: number): string };
 
@@ -112,7 +134,7 @@ function parseFields(buf: Buffer, start: number, end: number, limits: HeadLimits
 function framing(headers: string[], versionMinor: number, code: HttpParseErrorCode): Omit<HeadBase, 'versionMinor' | 'headers'> & { host: string | undefined; hostCount: number; expect: string | undefined } {
   let contentLength = -1;
   let transferEncoding: string | undefined;
-  const connection = new Set<string>();
+  let connection: Set<string> | undefined;
   let upgradeValue: string | undefined;
   let host: string | undefined;
   let hostCount = 0;
@@ -125,6 +147,12 @@ function framing(headers: string[], versionMinor: number, code: HttpParseErrorCo
     const value = headers[i + 1];
     switch (name) {
       case 'content-length': {
+        const plain = plainLength(value);
+        if (plain >= 0) {
+          if (contentLength !== -1 && contentLength !== plain) fail(code, 'differing Content-Length values');
+          contentLength = plain;
+          break;
+        }
         // "5, 5" (a list of identical values) is accepted as 5; differing values are not.
         for (const part of value.split(',')) {
           const v = part.trim();
@@ -139,6 +167,7 @@ function framing(headers: string[], versionMinor: number, code: HttpParseErrorCo
         transferEncoding = transferEncoding === undefined ? value : `${transferEncoding}, ${value}`;
         break;
       case 'connection':
+        connection ??= new Set<string>();
         for (const t of value.split(',')) if (t.trim()) connection.add(t.trim().toLowerCase());
         break;
       case 'upgrade':
@@ -163,9 +192,10 @@ function framing(headers: string[], versionMinor: number, code: HttpParseErrorCo
     for (const c of codings) if (!['chunked', 'gzip', 'deflate', 'compress', 'x-gzip'].includes(c)) fail(code, `unknown transfer coding "${c.slice(0, 40)}"`);
     chunked = true;
   }
-  const keepAlive = versionMinor === 1 ? !connection.has('close') : connection.has('keep-alive');
-  const upgrade = connection.has('upgrade') ? upgradeValue : undefined;
-  return { contentLength, chunked, connection, keepAlive, upgrade, host, hostCount, expect };
+  const tokens: ReadonlySet<string> = connection ?? NO_TOKENS;
+  const keepAlive = versionMinor === 1 ? !tokens.has('close') : tokens.has('keep-alive');
+  const upgrade = tokens.has('upgrade') ? upgradeValue : undefined;
+  return { contentLength, chunked, connection: tokens, keepAlive, upgrade, host, hostCount, expect };
 }
 
 function version(v: string, code: HttpParseErrorCode): number {
@@ -184,8 +214,8 @@ export function parseRequestHead(buf: Buffer, start: number, end: number, limits
   if (sp1 <= 0 || sp2 < 0 || startLine.indexOf(' ', sp2 + 1) !== -1) fail(code, 'malformed request line');
   const method = startLine.slice(0, sp1);
   const target = startLine.slice(sp1 + 1, sp2);
-  if (!TOKEN.test(method)) fail(code, 'invalid method');
-  if (!TARGET.test(target)) fail(code, 'invalid request target');
+  if (!allOf(TCHAR, method)) fail(code, 'invalid method');
+  if (!allOf(TARGET_CHAR, target)) fail(code, 'invalid request target');
   const versionMinor = version(startLine.slice(sp2 + 1), code);
   const f = framing(headers, versionMinor, code);
   if (versionMinor === 1 && f.hostCount !== 1) fail(code, f.hostCount === 0 ? 'missing Host header' : 'more than one Host header');
@@ -201,12 +231,18 @@ export function parseRequestHead(buf: Buffer, start: number, end: number, limits
 export function parseResponseHead(buf: Buffer, start: number, end: number, limits: HeadLimits = DEFAULT_HEAD_LIMITS): ResponseHead {
   const code = 'SHUTTLE_E_HTTP_BAD_RESPONSE';
   const { startLine, headers } = parseFields(buf, start, end, limits, code);
-  const m = /^(HTTP\/\d\.\d) (\d{3})(?: (.*))?$/.exec(startLine);
-  if (!m) fail(code, 'malformed status line');
-  const versionMinor = m[1] === 'HTTP/1.1' ? 1 : m[1] === 'HTTP/1.0' ? 0 : fail(code, `unsupported version ${m[1]}`);
+  // HTTP/x.y SP 3DIGIT [SP reason]
+  const n = startLine.length;
+  const c = (i: number) => startLine.charCodeAt(i);
+  const digit = (i: number) => c(i) >= 48 && c(i) <= 57;
+  if (n < 12 || !startLine.startsWith('HTTP/') || !digit(5) || c(6) !== 46 || !digit(7) || c(8) !== 32 || !digit(9) || !digit(10) || !digit(11) || (n > 12 && c(12) !== 32)) {
+    fail(code, 'malformed status line');
+  }
+  const versionMinor = c(5) === 49 && (c(7) === 49 || c(7) === 48) ? c(7) - 48 : fail(code, `unsupported version ${startLine.slice(0, 8)}`);
+  const status = (c(9) - 48) * 100 + (c(10) - 48) * 10 + (c(11) - 48);
   const f = framing(headers, versionMinor, code);
   return {
-    status: Number(m[2]), reason: m[3] ?? '', versionMinor, headers,
+    status, reason: n > 13 ? startLine.slice(13) : '', versionMinor, headers,
     contentLength: f.contentLength, chunked: f.chunked, connection: f.connection, keepAlive: f.keepAlive, upgrade: f.upgrade,
   };
 }

@@ -48,9 +48,14 @@ export class RetryBudget {
 export class PoolRegistry {
   readonly byHost = new HostPools<Http1Pool>();
 
+  /** The pool settings of a cluster config, as a comparable key: computed once per config object. */
+  private readonly keys = new WeakMap<object, string>();
+
   get(host: Host, cluster: Cluster, telemetry: WorkerTelemetry): Http1Pool {
     const { connection_pool, connect_timeout } = cluster.config;
-    return this.byHost.get(host.index, JSON.stringify([connection_pool, connect_timeout]), () => new Http1Pool(host, connection_pool, connect_timeout, telemetry));
+    let key = this.keys.get(cluster.config);
+    if (key === undefined) this.keys.set(cluster.config, (key = JSON.stringify([connection_pool, connect_timeout])));
+    return this.byHost.get(host.index, key, () => new Http1Pool(host, connection_pool, connect_timeout, telemetry));
   }
 }
 

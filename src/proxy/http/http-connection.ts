@@ -9,6 +9,7 @@ import { RequestDecoder } from '../../codecs/http1/decoder.ts';
 import { HttpParseError } from '../../codecs/http1/errors.ts';
 import type { RequestHead } from '../../codecs/http1/head.ts';
 import { L } from '../../shared/stats-table.ts';
+import { Deadline, deadlines } from '../../stream/deadlines.ts';
 import type { HttpListenerSnapshot, HttpProxyContext } from './context.ts';
 import { HttpStream, type StreamOwner } from './http-stream.ts';
 import { localReply } from './messages.ts';
@@ -29,7 +30,8 @@ export class HttpConnection implements StreamOwner {
   private readonly decoder: RequestDecoder;
   private current: HttpStream | undefined;
   private tunnel: HttpStream | undefined;
-  private headTimer: NodeJS.Timeout | undefined;
+  /** Waiting for the next request head (request_headers_timeout → 408). */
+  private readonly headTimer = new Deadline(() => this.reject(new HttpParseError('SHUTTLE_E_HTTP_BAD_REQUEST', 'request header timeout'), 408));
   private closing = false;
   private readingPaused = false;
   private drainTimer: NodeJS.Timeout | undefined;
@@ -65,7 +67,7 @@ export class HttpConnection implements StreamOwner {
     });
     s.on('error', () => {});
     s.once('close', () => {
-      clearTimeout(this.headTimer);
+      this.headTimer.cancel();
       clearTimeout(this.drainTimer);
       this.current?.abort();
       this.tunnel?.abort();
@@ -100,9 +102,7 @@ export class HttpConnection implements StreamOwner {
     this.snap.telemetry.row[this.snap.telemetry.layout.listener(this.snap.listenerIndex) + L.downstream_cx_rx_bytes_total] += chunk.length;
     if (this.tunnel) return this.tunnel.tunnelData(chunk);
     if (this.closing) return;
-    if (!this.current && !this.headTimer) {
-      this.headTimer = setTimeout(() => this.reject(new HttpParseError('SHUTTLE_E_HTTP_BAD_REQUEST', 'request header timeout'), 408), this.snap.listener.http.request_headers_timeout);
-    }
+    if (!this.current && !this.headTimer.armed) this.headTimer.arm(deadlines.queue(this.snap.listener.http.request_headers_timeout));
     try {
       this.decoder.feed(chunk);
     } catch (err) {
@@ -114,8 +114,7 @@ export class HttpConnection implements StreamOwner {
   }
 
   private onHead(head: RequestHead): void {
-    clearTimeout(this.headTimer);
-    this.headTimer = undefined;
+    this.headTimer.cancel();
     this.requestInProgress = true;
     this.snap.telemetry.row[this.snap.telemetry.layout.listener(this.snap.listenerIndex) + L.downstream_rq_total]++;
     const stream = new HttpStream(head, this, this.ctx);
@@ -135,7 +134,7 @@ export class HttpConnection implements StreamOwner {
 
   /** Malformed input: answer with its status (when no response is under way), then close. */
   private reject(err: HttpParseError, status: number): void {
-    clearTimeout(this.headTimer);
+    this.headTimer.cancel();
     this.closing = true;
     const stream = this.current;
     this.ctx.logger.info({ conn: this.id, listener: this.snap.listener.name, status, error: err.code, reason: err.message }, 'bad request');

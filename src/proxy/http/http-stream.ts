@@ -30,6 +30,8 @@ import { ShuttleError, type ErrorCode } from '../../errors.ts';
 import type { Route } from '../../router/router.ts';
 import { H, L } from '../../shared/stats-table.ts';
 import type { ConnectionUser, UpstreamConnection } from '../../stream/http1-pool.ts';
+import { writeJoined } from '../../stream/joined-write.ts';
+import { Deadline, deadlines } from '../../stream/deadlines.ts';
 import type { HttpListenerSnapshot, HttpProxyContext } from './context.ts';
 import { downstreamResponseHead, localReply, upstreamRequestHead } from './messages.ts';
 
@@ -60,6 +62,31 @@ export interface StreamOwner {
   becomeTunnel(stream: HttpStream): Buffer | undefined;
   pauseReading(): void;
   resumeReading(): void;
+}
+
+/** What routing sees of a request: its header() walks the parsed fields only when a route asks. */
+class RequestView {
+  readonly method: string;
+  readonly path: string;
+  readonly query: string;
+  private readonly headers: string[];
+
+  constructor(head: RequestHead, path: string, query: string) {
+    this.method = head.method;
+    this.path = path;
+    this.query = query;
+    this.headers = head.headers;
+  }
+
+  /** Values of a (lower-cased) field name, joined with "," as RFC 9110 allows; undefined if absent. */
+  header(name: string): string | undefined {
+    const headers = this.headers;
+    let found: string | undefined;
+    for (let i = 0; i < headers.length; i += 2) {
+      if (headers[i].length === name.length && headers[i].toLowerCase() === name) found = found === undefined ? headers[i + 1] : `${found},${headers[i + 1]}`;
+    }
+    return found;
+  }
 }
 
 export class HttpStream implements ConnectionUser {
@@ -97,8 +124,8 @@ export class HttpStream implements ConnectionUser {
   private error: ShuttleError | undefined;
   private finished = false;
   private closeAfter: boolean;
-  private timeout: NodeJS.Timeout | undefined;
-  private tryTimeout: NodeJS.Timeout | undefined;
+  private timeout: Deadline | undefined;
+  private tryTimeout: Deadline | undefined;
   private tunneling = false;
 
   constructor(head: RequestHead, owner: StreamOwner, ctx: HttpProxyContext) {
@@ -117,28 +144,16 @@ export class HttpStream implements ConnectionUser {
     let target = head.target;
     this.authority = head.host ?? '';
     // absolute-form (a client talking to a forward proxy): the authority is in the target.
-    const abs = /^https?:\/\/([^/?#]+)(.*)$/i.exec(target);
-    if (abs) {
-      this.authority = abs[1];
-      target = abs[2] || '/';
+    if (target.charCodeAt(0) !== 47 /* / */) {
+      const abs = /^https?:\/\/([^/?#]+)(.*)$/i.exec(target);
+      if (abs) {
+        this.authority = abs[1];
+        target = abs[2] || '/';
+      }
     }
     const q = target.indexOf('?');
     this.path = q < 0 ? target : target.slice(0, q);
-    const query = q < 0 ? '' : target.slice(q + 1);
-    const headers = head.headers;
-    const req = {
-      method: head.method,
-      path: this.path,
-      query,
-      header(name: string): string | undefined {
-        let found: string | undefined;
-        for (let i = 0; i < headers.length; i += 2) {
-          if (headers[i].length === name.length && headers[i].toLowerCase() === name) found = found === undefined ? headers[i + 1] : `${found},${headers[i + 1]}`;
-        }
-        return found;
-      },
-    };
-    const route = this.snap.router.route(this.authority, req);
+    const route = this.snap.router.route(this.authority, new RequestView(head, this.path, q < 0 ? '' : target.slice(q + 1)));
     this.route = route;
     if (!route) return this.fail(new ShuttleError('SHUTTLE_E_NO_ROUTE', 'downstream', `no route for ${this.authority}${this.path}`));
     const cfg = route.config;
@@ -151,7 +166,8 @@ export class HttpStream implements ConnectionUser {
     this.cluster = cluster;
     this.ctx.retryBudget.requestStarted(cluster);
     if (route.timeout > 0) {
-      this.timeout = setTimeout(() => this.onTimeout(), route.timeout);
+      this.timeout = new Deadline(() => this.onTimeout());
+      this.timeout.arm(deadlines.queue(route.timeout));
     }
     this.attempt();
   }
@@ -241,15 +257,19 @@ export class HttpStream implements ConnectionUser {
       host: cfg.host_rewrite ?? this.authority,
       originalHost: this.authority,
     });
-    const sock = conn.socket;
-    sock.cork();
-    sock.write(head, 'latin1');
-    for (const b of this.body) sock.write(b);
-    for (const b of this.pendingBody.splice(0)) sock.write(b);
-    sock.uncork();
+    let pieces: (string | Buffer)[] = [head];
+    let bytes = head.length;
+    if (this.body.length > 0 || this.pendingBody.length > 0) {
+      pieces = pieces.concat(this.body, this.pendingBody.splice(0));
+      for (let i = 1; i < pieces.length; i++) bytes += pieces[i].length;
+    }
+    writeJoined(conn.socket, pieces, bytes);
     if (this.pendingBody.length === 0) this.owner.resumeReading();
     const perTry = route.retry?.per_try_timeout ?? 0;
-    if (perTry > 0) this.tryTimeout = setTimeout(() => this.failed(new ShuttleError('SHUTTLE_E_UPSTREAM_TIMEOUT', 'upstream', `per-try timeout ${perTry}ms`), 'reset', conn.host), perTry);
+    if (perTry > 0) {
+      this.tryTimeout ??= new Deadline(() => this.conn && this.failed(new ShuttleError('SHUTTLE_E_UPSTREAM_TIMEOUT', 'upstream', `per-try timeout ${perTry}ms`), 'reset', this.conn.host));
+      this.tryTimeout.arm(deadlines.queue(perTry));
+    }
   }
 
   onData(chunk: Buffer): void {
@@ -261,16 +281,15 @@ export class HttpStream implements ConnectionUser {
       return;
     }
     this.responseBytesSeen = true;
-    // Head and body bytes decoded from one upstream read leave in one write (writev), not two.
-    const down = this.owner.socket;
-    down.cork();
+    // Head and body bytes decoded from one upstream read leave in one write, not two.
+    this.batching = true;
     try {
       this.decoder!.feed(chunk);
     } catch (err) {
       const e = err instanceof HttpParseError ? err : (err as Error);
       this.failed(new ShuttleError('SHUTTLE_E_UPSTREAM_PROTOCOL', 'upstream', e.message), 'reset', this.conn!.host);
     } finally {
-      down.uncork();
+      this.flush();
     }
   }
 
@@ -305,11 +324,11 @@ export class HttpStream implements ConnectionUser {
   private onResponseHead(h: ResponseHead): void {
     if (h.status >= 100 && h.status < 200 && h.status !== 101) {
       // Interim response (100 Continue, 103): pass it on to an HTTP/1.1 client and keep waiting.
-      if (this.head.versionMinor === 1) this.owner.socket.write(downstreamResponseHead(h, undefined, { close: false, dechunk: false }), 'latin1');
+      if (this.head.versionMinor === 1) this.write(downstreamResponseHead(h, undefined, { close: false, dechunk: false }));
       this.interim = true;
       return;
     }
-    clearTimeout(this.tryTimeout);
+    this.tryTimeout?.cancel();
     if (!this.responseStarted && this.retriableStatus(h.status)) {
       this.failed(new ShuttleError('SHUTTLE_E_UPSTREAM_RESET', 'upstream', `upstream answered ${h.status}`), 'status', this.conn!.host, false, h.status);
       return;
@@ -358,16 +377,31 @@ export class HttpStream implements ConnectionUser {
     const conn = this.conn;
     const reusable = this.requestComplete && !this.delimitedByClose && !!this.responseHead?.keepAlive && (this.decoder?.buffered ?? 0) === 0 && !!conn?.socket.readable;
     this.conn = undefined;
-    if (conn) this.ctx.pools.get(conn.host, this.cluster!, this.snap.telemetry).release(conn, reusable);
+    if (conn) conn.release(reusable);
     this.finish();
   }
 
+  /** Downstream bytes of the current upstream read, written together by flush(). */
+  private batching = false;
+  private readonly out: (string | Buffer)[] = [];
+  private outBytes = 0;
+
+  /** Sends response bytes downstream (heads are latin1 strings: one byte per character). */
   private write(data: string | Buffer): void {
+    this.bytesSent += data.length;
+    this.snap.telemetry.row[this.snap.telemetry.layout.listener(this.snap.listenerIndex) + L.downstream_cx_tx_bytes_total] += data.length;
+    this.out.push(data);
+    this.outBytes += data.length;
+    if (!this.batching) this.flush();
+  }
+
+  private flush(): void {
+    this.batching = false;
+    if (this.out.length === 0) return;
     const sock = this.owner.socket;
-    const len = typeof data === 'string' ? data.length : data.length; // latin1: one byte per char
-    this.bytesSent += len;
-    this.snap.telemetry.row[this.snap.telemetry.layout.listener(this.snap.listenerIndex) + L.downstream_cx_tx_bytes_total] += len;
-    const ok = typeof data === 'string' ? sock.write(data, 'latin1') : sock.write(data);
+    const ok = sock.destroyed || writeJoined(sock, this.out, this.outBytes);
+    this.out.length = 0;
+    this.outBytes = 0;
     if (!ok && this.conn) {
       const up = this.conn.socket;
       up.pause();
@@ -377,10 +411,10 @@ export class HttpStream implements ConnectionUser {
 
   private tunnel(h: ResponseHead): void {
     this.tunneling = true;
-    clearTimeout(this.timeout);
+    this.timeout?.cancel();
     this.write(downstreamResponseHead(h, this.route, { close: false, dechunk: false }));
     const upLeft = this.decoder!.detach();
-    if (upLeft?.length) this.owner.socket.write(upLeft);
+    if (upLeft?.length) this.write(upLeft);
     const downLeft = this.owner.becomeTunnel(this);
     if (downLeft?.length) this.conn!.socket.write(downLeft);
   }
@@ -426,13 +460,13 @@ export class HttpStream implements ConnectionUser {
   /** An attempt failed; retry if allowed and nothing was sent downstream yet, else answer. */
   private failed(error: ShuttleError, kind: FailureKind, host: Host, connectionGone = false, status = 0): void {
     if (this.finished) return;
-    clearTimeout(this.tryTimeout);
+    this.tryTimeout?.cancel();
     const conn = this.conn;
     const staleKeepAlive = kind === 'reset' && !!conn && conn.reused && !this.responseBytesSeen;
     this.conn = undefined;
     this.decoder = undefined;
     this.decoderDone = false;
-    if (conn && !connectionGone) this.ctx.pools.get(conn.host, this.cluster!, this.snap.telemetry).release(conn, false);
+    if (conn && !connectionGone) conn.release(false);
     if (kind !== 'status' && this.status === 0 && status === 0) this.error = error;
     if (this.responseStarted) {
       // Part of the response is out: the only honest signal left is to cut the connection.
@@ -478,7 +512,7 @@ export class HttpStream implements ConnectionUser {
     this.cancelWait?.();
     const conn = this.conn;
     this.conn = undefined;
-    if (conn) this.ctx.pools.get(conn.host, this.cluster!, this.snap.telemetry).release(conn, false);
+    if (conn) conn.release(false);
     if (this.responseStarted) {
       this.error = error;
       this.owner.socket.destroy();
@@ -525,16 +559,17 @@ export class HttpStream implements ConnectionUser {
     this.cancelWait?.();
     const conn = this.conn;
     this.conn = undefined;
-    if (conn) this.ctx.pools.get(conn.host, this.cluster!, this.snap.telemetry).release(conn, false);
+    if (conn) conn.release(false);
     this.finish();
   }
 
   private finish(): void {
     if (this.finished) return;
     this.finished = true;
+    this.flush(); // before the connection moves on to a pipelined request's response
     this.snap.telemetry.streams(-1);
-    clearTimeout(this.timeout);
-    clearTimeout(this.tryTimeout);
+    this.timeout?.cancel();
+    this.tryTimeout?.cancel();
     if (this.cluster) {
       this.ctx.retryBudget.requestEnded(this.cluster);
       if (this.holdingRetryToken) this.ctx.retryBudget.retryEnded(this.cluster);

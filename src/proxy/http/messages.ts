@@ -11,20 +11,40 @@ import type { Route } from '../../router/router.ts';
 /** Fields that describe one connection, not the message (RFC 9110 §7.6.1). */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'upgrade', 'proxy-authenticate', 'proxy-authorization']);
 
-function dropped(name: string, connectionTokens: Set<string>, remove: ReadonlySet<string> | undefined): boolean {
-  return HOP_BY_HOP.has(name) || connectionTokens.has(name) || (remove?.has(name) ?? false);
+/**
+ * Name lengths that can need attention when forwarding a request / a response: hop-by-hop names,
+ * host and X-Forwarded-*, transfer-encoding. A field whose name has another length passes through
+ * without being lower-cased, which is most of them.
+ */
+const REQUEST_NAME_LENGTHS = lengths([...HOP_BY_HOP, 'host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host']);
+const RESPONSE_NAME_LENGTHS = lengths([...HOP_BY_HOP, 'transfer-encoding']);
+
+function lengths(names: string[]): Uint8Array {
+  const t = new Uint8Array(64);
+  for (const n of names) t[n.length] = 1;
+  return t;
 }
 
-function addHeaders(out: string[], headers: string[], adds: readonly HeaderToAdd[]): void {
+function dropped(name: string, connectionTokens: ReadonlySet<string>, remove: ReadonlySet<string> | undefined): boolean {
+  return HOP_BY_HOP.has(name) || connectionTokens.has(name) || (remove !== undefined && remove.size > 0 && remove.has(name));
+}
+
+/** Route additions: appended to `out`; a replacing one blanks the same-named fields of `headers` (a copy). */
+function addHeaders(out: string[], headers: string[], adds: readonly HeaderToAdd[]): string[] {
+  let own = headers;
   for (const add of adds) {
     const lower = add.name.toLowerCase();
     if (!add.append) {
-      for (let i = 0; i < headers.length; i += 2) {
-        if (headers[i].toLowerCase() === lower) headers[i] = ''; // replaced: skipped below
+      for (let i = 0; i < own.length; i += 2) {
+        if (own[i].length === lower.length && own[i].toLowerCase() === lower) {
+          if (own === headers) own = headers.slice();
+          own[i] = ''; // replaced: skipped below
+        }
       }
     }
     out.push(`${add.name}: ${add.value}\r\n`);
   }
+  return own;
 }
 
 export interface UpstreamRequestContext {
@@ -38,9 +58,10 @@ export interface UpstreamRequestContext {
 }
 
 export function upstreamRequestHead(head: RequestHead, route: Route, ctx: UpstreamRequestContext): string {
-  const headers = head.headers.slice();
   const extra: string[] = [];
-  addHeaders(extra, headers, route.requestHeadersToAdd);
+  const headers = route.requestHeadersToAdd.length > 0 ? addHeaders(extra, head.headers, route.requestHeadersToAdd) : head.headers;
+  // Connection tokens and configured removals can name any field: then every name is checked.
+  const checkAll = head.connection.size > 0 || route.requestHeadersToRemove.size > 0;
   let out = `${head.method} ${ctx.target} HTTP/1.1\r\nHost: ${ctx.host}\r\n`;
   let xff: string | undefined;
   let hasProto = false;
@@ -48,44 +69,49 @@ export function upstreamRequestHead(head: RequestHead, route: Route, ctx: Upstre
   for (let i = 0; i < headers.length; i += 2) {
     const name = headers[i];
     if (name === '') continue;
-    const lower = name.toLowerCase();
-    if (lower === 'host' || dropped(lower, head.connection, route.requestHeadersToRemove)) continue;
-    if (lower === 'x-forwarded-for') {
-      xff = xff === undefined ? headers[i + 1] : `${xff}, ${headers[i + 1]}`;
-      continue;
+    if (checkAll || (name.length < 64 && REQUEST_NAME_LENGTHS[name.length] === 1)) {
+      const lower = name.toLowerCase();
+      if (lower === 'host' || dropped(lower, head.connection, route.requestHeadersToRemove)) continue;
+      if (lower === 'x-forwarded-for') {
+        xff = xff === undefined ? headers[i + 1] : `${xff}, ${headers[i + 1]}`;
+        continue;
+      }
+      if (lower === 'x-forwarded-proto') hasProto = true;
+      if (lower === 'x-forwarded-host') hasXfHost = true;
     }
-    if (lower === 'x-forwarded-proto') hasProto = true;
-    if (lower === 'x-forwarded-host') hasXfHost = true;
     out += `${name}: ${headers[i + 1]}\r\n`;
   }
   out += `X-Forwarded-For: ${xff === undefined ? ctx.clientIp : `${xff}, ${ctx.clientIp}`}\r\n`;
   if (!hasProto) out += 'X-Forwarded-Proto: http\r\n';
   if (!hasXfHost) out += `X-Forwarded-Host: ${ctx.originalHost}\r\n`;
   if (head.upgrade !== undefined) out += `Connection: upgrade\r\nUpgrade: ${head.upgrade}\r\n`;
-  return out + extra.join('') + '\r\n';
+  return extra.length === 0 ? out + '\r\n' : out + extra.join('') + '\r\n';
 }
 
 export function downstreamResponseHead(head: ResponseHead, route: Route | undefined, opts: { close: boolean; dechunk: boolean }): string {
-  const headers = head.headers.slice();
   const extra: string[] = [];
-  if (route) addHeaders(extra, headers, route.responseHeadersToAdd);
+  const headers = route !== undefined && route.responseHeadersToAdd.length > 0 ? addHeaders(extra, head.headers, route.responseHeadersToAdd) : head.headers;
   const upgraded = head.status === 101;
+  const remove = route?.responseHeadersToRemove;
+  const checkAll = head.connection.size > 0 || (remove !== undefined && remove.size > 0);
   let out = `HTTP/1.1 ${head.status} ${head.reason || STATUS_CODES[head.status] || ''}\r\n`;
   for (let i = 0; i < headers.length; i += 2) {
     const name = headers[i];
     if (name === '') continue;
-    const lower = name.toLowerCase();
-    if (upgraded && lower === 'upgrade') {
-      out += `${name}: ${headers[i + 1]}\r\n`;
-      continue;
+    if (checkAll || (name.length < 64 && RESPONSE_NAME_LENGTHS[name.length] === 1)) {
+      const lower = name.toLowerCase();
+      if (upgraded && lower === 'upgrade') {
+        out += `${name}: ${headers[i + 1]}\r\n`;
+        continue;
+      }
+      if (dropped(lower, head.connection, remove)) continue;
+      if (opts.dechunk && lower === 'transfer-encoding') continue;
     }
-    if (dropped(lower, head.connection, route?.responseHeadersToRemove)) continue;
-    if (opts.dechunk && lower === 'transfer-encoding') continue;
     out += `${name}: ${headers[i + 1]}\r\n`;
   }
   if (upgraded) out += 'Connection: upgrade\r\n';
   else if (opts.close) out += 'Connection: close\r\n';
-  return out + extra.join('') + '\r\n';
+  return extra.length === 0 ? out + '\r\n' : out + extra.join('') + '\r\n';
 }
 
 /** A response made by the proxy itself; `code` goes in x-shuttle-error for errors. */

@@ -31,9 +31,16 @@ export class MuxPoolRegistry<F> {
     this.codec = codec;
   }
 
+  /** Pool settings key per (listener rpc options, cluster config): computed once per config pair, not per call. */
+  private readonly keys = new WeakMap<object, WeakMap<object, string>>();
+
   get(host: Host, cluster: Cluster, rpc: RpcOptionsConfig, telemetry: WorkerTelemetry): MuxPool<F> {
     const opts = { size: rpc.connections_per_host, connectTimeout: cluster.config.connect_timeout, maxFrameBytes: rpc.max_frame_bytes };
-    return this.byHost.get(host.index, JSON.stringify(opts), () => new MuxPool<F>(host, opts, this.codec, telemetry));
+    let byCluster = this.keys.get(rpc);
+    if (byCluster === undefined) this.keys.set(rpc, (byCluster = new WeakMap()));
+    let key = byCluster.get(cluster.config);
+    if (key === undefined) byCluster.set(cluster.config, (key = JSON.stringify(opts)));
+    return this.byHost.get(host.index, key, () => new MuxPool<F>(host, opts, this.codec, telemetry));
   }
 }
 

@@ -1,0 +1,54 @@
+/**
+ * Writes the pieces one event produced for a socket (a rewritten head and the body bytes that came
+ * with it) as one Buffer in one `write()`.
+ *
+ * Why: a corked string + Buffer write goes through Writable's buffered list, `writev` with a
+ * chunk array, and a C++ copy of each string into freshly allocated storage. Measured on the HTTP
+ * proxy path that cost more CPU than the proxy's own parsing and routing. One Buffer goes straight
+ * to `uv_try_write` from its own memory.
+ *
+ * Small messages are assembled in one reusable slab per thread. The slab is reused only when the
+ * kernel took the whole write synchronously (`writableLength` back at 0): a write that had to be
+ * queued keeps a reference to it, so the next message gets a fresh slab. Large messages are not
+ * copied: they are written piece by piece under cork (writev), where the copy would cost more than
+ * the call overhead it saves.
+ */
+import type net from 'node:net';
+
+/** Pieces at most this large in total are copied into the slab. */
+const JOIN_LIMIT = 16 * 1024;
+const SLAB_BYTES = 64 * 1024;
+
+type Latin1Buffer = Buffer & { latin1Write(s: string, offset: number): number };
+
+let slab = Buffer.allocUnsafeSlow(SLAB_BYTES) as Latin1Buffer;
+
+/**
+ * Writes `pieces` (latin1 strings and Buffers, `bytes` in total) in order; returns what
+ * `socket.write` returned (false: the socket's buffer is over its high-water mark).
+ */
+export function writeJoined(socket: net.Socket, pieces: readonly (string | Buffer)[], bytes: number): boolean {
+  if (pieces.length === 1) {
+    const only = pieces[0];
+    if (typeof only !== 'string') return socket.write(only);
+  }
+  if (bytes > JOIN_LIMIT || socket.writableLength > 0) {
+    // Big, or queued behind earlier bytes anyway: no copy, let writev take the pieces.
+    socket.cork();
+    let ok = true;
+    for (const p of pieces) ok = (typeof p === 'string' ? socket.write(p, 'latin1') : socket.write(p)) && ok;
+    socket.uncork();
+    return ok;
+  }
+  let at = 0;
+  for (const p of pieces) {
+    if (typeof p === 'string') at += slab.latin1Write(p, at);
+    else {
+      slab.set(p, at);
+      at += p.length;
+    }
+  }
+  const ok = socket.write(slab.subarray(0, at));
+  if (socket.writableLength !== 0) slab = Buffer.allocUnsafeSlow(SLAB_BYTES) as Latin1Buffer;
+  return ok;
+}
