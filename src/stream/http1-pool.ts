@@ -19,8 +19,17 @@ import type { WorkerTelemetry } from '../workers/telemetry.ts';
 
 export type PoolConfig = z.output<typeof connectionPool>;
 
+/**
+ * One read buffer for every upstream socket of this thread (Node's `onread`): reads are handled
+ * one at a time, so a read needs no Buffer, ArrayBuffer or stream bookkeeping of its own. Users
+ * get a view that is overwritten by the next read: whatever they keep, they copy.
+ */
+const UPSTREAM_READ_BYTES = 64 * 1024;
+const upstreamReadBuffer = Buffer.allocUnsafeSlow(UPSTREAM_READ_BYTES);
+
 /** Who is using a connection: gets its bytes and its end. */
 export interface ConnectionUser {
+  /** Bytes from the upstream: a view of a reused read buffer, valid only during this call. */
   onData(chunk: Buffer): void;
   onEnd(): void;
   onClose(error: Error | undefined): void;
@@ -39,10 +48,6 @@ export class UpstreamConnection {
     this.socket = socket;
     this.host = host;
     this.pool = pool;
-    socket.on('data', (chunk: Buffer) => {
-      if (this.user) this.user.onData(chunk);
-      else socket.destroy(); // bytes on an idle connection: the upstream broke the protocol
-    });
     socket.on('end', () => {
       if (this.user) this.user.onEnd();
       else socket.destroy();
@@ -55,6 +60,12 @@ export class UpstreamConnection {
       this.user = undefined;
       user?.onClose(this.closeError);
     });
+  }
+
+  /** Bytes read (see upstreamReadBuffer). */
+  onRead(bytes: number): void {
+    if (this.user) this.user.onData(upstreamReadBuffer.subarray(0, bytes));
+    else this.socket.destroy(); // bytes on an idle connection: the upstream broke the protocol
   }
 
   /** A fresh connection has served no request yet; a failure on a reused one may be a stale keep-alive. */
@@ -183,7 +194,20 @@ export class Http1Pool {
     this.total++;
     host.activeConnections++;
     this.telemetry.upstreamConnecting(host);
-    const socket = net.connect({ host: host.host, port: host.port, noDelay: true });
+    let conn: UpstreamConnection | undefined;
+    const socket = net.connect({
+      host: host.host,
+      port: host.port,
+      noDelay: true,
+      onread: {
+        buffer: upstreamReadBuffer,
+        callback: (bytes: number): boolean => {
+          if (conn) conn.onRead(bytes);
+          else socket.destroy();
+          return true;
+        },
+      },
+    });
     let connected = false;
     const timer = setTimeout(() => {
       socket.destroy(new ShuttleError('SHUTTLE_E_UPSTREAM_CONNECT_TIMEOUT', 'upstream', `connect to ${host.address} timed out after ${this.connectTimeout}ms`, { retryable: true }));
@@ -208,7 +232,8 @@ export class Http1Pool {
       connected = true;
       socket.off('error', onError);
       this.telemetry.upstreamConnected(host);
-      cb(undefined, new UpstreamConnection(socket, host, this));
+      conn = new UpstreamConnection(socket, host, this);
+      cb(undefined, conn);
     });
   }
 }

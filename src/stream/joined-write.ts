@@ -11,7 +11,8 @@
  * kernel took the whole write synchronously (`writableLength` back at 0): a write that had to be
  * queued keeps a reference to it, so the next message gets a fresh slab. Large messages are not
  * copied: they are written piece by piece under cork (writev), where the copy would cost more than
- * the call overhead it saves.
+ * the call overhead it saves, unless the pieces are views of a read buffer that will be reused
+ * (`volatile`): what a socket may keep must be ours.
  */
 import type net from 'node:net';
 
@@ -23,32 +24,41 @@ type Latin1Buffer = Buffer & { latin1Write(s: string, offset: number): number };
 
 let slab = Buffer.allocUnsafeSlow(SLAB_BYTES) as Latin1Buffer;
 
+function join(into: Latin1Buffer, pieces: readonly (string | Buffer)[]): number {
+  let at = 0;
+  for (const p of pieces) {
+    if (typeof p === 'string') at += into.latin1Write(p, at);
+    else {
+      into.set(p, at);
+      at += p.length;
+    }
+  }
+  return at;
+}
+
 /**
  * Writes `pieces` (latin1 strings and Buffers, `bytes` in total) in order; returns what
  * `socket.write` returned (false: the socket's buffer is over its high-water mark).
+ * `volatile`: the Buffers are views of memory that is reused after this call; they are copied.
  */
-export function writeJoined(socket: net.Socket, pieces: readonly (string | Buffer)[], bytes: number): boolean {
-  if (pieces.length === 1) {
+export function writeJoined(socket: net.Socket, pieces: readonly (string | Buffer)[], bytes: number, volatile = false): boolean {
+  if (!volatile && pieces.length === 1) {
     const only = pieces[0];
     if (typeof only !== 'string') return socket.write(only);
   }
-  if (bytes > JOIN_LIMIT || socket.writableLength > 0) {
-    // Big, or queued behind earlier bytes anyway: no copy, let writev take the pieces.
+  if (bytes > JOIN_LIMIT && !volatile) {
     socket.cork();
     let ok = true;
     for (const p of pieces) ok = (typeof p === 'string' ? socket.write(p, 'latin1') : socket.write(p)) && ok;
     socket.uncork();
     return ok;
   }
-  let at = 0;
-  for (const p of pieces) {
-    if (typeof p === 'string') at += slab.latin1Write(p, at);
-    else {
-      slab.set(p, at);
-      at += p.length;
-    }
+  if (bytes > JOIN_LIMIT || socket.writableLength > 0) {
+    // Large, or queued behind earlier bytes (so kept): a buffer of its own.
+    const own = Buffer.allocUnsafe(bytes) as Latin1Buffer;
+    return socket.write(own.subarray(0, join(own, pieces)));
   }
-  const ok = socket.write(slab.subarray(0, at));
+  const ok = socket.write(slab.subarray(0, join(slab, pieces)));
   if (socket.writableLength !== 0) slab = Buffer.allocUnsafeSlow(SLAB_BYTES) as Latin1Buffer;
   return ok;
 }

@@ -29,6 +29,8 @@ export interface DecoderOptions {
   limits?: HeadLimits;
   /** Largest request body accepted (413 beyond it); responses are not limited. */
   maxBodyBytes?: number;
+  /** Fed buffers are reused once feed() returns: bytes kept for later (a split head) are copied. */
+  volatileInput?: boolean;
 }
 
 abstract class Http1Decoder<H extends RequestHead | ResponseHead> {
@@ -39,11 +41,13 @@ abstract class Http1Decoder<H extends RequestHead | ResponseHead> {
   protected readonly handler: DecoderHandler<H>;
   protected readonly limits: HeadLimits;
   protected readonly maxBodyBytes: number;
+  private readonly volatileInput: boolean;
 
   constructor(handler: DecoderHandler<H>, opts: DecoderOptions = {}) {
     this.handler = handler;
     this.limits = opts.limits ?? DEFAULT_HEAD_LIMITS;
     this.maxBodyBytes = opts.maxBodyBytes ?? Infinity;
+    this.volatileInput = opts.volatileInput ?? false;
   }
 
   /** True while a message has completed and the next one waits for resume(). */
@@ -105,7 +109,7 @@ abstract class Http1Decoder<H extends RequestHead | ResponseHead> {
           const headEnd = buf.indexOf(CRLFCRLF, i);
           if (headEnd < 0) {
             if (len - i > this.limits.maxHeadBytes) throw new HttpParseError('SHUTTLE_E_HTTP_HEADERS_TOO_LARGE', `header section larger than ${this.limits.maxHeadBytes} bytes`);
-            this.pending = buf.subarray(i);
+            this.keep(buf, i);
             return;
           }
           if (headEnd - i > this.limits.maxHeadBytes) throw new HttpParseError('SHUTTLE_E_HTTP_HEADERS_TOO_LARGE', `header section larger than ${this.limits.maxHeadBytes} bytes`);
@@ -149,10 +153,15 @@ abstract class Http1Decoder<H extends RequestHead | ResponseHead> {
           return;
         case Mode.Paused:
         case Mode.Detached:
-          this.pending = buf.subarray(i);
+          this.keep(buf, i);
           return;
       }
     }
+  }
+
+  /** Keeps buf[i..] for the next feed() or resume(). */
+  private keep(buf: Buffer, i: number): void {
+    this.pending = this.volatileInput ? Buffer.from(buf.subarray(i)) : buf.subarray(i);
   }
 
   private finish(trailers: string[]): void {

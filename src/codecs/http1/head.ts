@@ -130,6 +130,25 @@ function parseFields(buf: Buffer, start: number, end: number, limits: HeadLimits
   return { startLine, headers };
 }
 
+/** The fields framing looks at, by name length (one each), in lower and in the usual case. */
+const FRAMING_FIELDS: ([string, string] | undefined)[] = [];
+for (const canonical of ['Host', 'Expect', 'Upgrade', 'Connection', 'Content-Length', 'Transfer-Encoding']) {
+  FRAMING_FIELDS[canonical.length] = [canonical.toLowerCase(), canonical];
+}
+
+/**
+ * The lower-cased name if `name` is one of the framing fields, else undefined. Most fields are
+ * rejected on their length or first letter, and the usual spelling matches without lower-casing.
+ */
+function framingField(name: string): string | undefined {
+  const f = FRAMING_FIELDS[name.length];
+  if (f === undefined) return undefined;
+  const [lower, canonical] = f;
+  if ((name.charCodeAt(0) | 0x20) !== lower.charCodeAt(0)) return undefined;
+  if (name === canonical || name === lower || name.toLowerCase() === lower) return lower;
+  return undefined;
+}
+
 /** Framing from the fields; shared by requests and responses. */
 function framing(headers: string[], versionMinor: number, code: HttpParseErrorCode): Omit<HeadBase, 'versionMinor' | 'headers'> & { host: string | undefined; hostCount: number; expect: string | undefined } {
   let contentLength = -1;
@@ -140,10 +159,8 @@ function framing(headers: string[], versionMinor: number, code: HttpParseErrorCo
   let hostCount = 0;
   let expect: string | undefined;
   for (let i = 0; i < headers.length; i += 2) {
-    // Only these names (of these lengths) matter for framing: skip lower-casing the rest.
-    const n = headers[i].length;
-    if (n !== 4 && n !== 6 && n !== 7 && n !== 10 && n !== 14 && n !== 17) continue;
-    const name = headers[i].toLowerCase();
+    const name = framingField(headers[i]);
+    if (name === undefined) continue;
     const value = headers[i + 1];
     switch (name) {
       case 'content-length': {

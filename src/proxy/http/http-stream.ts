@@ -238,11 +238,12 @@ export class HttpStream implements ConnectionUser {
     row[this.snap.telemetry.layout.host(conn.host.index) + H.upstream_rq_total]++;
     this.responseBytesSeen = false;
     // Callbacks of an attempt that was given up on (a retried 503 still being parsed) are dropped.
+    // Upstream bytes are views of a reused read buffer (see Http1Pool): kept ones are copied.
     const decoder: ResponseDecoder = new ResponseDecoder({
       onHead: (h) => decoder === this.decoder && this.onResponseHead(h),
       onBody: (b) => decoder === this.decoder && this.onResponseBody(b),
       onComplete: () => decoder === this.decoder && this.onResponseComplete(),
-    });
+    }, { volatileInput: true });
     decoder.expectResponseTo(this.head.method);
     this.decoder = decoder;
     const route = this.route!;
@@ -274,7 +275,7 @@ export class HttpStream implements ConnectionUser {
 
   onData(chunk: Buffer): void {
     if (this.tunneling) {
-      if (!this.owner.socket.write(chunk)) {
+      if (!this.owner.socket.write(Buffer.from(chunk))) { // a copy: the read buffer is reused
         this.conn?.socket.pause();
         this.owner.socket.once('drain', () => this.conn?.socket.resume());
       }
@@ -399,7 +400,7 @@ export class HttpStream implements ConnectionUser {
     this.batching = false;
     if (this.out.length === 0) return;
     const sock = this.owner.socket;
-    const ok = sock.destroyed || writeJoined(sock, this.out, this.outBytes);
+    const ok = sock.destroyed || writeJoined(sock, this.out, this.outBytes, true);
     this.out.length = 0;
     this.outBytes = 0;
     if (!ok && this.conn) {
