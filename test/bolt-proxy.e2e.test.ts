@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { closedPort } from './support/net.ts';
 import { startShuttle, testConfig, type ShuttleProcess } from './support/shuttle.ts';
+import { eventually } from './support/wait.ts';
 
 const require = createRequire(import.meta.url);
 const { RpcClient } = require('sofa-rpc-node').client;
@@ -32,6 +33,19 @@ async function startServer(name: string): Promise<void> {
     child.once('exit', (code) => reject(new Error(`bolt server ${name} exited (${code})`)));
   });
   servers[name] = { child, port };
+}
+
+/** Resolves once `name` has begun serving a slow call (it has calls in flight). */
+function slowCallStarted(name: string): Promise<void> {
+  return new Promise((resolve) => {
+    const out = servers[name].child.stdout!;
+    const onData = (d: Buffer) => {
+      if (!String(d).includes('slow call started')) return;
+      out.off('data', onData);
+      resolve();
+    };
+    out.on('data', onData);
+  });
 }
 
 async function consumer(port: number, interfaceName = 'com.example.Echo') {
@@ -130,8 +144,9 @@ describe('SOFA Bolt proxy', () => {
   it('fails only the in-flight calls of a killed upstream, with a Bolt error, and later calls succeed', async () => {
     const invoke = await consumer(boltPort);
     // Slow calls spread over a and b; then a dies with its calls in flight.
+    const aBusy = slowCallStarted('a');
     const inflight = Array.from({ length: 20 }, () => invoke('slow', [1_500]).then((r) => ({ ok: true, r }), (e: Error) => ({ ok: false, r: e.message })));
-    await new Promise((r) => setTimeout(r, 300));
+    await aBusy;
     servers.a.child.kill('SIGKILL');
     const outcomes = await Promise.all(inflight);
     const failed = outcomes.filter((o) => !o.ok);
@@ -147,14 +162,16 @@ describe('SOFA Bolt proxy', () => {
 
   it('retries calls lost with a killed upstream on another host when the route is idempotent', async () => {
     const invoke = await consumer(idemPort);
+    const dBusy = slowCallStarted('d');
     const inflight = Array.from({ length: 20 }, () => invoke('slow', [1_000]).then((r) => ({ ok: true, r }), (e: Error) => ({ ok: false, r: e.message })));
-    await new Promise((r) => setTimeout(r, 300));
+    await dBusy;
     servers.d.child.kill('SIGKILL');
     const outcomes = await Promise.all(inflight);
     // Every call succeeded: those on d were sent again to e.
     expect(outcomes.filter((o) => !o.ok)).toEqual([]);
     expect(outcomes.every((o) => o.r === 'e:slow' || o.r === 'd:slow')).toBe(true);
-    const retried = shuttle.logs.filter((l) => l.msg === 'access' && l.listener === 'idem' && l.retries === 1);
-    expect(retried.length).toBeGreaterThan(0);
+    // The access lines may still be on their way through the log pipe.
+    const retried = await eventually(async () => shuttle.logs.filter((l) => l.msg === 'access' && l.listener === 'idem' && l.retries === 1).length, (n) => n > 0);
+    expect(retried).toBeGreaterThan(0);
   });
 });

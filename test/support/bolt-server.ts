@@ -1,7 +1,8 @@
 /**
  * A sofa-rpc-node RpcServer in its own process (so a test can kill it), for the Bolt e2e tests.
  *   node test/support/bolt-server.ts PORT NAME
- * Serves com.example.Echo (echo, slow) and prints "ready" when listening.
+ * Serves com.example.Echo (echo, slow) and prints "ready" when listening, and "slow call
+ * started" when a slow call begins.
  */
 import { createRequire } from 'node:module';
 
@@ -15,6 +16,7 @@ server.addService({ interfaceName: 'com.example.Echo' }, {
     return `${name}:${s}`;
   },
   async slow(ms: number) {
+    process.stdout.write('slow call started\n'); // tests wait for this before killing the server
     await new Promise((r) => setTimeout(r, ms));
     return `${name}:slow`;
   },
