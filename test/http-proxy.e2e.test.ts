@@ -17,6 +17,7 @@ import { eventually } from './support/wait.ts';
 let shuttle: ShuttleProcess;
 let base: string;
 let port: number;
+let idlePort: number;
 let admin: string;
 const ups: Record<string, HttpUpstream> = {};
 let wss: WebSocketServer;
@@ -162,6 +163,12 @@ beforeAll(async () => {
           ],
         },
       ],
+    }, {
+      name: 'idle',
+      address: '127.0.0.1:0',
+      protocol: 'http',
+      idle_timeout: '400ms',
+      virtual_hosts: [{ name: 'all', domains: ['*'], routes: [route({ prefix: '/' }, { cluster: 'slow', timeout: '5s' })] }],
     }],
     clusters: [
       { name: 'a', hosts: [ups.a.address] },
@@ -183,6 +190,7 @@ beforeAll(async () => {
   }), { threads: 2 });
   const ready = await shuttle.ready();
   port = ready.listeners.web.port;
+  idlePort = ready.listeners.idle.port;
   admin = ready.admin;
   base = `http://127.0.0.1:${port}`;
 }, 30_000);
@@ -453,6 +461,16 @@ describe('HTTP/1.1 proxy: protocol', () => {
     s.destroy();
     expect(written).toBeLessThan(24 * 1024 * 1024);
     expect(written).toBeGreaterThan(0);
+  });
+
+  it('closes a keep-alive connection after idle_timeout without a request, but not during a slow one', async () => {
+    // idle_timeout 400ms; the upstream takes 900ms: idle counts only time with no request in flight.
+    const started = performance.now();
+    const { text, closed } = await rawExchange(idlePort, 'GET /slow?ms=900 HTTP/1.1\r\nHost: x\r\n\r\n');
+    const elapsed = performance.now() - started;
+    expect(splitResponses(text)).toMatchObject([{ status: 200, body: 'slow /slow?ms=900' }]);
+    expect(closed).toBe(true);
+    expect(elapsed).toBeGreaterThanOrEqual(900 + 400 - 50);
   });
 
   it('tunnels a WebSocket through an Upgrade', async () => {

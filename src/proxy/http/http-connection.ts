@@ -30,6 +30,11 @@ export class HttpConnection implements StreamOwner {
   private readonly decoder: RequestDecoder;
   private current: HttpStream | undefined;
   private tunnel: HttpStream | undefined;
+  /**
+   * No request in flight for idle_timeout: close (Envoy's idle_timeout). Armed between requests
+   * only, so reads and writes of a request in progress cost nothing here.
+   */
+  private readonly idleTimer = new Deadline(() => this.socket.destroy());
   /** Waiting for the next request head (request_headers_timeout → 408). */
   private readonly headTimer = new Deadline(() => this.reject(new HttpParseError('SHUTTLE_E_HTTP_BAD_REQUEST', 'request header timeout'), 408));
   private closing = false;
@@ -68,13 +73,14 @@ export class HttpConnection implements StreamOwner {
     s.on('error', () => {});
     s.once('close', () => {
       this.headTimer.cancel();
+      this.idleTimer.cancel();
       clearTimeout(this.drainTimer);
       this.current?.abort();
       this.tunnel?.abort();
       this.snap.telemetry.downstreamClosed(this.snap.listenerIndex);
       this.onClose(this);
     });
-    s.setTimeout(this.snap.listener.idle_timeout, () => s.destroy());
+    this.idleTimer.arm(deadlines.queue(this.snap.listener.idle_timeout));
     this.snap.telemetry.downstreamOpened(this.snap.listenerIndex);
     if (initial) this.onData(initial);
     s.resume();
@@ -115,6 +121,7 @@ export class HttpConnection implements StreamOwner {
 
   private onHead(head: RequestHead): void {
     this.headTimer.cancel();
+    this.idleTimer.cancel();
     this.requestInProgress = true;
     this.snap.telemetry.row[this.snap.telemetry.layout.listener(this.snap.listenerIndex) + L.downstream_rq_total]++;
     const stream = new HttpStream(head, this, this.ctx);
@@ -154,6 +161,7 @@ export class HttpConnection implements StreamOwner {
   streamDone(stream: HttpStream, close: boolean): void {
     if (this.current !== stream) return;
     this.current = undefined;
+    this.idleTimer.arm(deadlines.queue(this.snap.listener.idle_timeout));
     if (close || this.closing) {
       this.closing = true;
       this.socket.end();
@@ -167,7 +175,9 @@ export class HttpConnection implements StreamOwner {
   becomeTunnel(stream: HttpStream): Buffer | undefined {
     this.current = undefined;
     this.tunnel = stream;
-    this.socket.setTimeout(this.snap.listener.idle_timeout);
+    // A tunnel has no requests: idle means no byte either way.
+    this.idleTimer.cancel();
+    this.socket.setTimeout(this.snap.listener.idle_timeout, () => this.socket.destroy());
     return this.decoder.detach();
   }
 

@@ -95,7 +95,8 @@ export class HttpStream implements ConnectionUser {
   /** The config generation this request started under: it finishes under it too. */
   private readonly snap: HttpListenerSnapshot;
   private readonly owner: StreamOwner;
-  private readonly startedAt = performance.now();
+  /** For the access log's duration (0 when the listener logs no access lines). */
+  private readonly startedAt: number;
   private route: Route | undefined;
   private cluster: Cluster | undefined;
   private path = '/';
@@ -133,6 +134,7 @@ export class HttpStream implements ConnectionUser {
     this.owner = owner;
     this.ctx = ctx;
     this.snap = ctx.snapshot();
+    this.startedAt = this.snap.listener.access_log ? performance.now() : 0;
     this.snap.telemetry.streams(1);
     this.closeAfter = !head.keepAlive;
     // A request without a body is complete with its head.
