@@ -20,6 +20,15 @@ export interface DecoderHandler<H> {
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 
+/**
+ * Up to this many bytes are turned into one latin1 string before looking for the end of a head:
+ * the search then runs in V8 and the head is parsed from the same string. Larger reads (a head
+ * followed by much body) search the bytes first, so that a long body is not copied into a string.
+ */
+const STRING_SEARCH_MAX = 4096;
+
+type Latin1Buffer = Buffer & { latin1Slice(start: number, end: number): string };
+
 const CHUNKED = -1;
 const UNTIL_CLOSE = -2;
 
@@ -97,7 +106,8 @@ abstract class Http1Decoder<H extends RequestHead | ResponseHead> {
   }
 
   protected abstract readonly errorCode: 'SHUTTLE_E_HTTP_BAD_REQUEST' | 'SHUTTLE_E_HTTP_BAD_RESPONSE';
-  protected abstract parseHead(buf: Buffer, start: number, end: number): H;
+  /** Parses text[start..end): a head without its final CRLF CRLF. */
+  protected abstract parseHead(text: string, start: number, end: number): H;
   /** Body framing of a head just parsed: its length, CHUNKED or UNTIL_CLOSE. */
   protected abstract bodyLength(head: H): number;
 
@@ -106,15 +116,24 @@ abstract class Http1Decoder<H extends RequestHead | ResponseHead> {
     while (i < len) {
       switch (this.mode) {
         case Mode.Head: {
-          const headEnd = buf.indexOf(CRLFCRLF, i);
-          if (headEnd < 0) {
+          let text: string;
+          let headLength: number;
+          if (len - i <= STRING_SEARCH_MAX) {
+            text = (buf as Latin1Buffer).latin1Slice(i, len);
+            headLength = text.indexOf('\r\n\r\n');
+          } else {
+            const headEnd = buf.indexOf(CRLFCRLF, i);
+            headLength = headEnd < 0 ? -1 : headEnd - i;
+            text = headEnd < 0 ? '' : (buf as Latin1Buffer).latin1Slice(i, headEnd);
+          }
+          if (headLength < 0) {
             if (len - i > this.limits.maxHeadBytes) throw new HttpParseError('SHUTTLE_E_HTTP_HEADERS_TOO_LARGE', `header section larger than ${this.limits.maxHeadBytes} bytes`);
             this.keep(buf, i);
             return;
           }
-          if (headEnd - i > this.limits.maxHeadBytes) throw new HttpParseError('SHUTTLE_E_HTTP_HEADERS_TOO_LARGE', `header section larger than ${this.limits.maxHeadBytes} bytes`);
-          const head = this.parseHead(buf, i, headEnd);
-          i = headEnd + 4;
+          if (headLength > this.limits.maxHeadBytes) throw new HttpParseError('SHUTTLE_E_HTTP_HEADERS_TOO_LARGE', `header section larger than ${this.limits.maxHeadBytes} bytes`);
+          const head = this.parseHead(text, 0, headLength);
+          i += headLength + 4;
           const length = this.bodyLength(head);
           this.handler.onHead(head);
           if (length === CHUNKED) {
@@ -174,10 +193,10 @@ abstract class Http1Decoder<H extends RequestHead | ResponseHead> {
 export class RequestDecoder extends Http1Decoder<RequestHead> {
   protected readonly errorCode = 'SHUTTLE_E_HTTP_BAD_REQUEST';
 
-  protected parseHead(buf: Buffer, start: number, end: number): RequestHead {
+  protected parseHead(text: string, start: number, end: number): RequestHead {
     // Tolerate empty lines before a request line (RFC 9112 §2.2).
-    while (start + 1 < end && buf[start] === 13 && buf[start + 1] === 10) start += 2;
-    return parseRequestHead(buf, start, end, this.limits);
+    while (start + 1 < end && text.charCodeAt(start) === 13 && text.charCodeAt(start + 1) === 10) start += 2;
+    return parseRequestHead(text, start, end, this.limits);
   }
 
   protected bodyLength(head: RequestHead): number {
@@ -196,8 +215,8 @@ export class ResponseDecoder extends Http1Decoder<ResponseHead> {
     this.requestMethod = method;
   }
 
-  protected parseHead(buf: Buffer, start: number, end: number): ResponseHead {
-    return parseResponseHead(buf, start, end, this.limits);
+  protected parseHead(text: string, start: number, end: number): ResponseHead {
+    return parseResponseHead(text, start, end, this.limits);
   }
 
   protected bodyLength(head: ResponseHead): number {

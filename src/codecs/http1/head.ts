@@ -85,20 +85,17 @@ function plainLength(v: string): number {
   return x;
 }
 
-type Latin1Buffer = Buffer & { latin1Slice(start: number, end: number): string };
-
 /**
- * Splits a head (without its final blank line) into the start line and fields, validating with
- * lookup tables: one string for the whole head (one call into C++), then slices of it (cheap in
- * V8), and no regular expression on the hot path.
+ * Splits a head, text[start..end) (latin1, without its final blank line), into the start line and
+ * fields, validating with lookup tables: the caller made one string of the bytes (one call into
+ * C++), the fields are slices of it (cheap in V8), and no regular expression is on the hot path.
  */
-function parseFields(buf: Buffer, start: number, end: number, limits: HeadLimits, code: HttpParseErrorCode): { startLine: string; headers: string[] } {
-  const text = (buf as Latin1Buffer).latin1Slice(start, end);
-  const len = text.length;
-  let lineEnd = text.indexOf('\r');
-  if (lineEnd < 0) lineEnd = len;
+function parseFields(text: string, start: number, end: number, limits: HeadLimits, code: HttpParseErrorCode): { startLine: string; headers: string[] } {
+  const len = end;
+  let lineEnd = text.indexOf('\r', start);
+  if (lineEnd < 0 || lineEnd > len) lineEnd = len;
   else if (text.charCodeAt(lineEnd + 1) !== 10) fail(code, 'CR without LF in the start line');
-  const startLine = text.slice(0, lineEnd);
+  const startLine = text.slice(start, lineEnd);
   if (startLine.includes('\n')) fail(code, 'bare LF in the start line');
   const headers: string[] = [];
   let pos = lineEnd + 2;
@@ -124,7 +121,8 @@ function parseFields(buf: Buffer, start: number, end: number, limits: HeadLimits
     }
     let valueEnd = i;
     while (valueEnd > valueStart && (text.charCodeAt(valueEnd - 1) === 32 || text.charCodeAt(valueEnd - 1) === 9)) valueEnd--;
-    headers.push(text.slice(pos, nameEnd), text.slice(valueStart, valueEnd));
+    headers[headers.length] = text.slice(pos, nameEnd);
+    headers[headers.length] = text.slice(valueStart, valueEnd);
     pos = i + 2;
   }
   return { startLine, headers };
@@ -222,10 +220,10 @@ function version(v: string, code: HttpParseErrorCode): number {
   return fail(code, 'malformed HTTP version');
 }
 
-/** Parses a request head: buf[start..end) is the head without its final CRLF CRLF. */
-export function parseRequestHead(buf: Buffer, start: number, end: number, limits: HeadLimits = DEFAULT_HEAD_LIMITS): RequestHead {
+/** Parses a request head: text[start..end) is the head (latin1) without its final CRLF CRLF. */
+export function parseRequestHead(text: string, start: number, end: number, limits: HeadLimits = DEFAULT_HEAD_LIMITS): RequestHead {
   const code = 'SHUTTLE_E_HTTP_BAD_REQUEST';
-  const { startLine, headers } = parseFields(buf, start, end, limits, code);
+  const { startLine, headers } = parseFields(text, start, end, limits, code);
   const sp1 = startLine.indexOf(' ');
   const sp2 = startLine.indexOf(' ', sp1 + 1);
   if (sp1 <= 0 || sp2 < 0 || startLine.indexOf(' ', sp2 + 1) !== -1) fail(code, 'malformed request line');
@@ -244,10 +242,10 @@ export function parseRequestHead(buf: Buffer, start: number, end: number, limits
   };
 }
 
-/** Parses a response head: buf[start..end) is the head without its final CRLF CRLF. */
-export function parseResponseHead(buf: Buffer, start: number, end: number, limits: HeadLimits = DEFAULT_HEAD_LIMITS): ResponseHead {
+/** Parses a response head: text[start..end) is the head (latin1) without its final CRLF CRLF. */
+export function parseResponseHead(text: string, start: number, end: number, limits: HeadLimits = DEFAULT_HEAD_LIMITS): ResponseHead {
   const code = 'SHUTTLE_E_HTTP_BAD_RESPONSE';
-  const { startLine, headers } = parseFields(buf, start, end, limits, code);
+  const { startLine, headers } = parseFields(text, start, end, limits, code);
   // HTTP/x.y SP 3DIGIT [SP reason]
   const n = startLine.length;
   const c = (i: number) => startLine.charCodeAt(i);

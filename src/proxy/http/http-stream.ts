@@ -386,7 +386,7 @@ export class HttpStream implements ConnectionUser {
 
   /** Downstream bytes of the current upstream read, written together by flush(). */
   private batching = false;
-  private readonly out: (string | Buffer)[] = [];
+  private out: (string | Buffer)[] = [];
   private outBytes = 0;
 
   /** Sends response bytes downstream (heads are latin1 strings: one byte per character). */
@@ -403,7 +403,7 @@ export class HttpStream implements ConnectionUser {
     if (this.out.length === 0) return;
     const sock = this.owner.socket;
     const ok = sock.destroyed || writeJoined(sock, this.out, this.outBytes, true);
-    this.out.length = 0;
+    this.out = []; // (a new array: truncating through .length is a slow runtime call)
     this.outBytes = 0;
     if (!ok && this.conn) {
       const up = this.conn.socket;
