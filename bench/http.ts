@@ -4,8 +4,11 @@
  * HAProxy in http mode (1 thread), and a plain node:http proxy.
  *
  * Printed per target: req/s, p50/p99 latency, and the proxy's CPU seconds per 10k requests
- * (utime+stime from /proc, all its processes and threads), with ratios to nginx and to the
- * node:http baseline. Medians of REPS runs.
+ * (utime+stime from /proc, all its processes and threads), split into user and kernel time per
+ * request, with ratios to nginx and to the node:http baseline. Medians of REPS runs.
+ *
+ * "shuttle L4 1t" is Shuttle's TCP proxy on the same traffic: the same sockets, reads and writes,
+ * no HTTP parsing or routing. It is the floor of what Node's socket layer costs per request here.
  *
  *   npm run bench:http       (env: REPS=3 DURATION=5 CONNECTIONS=10,50)
  */
@@ -14,7 +17,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cpuSeconds, freePort, median, spawnUntil, startShuttle, stop, table, waitForPort } from './support/lib.ts';
+import { cpuSplit, freePort, median, spawnUntil, startShuttle, stop, table, waitForPort } from './support/lib.ts';
 
 const REPS = Number(process.env.REPS ?? 3);
 const DURATION = Number(process.env.DURATION ?? 5);
@@ -89,6 +92,14 @@ async function targets(upstreamPort: number): Promise<Target[]> {
     }, threads);
     out.push({ name: `shuttle ${threads}t`, port, pids: () => [child.pid!], stop: () => stop(child) });
   }
+  {
+    const port = await freePort();
+    const child = await startShuttle({
+      listeners: [{ name: 'l4', address: `127.0.0.1:${port}`, protocol: 'tcp', access_log: false, backlog: 4096, cluster: 'up' }],
+      clusters: [{ name: 'up', hosts: [`127.0.0.1:${upstreamPort}`] }],
+    }, 1);
+    out.push({ name: 'shuttle L4 1t', port, pids: () => [child.pid!], stop: () => stop(child) });
+  }
 
   if (has('nginx')) {
     const { port, child } = await nginx('proxy', (p) => `
@@ -130,7 +141,7 @@ listen web
   return out;
 }
 
-interface Sample { rps: number; p50: number; p99: number; cpuPer10k: number }
+interface Sample { rps: number; p50: number; p99: number; cpuPer10k: number; userUs: number; sysUs: number }
 
 function toMicros(v: string): number {
   const m = /^([\d.]+)(us|ms|s)$/.exec(v.trim());
@@ -167,10 +178,18 @@ try {
     for (const c of CONNECTIONS) {
       for (const t of all) {
         const pids = t.pids();
-        const before = pids.reduce((n, p) => n + cpuSeconds(p), 0);
+        const cpu = () => pids.reduce((n, p) => { const s = cpuSplit(p); return { user: n.user + s.user, sys: n.sys + s.sys }; }, { user: 0, sys: 0 });
+        const before = cpu();
         const r = wrk(t.port, c);
-        const cpu = pids.reduce((n, p) => n + cpuSeconds(p), 0) - before;
-        const sample = { rps: r.rps, p50: r.p50, p99: r.p99, cpuPer10k: pids.length ? (cpu / r.requests) * 10_000 : NaN };
+        const after = cpu();
+        const user = after.user - before.user;
+        const sys = after.sys - before.sys;
+        const sample = {
+          rps: r.rps, p50: r.p50, p99: r.p99,
+          cpuPer10k: pids.length ? ((user + sys) / r.requests) * 10_000 : NaN,
+          userUs: pids.length ? (user / r.requests) * 1e6 : NaN,
+          sysUs: pids.length ? (sys / r.requests) * 1e6 : NaN,
+        };
         const key = `${t.name}|${c}`;
         results.set(key, [...(results.get(key) ?? []), sample]);
         process.stderr.write(`rep ${rep + 1}/${REPS} c=${c} ${t.name.padEnd(11)} ${r.rps.toFixed(0)} req/s p99 ${r.p99.toFixed(0)}µs cpu/10k ${sample.cpuPer10k.toFixed(3)}s\n`);
@@ -198,6 +217,8 @@ for (const c of CONNECTIONS) {
       med(t.name, c, 'p50').toFixed(0),
       med(t.name, c, 'p99').toFixed(0),
       Number.isNaN(cpu) ? '-' : cpu.toFixed(3),
+      Number.isNaN(cpu) ? '-' : med(t.name, c, 'userUs').toFixed(1),
+      Number.isNaN(cpu) ? '-' : med(t.name, c, 'sysUs').toFixed(1),
       Number.isNaN(cpu) ? '-' : perCpuSecond.toFixed(0),
       Number.isNaN(cpu) ? '-' : (perCpuSecond / nginxEff).toFixed(2),
       Number.isNaN(cpu) ? '-' : (perCpuSecond / nodeEff).toFixed(2),
@@ -205,5 +226,5 @@ for (const c of CONNECTIONS) {
     ];
   });
   console.log(`\n### ${c} connections\n`);
-  console.log(table(['target', 'req/s', 'p50 µs', 'p99 µs', 'CPU s/10k req', 'req per CPU-s', 'x nginx (per CPU-s)', 'x node:http (per CPU-s)', 'x nginx (req/s)'], rows));
+  console.log(table(['target', 'req/s', 'p50 µs', 'p99 µs', 'CPU s/10k req', 'user µs/req', 'kernel µs/req', 'req per CPU-s', 'x nginx (per CPU-s)', 'x node:http (per CPU-s)', 'x nginx (req/s)'], rows));
 }

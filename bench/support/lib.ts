@@ -7,9 +7,15 @@ export const TICKS_PER_SECOND = 100; // USER_HZ on Linux
 
 /** utime + stime of a process and all its threads, in seconds (from /proc). */
 export function cpuSeconds(pid: number): number {
+  const { user, sys } = cpuSplit(pid);
+  return user + sys;
+}
+
+/** User and kernel CPU seconds of a process (all its threads) so far. */
+export function cpuSplit(pid: number): { user: number; sys: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+  return { user: Number(fields[11]) / TICKS_PER_SECOND, sys: Number(fields[12]) / TICKS_PER_SECOND };
 }
 
 export function percentile(sorted: Float64Array, p: number): number {
