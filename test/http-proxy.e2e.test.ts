@@ -168,7 +168,15 @@ beforeAll(async () => {
       address: '127.0.0.1:0',
       protocol: 'http',
       idle_timeout: '400ms',
-      virtual_hosts: [{ name: 'all', domains: ['*'], routes: [route({ prefix: '/' }, { cluster: 'slow', timeout: '5s' })] }],
+      http: { request_headers_timeout: '300ms' },
+      virtual_hosts: [{
+        name: 'all',
+        domains: ['*'],
+        routes: [
+          route({ prefix: '/pertry' }, { cluster: 'slow', timeout: '5s', retry_policy: { retry_on: ['reset'], num_retries: 1, per_try_timeout: '200ms' } }),
+          route({ prefix: '/' }, { cluster: 'slow', timeout: '5s' }),
+        ],
+      }],
     }],
     clusters: [
       { name: 'a', hosts: [ups.a.address] },
@@ -471,6 +479,20 @@ describe('HTTP/1.1 proxy: protocol', () => {
     expect(splitResponses(text)).toMatchObject([{ status: 200, body: 'slow /slow?ms=900' }]);
     expect(closed).toBe(true);
     expect(elapsed).toBeGreaterThanOrEqual(900 + 400 - 50);
+  });
+
+  it('answers 408 and closes when a request head does not arrive within request_headers_timeout', async () => {
+    const { text, closed } = await rawExchange(idlePort, 'GET /slow HTTP/1.1\r\nHost: x\r\n'); // no blank line
+    expect(splitResponses(text)).toMatchObject([{ status: 408, headers: { 'x-shuttle-error': 'SHUTTLE_E_HTTP_BAD_REQUEST' } }]);
+    expect(closed).toBe(true);
+  });
+
+  it('gives up on a try after per_try_timeout and answers 504 when no host is left to retry', async () => {
+    // The upstream would answer after 3 s and the route allows 5 s: a 504 here is the 200 ms try.
+    const res = await request(`http://127.0.0.1:${idlePort}/pertry?ms=3000`, { dispatcher: agent });
+    expect(res.statusCode).toBe(504);
+    expect(res.headers['x-shuttle-error']).toBe('SHUTTLE_E_UPSTREAM_TIMEOUT');
+    expect(await res.body.text()).toMatch(/per-try timeout 200ms/);
   });
 
   it('tunnels a WebSocket through an Upgrade', async () => {
