@@ -16,6 +16,7 @@ export const ERROR_CODES = {
   SHUTTLE_E_NO_WORKER: 'no worker thread was ready to take the connection',
   SHUTTLE_E_UPSTREAM_OVERFLOW: 'the connection pool was full and the request could not wait',
   SHUTTLE_E_UPSTREAM_TIMEOUT: 'the upstream did not answer within the route timeout',
+  SHUTTLE_E_STREAM_IDLE_TIMEOUT: 'no byte of a request or its response moved for stream_idle_timeout',
   SHUTTLE_E_UPSTREAM_PROTOCOL: 'the upstream sent a malformed response',
   SHUTTLE_E_NO_ROUTE: 'no route matched the request',
   SHUTTLE_E_NO_CLUSTER: 'the route names a cluster that does not exist',

@@ -25,6 +25,9 @@ let wsPort: number;
 let dead: number;
 let stall: net.Server;
 let stallPort: number;
+/** Answers any request with a 101 and its first tunnel bytes in the same write, then echoes. */
+let eager: net.Server;
+let eagerPort: number;
 const stallDownloadWritten = { bytes: 0 };
 const perSocket = new Map<net.Socket, number>();
 /** Random, so that bytes out of place (a reused read buffer overwritten too early) change the hash. */
@@ -113,6 +116,15 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => stall.listen(0, '127.0.0.1', r));
   stallPort = (stall.address() as net.AddressInfo).port;
+  eager = net.createServer((sock) => {
+    sock.once('data', () => {
+      sock.write('HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: test\r\n\r\nHELLO-FROM-UPSTREAM');
+      sock.on('data', (d) => sock.write(d));
+    });
+    sock.on('error', () => {});
+  });
+  await new Promise<void>((r) => eager.listen(0, '127.0.0.1', r));
+  eagerPort = (eager.address() as net.AddressInfo).port;
   wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
   await new Promise((r) => wss.once('listening', r));
   wsPort = (wss.address() as net.AddressInfo).port;
@@ -154,6 +166,7 @@ beforeAll(async () => {
             route({ prefix: '/down' }, { cluster: 'dead' }),
             route({ prefix: '/big' }, { cluster: 'big', timeout: 0 }),
             route({ prefix: '/ws' }, { cluster: 'ws' }),
+            route({ prefix: '/eager-upgrade' }, { cluster: 'eager' }),
             route({ prefix: '/stall' }, { cluster: 'stall', timeout: 0 }),
             route({ prefix: '/capped' }, { cluster: 'capped' }),
             route({ prefix: '/single' }, { cluster: 'single' }),
@@ -167,13 +180,14 @@ beforeAll(async () => {
       name: 'idle',
       address: '127.0.0.1:0',
       protocol: 'http',
-      idle_timeout: '400ms',
-      http: { request_headers_timeout: '300ms' },
+      idle_timeout: '300ms',
+      http: { request_headers_timeout: '300ms', stream_idle_timeout: '1s' },
       virtual_hosts: [{
         name: 'all',
         domains: ['*'],
         routes: [
           route({ prefix: '/pertry' }, { cluster: 'slow', timeout: '5s', retry_policy: { retry_on: ['reset'], num_retries: 1, per_try_timeout: '200ms' } }),
+          route({ prefix: '/stall' }, { cluster: 'stall', timeout: 0 }),
           route({ prefix: '/' }, { cluster: 'slow', timeout: '5s' }),
         ],
       }],
@@ -190,6 +204,7 @@ beforeAll(async () => {
       { name: 'dead', hosts: [`127.0.0.1:${dead}`] },
       { name: 'big', hosts: [ups.big.address] },
       { name: 'ws', hosts: [`127.0.0.1:${wsPort}`] },
+      { name: 'eager', hosts: [`127.0.0.1:${eagerPort}`] },
       { name: 'stall', hosts: [`127.0.0.1:${stallPort}`] },
       { name: 'capped', hosts: [ups.pooled.address], connection_pool: { max_requests_per_connection: 2 } },
       { name: 'single', hosts: [ups.pooled.address], connection_pool: { max_connections_per_host: 1, max_pending_requests: 100 } },
@@ -209,6 +224,7 @@ afterAll(async () => {
   for (const u of Object.values(ups)) await u.close();
   wss?.close();
   stall?.close();
+  eager?.close();
 });
 
 /** Writes a POST body until writes stop draining; returns the bytes that left the client. */
@@ -472,13 +488,14 @@ describe('HTTP/1.1 proxy: protocol', () => {
   });
 
   it('closes a keep-alive connection after idle_timeout without a request, but not during a slow one', async () => {
-    // idle_timeout 400ms; the upstream takes 900ms: idle counts only time with no request in flight.
+    // idle_timeout 300ms; the upstream takes 700ms (under stream_idle_timeout, 1s): idle counts
+    // only time with no request in flight.
     const started = performance.now();
-    const { text, closed } = await rawExchange(idlePort, 'GET /slow?ms=900 HTTP/1.1\r\nHost: x\r\n\r\n');
+    const { text, closed } = await rawExchange(idlePort, 'GET /slow?ms=700 HTTP/1.1\r\nHost: x\r\n\r\n');
     const elapsed = performance.now() - started;
-    expect(splitResponses(text)).toMatchObject([{ status: 200, body: 'slow /slow?ms=900' }]);
+    expect(splitResponses(text)).toMatchObject([{ status: 200, body: 'slow /slow?ms=700' }]);
     expect(closed).toBe(true);
-    expect(elapsed).toBeGreaterThanOrEqual(900 + 400 - 50);
+    expect(elapsed).toBeGreaterThanOrEqual(700 + 300 - 50);
   });
 
   it('answers 408 and closes when a request head does not arrive within request_headers_timeout', async () => {
@@ -493,6 +510,49 @@ describe('HTTP/1.1 proxy: protocol', () => {
     expect(res.statusCode).toBe(504);
     expect(res.headers['x-shuttle-error']).toBe('SHUTTLE_E_UPSTREAM_TIMEOUT');
     expect(await res.body.text()).toMatch(/per-try timeout 200ms/);
+  });
+
+  it('ends a request whose upstream stalls after stream_idle_timeout, even with no route timeout', async () => {
+    const res = await request(`http://127.0.0.1:${idlePort}/stall`, { dispatcher: agent });
+    expect(res.statusCode).toBe(504);
+    expect(res.headers['x-shuttle-error']).toBe('SHUTTLE_E_STREAM_IDLE_TIMEOUT');
+    await res.body.text();
+  });
+
+  it('answers 408 and closes when a request body stalls for stream_idle_timeout', async () => {
+    const { text, closed } = await rawExchange(idlePort, 'POST /stall HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789');
+    expect(splitResponses(text)).toMatchObject([{ status: 408, headers: { 'x-shuttle-error': 'SHUTTLE_E_STREAM_IDLE_TIMEOUT', connection: 'close' } }]);
+    expect(closed).toBe(true);
+  });
+
+  // Regression: the bytes an upstream sent in the same write as its 101 were dropped.
+  it('passes on the tunnel bytes an upstream sends together with its 101', async () => {
+    const s = net.connect(port, '127.0.0.1');
+    s.on('error', () => {});
+    let got = '';
+    const seen = (needle: string) => new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no "${needle}" in ${JSON.stringify(got)}`)), 5_000);
+      const check = () => {
+        if (!got.includes(needle)) return;
+        clearTimeout(timer);
+        s.off('data', onData);
+        resolve();
+      };
+      const onData = (d: Buffer) => {
+        got += d.toString('latin1');
+        check();
+      };
+      s.on('data', onData);
+      check();
+    });
+    let all = '';
+    s.on('data', (d: Buffer) => (all += d.toString('latin1')));
+    s.write('GET /eager-upgrade HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: test\r\n\r\n');
+    await seen('HELLO-FROM-UPSTREAM');
+    expect(all).toMatch(/^HTTP\/1\.1 101 /);
+    s.write('ping-through-tunnel');
+    await seen('ping-through-tunnel');
+    s.destroy();
   });
 
   it('tunnels a WebSocket through an Upgrade', async () => {
@@ -545,6 +605,17 @@ describe('HTTP/1.1 proxy: bad input', () => {
     await eventually(streams, (n) => n >= before + 1, 2_000);
     expect((await slow).status).toBe(200);
     await eventually(streams, (n) => n === before, 5_000);
+  });
+
+  // Regression: a malformed request pipelined behind a good one threw out of the upstream read
+  // callback and took the whole worker down.
+  it('answers a malformed pipelined request with 400 after the good one, without hurting the worker', async () => {
+    const before = (await (await fetch(`${admin}/workers`)).json()) as { restarts: number };
+    const { text, closed } = await rawExchange(port, 'GET /exact HTTP/1.1\r\nHost: api.test\r\n\r\nXYZ\r\n\r\n');
+    expect(splitResponses(text).map((r) => r.status)).toEqual([200, 400]);
+    expect(closed).toBe(true);
+    const after = (await (await fetch(`${admin}/workers`)).json()) as { restarts: number };
+    expect(after.restarts).toBe(before.restarts);
   });
 
   it('keeps serving other connections', async () => {

@@ -105,6 +105,12 @@ export const httpOptions = z.object({
   max_request_body_bytes: z.number().int().min(0).default(100 * 1024 * 1024),
   /** Time allowed for a request's header section to arrive (slow-loris defence). */
   request_headers_timeout: duration.default(10_000),
+  /**
+   * A request with no byte moving (request body in, response out) for this long ends: 408 while
+   * the request is still arriving, 504 while waiting for the upstream, a reset once the response
+   * started (Envoy's stream_idle_timeout, 5 min). 0: off, leaving the route timeout alone.
+   */
+  stream_idle_timeout: duration.default(300_000),
   /** Bytes of a request body kept for retries; a longer body is not retried. */
   retry_buffer_bytes: z.number().int().min(0).max(16 * 1024 * 1024).default(64 * 1024),
 }).strict();

@@ -52,6 +52,8 @@ export class DeadlineQueue {
   private head: Deadline | null = null;
   private tail: Deadline | null = null;
   private timer: NodeJS.Timeout | undefined;
+  /** Inside fire(): deadlines armed by expiring owners wait for fire() to schedule the timer. */
+  private firing = false;
 
   constructor(durationMs: number) {
     this.durationMs = durationMs;
@@ -66,7 +68,7 @@ export class DeadlineQueue {
     else this.head = d;
     this.tail = d;
     // A timer already waiting fires no later than this deadline (FIFO); it re-arms itself.
-    if (this.timer === undefined) this.schedule(this.durationMs);
+    if (this.timer === undefined && !this.firing) this.schedule(this.durationMs);
   }
 
   unlink(d: Deadline): void {
@@ -85,21 +87,27 @@ export class DeadlineQueue {
 
   private fire(): void {
     this.timer = undefined;
+    this.firing = true;
     const now = performance.now();
     let d: Deadline | null;
-    // +0.5 ms: a Node timer may fire a fraction early against performance.now().
-    while ((d = this.head) !== null && d.at <= now + 0.5) {
-      this.unlink(d);
-      try {
-        d.expire();
-      } catch (err) {
-        // One owner's failure must not stop the others' timeouts; surface it like a timer would.
-        queueMicrotask(() => {
-          throw err;
-        });
+    try {
+      // +0.5 ms: a Node timer may fire a fraction early against performance.now().
+      while ((d = this.head) !== null && d.at <= now + 0.5) {
+        this.unlink(d);
+        try {
+          d.expire();
+        } catch (err) {
+          // One owner's failure must not stop the others' timeouts; surface it like a timer would.
+          queueMicrotask(() => {
+            throw err;
+          });
+        }
       }
+    } finally {
+      this.firing = false;
     }
-    if (this.head !== null && this.timer === undefined) this.schedule(this.head.at - now);
+    // The earliest deadline left (some may have been armed by the owners just expired).
+    if (this.head !== null) this.schedule(this.head.at - now);
   }
 }
 

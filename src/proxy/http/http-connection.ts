@@ -9,7 +9,7 @@ import { RequestDecoder } from '../../codecs/http1/decoder.ts';
 import { HttpParseError } from '../../codecs/http1/errors.ts';
 import type { RequestHead } from '../../codecs/http1/head.ts';
 import { L } from '../../shared/stats-table.ts';
-import { Deadline, deadlines } from '../../stream/deadlines.ts';
+import { Deadline, deadlines, type DeadlineQueue } from '../../stream/deadlines.ts';
 import type { HttpListenerSnapshot, HttpProxyContext } from './context.ts';
 import { HttpStream, type StreamOwner } from './http-stream.ts';
 import { localReply } from './messages.ts';
@@ -31,10 +31,15 @@ export class HttpConnection implements StreamOwner {
   private current: HttpStream | undefined;
   private tunnel: HttpStream | undefined;
   /**
-   * No request in flight for idle_timeout: close (Envoy's idle_timeout). Armed between requests
-   * only, so reads and writes of a request in progress cost nothing here.
+   * Between requests: idle_timeout with no request → close (Envoy's idle_timeout). During a
+   * request: stream_idle_timeout with no byte of it moving → the stream ends (Envoy's
+   * stream_idle_timeout). One entry per connection, re-armed on activity, nothing per request.
    */
-  private readonly idleTimer = new Deadline(() => this.socket.destroy());
+  private readonly idleTimer = new Deadline(() => (this.current ? this.current.onStreamIdle() : this.socket.destroy()));
+  private readonly idleQueue: DeadlineQueue;
+  /** Undefined when stream_idle_timeout is 0 (off). */
+  private readonly streamIdleQueue: DeadlineQueue | undefined;
+  private readonly headQueue: DeadlineQueue;
   /** Waiting for the next request head (request_headers_timeout → 408). */
   private readonly headTimer = new Deadline(() => this.reject(new HttpParseError('SHUTTLE_E_HTTP_BAD_REQUEST', 'request header timeout'), 408));
   private closing = false;
@@ -53,6 +58,9 @@ export class HttpConnection implements StreamOwner {
     this.clientIp = (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
     this.snap = ctx.snapshot();
     const http = this.snap.listener.http;
+    this.idleQueue = deadlines.queue(this.snap.listener.idle_timeout);
+    this.streamIdleQueue = http.stream_idle_timeout > 0 ? deadlines.queue(http.stream_idle_timeout) : undefined;
+    this.headQueue = deadlines.queue(http.request_headers_timeout);
     this.decoder = new RequestDecoder({
       onHead: (head) => this.onHead(head),
       onBody: (chunk) => this.current?.onRequestBody(chunk),
@@ -80,7 +88,7 @@ export class HttpConnection implements StreamOwner {
       this.snap.telemetry.downstreamClosed(this.snap.listenerIndex);
       this.onClose(this);
     });
-    this.idleTimer.arm(deadlines.queue(this.snap.listener.idle_timeout));
+    this.idleTimer.arm(this.idleQueue);
     this.snap.telemetry.downstreamOpened(this.snap.listenerIndex);
     if (initial) this.onData(initial);
     s.resume();
@@ -108,7 +116,11 @@ export class HttpConnection implements StreamOwner {
     this.snap.telemetry.row[this.snap.telemetry.layout.listener(this.snap.listenerIndex) + L.downstream_cx_rx_bytes_total] += chunk.length;
     if (this.tunnel) return this.tunnel.tunnelData(chunk);
     if (this.closing) return;
-    if (!this.current && !this.headTimer.armed) this.headTimer.arm(deadlines.queue(this.snap.listener.http.request_headers_timeout));
+    if (!this.current && !this.headTimer.armed) {
+      // The next request has begun: from here its head has request_headers_timeout to arrive.
+      this.idleTimer.cancel();
+      this.headTimer.arm(this.headQueue);
+    }
     try {
       this.decoder.feed(chunk);
     } catch (err) {
@@ -121,7 +133,8 @@ export class HttpConnection implements StreamOwner {
 
   private onHead(head: RequestHead): void {
     this.headTimer.cancel();
-    this.idleTimer.cancel();
+    if (this.streamIdleQueue) this.idleTimer.arm(this.streamIdleQueue);
+    else this.idleTimer.cancel();
     this.requestInProgress = true;
     this.snap.telemetry.row[this.snap.telemetry.layout.listener(this.snap.listenerIndex) + L.downstream_rq_total]++;
     const stream = new HttpStream(head, this, this.ctx);
@@ -135,7 +148,7 @@ export class HttpConnection implements StreamOwner {
     else if (this.resumeAfterRequest) {
       // The response went out before the request ended (a local reply): next request now.
       this.resumeAfterRequest = false;
-      queueMicrotask(() => this.decoder.resume());
+      queueMicrotask(() => this.resumeDecoding());
     }
   }
 
@@ -161,7 +174,7 @@ export class HttpConnection implements StreamOwner {
   streamDone(stream: HttpStream, close: boolean): void {
     if (this.current !== stream) return;
     this.current = undefined;
-    this.idleTimer.arm(deadlines.queue(this.snap.listener.idle_timeout));
+    this.idleTimer.arm(this.idleQueue);
     if (close || this.closing) {
       this.closing = true;
       this.socket.end();
@@ -169,7 +182,21 @@ export class HttpConnection implements StreamOwner {
     }
     this.resumeReading();
     if (this.requestInProgress) this.resumeAfterRequest = true;
-    else this.decoder.resume();
+    else this.resumeDecoding();
+  }
+
+  /** Decodes the next pipelined request, if one is waiting: malformed, it is answered and closes. */
+  private resumeDecoding(): void {
+    try {
+      this.decoder.resume();
+    } catch (err) {
+      if (!(err instanceof HttpParseError)) throw err;
+      this.reject(err, err.status);
+    }
+  }
+
+  streamActive(): void {
+    if (this.current !== undefined && this.streamIdleQueue !== undefined) this.idleTimer.arm(this.streamIdleQueue);
   }
 
   becomeTunnel(stream: HttpStream): Buffer | undefined {

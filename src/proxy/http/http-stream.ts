@@ -45,6 +45,7 @@ const STATUS_OF: Partial<Record<ErrorCode, number>> = {
   SHUTTLE_E_UPSTREAM_CONNECT_TIMEOUT: 503,
   SHUTTLE_E_UPSTREAM_OVERFLOW: 503,
   SHUTTLE_E_UPSTREAM_TIMEOUT: 504,
+  SHUTTLE_E_STREAM_IDLE_TIMEOUT: 504,
   SHUTTLE_E_UPSTREAM_RESET: 502,
   SHUTTLE_E_UPSTREAM_PROTOCOL: 502,
 };
@@ -62,6 +63,8 @@ export interface StreamOwner {
   becomeTunnel(stream: HttpStream): Buffer | undefined;
   pauseReading(): void;
   resumeReading(): void;
+  /** Bytes of the current request or its response moved: its stream idle timer starts again. */
+  streamActive(): void;
 }
 
 /** What routing sees of a request: its header() walks the parsed fields only when a route asks. */
@@ -178,6 +181,7 @@ export class HttpStream implements ConnectionUser {
 
   onRequestBody(chunk: Buffer): void {
     if (this.finished) return;
+    this.owner.streamActive();
     if (this.bodyReplayable) {
       this.bodyBytes += chunk.length;
       if (this.bodyBytes <= this.snap.listener.http.retry_buffer_bytes) {
@@ -284,13 +288,22 @@ export class HttpStream implements ConnectionUser {
       return;
     }
     this.responseBytesSeen = true;
+    this.owner.streamActive();
+    const host = this.conn!.host;
+    const decoder = this.decoder!;
     // Head and body bytes decoded from one upstream read leave in one write, not two.
     this.batching = true;
     try {
-      this.decoder!.feed(chunk);
+      decoder.feed(chunk);
+      // After a 101, what followed the head in this read is the tunnel's first bytes.
+      if (this.tunneling) {
+        const rest = decoder.detach();
+        if (rest !== undefined && rest.length > 0) this.write(rest);
+      }
     } catch (err) {
-      const e = err instanceof HttpParseError ? err : (err as Error);
-      this.failed(new ShuttleError('SHUTTLE_E_UPSTREAM_PROTOCOL', 'upstream', e.message), 'reset', this.conn!.host);
+      // Only this response's malformed bytes are ours to answer; anything else is a bug.
+      if (!(err instanceof HttpParseError) || this.finished || decoder !== this.decoder) throw err;
+      this.failed(new ShuttleError('SHUTTLE_E_UPSTREAM_PROTOCOL', 'upstream', err.message), 'reset', host);
     } finally {
       this.flush();
     }
@@ -416,8 +429,7 @@ export class HttpStream implements ConnectionUser {
     this.tunneling = true;
     this.timeout?.cancel();
     this.write(downstreamResponseHead(h, this.route, { close: false, dechunk: false }));
-    const upLeft = this.decoder!.detach();
-    if (upLeft?.length) this.write(upLeft);
+    // Upstream bytes after the head are taken from the decoder once this read is decoded (onData).
     const downLeft = this.owner.becomeTunnel(this);
     if (downLeft?.length) this.conn!.socket.write(downLeft);
   }
@@ -510,8 +522,27 @@ export class HttpStream implements ConnectionUser {
   }
 
   private onTimeout(): void {
+    this.timedOut(new ShuttleError('SHUTTLE_E_UPSTREAM_TIMEOUT', 'upstream', `no complete response within ${this.route?.timeout}ms`));
+  }
+
+  /** No byte of this request or its response moved for stream_idle_timeout (see HttpConnection). */
+  onStreamIdle(): void {
     if (this.finished) return;
-    const error = new ShuttleError('SHUTTLE_E_UPSTREAM_TIMEOUT', 'upstream', `no complete response within ${this.route?.timeout}ms`);
+    const ms = this.snap.listener.http.stream_idle_timeout;
+    if (!this.requestComplete && !this.responseStarted) {
+      // The client stopped sending its body: that is its timeout, and the connection can't go on.
+      this.error = new ShuttleError('SHUTTLE_E_STREAM_IDLE_TIMEOUT', 'downstream', `request body stalled for ${ms}ms`);
+      this.cancelWait?.();
+      const conn = this.conn;
+      this.conn = undefined;
+      if (conn) conn.release(false);
+      return this.reply(408, `${this.error.message}\n`, this.error.code);
+    }
+    this.timedOut(new ShuttleError('SHUTTLE_E_STREAM_IDLE_TIMEOUT', 'internal', `no byte moved for ${ms}ms`));
+  }
+
+  private timedOut(error: ShuttleError): void {
+    if (this.finished) return;
     this.cancelWait?.();
     const conn = this.conn;
     this.conn = undefined;
