@@ -119,6 +119,48 @@ describe('SOFA Bolt proxy', () => {
     expect([reply[0], reply[1], reply.readUInt16BE(2), reply.readUInt32BE(5), reply.readUInt16BE(10)]).toEqual([1, 0, 0, 77, 0]);
   });
 
+  /** Sends `bytes`, half-closes if asked, and collects what comes back until the proxy closes. */
+  function exchange(bytes: Buffer, halfClose: boolean): Promise<Buffer> {
+    return new Promise((resolve, reject) => {
+      const got: Buffer[] = [];
+      const s = net.connect({ port: boltPort, host: '127.0.0.1', allowHalfOpen: true }, () => {
+        s.write(bytes);
+        if (halfClose) s.end();
+      });
+      const timer = setTimeout(() => {
+        s.destroy();
+        reject(new Error(`the proxy did not close; got ${Buffer.concat(got).length} bytes`));
+      }, 5_000);
+      s.on('data', (d: Buffer) => got.push(d));
+      s.on('end', () => s.end());
+      s.once('close', () => {
+        clearTimeout(timer);
+        resolve(Buffer.concat(got));
+      });
+      s.once('error', reject);
+    });
+  }
+
+  // Regression: the proxy never closed an RPC connection after the client's FIN (allowHalfOpen):
+  // it sat in CLOSE-WAIT, counted as active, until idle_timeout.
+  it('answers what a half-closed client sent, then closes the connection', async () => {
+    const hb = protocol.heartbeatEncode(78, {}, { protocolType: 'bolt', codecType: 'hessian2', boltVersion: 1 });
+    const reply = await exchange(hb, true);
+    expect(reply.readUInt32BE(5)).toBe(78);
+  });
+
+  // Regression: an error reply for a request id of 2^31 or more threw inside the worker.
+  it('answers a call with a request id of 2^31 or more with a Bolt error, and the worker lives on', async () => {
+    const raw = Buffer.from(protocol.requestEncode(5, { serverSignature: 'com.example.Nope:1.0', methodName: 'x', args: [], timeout: 3000, requestProps: { service: 'com.example.Nope:1.0' } }, { protocolType: 'bolt', codecType: 'hessian2', boltVersion: 1, sentReqs: new Map(), classCache: new Map() }));
+    raw.writeUInt32BE(0x80000001, 5);
+    const reply = await exchange(raw, true);
+    // v1 response: id at 5, status at 10 (not 0: no route).
+    expect(reply.readUInt32BE(5)).toBe(0x80000001);
+    expect(reply.readUInt16BE(10)).not.toBe(0);
+    const workers = (await (await fetch(`${admin}/workers`)).json()) as { restarts: number };
+    expect(workers.restarts).toBe(0);
+  });
+
   it('closes a connection that sends a malformed frame, counts it, and keeps serving others', async () => {
     const invoke = await consumer(boltPort);
     const closed = await new Promise<boolean>((resolve) => {

@@ -41,6 +41,8 @@ export class MuxConnection<F> {
   private buffer: Buffer | undefined;
   connected = false;
   closed = false;
+  /** No new requests come here: the connection ends once the last one in flight is answered. */
+  private draining = false;
   private readonly onGone: (c: MuxConnection<F>) => void;
 
   constructor(socket: net.Socket, codec: MuxCodec<F>, maxFrameBytes: number, onGone: (c: MuxConnection<F>) => void) {
@@ -72,6 +74,17 @@ export class MuxConnection<F> {
   /** Forgets a request (timed out downstream); a late response is dropped. */
   cancel(id: number): void {
     this.pending.delete(id);
+    this.endIfDrained();
+  }
+
+  /** Ends the connection once its in-flight requests are answered (or cancelled). */
+  drainWhenIdle(): void {
+    this.draining = true;
+    this.endIfDrained();
+  }
+
+  private endIfDrained(): void {
+    if (this.draining && this.pending.size === 0 && !this.closed) this.socket.end();
   }
 
   private onData(chunk: Buffer): void {
@@ -94,6 +107,7 @@ export class MuxConnection<F> {
         if (!p) continue; // cancelled (timed out) or unknown: dropped
         this.pending.delete(id);
         p.onResponse(frame);
+        this.endIfDrained();
       }
     } catch (err) {
       // A malformed upstream frame poisons the whole connection: fail what is in flight on it.
@@ -142,9 +156,7 @@ export class MuxPool<F> {
 
   /** Closes every connection once its in-flight requests are answered (drain, config change). */
   drain(): void {
-    for (const c of this.conns) {
-      if (c.inFlight === 0) c.socket.end();
-    }
+    for (const c of this.conns) c.drainWhenIdle();
   }
 
   private open(): MuxConnection<F> {

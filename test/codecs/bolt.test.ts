@@ -61,6 +61,29 @@ describe('Bolt framing', () => {
     expect(timeout).toMatchObject({ proto: 2, type: BoltType.RESPONSE, cmdCode: BoltCmd.RESPONSE, requestId: 5, status: BoltStatus.TIMEOUT });
   });
 
+  // Regression: the reference encoder writes ids as signed 32-bit and threw for 2^31 and over,
+  // out of the proxy's read callback, crashing the worker.
+  it('builds error responses for request ids of 2^31 and over', () => {
+    const req = decodeBoltFrame(Buffer.from(protocol.requestEncode(5, request, optsFor('bolt'))), 0, 1 << 20)!.frame;
+    setRequestId(req, 0x80000001);
+    const reply = decodeBoltFrame(boltResponse(req, BoltStatus.TIMEOUT, { message: 'x' }), 0, 1 << 20)!.frame;
+    expect(reply).toMatchObject({ requestId: 0x80000001, status: BoltStatus.TIMEOUT });
+  });
+
+  // Regression: SOFABolt and sofa-bolt-node read class/header/content lengths as signed and agree
+  // only on switch values 0 and 1; a frame they would cut elsewhere could smuggle a second call.
+  it('refuses length fields with the top bit set and unknown switch flags', () => {
+    const v1 = () => Buffer.from(protocol.requestEncode(1, request, optsFor('bolt')));
+    for (const [offset, bytes] of [[14, 2], [16, 2], [18, 4]] as const) {
+      const raw = v1(); // classLen at 14, headerLen at 16, contentLen at 18 (v1 request)
+      raw[offset] |= 0x80;
+      expect(() => decodeBoltFrame(raw, 0, 1 << 30), `field at ${offset} (${bytes} bytes)`).toThrow(/out of range/);
+    }
+    const v2 = Buffer.from(protocol.requestEncode(1, request, optsFor('bolt2', true)));
+    v2[11] = 0x03; // switch byte of a v2 request
+    expect(() => decodeBoltFrame(v2, 0, 1 << 20)).toThrow(/switch flags 0x3/);
+  });
+
   it('rejects an unknown protocol byte, an oversize frame and a bad CRC', () => {
     expect(() => decodeBoltFrame(Buffer.from('GET / HTTP/1.1\r\n'), 0, 1 << 20)).toThrow(BoltProtocolError);
     const raw = protocol.requestEncode(1, request, optsFor('bolt'));

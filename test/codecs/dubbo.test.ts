@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { DubboProtocolError, DubboStatus, countArgs, decodeDubboFrame, dubboResponse, readInvocation, setDubboRequestId } from '../../src/codecs/dubbo/frame.ts';
 
 const require = createRequire(import.meta.url);
+const hessian = require('hessian.js') as { encode(v: unknown, version: string): Buffer };
 const protocol = require('dubbo-remoting/lib/protocol') as {
   requestEncode(id: number, data: object, options: object): Buffer;
   heartbeatEncode(id: number, hb: object, options: object): Buffer;
@@ -53,6 +54,26 @@ describe('Dubbo framing', () => {
     expect(countArgs('')).toBe(0);
     expect(countArgs('Ljava/lang/String;I')).toBe(2);
     expect(countArgs('[J[[Ljava/util/Map;Z')).toBe(3);
+  });
+
+  /** A request frame whose hessian2 body is exactly `values`, one after another. */
+  function requestWithBody(values: unknown[]): Buffer {
+    const body = Buffer.concat(values.map((v) => hessian.encode(v, '2.0')));
+    const raw = Buffer.from(protocol.requestEncode(1, call, opts).subarray(0, 16));
+    raw.writeUInt32BE(body.length, 12);
+    return Buffer.concat([raw, body]);
+  }
+
+  // Regressions: a crafted body made the proxy stringify shared nested lists (exponential) or
+  // re-count a huge descriptor per argument (quadratic), stalling the worker.
+  it('reads only string attachments, caps parameters, and refuses non-string header fields', () => {
+    const nested = [[1, 2], [3, 4]];
+    const inv = readInvocation(decodeDubboFrame(requestWithBody(['2.0.2', 'com.example.S', '1.0', 'm', 'I', 7, { group: 'blue', bomb: nested, n: 5 }]), 0, 1 << 20)!.frame);
+    expect(inv).toMatchObject({ service: 'com.example.S', method: 'm' });
+    expect(inv.attachments).toEqual({ group: 'blue' });
+    const many = 'I'.repeat(256);
+    expect(() => readInvocation(decodeDubboFrame(requestWithBody(['2.0.2', 'S', '1.0', 'm', many, ...Array(256).fill(0), {}]), 0, 1 << 20)!.frame)).toThrow(/more than 255 parameters/);
+    expect(() => readInvocation(decodeDubboFrame(requestWithBody(['2.0.2', ['not', 'a', 'string'], '1.0', 'm', '', {}]), 0, 1 << 20)!.frame)).toThrow(/service is not a string/);
   });
 
   it('rejects a bad magic, an oversize frame and an undecodable body', () => {

@@ -123,6 +123,11 @@ export function decodeBoltFrame(buf: Buffer, offset: number, maxFrameBytes: numb
   const headerLen = buf.readUInt16BE(p + 2);
   const contentLen = buf.readUInt32BE(p + 4);
   p += 8;
+  // SOFABolt (Java) and sofa-bolt-node read these lengths as signed: a value with the top bit set
+  // would frame differently upstream than here (request smuggling), so it is refused.
+  if (classLen >= 0x8000 || headerLen >= 0x8000 || contentLen >= 0x80000000) throw new BoltProtocolError('Bolt frame length field out of range');
+  // Bit 0 is the CRC switch; peers disagree on any other bit, so frames with others are refused.
+  if (switchFlags !== 0 && switchFlags !== CRC_SWITCH) throw new BoltProtocolError(`unsupported Bolt switch flags 0x${switchFlags.toString(16)}`);
   const crcLen = v2 && switchFlags & CRC_SWITCH ? 4 : 0;
   const length = fixed + classLen + headerLen + contentLen + crcLen;
   if (length > maxFrameBytes) throw new BoltProtocolError(`Bolt frame of ${length} bytes is over the limit of ${maxFrameBytes}`);
@@ -188,7 +193,8 @@ export function boltResponse(request: BoltFrame, status: number, opts: { heartbe
   if (!opts.heartbeat && status !== BoltStatus.SUCCESS && request.codec === HESSIAN2) {
     // An error response carries a hessian2 RpcServerException: built by the reference encoder,
     // since SOFA clients drop (or fail the connection on) error frames shaped any other way.
-    return Buffer.from(reference.responseEncode(request.requestId, { isError: true, errorMsg: `shuttle: ${opts.message ?? `status ${status}`}`, status }, {
+    // (The reference writes the id as a signed 32-bit int: ids of 2^31 and over go in as negative.)
+    return Buffer.from(reference.responseEncode(request.requestId | 0, { isError: true, errorMsg: `shuttle: ${opts.message ?? `status ${status}`}`, status }, {
       protocolType: v2 ? 'bolt2' : 'bolt', codecType: 'hessian2', boltVersion: request.ver1, crcEnable: !!(request.switchFlags & CRC_SWITCH),
     }));
   }

@@ -99,20 +99,35 @@ export function readInvocation(frame: DubboFrame): DubboInvocation {
   if (frame.serialization !== HESSIAN2_SERIALIZATION) throw new DubboProtocolError(`unsupported Dubbo serialization ${frame.serialization}`);
   try {
     const d = new hessian.DecoderV2(frame.body);
-    const dubboVersion = String(d.read() ?? '');
-    const service = String(d.read() ?? '');
-    const version = String(d.read() ?? '');
-    const method = String(d.read() ?? '');
-    const desc = String(d.read() ?? '');
-    for (let i = 0; i < countArgs(desc); i++) d.read();
-    const raw = (d.read() ?? {}) as Record<string, unknown>;
+    const dubboVersion = text(d.read(), 'dubbo version');
+    const service = text(d.read(), 'service');
+    const version = text(d.read(), 'version');
+    const method = text(d.read(), 'method');
+    const desc = text(d.read(), 'parameter descriptor');
+    const args = countArgs(desc);
+    for (let i = 0; i < args; i++) d.read();
+    const raw = d.read() ?? {};
+    if (typeof raw !== 'object' || Array.isArray(raw)) throw new DubboProtocolError('attachments are not a map');
+    // Only string values: anything else (lists, maps, shared references) is not turned into text,
+    // which a crafted body could make exponentially large.
     const attachments: Record<string, string> = {};
-    for (const [k, v] of Object.entries(raw)) if (v !== null && v !== undefined) attachments[k] = String(v);
+    for (const [k, v] of Object.entries(raw as Record<string, unknown>)) if (typeof v === 'string') attachments[k] = v;
     return { dubboVersion, service, version, method, attachments };
   } catch (err) {
+    if (err instanceof DubboProtocolError) throw err;
     throw new DubboProtocolError(`malformed Dubbo request body: ${(err as Error).message}`);
   }
 }
+
+/** A header field of the body: a string (null reads as empty), anything else is malformed. */
+function text(v: unknown, what: string): string {
+  if (v === null || v === undefined) return '';
+  if (typeof v !== 'string') throw new DubboProtocolError(`Dubbo ${what} is not a string`);
+  return v;
+}
+
+/** A JVM method has at most 255 parameters. */
+const MAX_ARGS = 255;
 
 /** Number of parameters in a JVM descriptor such as "Ljava/lang/String;I[J". */
 export function countArgs(desc: string): number {
@@ -120,8 +135,8 @@ export function countArgs(desc: string): number {
   for (let i = 0; i < desc.length; i++) {
     while (desc[i] === '[') i++;
     if (desc[i] === 'L') i = desc.indexOf(';', i);
-    if (i < 0) throw new DubboProtocolError(`bad parameter descriptor "${desc}"`);
-    n++;
+    if (i < 0) throw new DubboProtocolError(`bad parameter descriptor "${desc.slice(0, 80)}"`);
+    if (++n > MAX_ARGS) throw new DubboProtocolError(`more than ${MAX_ARGS} parameters in the descriptor`);
   }
   return n;
 }

@@ -124,7 +124,12 @@ export class HttpConnection implements StreamOwner {
     try {
       this.decoder.feed(chunk);
     } catch (err) {
-      if (!(err instanceof HttpParseError)) throw err;
+      if (!(err instanceof HttpParseError)) {
+        // A bug of ours, not the client's: this connection closes, the worker and its others go on.
+        this.ctx.logger.error({ conn: this.id, listener: this.snap.listener.name, err }, 'internal error handling a request; connection closed');
+        this.socket.destroy();
+        return;
+      }
       this.reject(err, err.status);
       return;
     }

@@ -31,7 +31,11 @@ export const dubboProtocol: RpcProtocol<DubboFrame> = {
     if (inv.version) lower.set('version', inv.version);
     return { protocol: 'dubbo', service: inv.service, method: inv.method, header: (n) => lower.get(n) };
   },
-  timeoutOf: (_f, call) => Number(call.header('timeout') ?? 0) || 0,
+  // A caller's timeout attachment, in ms; nonsense or beyond a timer's range reads as none.
+  timeoutOf: (_f, call) => {
+    const ms = Number(call.header('timeout') ?? 0);
+    return Number.isInteger(ms) && ms > 0 && ms <= 0x7fffffff ? ms : 0;
+  },
   clientId: (f) => f.requestId,
   heartbeatAck: (f) => dubboResponse(f, DubboStatus.OK, { heartbeat: true }),
   errorReply: (f, clientId, failure, message) => dubboResponse({ ...f, requestId: clientId as bigint }, STATUS[failure], { message }),

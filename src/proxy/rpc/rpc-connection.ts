@@ -27,6 +27,10 @@ export class RpcConnection<F> {
   private draining = false;
   private drainTimer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** The client sent FIN: the connection ends once its calls in flight are answered. */
+  private peerEnded = false;
+  /** Calls in flight, cancelled if the client goes away. */
+  readonly runs = new Set<RpcCallRun<F>>();
 
   constructor(socket: net.Socket, id: string, protocol: RpcProtocol<F>, ctx: RpcProxyContext, onClose: (c: RpcConnection<F>) => void) {
     this.socket = socket;
@@ -43,9 +47,15 @@ export class RpcConnection<F> {
     s.setNoDelay(true);
     s.on('data', (chunk: Buffer) => this.onData(chunk));
     s.on('error', () => {});
+    s.on('end', () => {
+      // (allowHalfOpen: the answers to calls already sent still go out.)
+      this.peerEnded = true;
+      if (this.inFlight === 0) s.end();
+    });
     s.once('close', () => {
       this.closed = true;
       clearTimeout(this.drainTimer);
+      for (const run of [...this.runs]) run.abandon();
       snap.telemetry.downstreamClosed(snap.listenerIndex);
       this.onClose(this);
     });
@@ -90,7 +100,12 @@ export class RpcConnection<F> {
         this.onFrame(decoded.frame, snap);
       }
     } catch (err) {
-      if (!this.protocol.isProtocolError(err)) throw err;
+      if (!this.protocol.isProtocolError(err)) {
+        // A bug of ours, not the client's: this connection closes, the worker and its others go on.
+        this.ctx.logger.error({ conn: this.id, listener: snap.listener.name, err }, 'internal error handling an RPC frame; connection closed');
+        this.socket.destroy();
+        return;
+      }
       // No request id can be trusted in a malformed stream: count it and close this connection only.
       row[base + L.downstream_cx_protocol_error]++;
       this.ctx.logger.info({ conn: this.id, listener: snap.listener.name, protocol: this.protocol.name, error: err.code, reason: err.message }, 'malformed RPC frame; connection closed');
@@ -114,13 +129,17 @@ export class RpcConnection<F> {
     snap.telemetry.row[snap.telemetry.layout.listener(snap.listenerIndex) + L.downstream_rq_total]++;
     const call = this.protocol.call(frame);
     this.inFlight++;
-    new RpcCallRun(this, frame, call, kind === 'oneway', snap).start();
+    const run = new RpcCallRun(this, frame, call, kind === 'oneway', snap);
+    this.runs.add(run);
+    run.start();
   }
 
   /** A call finished: its reply (if any) goes out, and a draining connection may close. */
-  callEnded(reply: Buffer | undefined): void {
+  callEnded(run: RpcCallRun<F>, reply: Buffer | undefined): void {
+    this.runs.delete(run);
     if (reply) this.write(reply);
     this.inFlight--;
+    if (this.peerEnded && this.inFlight === 0 && !this.closed) this.socket.end();
     this.closeIfIdle();
   }
 }
@@ -193,7 +212,24 @@ class RpcCallRun<F> {
   private fail(failure: RpcFailure, code: string, host: Host | null): void {
     if (this.done) return;
     this.cancel?.();
-    this.finish(-1, code, host, this.oneway ? undefined : this.conn.protocol.errorReply(this.frame, this.clientId, failure, code));
+    let reply: Buffer | undefined;
+    if (!this.oneway) {
+      try {
+        reply = this.conn.protocol.errorReply(this.frame, this.clientId, failure, code);
+      } catch (err) {
+        // No reply can be made for this frame: the client loses this connection, not the worker.
+        this.conn.ctx.logger.error({ conn: this.conn.id, err }, 'could not encode an RPC error reply; connection closed');
+        this.conn.socket.destroy();
+      }
+    }
+    this.finish(-1, code, host, reply);
+  }
+
+  /** The client went away: forget the upstream request, answer nobody. */
+  abandon(): void {
+    if (this.done) return;
+    this.cancel?.();
+    this.finish(-1, 'SHUTTLE_E_DOWNSTREAM_RESET', null, undefined);
   }
 
   private finish(status: number, error: string | null, host: Host | null, reply: Buffer | undefined): void {
@@ -209,6 +245,6 @@ class RpcCallRun<F> {
         duration_ms: Math.round((performance.now() - this.startedAt) * 1000) / 1000, error,
       });
     }
-    this.conn.callEnded(this.oneway ? undefined : reply);
+    this.conn.callEnded(this, this.oneway ? undefined : reply);
   }
 }
