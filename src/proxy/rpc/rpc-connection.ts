@@ -27,6 +27,7 @@ export class RpcConnection<F> {
   private draining = false;
   private drainTimer: NodeJS.Timeout | undefined;
   private closed = false;
+  private readingPaused = false;
   /** The client sent FIN: the connection ends once its calls in flight are answered. */
   private peerEnded = false;
   /** Calls in flight, cancelled if the client goes away. */
@@ -119,7 +120,15 @@ export class RpcConnection<F> {
     if (this.closed) return;
     const snap = this.ctx.snapshot();
     snap.telemetry.row[snap.telemetry.layout.listener(snap.listenerIndex) + L.downstream_cx_tx_bytes_total] += data.length;
-    this.socket.write(data);
+    if (!this.socket.write(data) && !this.readingPaused) {
+      // The client is not reading its answers: take no new calls from it until it does.
+      this.readingPaused = true;
+      this.socket.pause();
+      this.socket.once('drain', () => {
+        this.readingPaused = false;
+        this.socket.resume();
+      });
+    }
   }
 
   private onFrame(frame: F, snap: RpcListenerSnapshot): void {
