@@ -9,6 +9,7 @@
  * still connecting fail with `connect` (nothing was sent: safe to try another host).
  */
 import net from 'node:net';
+import { FrameBuffer } from '../codecs/frame-buffer.ts';
 import type { Host } from '../cluster/host.ts';
 import type { WorkerTelemetry } from '../workers/telemetry.ts';
 
@@ -38,7 +39,8 @@ export class MuxConnection<F> {
   private readonly maxFrameBytes: number;
   private readonly pending = new Map<number, MuxPending<F>>();
   private nextId = 1;
-  private buffer: Buffer | undefined;
+  /** Bytes of a frame still arriving. */
+  private readonly frames = new FrameBuffer();
   connected = false;
   closed = false;
   /** No new requests come here: the connection ends once the last one in flight is answered. */
@@ -88,8 +90,7 @@ export class MuxConnection<F> {
   }
 
   private onData(chunk: Buffer): void {
-    const buf = this.buffer ? Buffer.concat([this.buffer, chunk]) : chunk;
-    this.buffer = undefined;
+    const buf = this.frames.append(chunk);
     let offset = 0;
     try {
       for (;;) {
@@ -115,7 +116,7 @@ export class MuxConnection<F> {
       this.socket.destroy();
       return;
     }
-    if (offset < buf.length) this.buffer = buf.subarray(offset);
+    this.frames.consumed(offset);
   }
 
   private fail(kind: MuxFailure, error: Error): void {

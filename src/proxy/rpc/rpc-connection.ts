@@ -5,6 +5,7 @@
  * protocol itself, so a client sees an RPC error, not a dropped connection.
  */
 import type net from 'node:net';
+import { FrameBuffer } from '../../codecs/frame-buffer.ts';
 import type { Cluster } from '../../cluster/cluster-manager.ts';
 import type { Host } from '../../cluster/host.ts';
 import type { RpcCall, RpcRoute } from '../../router/rpc-router.ts';
@@ -22,7 +23,8 @@ export class RpcConnection<F> {
   readonly protocol: RpcProtocol<F>;
   readonly ctx: RpcProxyContext;
   private readonly onClose: (c: RpcConnection<F>) => void;
-  private buffer: Buffer | undefined;
+  /** Bytes of a frame still arriving. */
+  private readonly frames = new FrameBuffer();
   private inFlight = 0;
   private draining = false;
   private drainTimer: NodeJS.Timeout | undefined;
@@ -90,8 +92,7 @@ export class RpcConnection<F> {
     const row = snap.telemetry.row;
     const base = snap.telemetry.layout.listener(snap.listenerIndex);
     row[base + L.downstream_cx_rx_bytes_total] += chunk.length;
-    const buf = this.buffer ? Buffer.concat([this.buffer, chunk]) : chunk;
-    this.buffer = undefined;
+    const buf = this.frames.append(chunk);
     let offset = 0;
     try {
       for (;;) {
@@ -113,7 +114,7 @@ export class RpcConnection<F> {
       this.socket.destroy();
       return;
     }
-    if (offset < buf.length) this.buffer = buf.subarray(offset);
+    this.frames.consumed(offset);
   }
 
   write(data: Buffer): void {

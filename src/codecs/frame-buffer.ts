@@ -1,0 +1,50 @@
+/**
+ * Bytes of a connection that are not decoded yet (the start of a frame still arriving), kept so
+ * that a large frame arriving in many reads costs linear time: chunks are copied into spare
+ * capacity that doubles as needed, instead of `Buffer.concat(pending, chunk)` per read (quadratic:
+ * a 16 MiB frame in 64 KiB reads would copy ~2 GiB).
+ *
+ * Bytes handed out (frames decoded from a view) are never written again: growing allocates a new
+ * buffer and copies only what is still undecoded, so views held by in-flight calls stay intact.
+ */
+export class FrameBuffer {
+  private buf: Buffer = Buffer.alloc(0);
+  private start = 0;
+  private end = 0;
+
+  /** Adds a read; returns the undecoded bytes (a view, valid until the next append). */
+  append(chunk: Buffer): Buffer {
+    if (this.start === this.end) {
+      // Nothing pending: decode straight from the read, no copy.
+      this.buf = chunk;
+      this.start = 0;
+      this.end = chunk.length;
+      return chunk;
+    }
+    const pending = this.end - this.start;
+    // Spare room past `end` exists only in a buffer allocated here (a read is exactly its bytes).
+    if (this.buf.length - this.end < chunk.length) {
+      const grown = Buffer.allocUnsafe(Math.max(2 * (pending + chunk.length), 4096));
+      this.buf.copy(grown, 0, this.start, this.end);
+      this.buf = grown;
+      this.start = 0;
+      this.end = pending;
+    }
+    chunk.copy(this.buf, this.end);
+    this.end += chunk.length;
+    return this.buf.subarray(this.start, this.end);
+  }
+
+  /** `n` bytes from the front were decoded (and may be referenced from now on). */
+  consumed(n: number): void {
+    this.start += n;
+    if (this.start === this.end) {
+      this.buf = Buffer.alloc(0);
+      this.start = this.end = 0;
+    }
+  }
+
+  get pending(): number {
+    return this.end - this.start;
+  }
+}
