@@ -198,9 +198,9 @@ async function applyConfig(shared: SharedArrayBuffer): Promise<void> {
   const previous = runtime;
   runtime = buildRuntime(snap.generation, snap.config, snap.ids);
   const hostIds = new Set(snap.ids.hosts.flat());
-  pools.byHost.retain(hostIds);
-  muxPools.bolt.byHost.retain(hostIds);
-  muxPools.dubbo.byHost.retain(hostIds);
+  pools.retain(snap.config, hostIds);
+  muxPools.bolt.retain(snap.config, hostIds);
+  muxPools.dubbo.retain(snap.config, hostIds);
   // Connections of removed listeners drain; listeners whose protocol changed drain too.
   for (const [conn, name] of open) {
     const next = runtime.listeners.get(name);

@@ -68,9 +68,12 @@ describe('Dubbo framing', () => {
   // re-count a huge descriptor per argument (quadratic), stalling the worker.
   it('reads only string attachments, caps parameters, and refuses non-string header fields', () => {
     const nested = [[1, 2], [3, 4]];
-    const inv = readInvocation(decodeDubboFrame(requestWithBody(['2.0.2', 'com.example.S', '1.0', 'm', 'I', 7, { group: 'blue', bomb: nested, n: 5 }]), 0, 1 << 20)!.frame);
+    const inv = readInvocation(decodeDubboFrame(requestWithBody(['2.0.2', 'com.example.S', '1.0', 'm', 'I', 7, { group: 'blue', bomb: nested, timeout: 3000, on: true }]), 0, 1 << 20)!.frame);
     expect(inv).toMatchObject({ service: 'com.example.S', method: 'm' });
-    expect(inv.attachments).toEqual({ group: 'blue' });
+    expect(inv.attachments).toEqual({ group: 'blue', timeout: '3000', on: 'true' });
+    // Dubbox: an int before the descriptor.
+    const dubbox = readInvocation(decodeDubboFrame(requestWithBody(['2.0.2', 'com.example.S', '1.0', 'm', -1, 'I', 7, { group: 'x' }]), 0, 1 << 20)!.frame);
+    expect(dubbox).toMatchObject({ service: 'com.example.S', attachments: { group: 'x' } });
     const many = 'I'.repeat(256);
     expect(() => readInvocation(decodeDubboFrame(requestWithBody(['2.0.2', 'S', '1.0', 'm', many, ...Array(256).fill(0), {}]), 0, 1 << 20)!.frame)).toThrow(/more than 255 parameters/);
     expect(() => readInvocation(decodeDubboFrame(requestWithBody(['2.0.2', ['not', 'a', 'string'], '1.0', 'm', '', {}]), 0, 1 << 20)!.frame)).toThrow(/service is not a string/);

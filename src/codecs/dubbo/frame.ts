@@ -103,15 +103,20 @@ export function readInvocation(frame: DubboFrame): DubboInvocation {
     const service = text(d.read(), 'service');
     const version = text(d.read(), 'version');
     const method = text(d.read(), 'method');
-    const desc = text(d.read(), 'parameter descriptor');
+    let next = d.read();
+    if (typeof next === 'number') next = d.read(); // Dubbox writes an int (-1) before the descriptor
+    const desc = text(next, 'parameter descriptor');
     const args = countArgs(desc);
     for (let i = 0; i < args; i++) d.read();
     const raw = d.read() ?? {};
     if (typeof raw !== 'object' || Array.isArray(raw)) throw new DubboProtocolError('attachments are not a map');
-    // Only string values: anything else (lists, maps, shared references) is not turned into text,
-    // which a crafted body could make exponentially large.
+    // Scalars only (Dubbo sends the caller's timeout as a number): lists, maps and shared
+    // references are not turned into text, which a crafted body could make exponentially large.
     const attachments: Record<string, string> = {};
-    for (const [k, v] of Object.entries(raw as Record<string, unknown>)) if (typeof v === 'string') attachments[k] = v;
+    for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
+      if (typeof v === 'string') attachments[k] = v;
+      else if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') attachments[k] = String(v);
+    }
     return { dubboVersion, service, version, method, attachments };
   } catch (err) {
     if (err instanceof DubboProtocolError) throw err;

@@ -4,7 +4,7 @@
  */
 import type { Cluster, ClusterManager } from '../../cluster/cluster-manager.ts';
 import type { Host } from '../../cluster/host.ts';
-import type { ListenerConfig } from '../../config/schema.ts';
+import type { ClusterConfig, ListenerConfig, ShuttleConfig as Config } from '../../config/schema.ts';
 import type { Logger } from '../../log/logger.ts';
 import type { Router } from '../../router/router.ts';
 import { HostPools } from '../../stream/host-pools.ts';
@@ -51,11 +51,20 @@ export class PoolRegistry {
   /** The pool settings of a cluster config, as a comparable key: computed once per config object. */
   private readonly keys = new WeakMap<object, string>();
 
+  settingsKey(config: ClusterConfig): string {
+    let key = this.keys.get(config);
+    if (key === undefined) this.keys.set(config, (key = JSON.stringify([config.connection_pool, config.connect_timeout])));
+    return key;
+  }
+
   get(host: Host, cluster: Cluster, telemetry: WorkerTelemetry): Http1Pool {
     const { connection_pool, connect_timeout } = cluster.config;
-    let key = this.keys.get(cluster.config);
-    if (key === undefined) this.keys.set(cluster.config, (key = JSON.stringify([connection_pool, connect_timeout])));
-    return this.byHost.get(host.index, key, () => new Http1Pool(host, connection_pool, connect_timeout, telemetry));
+    return this.byHost.get(host.index, this.settingsKey(cluster.config), () => new Http1Pool(host, connection_pool, connect_timeout, telemetry));
+  }
+
+  /** At a reload: keeps the pools the new config still describes (see HostPools.retain). */
+  retain(config: Config, hostIds: ReadonlySet<number>): void {
+    this.byHost.retain(hostIds, new Set(config.clusters.map((c) => this.settingsKey(c))));
   }
 }
 

@@ -5,7 +5,7 @@
 import type { Cluster, ClusterManager } from '../../cluster/cluster-manager.ts';
 import type { Host } from '../../cluster/host.ts';
 import type { RpcOptionsConfig } from '../../config/route-schema.ts';
-import type { ListenerConfig } from '../../config/schema.ts';
+import type { ClusterConfig, ListenerConfig, ShuttleConfig as Config } from '../../config/schema.ts';
 import type { Logger } from '../../log/logger.ts';
 import type { RpcRouter } from '../../router/rpc-router.ts';
 import { HostPools } from '../../stream/host-pools.ts';
@@ -34,13 +34,27 @@ export class MuxPoolRegistry<F> {
   /** Pool settings key per (listener rpc options, cluster config): computed once per config pair, not per call. */
   private readonly keys = new WeakMap<object, WeakMap<object, string>>();
 
-  get(host: Host, cluster: Cluster, rpc: RpcOptionsConfig, telemetry: WorkerTelemetry): MuxPool<F> {
-    const opts = { size: rpc.connections_per_host, connectTimeout: cluster.config.connect_timeout, maxFrameBytes: rpc.max_frame_bytes };
+  private options(rpc: RpcOptionsConfig, cluster: ClusterConfig) {
+    return { size: rpc.connections_per_host, connectTimeout: cluster.connect_timeout, maxFrameBytes: rpc.max_frame_bytes };
+  }
+
+  settingsKey(rpc: RpcOptionsConfig, cluster: ClusterConfig): string {
     let byCluster = this.keys.get(rpc);
     if (byCluster === undefined) this.keys.set(rpc, (byCluster = new WeakMap()));
-    let key = byCluster.get(cluster.config);
-    if (key === undefined) byCluster.set(cluster.config, (key = JSON.stringify(opts)));
-    return this.byHost.get(host.index, key, () => new MuxPool<F>(host, opts, this.codec, telemetry));
+    let key = byCluster.get(cluster);
+    if (key === undefined) byCluster.set(cluster, (key = JSON.stringify(this.options(rpc, cluster))));
+    return key;
+  }
+
+  get(host: Host, cluster: Cluster, rpc: RpcOptionsConfig, telemetry: WorkerTelemetry): MuxPool<F> {
+    return this.byHost.get(host.index, this.settingsKey(rpc, cluster.config), () => new MuxPool<F>(host, this.options(rpc, cluster.config), this.codec, telemetry));
+  }
+
+  /** At a reload: keeps the pools the new config still describes (see HostPools.retain). */
+  retain(config: Config, hostIds: ReadonlySet<number>): void {
+    const keys = new Set<string>();
+    for (const l of config.listeners) if (l.rpc) for (const c of config.clusters) keys.add(this.settingsKey(l.rpc, c));
+    this.byHost.retain(hostIds, keys);
   }
 }
 

@@ -30,6 +30,8 @@ export class RpcConnection<F> {
   private drainTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private readingPaused = false;
+  /** Our side is ending: calls that still arrive are not taken (there is no one to answer). */
+  private ending = false;
   /** The client sent FIN: the connection ends once its calls in flight are answered. */
   private peerEnded = false;
   /** Calls in flight, cancelled if the client goes away. */
@@ -53,7 +55,7 @@ export class RpcConnection<F> {
     s.on('end', () => {
       // (allowHalfOpen: the answers to calls already sent still go out.)
       this.peerEnded = true;
-      if (this.inFlight === 0) s.end();
+      if (this.inFlight === 0) this.end();
     });
     s.once('close', () => {
       this.closed = true;
@@ -78,16 +80,30 @@ export class RpcConnection<F> {
     this.socket.destroy();
   }
 
+  /**
+   * Ends our side. Reading resumes first: a socket paused for a client that did not read gets no
+   * 'drain' once ending, and the client's FIN must still be read for the connection to close.
+   */
+  private end(): void {
+    this.ending = true;
+    if (this.readingPaused) {
+      this.readingPaused = false;
+      this.socket.resume();
+    }
+    this.socket.end();
+  }
+
   private closeIfIdle(): void {
     if (!this.draining || this.inFlight > 0 || this.drainTimer) return;
     this.drainTimer = setTimeout(() => {
       this.drainTimer = undefined;
-      if (this.inFlight === 0) this.socket.end();
+      if (this.inFlight === 0) this.end();
     }, DRAIN_IDLE_GRACE_MS);
     this.drainTimer.unref();
   }
 
   private onData(chunk: Buffer): void {
+    if (this.ending) return;
     const snap = this.ctx.snapshot();
     const row = snap.telemetry.row;
     const base = snap.telemetry.layout.listener(snap.listenerIndex);
@@ -149,7 +165,7 @@ export class RpcConnection<F> {
     this.runs.delete(run);
     if (reply) this.write(reply);
     this.inFlight--;
-    if (this.peerEnded && this.inFlight === 0 && !this.closed) this.socket.end();
+    if (this.peerEnded && this.inFlight === 0 && !this.closed) this.end();
     this.closeIfIdle();
   }
 }
