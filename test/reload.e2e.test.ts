@@ -193,6 +193,53 @@ describe('reload on SIGHUP', () => {
     expect(extra.connections).toBe(1); // its first probe
   });
 
+  it('keeps upstream keep-alive connections across a reload, and closes them when their pool settings change', async () => {
+    // Each upstream socket gets a number; the answer says which socket served it.
+    const socketIds = new Map<net.Socket, number>();
+    const open = new Set<number>();
+    let closedSeen: (() => void) | undefined;
+    const up = await httpUpstream('up', (req, res) => {
+      const sock = req.socket;
+      if (!socketIds.has(sock)) {
+        const id = socketIds.size + 1;
+        socketIds.set(sock, id);
+        open.add(id);
+        sock.once('close', () => {
+          open.delete(id);
+          closedSeen?.();
+        });
+      }
+      res.end(String(socketIds.get(sock)));
+    });
+    cleanup.push(() => up.close());
+    const files = workdir();
+    const config = (maxRequests: number) => ({
+      version: 1,
+      admin: { address: '127.0.0.1:0' },
+      listeners: [{
+        name: 'web', address: '127.0.0.1:0', protocol: 'http',
+        virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ match: { prefix: '/' }, cluster: 'up' }] }],
+      }],
+      clusters: [{ name: 'up', hosts: [up.address], connection_pool: { max_requests_per_connection: maxRequests } }],
+    });
+    const { shuttle } = await startWith(config(1000), files);
+    const port = (await shuttle.ready()).listeners.web.port;
+    const agent = new Agent({ connections: 1 }); // one downstream connection: one worker, one pool
+    cleanup.push(() => agent.close());
+    const get = async () => (await (await request(`http://127.0.0.1:${port}/`, { dispatcher: agent })).body.text());
+
+    const first = await get();
+    expect(await get()).toBe(first);
+    expect((await reload(config(1000), files)).code).toBe(0); // same settings: the pool stays
+    expect(await get()).toBe(first);
+
+    const closed = new Promise<void>((resolve) => (closedSeen = () => !open.has(Number(first)) && resolve()));
+    expect((await reload(config(500), files)).code).toBe(0); // new settings: the old pool drains
+    // Its idle connection is closed at the reload, not left to its idle timeout (60 s).
+    await Promise.race([closed, new Promise((_, reject) => setTimeout(() => reject(new Error('the old pool kept its connection')), 5_000))]);
+    expect(await get()).not.toBe(first);
+  });
+
   it('replaces the worker threads when the thread count changes: new ones serve, old ones drain', async () => {
     const echo = await echoServer();
     cleanup.push(() => echo.close());
