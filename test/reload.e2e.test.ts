@@ -236,7 +236,9 @@ describe('reload on SIGHUP', () => {
     const closed = new Promise<void>((resolve) => (closedSeen = () => !open.has(Number(first)) && resolve()));
     expect((await reload(config(500), files)).code).toBe(0); // new settings: the old pool drains
     // Its idle connection is closed at the reload, not left to its idle timeout (60 s).
-    await Promise.race([closed, new Promise((_, reject) => setTimeout(() => reject(new Error('the old pool kept its connection')), 5_000))]);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('the old pool kept its connection')), 5_000)));
+    await Promise.race([closed, late]).finally(() => clearTimeout(timer));
     expect(await get()).not.toBe(first);
   });
 
