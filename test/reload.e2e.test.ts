@@ -2,16 +2,22 @@
  * Reload under load through the real CLI: `shuttle reload` (SIGHUP) while HTTP (keep-alive and
  * fresh connections) and TCP traffic runs.
  */
+import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Agent, request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { httpUpstream } from './support/http.ts';
 import { Client, closedPort, echoServer, type Upstream } from './support/net.ts';
 import { loop, tcpEcho } from './support/load.ts';
 import { runCli, ShuttleProcess } from './support/shuttle.ts';
+import { eventually } from './support/wait.ts';
+
+const require = createRequire(import.meta.url);
 
 const cleanup: (() => Promise<unknown> | void)[] = [];
 afterEach(async () => {
@@ -240,6 +246,46 @@ describe('reload on SIGHUP', () => {
     const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('the old pool kept its connection')), 5_000)));
     await Promise.race([closed, late]).finally(() => clearTimeout(timer));
     expect(await get()).not.toBe(first);
+  });
+
+  it('closes multiplexed RPC connections whose pool settings changed once their calls are answered', async () => {
+    const port = await closedPort();
+    const server = spawn(process.execPath, [fileURLToPath(new URL('./support/bolt-server.ts', import.meta.url)), String(port), 'a'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    cleanup.push(() => void server.kill('SIGKILL'));
+    let slowStarted: (() => void) | undefined;
+    await new Promise<void>((resolve, reject) => {
+      server.stdout!.on('data', (d) => {
+        if (String(d).includes('ready')) resolve();
+        if (String(d).includes('slow call started')) slowStarted?.();
+      });
+      server.once('exit', (code) => reject(new Error(`bolt server exited (${code})`)));
+    });
+    const files = workdir();
+    const config = (connectionsPerHost: number) => ({
+      version: 1,
+      admin: { address: '127.0.0.1:0' },
+      listeners: [{ name: 'bolt', address: '127.0.0.1:0', protocol: 'bolt', rpc: { routes: [{ cluster: 'echo' }], connections_per_host: connectionsPerHost } }],
+      clusters: [{ name: 'echo', hosts: [`127.0.0.1:${port}`] }],
+    });
+    const { shuttle, admin } = await startWith(config(1), files);
+    const boltPort = (await shuttle.ready()).listeners.bolt.port;
+    const { RpcClient } = require('sofa-rpc-node').client;
+    const quiet = { info() {}, warn() {}, debug() {}, error() {} };
+    const client = new RpcClient({ logger: quiet });
+    cleanup.push(() => client.close());
+    const consumer = client.createConsumer({ interfaceName: 'com.example.Echo', serverHost: `127.0.0.1:${boltPort}` });
+    await consumer.ready();
+    const active = async () => ((await (await fetch(`${admin}/clusters`)).json()) as { hosts: { active_connections: number }[] }[])[0].hosts[0].active_connections;
+
+    // A call in flight on the worker's one upstream connection while the settings change.
+    const started = new Promise<void>((r) => (slowStarted = r));
+    const slow = consumer.invoke('slow', [800], { responseTimeout: 5_000 }) as Promise<string>;
+    await started;
+    expect(await active()).toBe(1);
+    expect((await reload(config(2), files)).code).toBe(0);
+    expect(await slow).toBe('a:slow'); // the drained connection still answers what it carries…
+    await eventually(active, (n) => n === 0); // …then closes, instead of staying open for good
+    expect(await consumer.invoke('echo', ['after'], { responseTimeout: 5_000 })).toBe('a:after'); // a new pool serves
   });
 
   it('replaces the worker threads when the thread count changes: new ones serve, old ones drain', async () => {
