@@ -66,6 +66,16 @@ describe('DeadlineQueue', () => {
     expect(firedAt.get('a2')).toBeCloseTo(400, -1);
   });
 
+  it('waits out deadlines longer than a Node timer can hold (2^31-1 ms)', () => {
+    const q = new DeadlineQueue(2 ** 32);
+    let fired = 0;
+    new Deadline(() => fired++).arm(q);
+    vi.advanceTimersByTime(2 ** 31);
+    expect(fired).toBe(0);
+    vi.advanceTimersByTime(2 ** 31 + 10);
+    expect(fired).toBe(1);
+  });
+
   it('goes on expiring the others when an owner throws', () => {
     const q = new DeadlineQueue(50);
     const fired: string[] = [];

@@ -81,7 +81,8 @@ export class DeadlineQueue {
   }
 
   private schedule(ms: number): void {
-    this.timer = setTimeout(() => this.fire(), Math.max(1, Math.ceil(ms)));
+    // A Node timer holds at most 2^31-1 ms; a longer deadline is looked at again then.
+    this.timer = setTimeout(() => this.fire(), Math.min(0x7fffffff, Math.max(1, Math.ceil(ms))));
     this.timer.unref();
   }
 

@@ -6,6 +6,7 @@
  */
 import type net from 'node:net';
 import { FrameBuffer } from '../../codecs/frame-buffer.ts';
+import { Deadline, deadlines } from '../../stream/deadlines.ts';
 import type { Cluster } from '../../cluster/cluster-manager.ts';
 import type { Host } from '../../cluster/host.ts';
 import type { RpcCall, RpcRoute } from '../../router/rpc-router.ts';
@@ -170,6 +171,17 @@ export class RpcConnection<F> {
   }
 }
 
+/**
+ * A caller's timeout rounded up to two significant digits (3050 → 3100 ms): callers choose any
+ * value, and each distinct duration is a deadline queue, so this bounds the queues to a few
+ * hundred whatever clients send, at the price of an expiry at most 10% late.
+ */
+function twoSignificantDigits(ms: number): number {
+  if (ms < 100) return Math.ceil(ms);
+  const step = 10 ** (Math.floor(Math.log10(ms)) - 1);
+  return Math.ceil(ms / step) * step;
+}
+
 /** One RPC call through the proxy. */
 class RpcCallRun<F> {
   private readonly conn: RpcConnection<F>;
@@ -182,7 +194,7 @@ class RpcCallRun<F> {
   private readonly tried = new Set<Host>();
   private readonly startedAt = performance.now();
   private cancel: (() => void) | undefined;
-  private timer: NodeJS.Timeout | undefined;
+  private timer: Deadline | undefined;
   private done = false;
   private retries = 0;
 
@@ -203,7 +215,10 @@ class RpcCallRun<F> {
     const cluster = name ? this.snap.clusters.get(name) : undefined;
     if (!cluster) return this.fail('no_route', 'SHUTTLE_E_NO_CLUSTER', null);
     const timeout = this.route.timeout > 0 ? this.route.timeout : this.conn.protocol.timeoutOf(this.frame, this.call);
-    if (timeout > 0 && !this.oneway) this.timer = setTimeout(() => this.fail('timeout', 'SHUTTLE_E_UPSTREAM_TIMEOUT', null), timeout);
+    if (timeout > 0 && !this.oneway) {
+      this.timer = new Deadline(() => this.fail('timeout', 'SHUTTLE_E_UPSTREAM_TIMEOUT', null));
+      this.timer.arm(deadlines.queue(twoSignificantDigits(timeout)));
+    }
     this.attempt(cluster);
   }
 
@@ -262,7 +277,7 @@ class RpcCallRun<F> {
     if (this.done) return;
     this.done = true;
     this.snap.telemetry.streams(-1);
-    clearTimeout(this.timer);
+    this.timer?.cancel();
     const { listener } = this.snap;
     if (listener.access_log) {
       this.conn.ctx.logger.info({
