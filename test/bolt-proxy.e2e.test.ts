@@ -2,22 +2,19 @@
  * SOFA Bolt through the real CLI (2 worker threads): sofa-rpc-node RpcClient → Shuttle →
  * sofa-rpc-node RpcServer, each server in its own process.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
 import net from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { closedPort } from './support/net.ts';
+import { startBoltServer, type BoltUpstream } from './support/bolt-upstream.ts';
 import { startShuttle, testConfig, type ShuttleProcess } from './support/shuttle.ts';
 import { eventually } from './support/wait.ts';
 
 const require = createRequire(import.meta.url);
 const { RpcClient } = require('sofa-rpc-node').client;
 const protocol = require('sofa-bolt-node/lib/protocol');
-const SERVER = fileURLToPath(new URL('./support/bolt-server.ts', import.meta.url));
 const quiet = { info() {}, warn() {}, debug() {}, error() {} };
 
-const servers: Record<string, { child: ChildProcess; port: number }> = {};
+const servers: Record<string, BoltUpstream> = {};
 let shuttle: ShuttleProcess;
 let boltPort: number;
 let autoPort: number;
@@ -25,28 +22,6 @@ let idemPort: number;
 let admin: string;
 const clients: { close(): Promise<void> }[] = [];
 
-async function startServer(name: string): Promise<void> {
-  const port = await closedPort();
-  const child = spawn(process.execPath, [SERVER, String(port), name], { stdio: ['ignore', 'pipe', 'inherit'] });
-  await new Promise<void>((resolve, reject) => {
-    child.stdout!.on('data', (d) => String(d).includes('ready') && resolve());
-    child.once('exit', (code) => reject(new Error(`bolt server ${name} exited (${code})`)));
-  });
-  servers[name] = { child, port };
-}
-
-/** Resolves once `name` has begun serving a slow call (it has calls in flight). */
-function slowCallStarted(name: string): Promise<void> {
-  return new Promise((resolve) => {
-    const out = servers[name].child.stdout!;
-    const onData = (d: Buffer) => {
-      if (!String(d).includes('slow call started')) return;
-      out.off('data', onData);
-      resolve();
-    };
-    out.on('data', onData);
-  });
-}
 
 async function consumer(port: number, interfaceName = 'com.example.Echo') {
   const client = new RpcClient({ logger: quiet });
@@ -58,7 +33,7 @@ async function consumer(port: number, interfaceName = 'com.example.Echo') {
 }
 
 beforeAll(async () => {
-  for (const name of ['a', 'b', 'c', 'd', 'e']) await startServer(name);
+  for (const name of ['a', 'b', 'c', 'd', 'e']) servers[name] = await startBoltServer(name);
   const rpc = {
     routes: [
       { match: { service: 'com.example.Other:1.0' }, cluster: 'other' },
@@ -186,7 +161,7 @@ describe('SOFA Bolt proxy', () => {
   it('fails only the in-flight calls of a killed upstream, with a Bolt error, and later calls succeed', async () => {
     const invoke = await consumer(boltPort);
     // Slow calls spread over a and b; then a dies with its calls in flight.
-    const aBusy = slowCallStarted('a');
+    const aBusy = servers.a.slowCallStarted();
     const inflight = Array.from({ length: 20 }, () => invoke('slow', [1_500]).then((r) => ({ ok: true, r }), (e: Error) => ({ ok: false, r: e.message })));
     await aBusy;
     servers.a.child.kill('SIGKILL');
@@ -204,7 +179,7 @@ describe('SOFA Bolt proxy', () => {
 
   it('retries calls lost with a killed upstream on another host when the route is idempotent', async () => {
     const invoke = await consumer(idemPort);
-    const dBusy = slowCallStarted('d');
+    const dBusy = servers.d.slowCallStarted();
     const inflight = Array.from({ length: 20 }, () => invoke('slow', [1_000]).then((r) => ({ ok: true, r }), (e: Error) => ({ ok: false, r: e.message })));
     await dBusy;
     servers.d.child.kill('SIGKILL');

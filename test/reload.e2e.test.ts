@@ -2,18 +2,17 @@
  * Reload under load through the real CLI: `shuttle reload` (SIGHUP) while HTTP (keep-alive and
  * fresh connections) and TCP traffic runs.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Agent, request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { httpUpstream } from './support/http.ts';
 import { Client, closedPort, echoServer, type Upstream } from './support/net.ts';
 import { loop, tcpEcho } from './support/load.ts';
+import { startBoltServer } from './support/bolt-upstream.ts';
 import { runCli, ShuttleProcess } from './support/shuttle.ts';
 import { eventually } from './support/wait.ts';
 
@@ -249,17 +248,9 @@ describe('reload on SIGHUP', () => {
   });
 
   it('closes multiplexed RPC connections whose pool settings changed once their calls are answered', async () => {
-    const port = await closedPort();
-    const server = spawn(process.execPath, [fileURLToPath(new URL('./support/bolt-server.ts', import.meta.url)), String(port), 'a'], { stdio: ['ignore', 'pipe', 'inherit'] });
-    cleanup.push(() => void server.kill('SIGKILL'));
-    let slowStarted: (() => void) | undefined;
-    await new Promise<void>((resolve, reject) => {
-      server.stdout!.on('data', (d) => {
-        if (String(d).includes('ready')) resolve();
-        if (String(d).includes('slow call started')) slowStarted?.();
-      });
-      server.once('exit', (code) => reject(new Error(`bolt server exited (${code})`)));
-    });
+    const server = await startBoltServer('a');
+    cleanup.push(() => void server.child.kill('SIGKILL'));
+    const port = server.port;
     const files = workdir();
     const config = (connectionsPerHost: number) => ({
       version: 1,
@@ -278,7 +269,7 @@ describe('reload on SIGHUP', () => {
     const active = async () => ((await (await fetch(`${admin}/clusters`)).json()) as { hosts: { active_connections: number }[] }[])[0].hosts[0].active_connections;
 
     // A call in flight on the worker's one upstream connection while the settings change.
-    const started = new Promise<void>((r) => (slowStarted = r));
+    const started = server.slowCallStarted();
     const slow = consumer.invoke('slow', [800], { responseTimeout: 5_000 }) as Promise<string>;
     await started;
     expect(await active()).toBe(1);

@@ -404,8 +404,6 @@ export class HttpStream implements ConnectionUser {
 
   /** Sends response bytes downstream (heads are latin1 strings: one byte per character). */
   private write(data: string | Buffer): void {
-    this.bytesSent += data.length;
-    this.snap.telemetry.row[this.snap.telemetry.layout.listener(this.snap.listenerIndex) + L.downstream_cx_tx_bytes_total] += data.length;
     this.out.push(data);
     this.outBytes += data.length;
     if (!this.batching) this.flush();
@@ -414,6 +412,8 @@ export class HttpStream implements ConnectionUser {
   private flush(): void {
     this.batching = false;
     if (this.out.length === 0) return;
+    this.bytesSent += this.outBytes;
+    this.snap.telemetry.row[this.snap.telemetry.layout.listener(this.snap.listenerIndex) + L.downstream_cx_tx_bytes_total] += this.outBytes;
     const sock = this.owner.socket;
     const ok = sock.destroyed || writeJoined(sock, this.out, this.outBytes, true);
     this.out = []; // (a new array: truncating through .length is a slow runtime call)
@@ -532,10 +532,7 @@ export class HttpStream implements ConnectionUser {
     if (!this.requestComplete && !this.responseStarted) {
       // The client stopped sending its body: that is its timeout, and the connection can't go on.
       this.error = new ShuttleError('SHUTTLE_E_STREAM_IDLE_TIMEOUT', 'downstream', `request body stalled for ${ms}ms`);
-      this.cancelWait?.();
-      const conn = this.conn;
-      this.conn = undefined;
-      if (conn) conn.release(false);
+      this.dropUpstream();
       return this.reply(408, `${this.error.message}\n`, this.error.code);
     }
     this.timedOut(new ShuttleError('SHUTTLE_E_STREAM_IDLE_TIMEOUT', 'internal', `no byte moved for ${ms}ms`));
@@ -543,10 +540,7 @@ export class HttpStream implements ConnectionUser {
 
   private timedOut(error: ShuttleError): void {
     if (this.finished) return;
-    this.cancelWait?.();
-    const conn = this.conn;
-    this.conn = undefined;
-    if (conn) conn.release(false);
+    this.dropUpstream();
     if (this.responseStarted) {
       this.error = error;
       this.owner.socket.destroy();
@@ -586,14 +580,19 @@ export class HttpStream implements ConnectionUser {
     return this.responseStarted || this.finished;
   }
 
-  /** Stops the stream without a reply (the downstream connection is gone). */
-  abort(): void {
-    if (this.finished) return;
-    this.error ??= new ShuttleError('SHUTTLE_E_DOWNSTREAM_RESET', 'downstream');
+  /** Gives up the upstream side: a wait for a connection, or the connection (never reused). */
+  private dropUpstream(): void {
     this.cancelWait?.();
     const conn = this.conn;
     this.conn = undefined;
     if (conn) conn.release(false);
+  }
+
+  /** Stops the stream without a reply (the downstream connection is gone). */
+  abort(): void {
+    if (this.finished) return;
+    this.error ??= new ShuttleError('SHUTTLE_E_DOWNSTREAM_RESET', 'downstream');
+    this.dropUpstream();
     this.finish();
   }
 
