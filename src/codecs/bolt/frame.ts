@@ -11,6 +11,7 @@
  * The CRC rule follows the sofa-bolt-node reference implementation (switch bit 0x01 set).
  */
 import { createRequire } from 'node:module';
+import { ShuttleError } from '../../errors.ts';
 import { crc32 } from 'node:zlib';
 
 const require = createRequire(import.meta.url);
@@ -70,8 +71,12 @@ export interface BoltFrame {
   raw: Buffer;
 }
 
-export class BoltProtocolError extends Error {
-  readonly code = 'SHUTTLE_E_BOLT_PROTOCOL';
+export class BoltProtocolError extends ShuttleError {
+  declare readonly code: 'SHUTTLE_E_BOLT_PROTOCOL';
+  constructor(message: string) {
+    super('SHUTTLE_E_BOLT_PROTOCOL', 'downstream', message);
+    this.name = 'BoltProtocolError';
+  }
 }
 
 export function isResponse(f: Pick<BoltFrame, 'type'>): boolean {

@@ -10,6 +10,7 @@
  *   descriptor, the arguments, the attachments map
  */
 import { createRequire } from 'node:module';
+import { ShuttleError } from '../../errors.ts';
 
 const require = createRequire(import.meta.url);
 const hessian = require('hessian.js') as {
@@ -61,8 +62,12 @@ export interface DubboInvocation {
   attachments: Record<string, string>;
 }
 
-export class DubboProtocolError extends Error {
-  readonly code = 'SHUTTLE_E_DUBBO_PROTOCOL';
+export class DubboProtocolError extends ShuttleError {
+  declare readonly code: 'SHUTTLE_E_DUBBO_PROTOCOL';
+  constructor(message: string) {
+    super('SHUTTLE_E_DUBBO_PROTOCOL', 'downstream', message);
+    this.name = 'DubboProtocolError';
+  }
 }
 
 /** Decodes one frame at `offset`; undefined when more bytes are needed; throws when invalid. */

@@ -1,23 +1,24 @@
 /**
- * Parse errors of the HTTP/1.1 codec, each with the status a proxy answers with and a stable code.
+ * Parse errors of the HTTP/1.1 codec: a ShuttleError whose code (and so its status) says what was
+ * wrong with the bytes. The status of each code is in the registry (src/errors.ts).
  */
-export const HTTP_PARSE_ERRORS = {
-  SHUTTLE_E_HTTP_BAD_REQUEST: 400,
-  SHUTTLE_E_HTTP_HEADERS_TOO_LARGE: 431,
-  SHUTTLE_E_HTTP_BODY_TOO_LARGE: 413,
-  SHUTTLE_E_HTTP_VERSION: 505,
-  SHUTTLE_E_HTTP_BAD_RESPONSE: 502,
-} as const;
+import { ERRORS, ShuttleError } from '../../errors.ts';
 
-export type HttpParseErrorCode = keyof typeof HTTP_PARSE_ERRORS;
+export type HttpParseErrorCode =
+  | 'SHUTTLE_E_HTTP_BAD_REQUEST'
+  | 'SHUTTLE_E_HTTP_HEADERS_TOO_LARGE'
+  | 'SHUTTLE_E_HTTP_URI_TOO_LONG'
+  | 'SHUTTLE_E_HTTP_BODY_TOO_LARGE'
+  | 'SHUTTLE_E_HTTP_VERSION'
+  | 'SHUTTLE_E_HTTP_HEADERS_TIMEOUT'
+  | 'SHUTTLE_E_HTTP_BAD_RESPONSE';
 
-export class HttpParseError extends Error {
-  readonly code: HttpParseErrorCode;
+export class HttpParseError extends ShuttleError {
+  declare readonly code: HttpParseErrorCode;
   readonly status: number;
   constructor(code: HttpParseErrorCode, message: string) {
-    super(message);
+    super(code, code === 'SHUTTLE_E_HTTP_BAD_RESPONSE' ? 'upstream' : 'downstream', message);
     this.name = 'HttpParseError';
-    this.code = code;
-    this.status = HTTP_PARSE_ERRORS[code];
+    this.status = ERRORS[code].http;
   }
 }
