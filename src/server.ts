@@ -23,7 +23,7 @@ import { OutlierDetector } from './cluster/health/outlier-detector.ts';
 import { deepFreeze, formatProblem } from './config/load.ts';
 import type { ReloadTaskResult } from './config/reload-task.ts';
 import { upgradeStatusPath, writeJson, writeStatus, type UpgradeStatus } from './config/reload-status.ts';
-import type { LogLevel, ShuttleConfig } from './config/schema.ts';
+import { isLoopback, type LogLevel, type ShuttleConfig } from './config/schema.ts';
 import { createLogger, type Logger } from './log/logger.ts';
 import { Directory, MAX_WORKER_SLOTS } from './shared/directory.ts';
 import { StatsLayout, StatsTable } from './shared/stats-table.ts';
@@ -78,7 +78,7 @@ export async function startServer(opts: StartOptions): Promise<void> {
   let reusePortListeners: BoundListener[] = [];
   const listeners = () => (opts.balance === 'reuseport' ? reusePortListeners : acceptor.bound());
 
-  const admin = new AdminServer(logger);
+  const admin = new AdminServer(logger, { allowedHosts: opts.config.admin.allowed_hosts });
   registerRoutes(admin, {
     phase: () => phase,
     config: () => current.config,
@@ -106,6 +106,9 @@ export async function startServer(opts: StartOptions): Promise<void> {
   if (!successor) {
     adminAddress = await admin.listen(current.config.admin.address).catch((err) => fail(err, 'admin server could not listen'));
     logger.info({ address: adminAddress }, 'admin listening');
+    if (current.config.admin.allow_remote && !isLoopback(current.config.admin.address.host)) {
+      logger.warn({ address: adminAddress }, 'the admin API listens on a non-loopback address (admin.allow_remote): anyone who reaches it can stop workers and read the config');
+    }
   }
 
   const bound = await pool.start().catch((err) => fail(err, 'workers failed to start'));

@@ -500,7 +500,7 @@ describe('HTTP/1.1 proxy: protocol', () => {
 
   it('answers 408 and closes when a request head does not arrive within request_headers_timeout', async () => {
     const { text, closed } = await rawExchange(idlePort, 'GET /slow HTTP/1.1\r\nHost: x\r\n'); // no blank line
-    expect(splitResponses(text)).toMatchObject([{ status: 408, headers: { 'x-shuttle-error': 'SHUTTLE_E_HTTP_BAD_REQUEST' } }]);
+    expect(splitResponses(text)).toMatchObject([{ status: 408, headers: { 'x-shuttle-error': 'SHUTTLE_E_HTTP_HEADERS_TIMEOUT' } }]);
     expect(closed).toBe(true);
   });
 

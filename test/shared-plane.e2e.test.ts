@@ -125,8 +125,9 @@ describe('shared plane', () => {
     await a.close();
     await eventually(() => clusters(admin), (c) => c[0].hosts[0].health === 'unhealthy', 5_000);
     const detectedAfter = Date.now() - downAt;
-    // threshold probes, each up to interval × 1.1 apart (jitter), plus one probe's timeout.
-    expect(detectedAfter).toBeLessThan(interval * 1.1 * threshold + 200 + 500);
+    // threshold probes, each up to interval × 1.1 apart (jitter), plus one probe's timeout; the
+    // slack is for a busy machine, where timers fire late (a bound, not a speed measurement).
+    expect(detectedAfter).toBeLessThan(interval * 1.1 * threshold + 200 + 3_000);
     const line = await shuttle.waitForLog((l) => l.msg === 'host health changed' && l.host === a.address);
     expect(line).toMatchObject({ health: 'unhealthy', flags: ['failed_active_health_check'] });
 

@@ -25,6 +25,8 @@ const WORKER_ENTRY = new URL('../workers/worker.ts', import.meta.url);
 const CRASH_WINDOW_MS = 30_000;
 const MAX_RESTART_DELAY_MS = 5_000;
 const ELU_WINDOW_MS = 1_000;
+/** A worker told to exit that has not exited by then is terminated. */
+const EXIT_BACKSTOP_MS = 1_000;
 /** Per worker → main ring: room for thousands of events between two wake-ups of the main loop. */
 const EVENT_RING_BYTES = 64 * 1024;
 
@@ -207,12 +209,26 @@ export class WorkerPool {
     return Promise.all(waits).then(() => undefined);
   }
 
-  /** Ends a worker abruptly, as a crash would; the supervisor replaces it. */
+  /**
+   * Ends a worker abruptly, as a crash would; the supervisor replaces it. The acceptor stops
+   * choosing it first, and the worker hands back connections that were already on their way.
+   */
   terminate(index: number): boolean {
-    const worker = this.slots[index]?.worker;
-    if (!worker) return false;
-    void worker.terminate();
+    const slot = this.slots[index];
+    if (!slot?.worker) return false;
+    this.kill(slot);
     return true;
+  }
+
+  /** EXITING, then exit-now behind every hand-off already posted; terminate() if it does not. */
+  private kill(slot: Slot): void {
+    const worker = slot.worker;
+    if (!worker) return;
+    this.loadTable.setState(slot.index, WorkerState.EXITING);
+    worker.postMessage({ type: 'exit-now' } satisfies MainToWorker);
+    setTimeout(() => {
+      if (slot.worker === worker) void worker.terminate();
+    }, EXIT_BACKSTOP_MS).unref();
   }
 
   info(): WorkerInfo[] {
@@ -314,6 +330,11 @@ export class WorkerPool {
           slot.elu = slot.eluSample.utilization;
           log.info({ slot: slot.index, worker: workerId, thread_id: worker.threadId }, 'worker ready');
           resolve(msg.listeners);
+        } else if (msg.type === 'bounce') {
+          this.loadTable.connectionClosed(slot.index);
+          this.dispatch(msg.listener, msg.socket);
+        } else if (msg.type === 'fatal') {
+          this.kill(slot);
         } else if (msg.type === 'listen-failed') {
           reject(new Error(`worker ${workerId} could not bind listener ${msg.listener}: ${msg.error}`));
         }

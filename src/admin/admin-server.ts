@@ -1,10 +1,17 @@
 /**
  * The admin HTTP API (loopback by default). Read-only endpoints answer GET; anything that changes
  * state answers POST only, so a stray GET from a browser or a crawler cannot stop a worker.
+ *
+ * Browsers are the threat to a loopback admin: any web page can make its visitor's browser send
+ * requests to 127.0.0.1. So every request must name the admin itself in Host (a DNS-rebinding
+ * page sends its own name), a request with an Origin must come from the admin's own origin, and a
+ * POST must not look like a form or a `text/plain` beacon (the content types a page may send
+ * cross-site without a preflight). curl and the `shuttle` command pass all three as they are.
  */
 import http from 'node:http';
 import type net from 'node:net';
 import { formatAddress, type SocketAddress } from '../config/address.ts';
+import { isLoopback } from '../config/schema.ts';
 import type { Logger } from '../log/logger.ts';
 
 export interface AdminReply {
@@ -21,8 +28,15 @@ interface Route {
   handler: AdminHandler;
 }
 
+/** Content types a browser sends cross-site without asking first (a "simple" request). */
+const SIMPLE_CONTENT_TYPES = new Set(['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data']);
+
 export class AdminServer {
   private readonly routes: Route[] = [];
+  /** Host names (lower-case, no port, IPv6 without brackets) this admin answers to. */
+  private allowedHosts = new Set<string>();
+  private port = 0;
+  private readonly extraHosts: readonly string[];
 
   /** The listening socket, for handing over to an upgraded process. */
   get listening(): net.Server | undefined {
@@ -31,8 +45,44 @@ export class AdminServer {
   private server: http.Server | undefined;
   private readonly logger: Logger;
 
-  constructor(logger: Logger) {
+  constructor(logger: Logger, opts: { allowedHosts?: readonly string[] } = {}) {
     this.logger = logger;
+    this.extraHosts = opts.allowedHosts ?? [];
+  }
+
+  /**
+   * The host names a request may carry in Host (any port: a request proxied to the admin by one
+   * of Shuttle's own listeners keeps that listener's port): the bound address, loopback names
+   * when bound to loopback or a wildcard, and admin.allowed_hosts.
+   */
+  private allowHostsFor(a: net.AddressInfo): void {
+    const names = [a.address, ...this.extraHosts];
+    if (isLoopback(a.address) || a.address === '::' || a.address === '0.0.0.0') names.push('localhost', '127.0.0.1', '::1');
+    this.allowedHosts = new Set(names.map((n) => n.toLowerCase().replace(/^\[|\]$/g, '')));
+    this.port = a.port;
+  }
+
+  /** Why a request is refused before routing (see the header comment), or undefined. */
+  private refusal(req: http.IncomingMessage): string | undefined {
+    const host = req.headers.host ?? '';
+    const hostname = /^(\[[^\]]*\]|[^:]*)(:\d+)?$/.exec(host)?.[1].toLowerCase().replace(/^\[|\]$/g, '');
+    if (hostname === undefined || !this.allowedHosts.has(hostname)) return `Host "${host.slice(0, 100)}" is not this admin's address (add it to admin.allowed_hosts)`;
+    // A page the admin serves itself has the admin's origin; every other origin is a foreign page.
+    const origin = req.headers.origin;
+    if (origin !== undefined) {
+      let url: URL | undefined;
+      try {
+        url = new URL(origin);
+      } catch {}
+      const sameOrigin = url !== undefined && url.protocol === 'http:' && this.allowedHosts.has(url.hostname.replace(/^\[|\]$/g, '')) && Number(url.port || 80) === this.port;
+      if (!sameOrigin) return `cross-origin request from ${origin.slice(0, 100)} refused`;
+    }
+    if (req.headers['sec-fetch-site'] === 'cross-site') return 'cross-site request refused';
+    if (req.method === 'POST') {
+      const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+      if (SIMPLE_CONTENT_TYPES.has(type)) return `POST with content-type ${type} refused (send none, or application/json)`;
+    }
+    return undefined;
   }
 
   /** `path` may hold `:name` segments, handed to the handler as params. */
@@ -54,6 +104,7 @@ export class AdminServer {
       const onListening = () => {
         server.off('error', reject);
         const a = server.address() as net.AddressInfo;
+        this.allowHostsFor(a);
         resolve(formatAddress({ host: a.address, port: a.port }));
       };
       if (inherited) server.listen(inherited, onListening);
@@ -74,8 +125,12 @@ export class AdminServer {
     let reply: AdminReply;
     const matching = this.routes.filter((r) => r.pattern.test(path));
     const route = matching.find((r) => r.method === req.method);
+    const refused = this.refusal(req);
     try {
-      if (route) reply = await route.handler({ ...route.pattern.exec(path)!.groups }, req);
+      if (refused) {
+        this.logger.warn({ path, method: req.method, host: req.headers.host, origin: req.headers.origin, remote: req.socket.remoteAddress, reason: refused }, 'admin request refused');
+        reply = { status: 403, body: { error: refused } };
+      } else if (route) reply = await route.handler({ ...route.pattern.exec(path)!.groups }, req);
       else if (matching.length > 0) reply = { status: 405, body: { error: `use ${matching.map((r) => r.method).join(' or ')}` } };
       else reply = { status: 404, body: { error: 'no such admin endpoint', endpoints: this.routes.map((r) => `${r.method} ${r.pattern.source.slice(1, -1)}`) } };
     } catch (err) {

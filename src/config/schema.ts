@@ -115,9 +115,28 @@ const listener = z.object({
   if (l.protocol !== 'tcp' && l.cluster) ctx.addIssue({ code: 'custom', path: ['cluster'], message: `a ${l.protocol} listener routes by its routes; cluster is for tcp listeners` });
 });
 
+/** Loopback addresses: the only ones the admin API binds unless allow_remote says otherwise. */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
 const admin = z.object({
   address: address({ allowPortZero: true }).default({ host: '127.0.0.1', port: 9901 }),
-}).strict();
+  /**
+   * The admin API can stop workers and shows the whole config: it binds a non-loopback address
+   * only when this says so explicitly (and then logs a warning at every start).
+   */
+  allow_remote: z.boolean().default(false),
+  /**
+   * Host header values accepted besides the admin's own address and loopback names (DNS
+   * rebinding defence: a browser tricked into calling the admin sends the attacker's name).
+   */
+  allowed_hosts: z.array(z.string().min(1)).default([]),
+}).strict().superRefine((a, ctx) => {
+  if (!a.allow_remote && !isLoopback(a.address.host)) {
+    ctx.addIssue({ code: 'custom', path: ['address'], message: `${a.address.host} is not a loopback address; the admin API can stop workers and read the config, so set allow_remote: true to expose it on purpose` });
+  }
+});
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 
@@ -131,7 +150,7 @@ const workers = z.object({
 export const configSchema = z.object({
   version: z.literal(1, { error: 'expected version: 1' }),
   workers: workers.default({ replace_on_reload: false }),
-  admin: admin.default({ address: { host: '127.0.0.1', port: 9901 } }),
+  admin: admin.default({ address: { host: '127.0.0.1', port: 9901 }, allow_remote: false, allowed_hosts: [] }),
   log: z.object({ level: z.enum(LOG_LEVELS).default('info') }).strict().default({ level: 'info' }),
   /** How long open connections may finish after SIGTERM (or an upgrade) before they are closed. */
   drain_timeout: duration.default(30_000),

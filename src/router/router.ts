@@ -16,6 +16,16 @@ export interface RequestView {
   header(name: string): string | undefined;
 }
 
+/**
+ * A query parameter's value with URLSearchParams semantics: `+` is a space, a malformed escape
+ * (`%zz`) stays as it is instead of throwing, names compare case-sensitively (Envoy's rule).
+ * The first occurrence wins; undefined when absent.
+ */
+export function queryParam(query: string, name: string): string | undefined {
+  if (query.length === 0) return undefined;
+  return new URLSearchParams(query).get(name) ?? undefined;
+}
+
 export interface Route {
   readonly name: string;
   readonly virtualHost: string;
@@ -47,26 +57,19 @@ export function clusterPicker(cluster: string | undefined, weighted: readonly { 
   };
 }
 
-/** An exact/regex/present condition on a value looked up by name (headers, query, attachments). */
-export function valueMatcher<R>(m: ValueMatcherConfig, get: (req: R, name: string) => string | undefined): (req: R) => boolean {
+/**
+ * An exact/regex/present condition on a value looked up by name (headers, query, attachments).
+ * Header names are case-insensitive (looked up lower-cased); query parameter names are not.
+ */
+export function valueMatcher<R>(m: ValueMatcherConfig, get: (req: R, name: string) => string | undefined, caseSensitiveName = false): (req: R) => boolean {
   const re = m.regex !== undefined ? new RegExp(`^(?:${m.regex})$`) : undefined;
-  const name = m.name.toLowerCase();
+  const name = caseSensitiveName ? m.name : m.name.toLowerCase();
   const test = (v: string | undefined): boolean => {
     if (m.present !== undefined) return (v !== undefined) === m.present;
     if (v === undefined) return false;
     return re ? re.test(v) : v === m.exact;
   };
   return (req) => test(get(req, name)) !== m.invert;
-}
-
-function queryParam(req: RequestView, name: string): string | undefined {
-  if (!req.query) return undefined;
-  for (const pair of req.query.split('&')) {
-    const eq = pair.indexOf('=');
-    const key = eq < 0 ? pair : pair.slice(0, eq);
-    if (decodeURIComponent(key).toLowerCase() === name) return eq < 0 ? '' : decodeURIComponent(pair.slice(eq + 1).replace(/\+/g, ' '));
-  }
-  return undefined;
 }
 
 function compileRoute(config: RouteConfig, virtualHost: string, index: number): { route: Route; matches: Matcher } {
@@ -82,7 +85,7 @@ function compileRoute(config: RouteConfig, virtualHost: string, index: number): 
     checks.push((r) => methods.has(r.method));
   }
   for (const h of m.headers) checks.push(valueMatcher(h, (req, name) => req.header(name)));
-  for (const q of m.query_params) checks.push(valueMatcher(q, queryParam));
+  for (const q of m.query_params) checks.push(valueMatcher(q, (req: RequestView, name) => queryParam(req.query, name), true));
 
   const pick = clusterPicker(config.cluster, config.weighted_clusters);
   const route: Route = {

@@ -14,10 +14,12 @@ export const WorkerState = {
   STARTING: 1,
   READY: 2,
   DRAINING: 3,
+  /** Dying (killed, or crashed): takes no connection, and hands back any still on their way to it. */
+  EXITING: 4,
 } as const;
 export type WorkerStateValue = (typeof WorkerState)[keyof typeof WorkerState];
 
-const STATE_NAMES = ['empty', 'starting', 'ready', 'draining'] as const;
+const STATE_NAMES = ['empty', 'starting', 'ready', 'draining', 'exiting'] as const;
 export function workerStateName(state: WorkerStateValue): (typeof STATE_NAMES)[number] {
   return STATE_NAMES[state];
 }

@@ -36,6 +36,8 @@ export interface ConfigSnapshot {
 export type MainToWorker =
   | { type: 'connection'; listener: string; socket: net.Socket }
   | { type: 'drain'; deadlineMs: number }
+  /** Die now (a kill from the admin, or after a fatal error): every message before this one was seen. */
+  | { type: 'exit-now' }
   /** A new generation: `snapshot` holds a msgpackr-encoded ConfigSnapshot. */
   | { type: 'config'; generation: number; snapshot: SharedArrayBuffer };
 
@@ -48,4 +50,8 @@ export type WorkerToMain =
   | { type: 'ready'; listeners: BoundListener[] }
   | { type: 'listen-failed'; listener: string; error: string }
   | { type: 'config-applied'; generation: number }
-  | { type: 'config-failed'; generation: number; error: string };
+  | { type: 'config-failed'; generation: number; error: string }
+  /** A connection that reached a worker already exiting, handed back untouched to go elsewhere. */
+  | { type: 'bounce'; listener: string; socket: net.Socket }
+  /** An uncaught error: the worker marked itself EXITING and waits for exit-now. */
+  | { type: 'fatal'; error: string };

@@ -32,7 +32,7 @@ import { RpcRouter } from '../router/rpc-router.ts';
 import { MAX_HOSTS, type EntityIds } from '../shared/directory.ts';
 import { UpstreamReporter } from '../shared/events.ts';
 import { HealthTable } from '../shared/health-table.ts';
-import { LoadTable } from '../shared/load-table.ts';
+import { LoadTable, WorkerState } from '../shared/load-table.ts';
 import { Ring } from '../shared/ring.ts';
 import { decodeSnapshot } from '../shared/snapshot.ts';
 import { StatsLayout, StatsTable } from '../shared/stats-table.ts';
@@ -250,11 +250,34 @@ function exit(): void {
   void flush().then(() => process.exit(0));
 }
 
+/**
+ * A bug escaped every per-connection guard: this worker's state can't be trusted, so it dies and
+ * is replaced. It first marks itself EXITING (the acceptor stops choosing it) and asks the main
+ * thread for exit-now, which arrives after every connection already sent its way: those are
+ * handed back (see 'connection'), so no new client is lost with the worker.
+ */
+let fatal = false;
+process.on('uncaughtException', (err) => {
+  if (fatal) return;
+  fatal = true;
+  logger.fatal({ err }, 'uncaught error; this worker exits and is replaced');
+  loadTable.setState(init.slot, WorkerState.EXITING);
+  send({ type: 'fatal', error: err.message });
+});
+
 port.on('message', (msg: MainToWorker) => {
   switch (msg.type) {
     case 'connection':
+      if (loadTable.state(init.slot) === WorkerState.EXITING) {
+        // Untouched, so still transferable: back to the acceptor for another worker.
+        port.postMessage({ type: 'bounce', listener: msg.listener, socket: msg.socket } satisfies WorkerToMain, [msg.socket]);
+        break;
+      }
       serve(msg.socket, msg.listener);
       break;
+    case 'exit-now':
+      flushSync();
+      process.exit(1);
     case 'drain':
       drain(msg.deadlineMs);
       break;

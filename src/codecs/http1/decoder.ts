@@ -29,6 +29,17 @@ const STRING_SEARCH_MAX = 4096;
 
 type Latin1Buffer = Buffer & { latin1Slice(start: number, end: number): string };
 
+/** Empty lines tolerated before a request line (RFC 9112 §2.2). */
+const MAX_EMPTY_LINES = 4;
+
+/** A LF in buf[from..to) not preceded by CR. */
+function hasBareLf(buf: Buffer, from: number, to: number): boolean {
+  for (let lf = buf.indexOf(10, from); lf >= 0 && lf < to; lf = buf.indexOf(10, lf + 1)) {
+    if (lf === 0 || buf[lf - 1] !== 13) return true;
+  }
+  return false;
+}
+
 const CHUNKED = -1;
 const UNTIL_CLOSE = -2;
 
@@ -47,6 +58,8 @@ abstract class Http1Decoder<H extends RequestHead | ResponseHead> {
   private pending: Buffer | undefined;
   private remaining = 0;
   private chunked: ChunkedScanner | undefined;
+  /** Bytes of an incomplete head already checked for bare LFs (0: at a message start). */
+  private headScanned = 0;
   protected readonly handler: DecoderHandler<H>;
   protected readonly limits: HeadLimits;
   protected readonly maxBodyBytes: number;
@@ -116,6 +129,10 @@ abstract class Http1Decoder<H extends RequestHead | ResponseHead> {
     while (i < len) {
       switch (this.mode) {
         case Mode.Head: {
+          if (this.headScanned === 0) {
+            i = this.skipEmptyLines(buf, i, len);
+            if (i >= len) return;
+          }
           let text: string;
           let headLength: number;
           if (len - i <= STRING_SEARCH_MAX) {
@@ -127,11 +144,16 @@ abstract class Http1Decoder<H extends RequestHead | ResponseHead> {
             text = headEnd < 0 ? '' : (buf as Latin1Buffer).latin1Slice(i, headEnd);
           }
           if (headLength < 0) {
-            if (len - i > this.limits.maxHeadBytes) throw new HttpParseError('SHUTTLE_E_HTTP_HEADERS_TOO_LARGE', `header section larger than ${this.limits.maxHeadBytes} bytes`);
+            // Still incomplete: a bare LF (only the bytes not checked before) can never end a
+            // head here, so it is refused now rather than at the header timeout.
+            if (hasBareLf(buf, i + Math.max(0, this.headScanned - 1), len)) throw new HttpParseError(this.errorCode, 'bare LF in the header section');
+            if (len - i > this.limits.maxHeadBytes) throw this.headTooLarge(buf, i, len);
+            this.headScanned = len - i;
             this.keep(buf, i);
             return;
           }
-          if (headLength > this.limits.maxHeadBytes) throw new HttpParseError('SHUTTLE_E_HTTP_HEADERS_TOO_LARGE', `header section larger than ${this.limits.maxHeadBytes} bytes`);
+          this.headScanned = 0;
+          if (headLength > this.limits.maxHeadBytes) throw this.headTooLarge(buf, i, i + headLength);
           const head = this.parseHead(text, 0, headLength);
           i += headLength + 4;
           const length = this.bodyLength(head);
@@ -178,6 +200,15 @@ abstract class Http1Decoder<H extends RequestHead | ResponseHead> {
     }
   }
 
+  /** Where a message starts, past empty lines that may precede it (requests only). */
+  protected skipEmptyLines(_buf: Buffer, i: number, _len: number): number {
+    return i;
+  }
+
+  protected headTooLarge(_buf: Buffer, _start: number, _end: number): HttpParseError {
+    return new HttpParseError('SHUTTLE_E_HTTP_HEADERS_TOO_LARGE', `header section larger than ${this.limits.maxHeadBytes} bytes`);
+  }
+
   /** Keeps buf[i..] for the next feed() or resume(). */
   private keep(buf: Buffer, i: number): void {
     this.pending = this.volatileInput ? Buffer.from(buf.subarray(i)) : buf.subarray(i);
@@ -194,9 +225,25 @@ export class RequestDecoder extends Http1Decoder<RequestHead> {
   protected readonly errorCode = 'SHUTTLE_E_HTTP_BAD_REQUEST';
 
   protected parseHead(text: string, start: number, end: number): RequestHead {
-    // Tolerate empty lines before a request line (RFC 9112 §2.2).
-    while (start + 1 < end && text.charCodeAt(start) === 13 && text.charCodeAt(start + 1) === 10) start += 2;
     return parseRequestHead(text, start, end, this.limits);
+  }
+
+  /**
+   * RFC 9112 §2.2: a server SHOULD ignore at least one empty line (CRLF) received before the
+   * request line. A few are skipped (clients add one after a POST body); more are an error.
+   */
+  protected override skipEmptyLines(buf: Buffer, i: number, len: number): number {
+    let skipped = 0;
+    // (A CR at the end of the read waits for its LF: it stays for the next read.)
+    while (i + 1 < len && buf[i] === 13 && buf[i + 1] === 10 && ++skipped <= MAX_EMPTY_LINES) i += 2;
+    return i;
+  }
+
+  /** A request line that alone passes the limit is a URI too long (414), else the fields are (431). */
+  protected override headTooLarge(buf: Buffer, start: number, end: number): HttpParseError {
+    const lf = buf.indexOf(10, start);
+    if (lf < 0 || lf >= end || lf - start > this.limits.maxHeadBytes) return new HttpParseError('SHUTTLE_E_HTTP_URI_TOO_LONG', `request line longer than ${this.limits.maxHeadBytes} bytes`);
+    return super.headTooLarge(buf, start, end);
   }
 
   protected bodyLength(head: RequestHead): number {

@@ -24,6 +24,12 @@ interface HeadBase {
   /** Declared Content-Length, or -1. */
   contentLength: number;
   chunked: boolean;
+  /**
+   * The transfer codings, lower-cased and joined ("gzip, chunked"), when chunked; else undefined.
+   * A proxy writes framing fields from these two facts, never by copying the received fields:
+   * what it forwards then frames exactly as it was framed here (request smuggling).
+   */
+  transferEncoding: string | undefined;
   /** Lower-cased tokens of the Connection header (a shared empty set when there is none). */
   connection: ReadonlySet<string>;
   /** The peer wants the connection kept open after this message. */
@@ -65,6 +71,40 @@ for (let c = 32; c < 256; c++) VALUE_CHAR[c] = c === 127 ? 0 : 1;
 /** 1 where a byte may appear in a request target: visible ASCII and obs-text, no controls or space. */
 const TARGET_CHAR = new Uint8Array(256);
 for (let c = 0x21; c < 256; c++) TARGET_CHAR[c] = c === 0x7f ? 0 : 1;
+
+/**
+ * 1 where a byte may appear in a Host value's host part (RFC 3986 reg-name: unreserved,
+ * pct-encoded, sub-delims), without "," (Host is a singleton: a comma is a list someone joined).
+ */
+const HOST_CHAR = new Uint8Array(256);
+for (const c of "-._~%!$&'()*+;=") HOST_CHAR[c.charCodeAt(0)] = 1;
+for (let c = 48; c <= 57; c++) HOST_CHAR[c] = 1;
+for (let c = 65; c <= 90; c++) HOST_CHAR[c] = 1;
+for (let c = 97; c <= 122; c++) HOST_CHAR[c] = 1;
+
+/**
+ * A Host value (or an absolute-form authority) is uri-host [":" port] (RFC 9110 §7.2): no
+ * userinfo, no spaces, no list. Empty is allowed (a target without an authority).
+ */
+export function validHost(v: string): boolean {
+  let end = v.length;
+  const colon = v.lastIndexOf(':');
+  if (colon >= 0 && (v.charCodeAt(0) !== 91 /* [ */ || colon > v.indexOf(']'))) {
+    for (let i = colon + 1; i < end; i++) if (v.charCodeAt(i) < 48 || v.charCodeAt(i) > 57) return false;
+    end = colon;
+  }
+  if (v.charCodeAt(0) === 91) {
+    // IP-literal: "[" hex digits, ":" and "." (and IPvFuture's unreserved / sub-delims) "]"
+    if (v.charCodeAt(end - 1) !== 93 || end < 3) return false;
+    for (let i = 1; i < end - 1; i++) {
+      const c = v.charCodeAt(i);
+      if (c !== 58 && HOST_CHAR[c] !== 1) return false;
+    }
+    return true;
+  }
+  for (let i = 0; i < end; i++) if (HOST_CHAR[v.charCodeAt(i)] !== 1) return false;
+  return true;
+}
 
 function allOf(table: Uint8Array, s: string): boolean {
   if (s.length === 0) return false;
@@ -198,10 +238,11 @@ function framing(headers: string[], versionMinor: number, code: HttpParseErrorCo
     }
   }
   let chunked = false;
+  let codings: string[] | undefined;
   if (transferEncoding !== undefined) {
     if (contentLength !== -1) fail(code, 'both Content-Length and Transfer-Encoding');
     if (versionMinor === 0) fail(code, 'Transfer-Encoding in an HTTP/1.0 message');
-    const codings = transferEncoding.split(',').map((c) => c.trim().toLowerCase());
+    codings = transferEncoding.split(',').map((c) => c.trim().toLowerCase());
     // chunked must be the final coding, and appear once; unknown codings are refused.
     if (codings[codings.length - 1] !== 'chunked' || codings.indexOf('chunked') !== codings.length - 1) fail(code, `unsupported Transfer-Encoding "${transferEncoding.slice(0, 60)}"`);
     for (const c of codings) if (!['chunked', 'gzip', 'deflate', 'compress', 'x-gzip'].includes(c)) fail(code, `unknown transfer coding "${c.slice(0, 40)}"`);
@@ -210,7 +251,7 @@ function framing(headers: string[], versionMinor: number, code: HttpParseErrorCo
   const tokens: ReadonlySet<string> = connection ?? NO_TOKENS;
   const keepAlive = versionMinor === 1 ? !tokens.has('close') : tokens.has('keep-alive');
   const upgrade = tokens.has('upgrade') ? upgradeValue : undefined;
-  return { contentLength, chunked, connection: tokens, keepAlive, upgrade, host, hostCount, expect };
+  return { contentLength, chunked, transferEncoding: codings?.join(', '), connection: tokens, keepAlive, upgrade, host, hostCount, expect };
 }
 
 function version(v: string, code: HttpParseErrorCode): number {
@@ -235,9 +276,10 @@ export function parseRequestHead(text: string, start: number, end: number, limit
   const f = framing(headers, versionMinor, code);
   if (versionMinor === 1 && f.hostCount !== 1) fail(code, f.hostCount === 0 ? 'missing Host header' : 'more than one Host header');
   if (f.hostCount > 1) fail(code, 'more than one Host header');
+  if (f.host !== undefined && !validHost(f.host)) fail(code, 'invalid Host value');
   return {
     method, target, versionMinor, headers,
-    contentLength: f.contentLength, chunked: f.chunked, connection: f.connection, keepAlive: f.keepAlive, upgrade: f.upgrade,
+    contentLength: f.contentLength, chunked: f.chunked, transferEncoding: f.transferEncoding, connection: f.connection, keepAlive: f.keepAlive, upgrade: f.upgrade,
     host: f.host, expectContinue: f.expect === '100-continue',
   };
 }
@@ -258,7 +300,7 @@ export function parseResponseHead(text: string, start: number, end: number, limi
   const f = framing(headers, versionMinor, code);
   return {
     status, reason: n > 13 ? startLine.slice(13) : '', versionMinor, headers,
-    contentLength: f.contentLength, chunked: f.chunked, connection: f.connection, keepAlive: f.keepAlive, upgrade: f.upgrade,
+    contentLength: f.contentLength, chunked: f.chunked, transferEncoding: f.transferEncoding, connection: f.connection, keepAlive: f.keepAlive, upgrade: f.upgrade,
   };
 }
 

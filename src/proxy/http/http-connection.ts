@@ -7,6 +7,7 @@
 import type net from 'node:net';
 import { RequestDecoder } from '../../codecs/http1/decoder.ts';
 import { HttpParseError } from '../../codecs/http1/errors.ts';
+import { ShuttleError } from '../../errors.ts';
 import type { RequestHead } from '../../codecs/http1/head.ts';
 import { L } from '../../shared/stats-table.ts';
 import { Deadline, deadlines, type DeadlineQueue } from '../../stream/deadlines.ts';
@@ -41,7 +42,7 @@ export class HttpConnection implements StreamOwner {
   private readonly streamIdleQueue: DeadlineQueue | undefined;
   private readonly headQueue: DeadlineQueue;
   /** Waiting for the next request head (request_headers_timeout → 408). */
-  private readonly headTimer = new Deadline(() => this.reject(new HttpParseError('SHUTTLE_E_HTTP_BAD_REQUEST', 'request header timeout'), 408));
+  private readonly headTimer = new Deadline(() => this.reject(new HttpParseError('SHUTTLE_E_HTTP_HEADERS_TIMEOUT', 'request header timeout')));
   private closing = false;
   private readingPaused = false;
   private drainTimer: NodeJS.Timeout | undefined;
@@ -121,19 +122,30 @@ export class HttpConnection implements StreamOwner {
       this.idleTimer.cancel();
       this.headTimer.arm(this.headQueue);
     }
-    try {
-      this.decoder.feed(chunk);
-    } catch (err) {
-      if (!(err instanceof HttpParseError)) {
-        // A bug of ours, not the client's: this connection closes, the worker and its others go on.
-        this.ctx.logger.error({ conn: this.id, listener: this.snap.listener.name, err }, 'internal error handling a request; connection closed');
-        this.socket.destroy();
-        return;
-      }
-      this.reject(err, err.status);
-      return;
-    }
+    if (!this.decodeSafely(chunk)) return;
     if (this.decoder.paused && this.decoder.buffered > MAX_PIPELINED_BYTES) this.pauseReading();
+  }
+
+  /**
+   * Runs the decoder (and through it routing and the stream's start) on new bytes, or on the
+   * bytes it holds (`chunk` undefined: the next pipelined request). Malformed input is answered
+   * with its status and closes; anything else thrown is a bug of ours: this connection gets a
+   * 500 and closes, the worker and its other connections go on. False once the connection ends.
+   */
+  private decodeSafely(chunk: Buffer | undefined): boolean {
+    try {
+      if (chunk) this.decoder.feed(chunk);
+      else this.decoder.resume();
+      return true;
+    } catch (err) {
+      if (err instanceof HttpParseError) {
+        this.reject(err);
+      } else {
+        this.ctx.logger.error({ conn: this.id, listener: this.snap.listener.name, err }, 'internal error handling a request; connection closed');
+        this.reject(new ShuttleError('SHUTTLE_E_INTERNAL', 'internal'));
+      }
+      return false;
+    }
   }
 
   private onHead(head: RequestHead): void {
@@ -157,12 +169,12 @@ export class HttpConnection implements StreamOwner {
     }
   }
 
-  /** Malformed input: answer with its status (when no response is under way), then close. */
-  private reject(err: HttpParseError, status: number): void {
+  /** Malformed input (or our own failure): its status when no response is under way, then close. */
+  private reject(err: ShuttleError, status = err.httpStatus || 500): void {
     this.headTimer.cancel();
     this.closing = true;
     const stream = this.current;
-    this.ctx.logger.info({ conn: this.id, listener: this.snap.listener.name, status, error: err.code, reason: err.message }, 'bad request');
+    if (err.source === 'downstream') this.ctx.logger.info({ conn: this.id, listener: this.snap.listener.name, status, error: err.code, reason: err.message }, 'bad request');
     if (stream) {
       const sent = stream.responseSent;
       this.current = undefined; // so that the aborted stream does not end the connection itself
@@ -185,19 +197,29 @@ export class HttpConnection implements StreamOwner {
       this.socket.end();
       return;
     }
+    if (this.socket.writableNeedDrain) {
+      // The client is not reading its responses: the next pipelined request waits until it
+      // does, so that unread responses stay bounded (and so does what we read from it).
+      this.pauseReading();
+      this.socket.once('drain', () => {
+        if (this.current || this.closing) return;
+        this.resumeReading();
+        this.nextRequest();
+      });
+      return;
+    }
     this.resumeReading();
+    this.nextRequest();
+  }
+
+  private nextRequest(): void {
     if (this.requestInProgress) this.resumeAfterRequest = true;
     else this.resumeDecoding();
   }
 
   /** Decodes the next pipelined request, if one is waiting: malformed, it is answered and closes. */
   private resumeDecoding(): void {
-    try {
-      this.decoder.resume();
-    } catch (err) {
-      if (!(err instanceof HttpParseError)) throw err;
-      this.reject(err, err.status);
-    }
+    this.decodeSafely(undefined);
   }
 
   streamActive(): void {

@@ -23,10 +23,10 @@ import type net from 'node:net';
 import { ChunkedScanner } from '../../codecs/http1/chunked.ts';
 import { ResponseDecoder } from '../../codecs/http1/decoder.ts';
 import { HttpParseError } from '../../codecs/http1/errors.ts';
-import type { RequestHead, ResponseHead } from '../../codecs/http1/head.ts';
+import { validHost, type RequestHead, type ResponseHead } from '../../codecs/http1/head.ts';
 import type { Cluster } from '../../cluster/cluster-manager.ts';
 import type { Host } from '../../cluster/host.ts';
-import { ShuttleError, type ErrorCode } from '../../errors.ts';
+import { ShuttleError } from '../../errors.ts';
 import type { Route } from '../../router/router.ts';
 import { H, L } from '../../shared/stats-table.ts';
 import type { ConnectionUser, UpstreamConnection } from '../../stream/http1-pool.ts';
@@ -35,20 +35,10 @@ import { Deadline, deadlines } from '../../stream/deadlines.ts';
 import type { HttpListenerSnapshot, HttpProxyContext } from './context.ts';
 import { downstreamResponseHead, localReply, upstreamRequestHead } from './messages.ts';
 
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+/** 1xx responses accepted before the final one (a flood of them is a broken or hostile upstream). */
+const MAX_INTERIM_RESPONSES = 8;
 
-const STATUS_OF: Partial<Record<ErrorCode, number>> = {
-  SHUTTLE_E_NO_ROUTE: 404,
-  SHUTTLE_E_NO_HEALTHY_HOST: 503,
-  SHUTTLE_E_NO_CLUSTER: 503,
-  SHUTTLE_E_UPSTREAM_CONNECT_FAILED: 503,
-  SHUTTLE_E_UPSTREAM_CONNECT_TIMEOUT: 503,
-  SHUTTLE_E_UPSTREAM_OVERFLOW: 503,
-  SHUTTLE_E_UPSTREAM_TIMEOUT: 504,
-  SHUTTLE_E_STREAM_IDLE_TIMEOUT: 504,
-  SHUTTLE_E_UPSTREAM_RESET: 502,
-  SHUTTLE_E_UPSTREAM_PROTOCOL: 502,
-};
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 
 type FailureKind = 'connect-failure' | 'reset' | 'status';
 
@@ -148,12 +138,17 @@ export class HttpStream implements ConnectionUser {
     const head = this.head;
     let target = head.target;
     this.authority = head.host ?? '';
+    // No route tunnels (CONNECT needs an explicit route action that Shuttle does not have yet).
+    if (head.method === 'CONNECT') return this.reply(405, 'CONNECT is not allowed here\n', 'SHUTTLE_E_HTTP_METHOD_NOT_ALLOWED', [['allow', 'GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, TRACE']]);
     // absolute-form (a client talking to a forward proxy): the authority is in the target.
     if (target.charCodeAt(0) !== 47 /* / */) {
-      const abs = /^https?:\/\/([^/?#]+)(.*)$/i.exec(target);
+      const abs = /^https?:\/\/([^/?#]*)(.*)$/i.exec(target);
       if (abs) {
+        if (!validHost(abs[1])) return this.rejectRequest('invalid authority in the request target');
         this.authority = abs[1];
         target = abs[2] || '/';
+      } else if (target !== '*' || head.method !== 'OPTIONS') {
+        return this.rejectRequest('invalid request target');
       }
     }
     const q = target.indexOf('?');
@@ -169,6 +164,9 @@ export class HttpStream implements ConnectionUser {
     const cluster = clusterName ? this.snap.clusters.get(clusterName) : undefined;
     if (!cluster) return this.fail(new ShuttleError('SHUTTLE_E_NO_CLUSTER', 'internal', `cluster ${clusterName} not found`));
     this.cluster = cluster;
+    // Expect: 100-continue is answered here (Envoy's default) and not forwarded: the client sends
+    // its body now, whether or not the upstream would ever have said 100.
+    if (head.expectContinue && head.versionMinor === 1 && !this.requestComplete) this.write('HTTP/1.1 100 Continue\r\n\r\n');
     this.ctx.retryBudget.requestStarted(cluster);
     if (route.timeout > 0) {
       this.timeout = new Deadline(() => this.onTimeout());
@@ -334,14 +332,24 @@ export class HttpStream implements ConnectionUser {
   private decoderDone = false;
   /** The head just decoded was a 1xx: its completion is not the response's. */
   private interim = false;
+  private interimCount = 0;
   /** The response body ends when the upstream closes: that connection cannot be reused. */
   private delimitedByClose = false;
 
   private onResponseHead(h: ResponseHead): void {
     if (h.status >= 100 && h.status < 200 && h.status !== 101) {
-      // Interim response (100 Continue, 103): pass it on to an HTTP/1.1 client and keep waiting.
-      if (this.head.versionMinor === 1) this.write(downstreamResponseHead(h, undefined, { close: false, dechunk: false }));
+      // Interim response: 100 was answered by us already (or not asked for); others (103) go on
+      // to an HTTP/1.1 client. An upstream that keeps sending them is broken.
+      if (++this.interimCount > MAX_INTERIM_RESPONSES) {
+        this.failed(new ShuttleError('SHUTTLE_E_UPSTREAM_PROTOCOL', 'upstream', `more than ${MAX_INTERIM_RESPONSES} interim responses`), 'reset', this.conn!.host);
+        return;
+      }
+      if (h.status !== 100 && this.head.versionMinor === 1) this.write(downstreamResponseHead(h, undefined, { close: false, dechunk: false }));
       this.interim = true;
+      return;
+    }
+    if (h.status === 101 && this.head.upgrade === undefined) {
+      this.failed(new ShuttleError('SHUTTLE_E_UPSTREAM_PROTOCOL', 'upstream', 'upstream switched protocols without an Upgrade request'), 'reset', this.conn!.host);
       return;
     }
     this.tryTimeout?.cancel();
@@ -552,7 +560,7 @@ export class HttpStream implements ConnectionUser {
 
   private fail(error: ShuttleError): void {
     this.error = error;
-    const status = STATUS_OF[error.code] ?? 500;
+    const status = error.httpStatus || 500;
     this.reply(status, `${error.message}\n`, error.code);
   }
 
@@ -564,6 +572,13 @@ export class HttpStream implements ConnectionUser {
     if (this.ctx.draining()) this.closeAfter = true;
     this.write(localReply(status, body, { close: this.closeAfter, code, headers, head: this.head.method === 'HEAD' }));
     this.finish();
+  }
+
+  /** A request that parsed but cannot be served as it is: 400, and the connection closes. */
+  private rejectRequest(reason: string): void {
+    this.closeAfter = true;
+    this.error = new ShuttleError('SHUTTLE_E_HTTP_BAD_REQUEST', 'downstream', reason);
+    this.reply(400, `${reason}\n`, 'SHUTTLE_E_HTTP_BAD_REQUEST');
   }
 
   private redirect(r: NonNullable<Route['config']['redirect']>, target: string): void {

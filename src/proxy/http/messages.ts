@@ -16,8 +16,25 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te'
  * host and X-Forwarded-*, transfer-encoding. A field whose name has another length passes through
  * without being lower-cased, which is most of them.
  */
-const REQUEST_NAME_LENGTHS = lengths([...HOP_BY_HOP, 'host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host']);
-const RESPONSE_NAME_LENGTHS = lengths([...HOP_BY_HOP, 'transfer-encoding']);
+const FRAMING = ['content-length', 'transfer-encoding'];
+const REQUEST_NAME_LENGTHS = lengths([...HOP_BY_HOP, ...FRAMING, 'host', 'expect', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host']);
+const RESPONSE_NAME_LENGTHS = lengths([...HOP_BY_HOP, ...FRAMING]);
+
+/**
+ * The framing fields of a forwarded message, written from what the decoder framed (one
+ * Content-Length value, or the validated transfer codings) instead of copying the received ones:
+ * a `Connection` list naming them, or duplicates, can then never make the next hop frame the
+ * bytes differently (request smuggling).
+ */
+function framingFields(head: RequestHead | ResponseHead): string {
+  if (head.chunked) return `Transfer-Encoding: ${head.transferEncoding}\r\n`;
+  if (head.contentLength >= 0) return `Content-Length: ${head.contentLength}\r\n`;
+  return '';
+}
+
+function isFraming(lower: string): boolean {
+  return lower === 'content-length' || lower === 'transfer-encoding';
+}
 
 function lengths(names: string[]): Uint8Array {
   const t = new Uint8Array(64);
@@ -71,7 +88,9 @@ export function upstreamRequestHead(head: RequestHead, route: Route, ctx: Upstre
     if (name === '') continue;
     if (checkAll || (name.length < 64 && REQUEST_NAME_LENGTHS[name.length] === 1)) {
       const lower = name.toLowerCase();
-      if (lower === 'host' || dropped(lower, head.connection, route.requestHeadersToRemove)) continue;
+      if (lower === 'host' || isFraming(lower) || dropped(lower, head.connection, route.requestHeadersToRemove)) continue;
+      // Shuttle answers 100-continue itself (Envoy's default) and sends the body at once.
+      if (lower === 'expect' && head.expectContinue) continue;
       if (lower === 'x-forwarded-for') {
         xff = xff === undefined ? headers[i + 1] : `${xff}, ${headers[i + 1]}`;
         continue;
@@ -85,6 +104,7 @@ export function upstreamRequestHead(head: RequestHead, route: Route, ctx: Upstre
   if (!hasProto) out += 'X-Forwarded-Proto: http\r\n';
   if (!hasXfHost) out += `X-Forwarded-Host: ${ctx.originalHost}\r\n`;
   if (head.upgrade !== undefined) out += `Connection: upgrade\r\nUpgrade: ${head.upgrade}\r\n`;
+  out += framingFields(head);
   return extra.length === 0 ? out + '\r\n' : out + extra.join('') + '\r\n';
 }
 
@@ -104,11 +124,12 @@ export function downstreamResponseHead(head: ResponseHead, route: Route | undefi
         out += `${name}: ${headers[i + 1]}\r\n`;
         continue;
       }
-      if (dropped(lower, head.connection, remove)) continue;
-      if (opts.dechunk && lower === 'transfer-encoding') continue;
+      if (isFraming(lower) || dropped(lower, head.connection, remove)) continue;
     }
     out += `${name}: ${headers[i + 1]}\r\n`;
   }
+  // De-chunked for an HTTP/1.0 client: the body then ends with the connection.
+  if (!opts.dechunk) out += framingFields(head);
   if (upgraded) out += 'Connection: upgrade\r\n';
   else if (opts.close) out += 'Connection: close\r\n';
   return extra.length === 0 ? out + '\r\n' : out + extra.join('') + '\r\n';
