@@ -205,7 +205,9 @@ const vectors: Vector[] = [
   { name: '1,000 interim responses from the upstream', raw: (m) => `GET /special/100flood${m} HTTP/1.1\r\n${H(m)}\r\n`, status: 502, upstream: none },
   { name: '103 Early Hints passes before the response', raw: (m) => `GET /special/103${m} HTTP/1.1\r\n${H(m)}\r\n`, status: 103, upstream: none },
   { name: 'Upgrade: h2c to an HTTP/1 upstream is an ordinary request', raw: (m) => `GET /v${m} HTTP/1.1\r\n${H(m)}Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n`, status: 200, upstream: one },
-  { name: 'HTTP/2 preface on an HTTP/1 listener', raw: () => 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', status: [400, 505], upstream: none },
+  // The preface's first line starts HTTP/2, whose codec answers the rest with GOAWAY (no HTTP/1 status).
+  { name: 'a broken HTTP/2 preface', raw: () => 'PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n', status: 0, upstream: none },
+  { name: 'a request line with version HTTP/2.0 and another target', raw: (m) => `GET /v${m} HTTP/2.0\r\n${H(m)}\r\n`, status: 505, upstream: none },
 ];
 
 let shuttle: ShuttleProcess;

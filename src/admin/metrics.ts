@@ -5,7 +5,7 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { WorkerPool } from '../acceptor/worker-pool.ts';
 import type { HealthTable } from '../shared/health-table.ts';
-import { CLUSTER_COUNTERS, HOST_COUNTERS, LISTENER_COUNTERS, isGauge, type StatsTable } from '../shared/stats-table.ts';
+import { C, CLUSTER_COUNTERS, HOST_COUNTERS, LISTENER_COUNTERS, isGauge, type StatsTable } from '../shared/stats-table.ts';
 
 export interface MetricsSources {
   stats: StatsTable;
@@ -23,6 +23,7 @@ export function createMetricsRegistry(src: MetricsSources): Registry {
   // One metric per counter name, read from the summed worker rows.
   const family = (scope: string, names: readonly string[], labelNames: string[], each: (set: (offset: number, labels: Record<string, string>) => void, field: number) => void) => {
     names.forEach((name, field) => {
+      if (name.startsWith('upstream_rq_grpc_')) return; // one labelled metric below
       // Envoy's stat names, with Prometheus' `_total` on every counter.
       const metricName = `shuttle_${scope}_${name}${isGauge(name) || name.endsWith('_total') ? '' : '_total'}`;
       const opts = { name: metricName, help: `${scope} ${name.replaceAll('_', ' ')} (sum over workers)`, labelNames, registers: [register] };
@@ -44,6 +45,16 @@ export function createMetricsRegistry(src: MetricsSources): Registry {
   family('cluster', CLUSTER_COUNTERS, ['cluster'], (set, field) => stats.layout.clusters.forEach((cluster, i) => set(stats.layout.cluster(stats.layout.clusterIds[i]) + field, { cluster })));
   family('host', HOST_COUNTERS, ['cluster', 'host'], (set, field) => stats.layout.hosts.forEach((h) => set(stats.layout.host(h.index) + field, { cluster: h.cluster, host: h.address })));
 
+  new Counter({ name: 'shuttle_cluster_upstream_rq_grpc_total', help: 'gRPC responses by grpc-status (sum over workers)', labelNames: ['cluster', 'grpc_status'], registers: [register], collect() {
+    this.reset();
+    stats.layout.clusters.forEach((cluster, i) => {
+      const base = stats.layout.cluster(stats.layout.clusterIds[i]) + C.upstream_rq_grpc_0;
+      for (let g = 0; g <= 16; g++) {
+        const n = stats.sum(base + g);
+        if (n > 0) this.inc({ cluster, grpc_status: String(g) }, n);
+      }
+    });
+  } });
   new Gauge({ name: 'shuttle_host_healthy', help: '1 if the host is healthy (active checks passing, not ejected)', labelNames: ['cluster', 'host'], registers: [register], collect() {
     this.reset();
     for (const h of stats.layout.hosts) this.set({ cluster: h.cluster, host: h.address }, src.health.healthy(h.index) ? 1 : 0);

@@ -51,7 +51,11 @@ const headerToAdd = z.object({
   append: z.boolean().default(false),
 }).strict();
 
-export const RETRY_ON = ['connect-failure', 'reset', '5xx', 'gateway-error', 'retriable-status-codes'] as const;
+/** HTTP conditions, then gRPC statuses (of a Trailers-Only response), as Envoy names them. */
+export const RETRY_ON = [
+  'connect-failure', 'reset', 'refused-stream', '5xx', 'gateway-error', 'retriable-status-codes',
+  'cancelled', 'deadline-exceeded', 'resource-exhausted', 'unavailable', 'internal',
+] as const;
 
 const retryPolicy = z.object({
   retry_on: z.array(z.enum(RETRY_ON)).min(1).default(['connect-failure', 'reset']),
@@ -97,7 +101,42 @@ export const virtualHost = z.object({
   routes: z.array(route).min(1),
 }).strict();
 
+/** HTTP/2 settings of a listener (what Shuttle advertises to clients) and its abuse limits. */
+export const http2Options = z.object({
+  /** SETTINGS_MAX_CONCURRENT_STREAMS; a stream beyond it is refused (RST_STREAM REFUSED_STREAM). */
+  max_concurrent_streams: z.number().int().min(1).max(2_147_483_647).default(100),
+  /** SETTINGS_INITIAL_WINDOW_SIZE: how much of one request body may be in flight to Shuttle. */
+  initial_stream_window_size: z.number().int().min(65_535).max(2_147_483_647).default(256 * 1024),
+  /** The connection's window, kept open as data is read. */
+  initial_connection_window_size: z.number().int().min(65_535).max(2_147_483_647).default(1024 * 1024),
+  /** SETTINGS_MAX_FRAME_SIZE. */
+  max_frame_size: z.number().int().min(16_384).max(16_777_215).default(16_384),
+  /** SETTINGS_HEADER_TABLE_SIZE (HPACK dynamic table for what clients send). */
+  header_table_size: z.number().int().min(0).max(65_536).default(4096),
+  /**
+   * A client that resets more than this share of its streams (after the first 100) is sent
+   * GOAWAY (rapid reset, CVE-2023-44487).
+   */
+  max_reset_stream_ratio: z.number().min(0).max(1).default(0.5),
+}).strict();
+
+/** HTTP/2 to upstream hosts. */
+export const http2ClientOptions = z.object({
+  /** Streams per connection before another connection is opened (at most the host's own limit). */
+  max_concurrent_streams: z.number().int().min(1).max(2_147_483_647).default(100),
+  /** Connections per host and worker. */
+  max_connections: z.number().int().min(1).max(1024).default(4),
+  initial_stream_window_size: z.number().int().min(65_535).max(2_147_483_647).default(1024 * 1024),
+  initial_connection_window_size: z.number().int().min(65_535).max(2_147_483_647).default(4 * 1024 * 1024),
+}).strict();
+
 export const httpOptions = z.object({
+  /**
+   * Which HTTP protocols the listener speaks (Envoy's codec_type): `auto` serves HTTP/1.1 and
+   * HTTP/2 (prior knowledge) on one port, told apart by the first bytes; `http1` or `http2` only
+   * one of them (then bytes that are not that protocol get its own error: 400, or GOAWAY).
+   */
+  codec: z.enum(['auto', 'http1', 'http2']).default('auto'),
   /** Largest request header section; beyond it: 431. */
   max_request_headers_kb: z.number().int().min(1).max(1024).default(60),
   max_headers: z.number().int().min(1).max(1000).default(100),
@@ -113,6 +152,8 @@ export const httpOptions = z.object({
   stream_idle_timeout: duration.default(300_000),
   /** Bytes of a request body kept for retries; a longer body is not retried. */
   retry_buffer_bytes: z.number().int().min(0).max(16 * 1024 * 1024).default(64 * 1024),
+  /** HTTP/2 (served on the same port as HTTP/1.1: prior knowledge now, ALPN with TLS). */
+  http2: http2Options.default(http2Options.parse({})),
 }).strict();
 
 export const connectionPool = z.object({
@@ -172,3 +213,5 @@ export type ValueMatcherConfig = RouteMatchConfig['headers'][number];
 export type HeaderToAdd = RouteConfig['request_headers_to_add'][number];
 export type RetryPolicyConfig = NonNullable<RouteConfig['retry_policy']>;
 export type HttpOptionsConfig = z.output<typeof httpOptions>;
+export type Http2OptionsConfig = z.output<typeof http2Options>;
+export type Http2ClientOptionsConfig = z.output<typeof http2ClientOptions>;

@@ -7,7 +7,7 @@
  */
 import { z } from 'zod';
 import { parseAddress, type SocketAddress } from './address.ts';
-import { connectionPool, duration, httpOptions, retryBudget, rpcOptions, virtualHost } from './route-schema.ts';
+import { connectionPool, duration, http2ClientOptions, httpOptions, retryBudget, rpcOptions, virtualHost } from './route-schema.ts';
 
 const positiveDuration = duration.refine((ms) => ms > 0, { message: 'must be greater than zero' });
 
@@ -85,6 +85,10 @@ const cluster = z.object({
   /** HTTP upstream connection pool, per worker and host. */
   connection_pool: connectionPool.default(connectionPool.parse({})),
   retry_budget: retryBudget.default(retryBudget.parse({})),
+  /** The protocol HTTP routes speak to this cluster's hosts (gRPC needs http2). */
+  protocol: z.enum(['http1', 'http2']).default('http1'),
+  /** HTTP/2 upstream connections: settings sent to the hosts, streams per connection. */
+  http2: http2ClientOptions.default(http2ClientOptions.parse({})),
 }).strict();
 
 export const LISTENER_PROTOCOLS = ['tcp', 'http', 'bolt', 'dubbo', 'auto'] as const;

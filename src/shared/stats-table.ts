@@ -13,8 +13,18 @@ import { formatAddress } from '../config/address.ts';
 import type { ClusterConfig, ShuttleConfig } from '../config/schema.ts';
 import { MAX_CLUSTERS, MAX_HOSTS, MAX_LISTENERS, positionalIds, type EntityIds } from './directory.ts';
 
-export const LISTENER_COUNTERS = ['downstream_cx_total', 'downstream_cx_active', 'downstream_cx_rx_bytes_total', 'downstream_cx_tx_bytes_total', 'downstream_rq_total', 'downstream_cx_protocol_error'] as const;
-export const CLUSTER_COUNTERS = ['upstream_cx_none_healthy'] as const;
+export const LISTENER_COUNTERS = [
+  'downstream_cx_total', 'downstream_cx_active', 'downstream_cx_rx_bytes_total', 'downstream_cx_tx_bytes_total', 'downstream_rq_total', 'downstream_cx_protocol_error',
+  // HTTP/2 abuse, each answered by GOAWAY (or, for the last two, per stream): see codecs/http2/connection.ts
+  'http2_rapid_reset', 'http2_continuation_flood', 'http2_control_frame_flood', 'http2_empty_frame_flood', 'http2_header_list_too_large', 'http2_refused_stream',
+] as const;
+/** Per cluster: no host to send to; responses by gRPC status (0–16), upstream_rq_grpc_<status>. */
+export const CLUSTER_COUNTERS = [
+  'upstream_cx_none_healthy',
+  'upstream_rq_grpc_0', 'upstream_rq_grpc_1', 'upstream_rq_grpc_2', 'upstream_rq_grpc_3', 'upstream_rq_grpc_4', 'upstream_rq_grpc_5',
+  'upstream_rq_grpc_6', 'upstream_rq_grpc_7', 'upstream_rq_grpc_8', 'upstream_rq_grpc_9', 'upstream_rq_grpc_10', 'upstream_rq_grpc_11',
+  'upstream_rq_grpc_12', 'upstream_rq_grpc_13', 'upstream_rq_grpc_14', 'upstream_rq_grpc_15', 'upstream_rq_grpc_16',
+] as const;
 export const HOST_COUNTERS = [
   'upstream_cx_total',
   'upstream_cx_active',

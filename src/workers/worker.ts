@@ -19,13 +19,13 @@ import type { ListenerConfig, ShuttleConfig } from '../config/schema.ts';
 import { ShuttleError } from '../errors.ts';
 import { createLogger } from '../log/logger.ts';
 import { PoolRegistry, RetryBudget, type HttpListenerSnapshot, type HttpProxyContext } from '../proxy/http/context.ts';
-import { HttpConnection } from '../proxy/http/http-connection.ts';
+import { HttpConnectionManager, type HttpProtocol } from '../proxy/http/connection-manager.ts';
 import { boltProtocol } from '../proxy/rpc/bolt.ts';
 import { MuxPoolRegistry, type RpcListenerSnapshot, type RpcProxyContext } from '../proxy/rpc/context.ts';
 import { dubboProtocol } from '../proxy/rpc/dubbo.ts';
 import type { RpcProtocol } from '../proxy/rpc/protocol.ts';
 import { RpcConnection } from '../proxy/rpc/rpc-connection.ts';
-import { detectProtocol } from '../proxy/detect.ts';
+import { detectProtocol, type ProtocolName } from '../codecs/registry.ts';
 import { TcpProxySession } from '../proxy/tcp/tcp-proxy.ts';
 import { Router } from '../router/router.ts';
 import { RpcRouter } from '../router/rpc-router.ts';
@@ -136,17 +136,31 @@ function serve(socket: net.Socket, listenerName: string): void {
   if (proto === 'auto') {
     // The first bytes tell the protocol; the worker reads them (the acceptor must not: it would
     // make the socket untransferable).
-    detectProtocol(socket, entry.config.http.request_headers_timeout, (detected, first) => {
-      if (detected === 'bolt' && entry.rpc) return startRpc(socket, id, boltProtocol, entry.rpc, listenerName, first);
-      if (detected === 'dubbo' && entry.rpc) return startRpc(socket, id, dubboProtocol, entry.rpc, listenerName, first);
-      if (detected === 'http1' && entry.http) return startHttp(socket, id, entry.http, listenerName, first);
+    const allowed: ProtocolName[] = [];
+    if (entry.rpc) allowed.push('bolt', 'dubbo');
+    if (entry.http) allowed.push('http2', 'http1');
+    detectProtocol(socket, allowed, entry.config.http.request_headers_timeout, (detected, first) => {
+      if (socket.destroyed) return void loadTable.connectionClosed(init.slot);
+      if (detected === 'bolt') return startRpc(socket, id, boltProtocol, entry.rpc!, listenerName, first);
+      if (detected === 'dubbo') return startRpc(socket, id, dubboProtocol, entry.rpc!, listenerName, first);
+      if (detected === 'http1' || detected === 'http2') return startHttp(socket, id, detected === 'http2' ? 'HTTP/2' : 'HTTP/1.1', entry.http!, listenerName, first);
       logger.info({ conn: id, listener: listenerName, detected }, 'protocol not served on this listener; connection closed');
       socket.destroy();
       loadTable.connectionClosed(init.slot);
     });
     return;
   }
-  if (proto === 'http') return startHttp(socket, id, entry.http!, listenerName);
+  if (proto === 'http') {
+    const codec = entry.config.http.codec;
+    if (codec !== 'auto') return startHttp(socket, id, codec === 'http2' ? 'HTTP/2' : 'HTTP/1.1', entry.http!, listenerName);
+    // HTTP/1.1 and HTTP/2 (prior knowledge) on one port: anything but the HTTP/2 preface is
+    // HTTP/1, whose codec answers malformed bytes with a 400.
+    detectProtocol(socket, ['http2', 'http1'], entry.config.http.request_headers_timeout, (detected, first) => {
+      if (socket.destroyed) return void loadTable.connectionClosed(init.slot);
+      startHttp(socket, id, detected === 'http2' ? 'HTTP/2' : 'HTTP/1.1', entry.http!, listenerName, first);
+    });
+    return;
+  }
   if (proto === 'bolt') return startRpc(socket, id, boltProtocol, entry.rpc!, listenerName);
   if (proto === 'dubbo') return startRpc(socket, id, dubboProtocol, entry.rpc!, listenerName);
   const session = new TcpProxySession(socket, {
@@ -162,10 +176,10 @@ function serve(socket: net.Socket, listenerName: string): void {
   session.start();
 }
 
-function startHttp(socket: net.Socket, id: string, ctx: HttpProxyContext, listenerName: string, first?: Buffer): void {
-  const c = new HttpConnection(socket, id, ctx, closed);
+function startHttp(socket: net.Socket, id: string, protocol: HttpProtocol, ctx: HttpProxyContext, listenerName: string, first?: Buffer): void {
+  const c = new HttpConnectionManager(socket, id, protocol, ctx, closed);
   open.set(c, listenerName);
-  c.start(first);
+  c.start(first !== undefined && first.length > 0 ? first : undefined);
 }
 
 function startRpc<F>(socket: net.Socket, id: string, protocol: RpcProtocol<F>, ctx: RpcProxyContext, listenerName: string, first?: Buffer): void {

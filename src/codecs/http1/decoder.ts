@@ -13,8 +13,11 @@ import { DEFAULT_HEAD_LIMITS, parseRequestHead, parseResponseHead, responseHasNo
 
 export interface DecoderHandler<H> {
   onHead(head: H): void;
-  /** Raw body bytes; the buffer may be a view into a socket chunk: copy it if kept. */
-  onBody(chunk: Buffer): void;
+  /**
+   * Body bytes; the buffer may be a view into a socket chunk: copy it if kept. `last`: the body
+   * ends with these bytes (known for Content-Length bodies; chunked ones end at onComplete).
+   */
+  onBody(chunk: Buffer, last: boolean): void;
   onComplete(trailers: string[]): void;
 }
 
@@ -47,6 +50,11 @@ const Mode = { Head: 0, Length: 1, Chunked: 2, UntilClose: 3, Paused: 4, Detache
 
 export interface DecoderOptions {
   limits?: HeadLimits;
+  /**
+   * Chunked bodies: deliver only the payload (the stream layer re-frames for its own protocol)
+   * instead of the raw bytes with their chunk framing.
+   */
+  payloadOnly?: boolean;
   /** Largest request body accepted (413 beyond it); responses are not limited. */
   maxBodyBytes?: number;
   /** Fed buffers are reused once feed() returns: bytes kept for later (a split head) are copied. */
@@ -64,12 +72,15 @@ abstract class Http1Decoder<H extends RequestHead | ResponseHead> {
   protected readonly limits: HeadLimits;
   protected readonly maxBodyBytes: number;
   private readonly volatileInput: boolean;
+  /** Set when payloadOnly: hands chunk payload ranges on (one closure per decoder, not per read). */
+  private readonly payload: ((buf: Buffer, from: number, to: number) => void) | undefined;
 
   constructor(handler: DecoderHandler<H>, opts: DecoderOptions = {}) {
     this.handler = handler;
     this.limits = opts.limits ?? DEFAULT_HEAD_LIMITS;
     this.maxBodyBytes = opts.maxBodyBytes ?? Infinity;
     this.volatileInput = opts.volatileInput ?? false;
+    this.payload = opts.payloadOnly ? (buf, from, to) => this.handler.onBody(buf.subarray(from, to), false) : undefined;
   }
 
   /** True while a message has completed and the next one waits for resume(). */
@@ -173,24 +184,24 @@ abstract class Http1Decoder<H extends RequestHead | ResponseHead> {
         }
         case Mode.Length: {
           const take = Math.min(this.remaining, len - i);
-          this.handler.onBody(buf.subarray(i, i + take));
           this.remaining -= take;
+          this.handler.onBody(buf.subarray(i, i + take), this.remaining === 0);
           i += take;
           if (this.remaining === 0) this.finish([]);
           break;
         }
         case Mode.Chunked: {
           const scanner = this.chunked!;
-          const end = scanner.scan(buf, i, len);
+          const end = scanner.scan(buf, i, len, this.payload);
           if (scanner.payloadBytes > this.maxBodyBytes) throw new HttpParseError('SHUTTLE_E_HTTP_BODY_TOO_LARGE', `body larger than ${this.maxBodyBytes} bytes`);
           const stop = end < 0 ? len : end;
-          this.handler.onBody(buf.subarray(i, stop));
+          if (this.payload === undefined) this.handler.onBody(buf.subarray(i, stop), false);
           i = stop;
           if (end >= 0) this.finish(scanner.trailers);
           break;
         }
         case Mode.UntilClose:
-          this.handler.onBody(i === 0 ? buf : buf.subarray(i));
+          this.handler.onBody(i === 0 ? buf : buf.subarray(i), false);
           return;
         case Mode.Paused:
         case Mode.Detached:

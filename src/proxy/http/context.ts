@@ -8,7 +8,9 @@ import type { ClusterConfig, ListenerConfig, ShuttleConfig as Config } from '../
 import type { Logger } from '../../log/logger.ts';
 import type { Router } from '../../router/router.ts';
 import { HostPools } from '../../stream/host-pools.ts';
+import type { Pool } from '../../layers.ts';
 import { Http1Pool } from '../../stream/http1-pool.ts';
+import { Http2Pool } from '../../stream/http2-pool.ts';
 import type { WorkerTelemetry } from '../../workers/telemetry.ts';
 
 /** Per-worker, per-cluster counts for Envoy's retry budget. */
@@ -44,22 +46,30 @@ export class RetryBudget {
   }
 }
 
-/** HTTP/1.1 keep-alive pools, one per upstream host (see HostPools). */
+/**
+ * HTTP upstream pools, one per upstream host, pool settings and protocol (see HostPools): HTTP/1.1
+ * keep-alive pools, or HTTP/2 pools of few multiplexed connections (`protocol: http2`).
+ */
 export class PoolRegistry {
-  readonly byHost = new HostPools<Http1Pool>();
+  readonly byHost = new HostPools<Pool>();
 
   /** The pool settings of a cluster config, as a comparable key: computed once per config object. */
   private readonly keys = new WeakMap<object, string>();
 
   settingsKey(config: ClusterConfig): string {
     let key = this.keys.get(config);
-    if (key === undefined) this.keys.set(config, (key = JSON.stringify([config.connection_pool, config.connect_timeout])));
+    if (key === undefined) {
+      const settings = config.protocol === 'http2' ? config.http2 : config.connection_pool;
+      this.keys.set(config, (key = JSON.stringify([config.protocol, settings, config.connect_timeout])));
+    }
     return key;
   }
 
-  get(host: Host, cluster: Cluster, telemetry: WorkerTelemetry): Http1Pool {
-    const { connection_pool, connect_timeout } = cluster.config;
-    return this.byHost.get(host.index, this.settingsKey(cluster.config), () => new Http1Pool(host, connection_pool, connect_timeout, telemetry));
+  get(host: Host, cluster: Cluster, telemetry: WorkerTelemetry): Pool {
+    const c = cluster.config;
+    return this.byHost.get(host.index, this.settingsKey(c), () => c.protocol === 'http2'
+      ? new Http2Pool(host, c.http2, c.connect_timeout, telemetry)
+      : new Http1Pool(host, c.connection_pool, c.connect_timeout, telemetry));
   }
 
   /** At a reload: keeps the pools the new config still describes (see HostPools.retain). */

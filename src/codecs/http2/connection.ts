@@ -1,0 +1,1051 @@
+/**
+ * One HTTP/2 connection (RFC 9113), server or client side: frames in and out, the stream state
+ * machine, HPACK, flow control both ways, and the defences a proxy facing hostile peers needs.
+ *
+ *   bytes ─▶ FrameBuffer ─▶ frame ─▶ SETTINGS / PING / GOAWAY / WINDOW_UPDATE   (connection)
+ *                                  └▶ HEADERS (+CONTINUATION) ─▶ HPACK ─▶ checks ─▶ stream.decoder
+ *                                  └▶ DATA ─▶ flow control ─▶ stream.decoder (or held while read-disabled)
+ *   stream.encode* ─▶ HPACK / DATA frames within the peer's windows (the rest queued per stream) ─▶ SocketOutput
+ *
+ * Flow control and backpressure: a stream's receive window is reopened only as its data is handed
+ * to a consumer that is not read-disabled, so a slow reader stalls its own stream and memory is
+ * bounded by streams × window. The connection's receive window is reopened as data arrives (what
+ * each stream may hold is bounded by its own window). Outbound data waits in its stream when the
+ * peer's windows are shut; the stream's writer hears a high watermark.
+ *
+ * Defences (each counted): a peer resetting most of its streams (rapid reset, CVE-2023-44487),
+ * header blocks over the size or CONTINUATION count limit, header lists over
+ * SETTINGS_MAX_HEADER_LIST_SIZE (HPACK bombs: answered per stream), more control frames
+ * (SETTINGS, PING, PRIORITY, RST_STREAM, WINDOW_UPDATE) than a budget refilled over time, runs
+ * of empty DATA frames, streams beyond SETTINGS_MAX_CONCURRENT_STREAMS (REFUSED_STREAM), and a
+ * peer that does not read what it makes us write (control frames queued over a bound).
+ */
+import type net from 'node:net';
+import { FrameBuffer } from '../frame-buffer.ts';
+import { ShuttleError } from '../../errors.ts';
+import type { StreamDecoder, StreamEncoder, StreamResetReason, StreamWriteCallbacks } from '../../layers.ts';
+import { HeaderMap } from '../../stream/header-map.ts';
+import { SocketOutput, type OutputOwner } from '../../stream/socket-output.ts';
+import {
+  DEFAULT_MAX_FRAME_SIZE, DEFAULT_WINDOW, ERROR_NAMES, ErrorCode, Flag, FRAME_HEADER_BYTES, FrameType, frameHeader,
+  goAwayFrame, MAX_WINDOW, pingFrame, PREFACE, rstStreamFrame, Setting, SETTINGS_ACK, settingsFrame, windowUpdateFrame,
+} from './frames.ts';
+import { HpackDecoder, HpackEncoder, HpackError } from './hpack.ts';
+import { checkFields, type CheckedFields } from './fields.ts';
+
+export type Role = 'server' | 'client';
+
+/** What we advertise and enforce. */
+export interface LocalSettings {
+  readonly maxConcurrentStreams: number;
+  readonly initialStreamWindow: number;
+  readonly connectionWindow: number;
+  readonly maxFrameSize: number;
+  readonly headerTableSize: number;
+  readonly maxHeaderListSize: number;
+}
+
+/** Listener counter cells (see stats-table.ts LISTENER_COUNTERS), or undefined (upstream side). */
+export interface AbuseCounters {
+  readonly row: Float64Array;
+  readonly base: number;
+}
+
+export interface Http2ConnectionOptions {
+  readonly role: Role;
+  readonly local: LocalSettings;
+  /** Server side: share of streams a client may reset before GOAWAY (after the first 100). */
+  readonly maxResetRatio?: number;
+  /** `:scheme` of requests (server side). */
+  readonly scheme?: string;
+  readonly stats: { readonly row: Float64Array; readonly rxCell: number; readonly txCell: number };
+  readonly counters?: AbuseCounters;
+  readonly counterIndex?: Readonly<Record<AbuseKind, number>>;
+  /** A connection error (ours to report: malformed input, a flood). */
+  readonly onError: (error: ShuttleError) => void;
+}
+
+export type AbuseKind = 'rapid_reset' | 'continuation_flood' | 'header_list_too_large' | 'control_frame_flood' | 'empty_frame_flood' | 'refused_stream';
+
+/** Control frames a peer may send per connection without data, refilled per second. */
+const CONTROL_BUDGET = 1000;
+const CONTROL_REFILL_PER_SECOND = 1000;
+/** Empty DATA frames (no END_STREAM) in a row before the peer is told to calm down. */
+const MAX_EMPTY_FRAMES = 20;
+/** CONTINUATION frames per header block. */
+const MAX_CONTINUATIONS = 64;
+/** Bytes queued for a peer that does not read, beyond which control frames are not answered. */
+const MAX_UNREAD_OUTPUT = 4 * 1024 * 1024;
+/** A stream's queued outbound bytes above which its writer is asked to stop. */
+const STREAM_HIGH_WATERMARK = 256 * 1024;
+/** Streams opened before the reset ratio is judged. */
+const RESET_JUDGED_AFTER = 100;
+/** Stream ids we reset recently: late frames for them are dropped, not errors (RFC 9113 §5.4.2). */
+const RECENTLY_RESET = 128;
+const EMPTY = Buffer.alloc(0);
+
+/** A protocol error that ends the connection (GOAWAY with `code`). */
+class ConnectionError extends Error {
+  readonly code: number;
+  constructor(code: number, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+/** A protocol error that ends one stream (RST_STREAM with `code`). */
+class StreamError extends Error {
+  readonly code: number;
+  readonly streamId: number;
+  constructor(streamId: number, code: number, message: string) {
+    super(message);
+    this.streamId = streamId;
+    this.code = code;
+  }
+}
+
+export abstract class Http2Connection implements OutputOwner {
+  readonly socket: net.Socket;
+  readonly output: SocketOutput;
+  protected readonly opts: Http2ConnectionOptions;
+  readonly role: Role;
+  readonly streams = new Map<number, Http2Stream>();
+  private readonly frames = new FrameBuffer();
+  private readonly hpackIn: HpackDecoder;
+  private readonly hpackOut = new HpackEncoder();
+
+  // Peer settings (defaults until its SETTINGS arrive).
+  peerMaxConcurrentStreams = MAX_WINDOW;
+  peerInitialWindow = DEFAULT_WINDOW;
+  private peerMaxFrameSize = DEFAULT_MAX_FRAME_SIZE;
+  private peerSettingsReceived = false;
+
+  /** What we may still send on the connection; what the peer may still send us. */
+  private sendWindow = DEFAULT_WINDOW;
+  private recvWindow = DEFAULT_WINDOW;
+  private recvUnacked = 0;
+
+  /** Highest stream id the peer opened; next id we open (client). */
+  protected lastPeerStreamId = 0;
+  protected nextStreamId = 1;
+  private prefaceSeen: boolean;
+  private firstFrameSeen = false;
+  private settingsAcksPending = 0;
+
+  /** A header block being assembled from HEADERS + CONTINUATION frames. */
+  private blockStream = 0;
+  private blockFlags = 0;
+  private blockPieces: Buffer[] = [];
+  private blockBytes = 0;
+  private blockFrames = 0;
+  private blockPriorityDep = -1;
+
+  private controlTokens = CONTROL_BUDGET;
+  private controlRefilledAt = performance.now();
+  private emptyFrames = 0;
+  private streamsOpened = 0;
+  private peerResets = 0;
+  private readonly recentlyReset: number[] = [];
+  /** Streams queued behind the connection's send window, in arrival order. */
+  private readonly blocked = new Set<Http2Stream>();
+
+  /** GOAWAY sent (no new streams) / received (last stream id the peer processed). */
+  goAwaySent = false;
+  goAwayReceived = -1;
+  dead = false;
+  private closed = false;
+  private writeFull = false;
+
+  constructor(socket: net.Socket, opts: Http2ConnectionOptions) {
+    this.socket = socket;
+    this.opts = opts;
+    this.role = opts.role;
+    this.output = new SocketOutput(socket, this);
+    this.prefaceSeen = opts.role === 'client';
+    this.hpackIn = new HpackDecoder({ maxTableSize: 4096, maxHeaderListSize: opts.local.maxHeaderListSize });
+  }
+
+  /** Sends our preface (client) and settings, then reads. `initial`: bytes already read. */
+  start(initial?: Buffer): void {
+    const s = this.socket;
+    const l = this.opts.local;
+    s.setNoDelay(true);
+    if (this.role === 'client') this.output.push(PREFACE);
+    const settings: [number, number][] = [
+      [Setting.MAX_CONCURRENT_STREAMS, l.maxConcurrentStreams],
+      [Setting.INITIAL_WINDOW_SIZE, l.initialStreamWindow],
+      [Setting.MAX_FRAME_SIZE, l.maxFrameSize],
+      [Setting.MAX_HEADER_LIST_SIZE, l.maxHeaderListSize],
+      [Setting.HEADER_TABLE_SIZE, l.headerTableSize],
+    ];
+    if (this.role === 'client') settings.push([Setting.ENABLE_PUSH, 0]);
+    this.output.push(settingsFrame(settings));
+    this.settingsAcksPending++;
+    if (l.connectionWindow > DEFAULT_WINDOW) {
+      this.output.push(windowUpdateFrame(0, l.connectionWindow - DEFAULT_WINDOW));
+      this.recvWindow = l.connectionWindow;
+    }
+    s.on('data', (chunk: Buffer) => this.onData(chunk));
+    s.on('end', () => this.onEnd());
+    s.on('error', () => {});
+    s.once('close', () => this.onClose());
+    if (initial) this.onData(initial);
+    s.resume();
+  }
+
+  get activeStreams(): number {
+    return this.streams.size;
+  }
+
+  // ---- to be told by the role ---------------------------------------------------------------
+
+  /** A peer-initiated stream's request headers (server side). */
+  protected abstract onRequest(stream: Http2Stream, fields: CheckedFields, endStream: boolean): void;
+  protected abstract onStreamClosed(stream: Http2Stream): void;
+  protected abstract onConnectionClosed(): void;
+  protected onGoAway(_lastStreamId: number, _code: number): void {}
+  protected onPeerSettings(): void {}
+
+  // ---- OutputOwner --------------------------------------------------------------------------
+
+  onWritten(bytes: number): void {
+    this.opts.stats.row[this.opts.stats.txCell] += bytes;
+  }
+
+  onFull(): void {
+    if (this.writeFull) return;
+    this.writeFull = true;
+    for (const st of this.streams.values()) st.connectionFull(true);
+    this.socket.once('drain', () => {
+      this.writeFull = false;
+      for (const st of this.streams.values()) st.connectionFull(false);
+    });
+  }
+
+  // ---- reading ------------------------------------------------------------------------------
+
+  private onData(chunk: Buffer): void {
+    this.opts.stats.row[this.opts.stats.rxCell] += chunk.length;
+    if (this.dead) return;
+    const buf = this.frames.append(chunk);
+    let offset = 0;
+    try {
+      if (!this.prefaceSeen) {
+        const n = Math.min(buf.length, PREFACE.length);
+        if (buf.compare(PREFACE, 0, n, 0, n) !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'invalid connection preface');
+        if (buf.length < PREFACE.length) return; // (kept by the frame buffer)
+        this.prefaceSeen = true;
+        offset = PREFACE.length;
+      }
+      while (!this.dead && buf.length - offset >= FRAME_HEADER_BYTES) {
+        const length = (buf[offset] << 16) | (buf[offset + 1] << 8) | buf[offset + 2];
+        if (length > this.opts.local.maxFrameSize) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, `frame of ${length} bytes over SETTINGS_MAX_FRAME_SIZE`);
+        if (buf.length - offset < FRAME_HEADER_BYTES + length) break;
+        const type = buf[offset + 3];
+        const flags = buf[offset + 4];
+        const streamId = buf.readUInt32BE(offset + 5) & 0x7fffffff;
+        const payload = buf.subarray(offset + FRAME_HEADER_BYTES, offset + FRAME_HEADER_BYTES + length);
+        offset += FRAME_HEADER_BYTES + length;
+        try {
+          this.onFrame(type, flags, streamId, payload);
+        } catch (err) {
+          if (!(err instanceof StreamError)) throw err;
+          this.streamError(err.streamId, err.code, err.message);
+        }
+      }
+    } catch (err) {
+      if (err instanceof ConnectionError) return this.connectionError(err.code, err.message);
+      if (err instanceof HpackError) return this.connectionError(ErrorCode.COMPRESSION_ERROR, err.message);
+      this.opts.onError(new ShuttleError('SHUTTLE_E_INTERNAL', 'internal', `internal error in the HTTP/2 codec: ${(err as Error).message}`, { cause: err }));
+      this.connectionError(ErrorCode.INTERNAL_ERROR, 'internal error');
+      return;
+    }
+    this.frames.consumed(offset);
+  }
+
+  private onFrame(type: number, flags: number, streamId: number, payload: Buffer): void {
+    if (!this.firstFrameSeen) {
+      this.firstFrameSeen = true;
+      if (type !== FrameType.SETTINGS || (flags & Flag.ACK) !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'the first frame must be SETTINGS');
+    }
+    if (this.blockStream !== 0 && (type !== FrameType.CONTINUATION || streamId !== this.blockStream)) {
+      throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'a header block was interrupted by another frame');
+    }
+    switch (type) {
+      case FrameType.DATA: return this.onDataFrame(flags, streamId, payload);
+      case FrameType.HEADERS: return this.onHeadersFrame(flags, streamId, payload);
+      case FrameType.PRIORITY: return this.onPriority(streamId, payload);
+      case FrameType.RST_STREAM: return this.onRstStream(streamId, payload);
+      case FrameType.SETTINGS: return this.onSettings(flags, streamId, payload);
+      case FrameType.PUSH_PROMISE: throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'PUSH_PROMISE is not accepted');
+      case FrameType.PING: return this.onPing(flags, streamId, payload);
+      case FrameType.GOAWAY: return this.onGoAwayFrame(streamId, payload);
+      case FrameType.WINDOW_UPDATE: return this.onWindowUpdate(streamId, payload);
+      case FrameType.CONTINUATION: return this.onContinuation(flags, streamId, payload);
+      default: return; // unknown frame types are ignored (RFC 9113 §4.1)
+    }
+  }
+
+  /** A control frame costs a token; a peer out of tokens is flooding us. */
+  private control(): void {
+    if (--this.controlTokens >= 0) return;
+    const now = performance.now();
+    this.controlTokens = Math.min(CONTROL_BUDGET, this.controlTokens + Math.floor(((now - this.controlRefilledAt) / 1000) * CONTROL_REFILL_PER_SECOND));
+    this.controlRefilledAt = now;
+    if (this.controlTokens < 0) this.calm('control_frame_flood', 'too many control frames');
+  }
+
+  private calm(kind: AbuseKind, message: string): never {
+    this.count(kind);
+    throw new ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, message);
+  }
+
+  count(kind: AbuseKind): void {
+    const c = this.opts.counters;
+    const i = this.opts.counterIndex?.[kind];
+    if (c !== undefined && i !== undefined) c.row[c.base + i]++;
+  }
+
+  /** Padding stripped; throws for a pad length beyond the payload. */
+  private unpad(flags: number, payload: Buffer): Buffer {
+    if ((flags & Flag.PADDED) === 0) return payload;
+    if (payload.length < 1) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'padded frame without a pad length');
+    const pad = payload[0];
+    if (pad >= payload.length) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'padding longer than the payload');
+    return payload.subarray(1, payload.length - pad);
+  }
+
+  /** A stream id the peer could have opened and we have no state for: idle, or closed. */
+  private isIdle(streamId: number): boolean {
+    const peerInitiated = (streamId & 1) === (this.role === 'server' ? 1 : 0);
+    return peerInitiated ? streamId > this.lastPeerStreamId : streamId >= this.nextStreamId;
+  }
+
+  private onDataFrame(flags: number, streamId: number, payload: Buffer): void {
+    if (streamId === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'DATA on stream 0');
+    const length = payload.length;
+    // Flow control counts the whole frame, padding included, whatever becomes of it.
+    if (length > this.recvWindow) throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, 'DATA beyond the connection window');
+    this.recvWindow -= length;
+    this.recvUnacked += length;
+    if (this.recvUnacked >= this.opts.local.connectionWindow / 2) {
+      this.output.push(windowUpdateFrame(0, this.recvUnacked));
+      this.recvWindow += this.recvUnacked;
+      this.recvUnacked = 0;
+    }
+    const data = this.unpad(flags, payload);
+    const stream = this.streams.get(streamId);
+    if (stream === undefined) {
+      if (this.isIdle(streamId)) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'DATA on an idle stream');
+      if (this.recentlyReset.includes(streamId)) return;
+      throw new StreamError(streamId, ErrorCode.STREAM_CLOSED, 'DATA on a closed stream');
+    }
+    if (stream.remoteEnded) throw new StreamError(streamId, ErrorCode.STREAM_CLOSED, 'DATA after END_STREAM');
+    if (length > stream.recvWindow) throw new StreamError(streamId, ErrorCode.FLOW_CONTROL_ERROR, 'DATA beyond the stream window');
+    stream.recvWindow -= length;
+    const endStream = (flags & Flag.END_STREAM) !== 0;
+    if (data.length === 0 && !endStream) {
+      if (++this.emptyFrames > MAX_EMPTY_FRAMES) this.calm('empty_frame_flood', 'too many empty DATA frames');
+    } else {
+      this.emptyFrames = 0;
+    }
+    // Padding is consumed at once; the data when its reader takes it.
+    stream.consumed(length - data.length);
+    stream.receiveData(data, endStream);
+  }
+
+  private onHeadersFrame(flags: number, streamId: number, payload: Buffer): void {
+    if (streamId === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'HEADERS on stream 0');
+    let fragment = this.unpad(flags, payload);
+    let dependency = -1;
+    if ((flags & Flag.PRIORITY) !== 0) {
+      if (fragment.length < 5) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'HEADERS too short for its priority');
+      dependency = fragment.readUInt32BE(0) & 0x7fffffff;
+      fragment = fragment.subarray(5);
+    }
+    this.blockStream = streamId;
+    this.blockFlags = flags;
+    this.blockPieces = [fragment];
+    this.blockBytes = fragment.length;
+    this.blockFrames = 1;
+    this.blockPriorityDep = dependency;
+    this.checkBlockSize();
+    if ((flags & Flag.END_HEADERS) !== 0) this.endBlock();
+  }
+
+  private onContinuation(flags: number, streamId: number, payload: Buffer): void {
+    if (this.blockStream === 0 || streamId !== this.blockStream) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'CONTINUATION without HEADERS');
+    if (++this.blockFrames > MAX_CONTINUATIONS) this.calm('continuation_flood', 'too many CONTINUATION frames');
+    this.blockPieces.push(payload);
+    this.blockBytes += payload.length;
+    this.checkBlockSize();
+    if ((flags & Flag.END_HEADERS) !== 0) this.endBlock();
+  }
+
+  /** A block (compressed) larger than the list it may decode to, with room to spare, is a flood. */
+  private checkBlockSize(): void {
+    if (this.blockBytes > Math.max(64 * 1024, 2 * this.opts.local.maxHeaderListSize)) this.calm('continuation_flood', 'header block too large');
+  }
+
+  private endBlock(): void {
+    const streamId = this.blockStream;
+    const flags = this.blockFlags;
+    const block = this.blockPieces.length === 1 ? this.blockPieces[0] : Buffer.concat(this.blockPieces, this.blockBytes);
+    const dependency = this.blockPriorityDep;
+    this.blockStream = 0;
+    this.blockPieces = [];
+    // Decoded whatever becomes of the stream: the dynamic table must follow the peer's.
+    const decoded = this.hpackIn.decode(block);
+    const endStream = (flags & Flag.END_STREAM) !== 0;
+    const stream = this.streams.get(streamId);
+    if (stream !== undefined) {
+      if (stream.remoteEnded) throw new StreamError(streamId, ErrorCode.STREAM_CLOSED, 'HEADERS after END_STREAM');
+      return stream.receiveHeaders(decoded.headers, decoded.overflow, endStream);
+    }
+    if (this.role === 'client' || (streamId & 1) === 0) {
+      if (!this.isIdle(streamId)) throw new ConnectionError(ErrorCode.STREAM_CLOSED, 'HEADERS on a closed stream');
+      throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'HEADERS opening a stream the peer may not open');
+    }
+    if (streamId <= this.lastPeerStreamId) {
+      if (this.recentlyReset.includes(streamId)) return;
+      throw new ConnectionError(ErrorCode.STREAM_CLOSED, 'HEADERS on a closed stream');
+    }
+    this.lastPeerStreamId = streamId;
+    if (dependency === streamId) throw new StreamError(streamId, ErrorCode.PROTOCOL_ERROR, 'a stream cannot depend on itself');
+    if (this.goAwaySent) return this.forget(streamId); // after our GOAWAY: not processed
+    if (this.streams.size >= this.opts.local.maxConcurrentStreams) {
+      this.count('refused_stream');
+      throw new StreamError(streamId, ErrorCode.REFUSED_STREAM, 'over SETTINGS_MAX_CONCURRENT_STREAMS');
+    }
+    this.streamsOpened++;
+    const st = this.newStream(streamId);
+    if (decoded.overflow) {
+      // An HPACK bomb or plainly too many headers: this stream gets a 431, the connection goes on.
+      this.count('header_list_too_large');
+      return st.refuseTooLarge(endStream);
+    }
+    const fields = checkFields(decoded.headers, 'request', this.opts.scheme ?? 'http');
+    if (typeof fields === 'string') throw new StreamError(streamId, ErrorCode.PROTOCOL_ERROR, fields);
+    if (endStream) st.remoteEnded = true;
+    st.expectedLength = fields.headers.contentLength;
+    this.onRequest(st, fields, endStream);
+  }
+
+  private onPriority(streamId: number, payload: Buffer): void {
+    this.control();
+    if (streamId === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'PRIORITY on stream 0');
+    if (payload.length !== 5) throw new StreamError(streamId, ErrorCode.FRAME_SIZE_ERROR, 'PRIORITY of the wrong size');
+    if ((payload.readUInt32BE(0) & 0x7fffffff) === streamId) throw new StreamError(streamId, ErrorCode.PROTOCOL_ERROR, 'a stream cannot depend on itself');
+  }
+
+  private onRstStream(streamId: number, payload: Buffer): void {
+    this.control();
+    if (streamId === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'RST_STREAM on stream 0');
+    if (payload.length !== 4) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'RST_STREAM of the wrong size');
+    const stream = this.streams.get(streamId);
+    if (stream === undefined) {
+      if (this.isIdle(streamId)) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'RST_STREAM on an idle stream');
+      return;
+    }
+    const code = payload.readUInt32BE(0);
+    if (this.role === 'server' && !stream.localEnded) {
+      // A reset before we finished answering: the rapid reset pattern if most streams end so.
+      this.peerResets++;
+      const ratio = this.opts.maxResetRatio ?? 1;
+      if (this.streamsOpened >= RESET_JUDGED_AFTER && this.peerResets > this.streamsOpened * ratio) {
+        this.calm('rapid_reset', 'too many streams reset by the client');
+      }
+    }
+    stream.peerReset(code);
+  }
+
+  private onSettings(flags: number, streamId: number, payload: Buffer): void {
+    this.control();
+    if (streamId !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'SETTINGS on a stream');
+    if ((flags & Flag.ACK) !== 0) {
+      if (payload.length !== 0) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'SETTINGS ACK with a payload');
+      if (this.settingsAcksPending > 0 && --this.settingsAcksPending === 0) this.hpackIn.setMaxTableSize(this.opts.local.headerTableSize);
+      return;
+    }
+    if (payload.length % 6 !== 0) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'SETTINGS length not a multiple of 6');
+    for (let i = 0; i < payload.length; i += 6) {
+      const id = payload.readUInt16BE(i);
+      const value = payload.readUInt32BE(i + 2);
+      switch (id) {
+        case Setting.HEADER_TABLE_SIZE:
+          this.hpackOut.setPeerMaxTableSize(Math.min(value, 65_536));
+          break;
+        case Setting.ENABLE_PUSH:
+          if (value > 1 || (this.role === 'client' && value === 1)) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'invalid SETTINGS_ENABLE_PUSH');
+          break;
+        case Setting.MAX_CONCURRENT_STREAMS:
+          this.peerMaxConcurrentStreams = value;
+          break;
+        case Setting.INITIAL_WINDOW_SIZE: {
+          if (value > MAX_WINDOW) throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, 'SETTINGS_INITIAL_WINDOW_SIZE over 2^31-1');
+          const delta = value - this.peerInitialWindow;
+          this.peerInitialWindow = value;
+          for (const st of this.streams.values()) {
+            st.sendWindow += delta;
+            if (st.sendWindow > MAX_WINDOW) throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, 'a stream window went over 2^31-1');
+          }
+          break;
+        }
+        case Setting.MAX_FRAME_SIZE:
+          if (value < DEFAULT_MAX_FRAME_SIZE || value > 16_777_215) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'invalid SETTINGS_MAX_FRAME_SIZE');
+          this.peerMaxFrameSize = value;
+          break;
+        default:
+          break; // MAX_HEADER_LIST_SIZE is advisory; unknown settings are ignored
+      }
+    }
+    this.controlReply(SETTINGS_ACK);
+    this.peerSettingsReceived = true;
+    this.onPeerSettings();
+    this.flushBlocked();
+  }
+
+  private onPing(flags: number, streamId: number, payload: Buffer): void {
+    this.control();
+    if (streamId !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'PING on a stream');
+    if (payload.length !== 8) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'PING of the wrong size');
+    if ((flags & Flag.ACK) !== 0) return;
+    this.controlReply(pingFrame(payload.toString('latin1', 0, 8), true));
+  }
+
+  /** Answers a control frame, unless the peer is not reading what we send. */
+  private controlReply(frame: string): void {
+    if (this.socket.writableLength + this.output.pending > MAX_UNREAD_OUTPUT) this.calm('control_frame_flood', 'the peer does not read its control frame answers');
+    this.output.push(frame);
+  }
+
+  private onGoAwayFrame(streamId: number, payload: Buffer): void {
+    if (streamId !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'GOAWAY on a stream');
+    if (payload.length < 8) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'GOAWAY too short');
+    const last = payload.readUInt32BE(0) & 0x7fffffff;
+    const code = payload.readUInt32BE(4);
+    this.goAwayReceived = this.goAwayReceived < 0 ? last : Math.min(last, this.goAwayReceived);
+    this.onGoAway(last, code);
+  }
+
+  private onWindowUpdate(streamId: number, payload: Buffer): void {
+    this.control();
+    if (payload.length !== 4) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'WINDOW_UPDATE of the wrong size');
+    const increment = payload.readUInt32BE(0) & 0x7fffffff;
+    if (streamId === 0) {
+      if (increment === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'WINDOW_UPDATE of 0');
+      this.sendWindow += increment;
+      if (this.sendWindow > MAX_WINDOW) throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, 'connection window over 2^31-1');
+      this.controlTokens++; // a window update is what a reading peer sends: not a flood
+      this.flushBlocked();
+      return;
+    }
+    const stream = this.streams.get(streamId);
+    if (stream === undefined) {
+      if (this.isIdle(streamId)) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'WINDOW_UPDATE on an idle stream');
+      return;
+    }
+    if (increment === 0) throw new StreamError(streamId, ErrorCode.PROTOCOL_ERROR, 'WINDOW_UPDATE of 0');
+    stream.sendWindow += increment;
+    if (stream.sendWindow > MAX_WINDOW) throw new StreamError(streamId, ErrorCode.FLOW_CONTROL_ERROR, 'stream window over 2^31-1');
+    this.controlTokens++;
+    stream.flushPending();
+  }
+
+  /** The peer closed its side: whatever is open cannot complete; ours ends too. */
+  private onEnd(): void {
+    this.teardown();
+    if (!this.closed) {
+      this.output.flush();
+      this.socket.end();
+    }
+  }
+
+  private onClose(): void {
+    this.closed = true;
+    this.teardown();
+    this.onConnectionClosed();
+  }
+
+  private teardown(): void {
+    this.dead = true;
+    for (const st of [...this.streams.values()]) st.connectionLost();
+  }
+
+  // ---- errors -------------------------------------------------------------------------------
+
+  private connectionError(code: number, message: string): void {
+    if (this.dead) return;
+    this.opts.onError(new ShuttleError(this.role === 'server' ? 'SHUTTLE_E_HTTP_BAD_REQUEST' : 'SHUTTLE_E_UPSTREAM_PROTOCOL', this.role === 'server' ? 'downstream' : 'upstream', `HTTP/2 ${ERROR_NAMES[code]}: ${message}`));
+    this.output.push(goAwayFrame(this.lastPeerStreamId, code, message));
+    this.dead = true;
+    for (const st of [...this.streams.values()]) st.connectionLost();
+    this.output.flush();
+    this.socket.end();
+    // A peer that does not close after our GOAWAY is closed for it.
+    setTimeout(() => this.socket.destroy(), 1000).unref();
+  }
+
+  private streamError(streamId: number, code: number, message: string): void {
+    const stream = this.streams.get(streamId);
+    this.forget(streamId);
+    this.output.push(rstStreamFrame(streamId, code));
+    stream?.closeWithError(new ShuttleError(this.role === 'server' ? 'SHUTTLE_E_HTTP_BAD_REQUEST' : 'SHUTTLE_E_UPSTREAM_PROTOCOL', this.role === 'server' ? 'downstream' : 'upstream', `HTTP/2 stream ${ERROR_NAMES[code]}: ${message}`));
+  }
+
+  /** Remembers a stream we reset, so its late frames are dropped quietly. */
+  forget(streamId: number): void {
+    this.recentlyReset.push(streamId);
+    if (this.recentlyReset.length > RECENTLY_RESET) this.recentlyReset.shift();
+  }
+
+  // ---- streams --------------------------------------------------------------------------------
+
+  protected newStream(id: number): Http2Stream {
+    const st = new Http2Stream(this, id, this.opts.local.initialStreamWindow, this.peerInitialWindow);
+    this.streams.set(id, st);
+    if (this.writeFull) st.connectionFull(true);
+    return st;
+  }
+
+  /** Called by a stream when both sides are done with it (or it was reset). */
+  streamClosed(stream: Http2Stream): void {
+    if (this.streams.get(stream.id) !== stream) return;
+    this.streams.delete(stream.id);
+    this.blocked.delete(stream);
+    this.onStreamClosed(stream);
+    if (this.streams.size === 0 && (this.goAwaySent || this.goAwayReceived >= 0) && !this.dead) this.shutdown();
+  }
+
+  /** Ends the connection cleanly (after GOAWAY, with no stream left). */
+  protected shutdown(): void {
+    this.dead = true;
+    this.output.flush();
+    this.socket.end();
+    setTimeout(() => this.socket.destroy(), 1000).unref();
+  }
+
+  /** Sends GOAWAY: no stream beyond the last one seen is taken; the connection ends when idle. */
+  goAway(code: number = ErrorCode.NO_ERROR): void {
+    if (this.goAwaySent || this.dead) return;
+    this.goAwaySent = true;
+    this.output.push(goAwayFrame(this.lastPeerStreamId, code));
+    if (this.streams.size === 0) this.shutdown();
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+
+  // ---- writing (for streams) ------------------------------------------------------------------
+
+  writeHeaders(stream: Http2Stream, fields: string[], endStream: boolean, neverIndexed?: string[]): void {
+    const block = this.hpackOut.encode(fields, neverIndexed);
+    const max = this.peerMaxFrameSize;
+    let flags = endStream ? Flag.END_STREAM : 0;
+    if (block.length <= max) {
+      this.output.push(frameHeader(block.length, FrameType.HEADERS, flags | Flag.END_HEADERS, stream.id));
+      this.output.push(block);
+      return;
+    }
+    for (let at = 0, type: number = FrameType.HEADERS; at < block.length; at += max, type = FrameType.CONTINUATION) {
+      const end = Math.min(block.length, at + max);
+      if (end === block.length) flags |= Flag.END_HEADERS;
+      this.output.push(frameHeader(end - at, type, flags, stream.id));
+      this.output.push(block.subarray(at, end));
+      flags = 0;
+    }
+  }
+
+  /**
+   * Sends as much of `data` as the windows allow; returns the bytes sent. `endStream` goes on the
+   * last frame only if everything was sent.
+   */
+  writeData(stream: Http2Stream, data: Buffer, endStream: boolean, volatile: boolean): number {
+    const max = this.peerMaxFrameSize;
+    let sent = 0;
+    while (sent < data.length) {
+      const room = Math.min(this.sendWindow, stream.sendWindow, max);
+      if (room <= 0) {
+        this.blocked.add(stream);
+        break;
+      }
+      const n = Math.min(room, data.length - sent);
+      const last = sent + n === data.length;
+      this.output.push(frameHeader(n, FrameType.DATA, last && endStream ? Flag.END_STREAM : 0, stream.id));
+      this.output.push(data.subarray(sent, sent + n), volatile);
+      this.sendWindow -= n;
+      stream.sendWindow -= n;
+      sent += n;
+    }
+    if (data.length === 0 && endStream) this.output.push(frameHeader(0, FrameType.DATA, Flag.END_STREAM, stream.id));
+    return sent;
+  }
+
+  writeReset(stream: Http2Stream, code: number): void {
+    this.forget(stream.id);
+    this.output.push(rstStreamFrame(stream.id, code));
+  }
+
+  /** Reopens a stream's receive window by what its reader consumed. */
+  writeWindowUpdate(streamId: number, increment: number): void {
+    this.output.push(windowUpdateFrame(streamId, increment));
+  }
+
+  private flushBlocked(): void {
+    if (this.blocked.size === 0) return;
+    const streams = [...this.blocked];
+    this.blocked.clear();
+    for (const st of streams) {
+      if (this.sendWindow <= 0) {
+        this.blocked.add(st);
+        continue;
+      }
+      st.flushPending();
+    }
+  }
+
+  get receivedPeerSettings(): boolean {
+    return this.peerSettingsReceived;
+  }
+}
+
+/** One HTTP/2 stream: the StreamEncoder of its sending side; its decoder hears the other side. */
+export class Http2Stream implements StreamEncoder {
+  readonly protocol = 'HTTP/2';
+  readonly id: number;
+  readonly conn: Http2Connection;
+  decoder: StreamDecoder | undefined;
+  writeCallbacks: StreamWriteCallbacks | undefined;
+  bytesSent = 0;
+  /** Peer's window for what we send; ours for what it sends. */
+  sendWindow: number;
+  recvWindow: number;
+  private readonly initialRecvWindow: number;
+  private recvUnacked = 0;
+  /** END_STREAM sent / received. */
+  localEnded = false;
+  remoteEnded = false;
+  headersSent = false;
+  /** Final (non-1xx) headers received: a second HEADERS is the trailers. */
+  finalHeadersReceived = false;
+  /** content-length of what the peer sends (-1: none), and what arrived so far. */
+  expectedLength = -1;
+  private received = 0;
+  private readDisables = 0;
+  private held: Buffer[] = [];
+  private heldEnd = false;
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private pendingEnd = false;
+  private pendingTrailers: string[] | undefined;
+  private aboveHigh = false;
+  private connFull = false;
+  private closed = false;
+
+  constructor(conn: Http2Connection, id: number, recvWindow: number, sendWindow: number) {
+    this.conn = conn;
+    this.id = id;
+    this.recvWindow = recvWindow;
+    this.initialRecvWindow = recvWindow;
+    this.sendWindow = sendWindow;
+  }
+
+  // ---- from the connection (inbound) ----------------------------------------------------------
+
+  receiveData(data: Buffer, endStream: boolean): void {
+    this.received += data.length;
+    if (this.expectedLength >= 0 && (this.received > this.expectedLength || (endStream && this.received !== this.expectedLength))) {
+      throw new StreamErrorSignal(this.id, 'content-length does not match the DATA received');
+    }
+    if (endStream) this.remoteEnded = true;
+    if (this.readDisables > 0) {
+      if (data.length > 0) this.held.push(data);
+      if (endStream) this.heldEnd = true;
+      return;
+    }
+    this.consumed(data.length);
+    this.decoder?.decodeData(data, endStream);
+    if (endStream) this.maybeClose();
+  }
+
+  receiveHeaders(fields: string[], overflow: boolean, endStream: boolean): void {
+    if (overflow) throw new StreamErrorSignal(this.id, 'header list over SETTINGS_MAX_HEADER_LIST_SIZE');
+    const isServer = this.conn.role === 'server';
+    if (!isServer && !this.finalHeadersReceived) {
+      const checked = checkFields(fields, 'response', '');
+      if (typeof checked === 'string') throw new StreamErrorSignal(this.id, checked);
+      const status = checked.headers.status;
+      if (status >= 100 && status < 200) {
+        if (endStream) throw new StreamErrorSignal(this.id, 'END_STREAM on an interim response');
+        this.decoder?.decodeInformational(checked.headers);
+        return;
+      }
+      this.finalHeadersReceived = true;
+      this.expectedLength = noResponseBody(status) ? -1 : checked.headers.contentLength;
+      if (endStream) this.remoteEnded = true;
+      this.decoder?.decodeHeaders(checked.headers, endStream);
+      if (endStream) this.maybeClose();
+      return;
+    }
+    // Trailers: the last frame of the message, no pseudo-headers.
+    if (!endStream) throw new StreamErrorSignal(this.id, 'trailers without END_STREAM');
+    const checked = checkFields(fields, 'trailers', '');
+    if (typeof checked === 'string') throw new StreamErrorSignal(this.id, checked);
+    if (this.expectedLength >= 0 && this.received !== this.expectedLength) throw new StreamErrorSignal(this.id, 'content-length does not match the DATA received');
+    this.remoteEnded = true;
+    if (this.readDisables > 0) {
+      this.heldEnd = true;
+      this.heldTrailers = checked.headers;
+      return;
+    }
+    this.decoder?.decodeTrailers(checked.headers);
+    this.maybeClose();
+  }
+
+  private heldTrailers: HeaderMap | undefined;
+
+  /** The peer reset the stream. */
+  peerReset(code: number): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.remoteEnded = this.localEnded = true;
+    this.conn.streamClosed(this);
+    const reason: StreamResetReason = code === ErrorCode.REFUSED_STREAM ? 'refused' : 'remote';
+    this.decoder?.onReset(reason, new ShuttleError(this.conn.role === 'server' ? 'SHUTTLE_E_DOWNSTREAM_RESET' : code === ErrorCode.REFUSED_STREAM ? 'SHUTTLE_E_UPSTREAM_REFUSED_STREAM' : 'SHUTTLE_E_UPSTREAM_RESET', this.conn.role === 'server' ? 'downstream' : 'upstream', `stream reset by the peer (${ERROR_NAMES[code] ?? code})`));
+  }
+
+  /** The peer sent GOAWAY and this stream is past its last stream id: never processed. */
+  refusedByGoAway(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.conn.streamClosed(this);
+    this.decoder?.onReset('refused', new ShuttleError('SHUTTLE_E_UPSTREAM_REFUSED_STREAM', 'upstream', 'stream not processed before the upstream\'s GOAWAY'));
+  }
+
+  connectionLost(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.conn.streamClosed(this);
+    const server = this.conn.role === 'server';
+    this.decoder?.onReset('connection-termination', new ShuttleError(server ? 'SHUTTLE_E_DOWNSTREAM_RESET' : 'SHUTTLE_E_UPSTREAM_RESET', server ? 'downstream' : 'upstream', 'the HTTP/2 connection closed'));
+  }
+
+  /** A stream error we detected: RST_STREAM was sent; the decoder hears it. */
+  closeWithError(error: ShuttleError): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.conn.streamClosed(this);
+    this.decoder?.onReset('protocol-error', error);
+  }
+
+  /** A request whose header list was too large: 431, and the rest of it is not read. */
+  refuseTooLarge(endStream: boolean): void {
+    if (endStream) this.remoteEnded = true;
+    const h = HeaderMap.response(431, ['content-type', 'text/plain; charset=utf-8']);
+    this.encodeHeaders(h, true);
+    if (!this.remoteEnded) this.reset('local', ErrorCode.NO_ERROR);
+  }
+
+  /** `n` bytes of this stream's inbound data were taken: reopen the window in halves. */
+  consumed(n: number): void {
+    if (n <= 0 || this.remoteEnded) return;
+    this.recvUnacked += n;
+    if (this.recvUnacked >= this.initialRecvWindow / 2) {
+      this.conn.writeWindowUpdate(this.id, this.recvUnacked);
+      this.recvWindow += this.recvUnacked;
+      this.recvUnacked = 0;
+    }
+  }
+
+  connectionFull(full: boolean): void {
+    this.connFull = full;
+    this.updateWatermark();
+  }
+
+  // ---- StreamEncoder (outbound) ---------------------------------------------------------------
+
+  encodeInformational(headers: HeaderMap): void {
+    if (this.closed || this.headersSent) return;
+    this.conn.writeHeaders(this, responseFields(headers), false);
+  }
+
+  encodeHeaders(headers: HeaderMap, endStream: boolean): void {
+    if (this.closed || this.headersSent) return;
+    this.headersSent = true;
+    const fields = this.conn.role === 'server' ? responseFields(headers) : requestFields(headers);
+    this.conn.writeHeaders(this, fields, endStream);
+    if (endStream) this.endLocal();
+  }
+
+  encodeData(data: Buffer, endStream: boolean): void {
+    if (this.closed || this.localEnded) return;
+    this.bytesSent += data.length;
+    if (this.pendingBytes > 0 || this.pendingTrailers !== undefined) {
+      this.queue(data, endStream);
+      return;
+    }
+    const sent = this.conn.writeData(this, data, endStream, true);
+    if (sent < data.length) {
+      this.queue(data.subarray(sent), endStream);
+      return;
+    }
+    if (endStream) this.endLocal();
+  }
+
+  encodeTrailers(trailers: HeaderMap): void {
+    if (this.closed || this.localEnded) return;
+    const fields = trailerFields(trailers);
+    if (this.pendingBytes > 0) {
+      this.pendingTrailers = fields;
+      return;
+    }
+    this.conn.writeHeaders(this, fields, true);
+    this.endLocal();
+  }
+
+  reset(reason: StreamResetReason, code: number = reason === 'protocol-error' ? ErrorCode.PROTOCOL_ERROR : reason === 'overflow' ? ErrorCode.REFUSED_STREAM : ErrorCode.CANCEL): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.conn.writeReset(this, code);
+    this.conn.streamClosed(this);
+  }
+
+  readDisable(disable: boolean): void {
+    if (disable) {
+      this.readDisables++;
+      return;
+    }
+    if (this.readDisables === 0 || --this.readDisables > 0) return;
+    // Resumed: hand over what was held, then reopen the window for it.
+    const held = this.held;
+    this.held = [];
+    for (let i = 0; i < held.length; i++) {
+      const last = i === held.length - 1 && this.heldEnd && this.heldTrailers === undefined;
+      this.consumed(held[i].length);
+      this.decoder?.decodeData(held[i], last);
+      if (this.readDisables > 0) {
+        // Disabled again while handing over: keep the rest.
+        this.held = held.slice(i + 1);
+        return;
+      }
+    }
+    if (this.heldEnd) {
+      this.heldEnd = false;
+      if (this.heldTrailers !== undefined) this.decoder?.decodeTrailers(this.heldTrailers);
+      else if (held.length === 0) this.decoder?.decodeData(EMPTY, true);
+      this.maybeClose();
+    }
+  }
+
+  setWriteCallbacks(callbacks: StreamWriteCallbacks): void {
+    this.writeCallbacks = callbacks;
+    if (this.aboveHigh) callbacks.onAboveWriteHighWatermark();
+  }
+
+  // ---- outbound queue -------------------------------------------------------------------------
+
+  private queue(data: Buffer, endStream: boolean): void {
+    if (data.length > 0) {
+      // The caller's buffer may be reused after this call: what waits is ours.
+      this.pending.push(Buffer.from(data));
+      this.pendingBytes += data.length;
+    }
+    if (endStream) this.pendingEnd = true;
+    this.updateWatermark();
+  }
+
+  /** The windows opened: send what waits. */
+  flushPending(): void {
+    if (this.closed) return;
+    while (this.pending.length > 0) {
+      const data = this.pending[0];
+      const last = this.pending.length === 1 && this.pendingEnd && this.pendingTrailers === undefined;
+      const sent = this.conn.writeData(this, data, last, false);
+      this.pendingBytes -= sent;
+      if (sent < data.length) {
+        this.pending[0] = data.subarray(sent);
+        this.updateWatermark();
+        return;
+      }
+      this.pending.shift();
+    }
+    if (this.pendingTrailers !== undefined) {
+      this.conn.writeHeaders(this, this.pendingTrailers, true);
+      this.pendingTrailers = undefined;
+      this.endLocal();
+    } else if (this.pendingEnd) {
+      this.pendingEnd = false;
+      this.endLocal();
+    }
+    this.updateWatermark();
+  }
+
+  private updateWatermark(): void {
+    const above = this.connFull || this.pendingBytes > STREAM_HIGH_WATERMARK;
+    if (above === this.aboveHigh) return;
+    this.aboveHigh = above;
+    if (above) this.writeCallbacks?.onAboveWriteHighWatermark();
+    else this.writeCallbacks?.onBelowWriteLowWatermark();
+  }
+
+  private endLocal(): void {
+    this.localEnded = true;
+    this.maybeClose();
+  }
+
+  private maybeClose(): void {
+    if (this.closed || !this.localEnded || !this.remoteEnded || this.held.length > 0 || this.heldEnd) return;
+    this.closed = true;
+    this.conn.streamClosed(this);
+  }
+}
+
+/** Thrown inside a stream's handling; the connection turns it into RST_STREAM PROTOCOL_ERROR. */
+export class StreamErrorSignal extends StreamError {
+  constructor(streamId: number, message: string) {
+    super(streamId, ErrorCode.PROTOCOL_ERROR, message);
+  }
+}
+
+function noResponseBody(status: number): boolean {
+  return status === 204 || status === 304;
+}
+
+/** Lower-cased regular fields of a map, without the connection-specific ones (RFC 9113 §8.2.2). */
+function regularFields(h: HeaderMap, out: string[], keepTe: boolean): void {
+  const f = h.fields;
+  for (let i = 0; i < f.length; i += 2) {
+    const name = f[i].toLowerCase();
+    switch (name) {
+      case 'host': case 'connection': case 'keep-alive': case 'proxy-connection': case 'transfer-encoding': case 'upgrade': case 'content-length':
+        continue;
+      case 'te':
+        if (!keepTe || f[i + 1].toLowerCase() !== 'trailers') continue;
+        break;
+    }
+    out.push(name, f[i + 1]);
+  }
+}
+
+function responseFields(h: HeaderMap): string[] {
+  const out: string[] = [':status', String(h.status)];
+  regularFields(h, out, false);
+  if (h.contentLength >= 0 && h.status !== 204 && !(h.status >= 100 && h.status < 200)) out.push('content-length', String(h.contentLength));
+  return out;
+}
+
+function requestFields(h: HeaderMap): string[] {
+  const out: string[] = [':method', h.method, ':scheme', h.scheme || 'http', ':authority', h.authority, ':path', h.path];
+  regularFields(h, out, true);
+  if (h.contentLength >= 0) out.push('content-length', String(h.contentLength));
+  return out;
+}
+
+function trailerFields(h: HeaderMap): string[] {
+  const out: string[] = [];
+  regularFields(h, out, false);
+  return out;
+}

@@ -1,0 +1,90 @@
+/**
+ * The protocol registry: each protocol Shuttle serves registers how to recognise it from the
+ * first bytes a client sends (and its ALPN names, for TLS); a listener serving several protocols
+ * (`auto`, or `http` serving HTTP/1.1 and HTTP/2 on one port) looks the connection up here.
+ *
+ *   0x01 / 0x02              SOFA Bolt v1 / v2
+ *   0xda 0xbb                Dubbo
+ *   "PRI * HTTP/2.0\r\n…"     HTTP/2 with prior knowledge (h2c)
+ *   an HTTP method token     HTTP/1.x
+ */
+import type net from 'node:net';
+
+export type ProtocolName = 'http1' | 'http2' | 'bolt' | 'dubbo';
+
+export interface ProtocolDefinition {
+  readonly name: ProtocolName;
+  /** TLS ALPN protocol ids that select it. */
+  readonly alpn: readonly string[];
+  /** true / false from the first bytes, or undefined while more are needed to tell. */
+  match(first: Buffer): boolean | undefined;
+}
+
+/**
+ * The first line of the HTTP/2 preface: enough to tell (an HTTP/1 request line with version
+ * HTTP/2.0 is an error either way); the HTTP/2 codec checks the rest and answers a broken preface
+ * with GOAWAY PROTOCOL_ERROR, as RFC 9113 §3.4 asks.
+ */
+const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n');
+
+function prefix(first: Buffer, expected: Buffer): boolean | undefined {
+  const n = Math.min(first.length, expected.length);
+  if (first.compare(expected, 0, n, 0, n) !== 0) return false;
+  return n === expected.length ? true : undefined;
+}
+
+export const PROTOCOLS: readonly ProtocolDefinition[] = [
+  { name: 'bolt', alpn: [], match: (b) => b[0] === 0x01 || b[0] === 0x02 },
+  { name: 'dubbo', alpn: [], match: (b) => (b[0] !== 0xda ? false : b.length < 2 ? undefined : b[1] === 0xbb) },
+  { name: 'http2', alpn: ['h2'], match: (b) => prefix(b, H2_PREFACE) },
+  {
+    name: 'http1',
+    alpn: ['http/1.1', 'http/1.0'],
+    match: (b) => {
+      // A method token and a space; empty lines may come first (RFC 9112 §2.2).
+      let i = 0;
+      while (i < b.length && (b[i] === 13 || b[i] === 10) && i < 8) i++;
+      const start = i;
+      while (i < b.length && i - start <= 20 && b[i] >= 0x21 && b[i] <= 0x7e && b[i] !== 0x20) i++;
+      if (i === b.length) return i - start <= 20 ? undefined : false;
+      return b[i] === 0x20 && i > start;
+    },
+  },
+];
+
+/**
+ * The protocol of a connection among `allowed`, from its first bytes, in registry order: a
+ * protocol that cannot tell yet holds the decision (the bytes "PRI " could begin an HTTP/1
+ * method or the HTTP/2 preface). Undefined while more bytes are needed, 'unknown' when none matches.
+ */
+export function classify(first: Buffer, allowed: readonly ProtocolName[]): ProtocolName | 'unknown' | undefined {
+  if (first.length === 0) return undefined;
+  for (const p of PROTOCOLS) {
+    if (!allowed.includes(p.name)) continue;
+    const m = p.match(first);
+    if (m !== false) return m === true ? p.name : undefined;
+  }
+  return 'unknown';
+}
+
+/** Reads until the protocol is known (or `timeoutMs`), then hands over the socket and the bytes read. */
+export function detectProtocol(socket: net.Socket, allowed: readonly ProtocolName[], timeoutMs: number, done: (p: ProtocolName | 'unknown', first: Buffer) => void): void {
+  let seen: Buffer = Buffer.alloc(0);
+  const timer = setTimeout(() => finish('unknown'), timeoutMs);
+  const onData = (chunk: Buffer) => {
+    seen = seen.length ? Buffer.concat([seen, chunk]) : chunk;
+    const p = classify(seen, allowed);
+    if (p) finish(p);
+  };
+  const finish = (p: ProtocolName | 'unknown') => {
+    clearTimeout(timer);
+    socket.off('data', onData);
+    socket.off('close', onClose);
+    socket.pause();
+    done(p, seen);
+  };
+  const onClose = () => finish('unknown');
+  socket.on('data', onData);
+  socket.once('close', onClose);
+  socket.on('error', () => {});
+}

@@ -1,0 +1,121 @@
+/**
+ * One downstream HTTP connection, whatever its protocol (Envoy's HTTP connection manager): it
+ * runs the connection's server codec (HTTP/1.1 or HTTP/2), makes a ProxyStream for each request
+ * the codec decodes, keeps the connection's idle timeout, and drains it (Connection: close or
+ * GOAWAY) at a drain, a reload that removes its listener, or an upgrade.
+ *
+ *   socket ─▶ ServerCodec ─ newStream(encoder) ─▶ ProxyStream (route, upstream, relay) ─▶ encoder
+ *                 │ stream count                      one per request, many at once on HTTP/2
+ *                 ▼
+ *   idle_timeout: no stream for that long → close (Envoy's idle_timeout; streams have their own)
+ */
+import type net from 'node:net';
+import { Http1ServerCodec } from '../../codecs/http1/server-codec.ts';
+import { Http2ServerCodec } from '../../codecs/http2/server-codec.ts';
+import type { ShuttleError } from '../../errors.ts';
+import type { ServerCodec, ServerCodecCallbacks, StreamDecoder, StreamEncoder } from '../../layers.ts';
+import { L } from '../../shared/stats-table.ts';
+import { Deadline, deadlines, type DeadlineQueue } from '../../stream/deadlines.ts';
+import type { HttpListenerSnapshot, HttpProxyContext } from './context.ts';
+import { ProxyStream, type DownstreamConnection } from './proxy-stream.ts';
+
+/** How long an idle HTTP/1 connection is kept during a drain, for a request already on its way. */
+const DRAIN_IDLE_GRACE_MS = 1_000;
+
+export type HttpProtocol = 'HTTP/1.1' | 'HTTP/2';
+
+export class HttpConnectionManager implements ServerCodecCallbacks, DownstreamConnection {
+  readonly socket: net.Socket;
+  readonly id: string;
+  private readonly ctx: HttpProxyContext;
+  /** The generation the connection opened under: its limits and connection counters. */
+  private readonly snap: HttpListenerSnapshot;
+  private readonly codec: ServerCodec;
+  private readonly idleTimer: Deadline;
+  private readonly idleQueue: DeadlineQueue;
+  private drainTimer: NodeJS.Timeout | undefined;
+  private ip: string | undefined;
+  private readonly onClosed: (c: HttpConnectionManager) => void;
+
+  constructor(socket: net.Socket, id: string, protocol: HttpProtocol, ctx: HttpProxyContext, onClosed: (c: HttpConnectionManager) => void) {
+    this.socket = socket;
+    this.id = id;
+    this.ctx = ctx;
+    this.onClosed = onClosed;
+    const snap = (this.snap = ctx.snapshot());
+    const http = snap.listener.http;
+    const listenerBase = snap.telemetry.layout.listener(snap.listenerIndex);
+    const stats = { row: snap.telemetry.row, rxCell: listenerBase + L.downstream_cx_rx_bytes_total, txCell: listenerBase + L.downstream_cx_tx_bytes_total };
+    const onError = (error: ShuttleError) => this.codecError(error);
+    this.codec = protocol === 'HTTP/2'
+      ? new Http2ServerCodec(socket, this, { settings: http.http2, maxHeaderListSize: http.max_request_headers_kb * 1024, scheme: 'http', stats, onError, counters: { row: snap.telemetry.row, base: listenerBase } })
+      : new Http1ServerCodec(socket, this, { limits: { maxHeadBytes: http.max_request_headers_kb * 1024, maxHeaders: http.max_headers }, maxBodyBytes: http.max_request_body_bytes, headersTimeout: deadlines.queue(http.request_headers_timeout), scheme: 'http', stats, onError });
+    this.idleQueue = deadlines.queue(snap.listener.idle_timeout);
+    this.idleTimer = new Deadline(() => this.codec.close());
+  }
+
+  /** The client's address (IPv4-mapped IPv6 shown as IPv4), read once when a request needs it. */
+  get clientIp(): string {
+    return (this.ip ??= (this.socket.remoteAddress ?? '').replace(/^::ffff:/, ''));
+  }
+
+  /** `initial`: bytes already read (protocol detection) that belong to the first request. */
+  start(initial?: Buffer): void {
+    this.snap.telemetry.downstreamOpened(this.snap.listenerIndex);
+    this.idleTimer.arm(this.idleQueue);
+    this.codec.start(initial);
+  }
+
+  /**
+   * Drain: no new request is taken. A busy connection finishes what it has (HTTP/1: with
+   * Connection: close; HTTP/2: GOAWAY, then its streams finish). An idle HTTP/1 connection
+   * closes after a short grace: a client about to send its next request gets it answered (with
+   * Connection: close) instead of racing our FIN, the race that fails keep-alive requests.
+   */
+  drain(): void {
+    if (this.drainTimer) return;
+    if (this.codec.protocol !== 'HTTP/1.1' || this.codec.activeStreams > 0) {
+      this.codec.goAway();
+      return;
+    }
+    this.drainTimer = setTimeout(() => this.codec.goAway(), DRAIN_IDLE_GRACE_MS);
+    this.drainTimer.unref();
+  }
+
+  /** Closes now (drain deadline). */
+  abort(): void {
+    this.codec.close();
+  }
+
+  // ---- ServerCodecCallbacks ------------------------------------------------------------------
+
+  newStream(encoder: StreamEncoder): StreamDecoder {
+    return new ProxyStream(encoder, this, this.ctx);
+  }
+
+  onStreamCountChanged(active: number): void {
+    if (active > 0) this.idleTimer.cancel();
+    else {
+      this.idleTimer.arm(this.idleQueue);
+      // Draining and idle: nothing more will come.
+      if (this.ctx.draining()) this.drain();
+    }
+  }
+
+  onClose(): void {
+    this.idleTimer.cancel();
+    clearTimeout(this.drainTimer);
+    this.snap.telemetry.downstreamClosed(this.snap.listenerIndex);
+    this.onClosed(this);
+  }
+
+  private codecError(error: ShuttleError): void {
+    const snap = this.snap;
+    if (error.source === 'internal') {
+      this.ctx.logger.error({ conn: this.id, listener: snap.listener.name, err: error }, 'internal error handling a request; connection closed');
+      return;
+    }
+    snap.telemetry.row[snap.telemetry.layout.listener(snap.listenerIndex) + L.downstream_cx_protocol_error]++;
+    this.ctx.logger.info({ conn: this.id, listener: snap.listener.name, status: error.httpStatus, error: error.code, reason: error.message }, 'bad request');
+  }
+}

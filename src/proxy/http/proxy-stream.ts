@@ -1,0 +1,631 @@
+/**
+ * One request through the proxy, whatever the protocol on either side (Envoy's ActiveStream and
+ * router filter): it decodes the downstream request, routes it, asks the cluster's pool for an
+ * upstream stream, and relays headers, data and trailers both ways with per-stream backpressure.
+ *
+ * ```mermaid
+ * flowchart LR
+ *   head[request headers] --> route{route?}
+ *   route -- none --> r404[404 / UNIMPLEMENTED]
+ *   route -- direct / redirect --> local[local reply]
+ *   route -- cluster --> pick[pick host: lb, skip tried]
+ *   pick -- none --> r503[503 / UNAVAILABLE]
+ *   pick --> pool[pool.newStream]
+ *   pool -- connect failure --> retry{retry?}
+ *   pool --> send[headers + body upstream]
+ *   send --> resp[response headers]
+ *   resp -- retriable status, nothing sent yet --> retry
+ *   send -- reset before response --> retry
+ *   retry -- yes --> pick
+ *   retry -- no --> err[502 / 503 / 504, or gRPC status]
+ *   resp --> stream[data, trailers downstream] --> done[access log]
+ * ```
+ *
+ * Each try is an UpstreamAttempt: callbacks of a try given up on (a retried 503 still arriving, a
+ * timed-out stream) reach nothing.
+ */
+import type { Cluster } from '../../cluster/cluster-manager.ts';
+import type { Host } from '../../cluster/host.ts';
+import { GrpcStatus, ShuttleError } from '../../errors.ts';
+import type { CancelPoolRequest, PoolCallbacks, StreamDecoder, StreamEncoder, StreamResetReason, StreamWriteCallbacks, UpstreamInfo } from '../../layers.ts';
+import type { Route } from '../../router/router.ts';
+import { C, H, L } from '../../shared/stats-table.ts';
+import { Deadline, deadlines } from '../../stream/deadlines.ts';
+import { HeaderMap } from '../../stream/header-map.ts';
+import type { HttpListenerSnapshot, HttpProxyContext } from './context.ts';
+import { formatGrpcTimeout, GRPC_RETRY_ON, grpcStatusOf, isGrpc, parseGrpcTimeout } from './grpc.ts';
+import { prepareDownstreamResponse, prepareUpstreamRequest } from './headers.ts';
+import { sendLocalReply, type LocalReply } from './local-reply.ts';
+
+/** 1xx responses accepted before the final one (a flood of them is a broken or hostile upstream). */
+const MAX_INTERIM_RESPONSES = 8;
+
+/** Silent retries of a stream the upstream never processed (refused, past a GOAWAY). */
+const MAX_UNPROCESSED_RETRIES = 3;
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+
+type FailureKind = 'connect-failure' | 'reset' | 'refused' | 'status';
+
+/** What a stream knows of its downstream connection. */
+export interface DownstreamConnection {
+  readonly id: string;
+  readonly clientIp: string;
+}
+
+/** What routing sees of a request: header() reads the map only when a route asks. */
+class RouteRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly query: string;
+  private readonly headers: HeaderMap;
+
+  constructor(h: HeaderMap) {
+    this.headers = h;
+    this.method = h.method;
+    const q = h.path.indexOf('?');
+    this.path = q < 0 ? h.path : h.path.slice(0, q);
+    this.query = q < 0 ? '' : h.path.slice(q + 1);
+  }
+
+  header(name: string): string | undefined {
+    return this.headers.get(name);
+  }
+}
+
+/** One try of a request on one upstream host. */
+class UpstreamAttempt implements StreamDecoder, PoolCallbacks, StreamWriteCallbacks {
+  readonly stream: ProxyStream;
+  readonly host: Host;
+  encoder: StreamEncoder | undefined;
+  cancelWait: CancelPoolRequest | undefined;
+  reused = false;
+  responseBytesSeen = false;
+  interimResponses = 0;
+  /** This try's request is over the upstream's high watermark: the downstream is read-disabled for it. */
+  upstreamFull = false;
+  gone = false;
+
+  constructor(stream: ProxyStream, host: Host) {
+    this.stream = stream;
+    this.host = host;
+  }
+
+  onPoolReady(encoder: StreamEncoder, info: UpstreamInfo): void {
+    this.cancelWait = undefined;
+    if (this.gone) return encoder.reset('local');
+    this.encoder = encoder;
+    this.reused = info.reused;
+    encoder.setWriteCallbacks(this);
+    this.stream.upstreamReady(this);
+  }
+
+  onPoolFailure(error: ShuttleError): void {
+    this.cancelWait = undefined;
+    if (!this.gone) this.stream.attemptFailed(this, error, error.code === 'SHUTTLE_E_UPSTREAM_OVERFLOW' ? 'status' : 'connect-failure');
+  }
+
+  decodeInformational(h: HeaderMap): void {
+    if (!this.gone) this.stream.upstreamInformational(this, h);
+  }
+
+  decodeHeaders(h: HeaderMap, endStream: boolean): void {
+    this.responseBytesSeen = true;
+    if (!this.gone) this.stream.upstreamHeaders(this, h, endStream);
+  }
+
+  decodeData(data: Buffer, endStream: boolean): void {
+    if (!this.gone) this.stream.upstreamData(data, endStream);
+  }
+
+  decodeTrailers(t: HeaderMap): void {
+    if (!this.gone) this.stream.upstreamTrailers(t);
+  }
+
+  onReset(reason: StreamResetReason, error?: ShuttleError): void {
+    if (this.gone) return;
+    const kind: FailureKind = reason === 'connection-failure' ? 'connect-failure' : reason === 'refused' ? 'refused' : 'reset';
+    this.stream.attemptFailed(this, error ?? new ShuttleError(reason === 'refused' ? 'SHUTTLE_E_UPSTREAM_REFUSED_STREAM' : 'SHUTTLE_E_UPSTREAM_RESET', 'upstream', `upstream stream ${reason}`), kind);
+  }
+
+  onAboveWriteHighWatermark(): void {
+    if (this.gone || this.upstreamFull) return;
+    this.upstreamFull = true;
+    this.stream.downstream.readDisable(true);
+  }
+
+  onBelowWriteLowWatermark(): void {
+    if (!this.upstreamFull) return;
+    this.upstreamFull = false;
+    this.stream.downstream.readDisable(false);
+  }
+
+  /** Gives the try up: a wait is cancelled, a stream reset (its connection is not reused). */
+  abandon(): void {
+    if (this.gone) return;
+    this.gone = true;
+    this.cancelWait?.();
+    this.cancelWait = undefined;
+    if (this.upstreamFull) this.onBelowWriteLowWatermark();
+    this.encoder?.reset('local');
+  }
+
+  /** The response is complete: nothing to reset, the codec keeps or closes the connection. */
+  completed(): void {
+    this.gone = true;
+    if (this.upstreamFull) this.onBelowWriteLowWatermark();
+  }
+}
+
+export class ProxyStream implements StreamDecoder, StreamWriteCallbacks {
+  readonly downstream: StreamEncoder;
+  private readonly conn: DownstreamConnection;
+  private readonly ctx: HttpProxyContext;
+  /** The config generation this request started under: it finishes under it too. */
+  private readonly snap: HttpListenerSnapshot;
+  private readonly startedAt: number;
+  private request: HeaderMap | undefined;
+  /** As the client sent them (before rewrites), for the access log. */
+  private path = '';
+  private authority = '';
+  private bytesReceived = 0;
+  private route: Route | undefined;
+  private cluster: Cluster | undefined;
+  private grpc = false;
+  private headRequest = false;
+
+  private attempt: UpstreamAttempt | undefined;
+  private readonly tried = new Set<Host>();
+  private lastHost: Host | undefined;
+  private retries = 0;
+  private staleRetried = false;
+  private unprocessedRetries = 0;
+  private holdingRetryToken = false;
+
+  /** Request body kept for a retry while it fits the retry buffer (server codecs never reuse these buffers). */
+  private readonly body: Buffer[] = [];
+  private bodyBytes = 0;
+  private bodyReplayable = true;
+  /** Body received while no upstream stream takes it (too much to keep for a replay). */
+  private pending: Buffer[] = [];
+  private pendingPaused = false;
+  private requestEnded = false;
+  private requestTrailers: HeaderMap | undefined;
+
+  private responseStarted = false;
+  private tunneling = false;
+  private status = 0;
+  private grpcStatus = -1;
+  private error: ShuttleError | undefined;
+  private finished = false;
+  /** The downstream is over its high watermark: the upstream stream is read-disabled. */
+  private downstreamFull = false;
+  /** When the request must be answered by (route timeout or grpc-timeout), performance.now() ms. */
+  private deadlineAt = 0;
+  private timeout: Deadline | undefined;
+  private tryTimeout: Deadline | undefined;
+  private readonly idleTimer: Deadline | undefined;
+
+  constructor(downstream: StreamEncoder, conn: DownstreamConnection, ctx: HttpProxyContext) {
+    this.downstream = downstream;
+    this.conn = conn;
+    this.ctx = ctx;
+    this.snap = ctx.snapshot();
+    this.startedAt = this.snap.listener.access_log ? performance.now() : 0;
+    this.snap.telemetry.streams(1);
+    downstream.setWriteCallbacks(this);
+    const idleMs = this.snap.listener.http.stream_idle_timeout;
+    if (idleMs > 0) {
+      this.idleTimer = new Deadline(() => this.onStreamIdle());
+      this.idleTimer.arm(deadlines.queue(idleMs));
+    }
+  }
+
+  // ---- the downstream request ---------------------------------------------------------------
+
+  decodeInformational(): void {}
+
+  decodeHeaders(h: HeaderMap, endStream: boolean): void {
+    this.request = h;
+    this.requestEnded = endStream;
+    this.headRequest = h.method === 'HEAD';
+    this.grpc = isGrpc(h);
+    const telemetry = this.snap.telemetry;
+    telemetry.row[telemetry.layout.listener(this.snap.listenerIndex) + L.downstream_rq_total]++;
+    if (h.method === 'CONNECT') {
+      return this.reply({ status: 405, body: 'CONNECT is not allowed here\n', code: 'SHUTTLE_E_HTTP_METHOD_NOT_ALLOWED', headers: [['allow', 'GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, TRACE']] });
+    }
+    const view = new RouteRequest(h);
+    this.path = view.path;
+    this.authority = h.authority;
+    const route = this.snap.router.route(h.authority, view);
+    this.route = route;
+    if (!route) return this.fail(new ShuttleError('SHUTTLE_E_NO_ROUTE', 'downstream', `no route for ${h.authority}${h.path}`));
+    const cfg = route.config;
+    if (cfg.direct_response) return this.reply({ status: cfg.direct_response.status, body: cfg.direct_response.body });
+    if (cfg.redirect) return this.redirect(cfg.redirect);
+    const clusterName = route.cluster();
+    const cluster = clusterName ? this.snap.clusters.get(clusterName) : undefined;
+    if (!cluster) return this.fail(new ShuttleError('SHUTTLE_E_NO_CLUSTER', 'internal', `cluster ${clusterName} not found`));
+    this.cluster = cluster;
+    this.ctx.retryBudget.requestStarted(cluster);
+    // Expect: 100-continue is answered here (Envoy's default) and not forwarded: the client sends
+    // its body now, whether or not the upstream would ever have said 100.
+    if (!endStream && h.has('expect')) {
+      const expect = h.get('expect');
+      if (expect !== undefined && expect.toLowerCase() === '100-continue') {
+        h.remove('expect');
+        this.downstream.encodeInformational(HeaderMap.response(100));
+      }
+    }
+    prepareUpstreamRequest(h, route, this.conn.clientIp);
+    let timeoutMs = route.timeout;
+    if (this.grpc) {
+      const grpcMs = parseGrpcTimeout(h.get('grpc-timeout'));
+      if (grpcMs !== undefined && (timeoutMs === 0 || grpcMs < timeoutMs)) timeoutMs = Math.max(1, Math.ceil(grpcMs));
+    }
+    if (timeoutMs > 0) {
+      this.deadlineAt = performance.now() + timeoutMs;
+      this.timeout = new Deadline(() => this.timedOut(new ShuttleError('SHUTTLE_E_UPSTREAM_TIMEOUT', 'upstream', `no complete response within ${timeoutMs}ms`)));
+      this.timeout.arm(deadlines.queue(timeoutMs));
+    }
+    this.startAttempt();
+  }
+
+  decodeData(data: Buffer, endStream: boolean): void {
+    if (this.finished) return;
+    this.active();
+    if (endStream) this.requestEnded = true;
+    this.bytesReceived += data.length;
+    if (this.tunneling) {
+      this.attempt?.encoder?.encodeData(data, endStream);
+      return;
+    }
+    if (this.bodyReplayable && data.length > 0) {
+      this.bodyBytes += data.length;
+      if (this.bodyBytes <= this.snap.listener.http.retry_buffer_bytes) {
+        this.body.push(data);
+        if (this.attempt?.encoder === undefined) return; // sent with the head once connected
+      } else {
+        this.bodyReplayable = false;
+        // Not sent yet: what was kept still has to go; once sent, it is no longer needed.
+        if (this.attempt?.encoder === undefined) this.pending.push(...this.body);
+        this.body.length = 0;
+      }
+    }
+    const encoder = this.attempt?.encoder;
+    if (encoder !== undefined) {
+      encoder.encodeData(data, endStream);
+    } else if (!this.bodyReplayable) {
+      // Not connected yet and too much to keep: stop reading until a connection takes it.
+      if (data.length > 0) this.pending.push(data);
+      if (!this.pendingPaused && !endStream) {
+        this.pendingPaused = true;
+        this.downstream.readDisable(true);
+      }
+    }
+  }
+
+  decodeTrailers(trailers: HeaderMap): void {
+    if (this.finished) return;
+    this.requestEnded = true;
+    this.requestTrailers = trailers;
+    this.attempt?.encoder?.encodeTrailers(trailers);
+  }
+
+  /** The downstream stream is gone (client reset, connection lost, malformed input). */
+  onReset(_reason: StreamResetReason, error?: ShuttleError): void {
+    if (this.finished) return;
+    this.error ??= error ?? new ShuttleError('SHUTTLE_E_DOWNSTREAM_RESET', 'downstream');
+    this.attempt?.abandon();
+    this.attempt = undefined;
+    this.finish();
+  }
+
+  // ---- downstream backpressure ---------------------------------------------------------------
+
+  onAboveWriteHighWatermark(): void {
+    if (this.downstreamFull) return;
+    this.downstreamFull = true;
+    this.attempt?.encoder?.readDisable(true);
+  }
+
+  onBelowWriteLowWatermark(): void {
+    if (!this.downstreamFull) return;
+    this.downstreamFull = false;
+    this.attempt?.encoder?.readDisable(false);
+  }
+
+  // ---- upstream tries -----------------------------------------------------------------------
+
+  private startAttempt(): void {
+    const cluster = this.cluster!;
+    const host = cluster.lb.choose(this.tried);
+    if (!host) {
+      this.fail(this.error ?? new ShuttleError('SHUTTLE_E_NO_HEALTHY_HOST', 'internal', `cluster ${cluster.name} has no healthy host`));
+      if (this.tried.size === 0) this.snap.telemetry.noHealthyHost(cluster.index);
+      return;
+    }
+    this.tried.add(host);
+    this.lastHost = host;
+    const attempt = new UpstreamAttempt(this, host);
+    this.attempt = attempt;
+    const pool = this.ctx.pools.get(host, cluster, this.snap.telemetry);
+    const cancel = pool.newStream(attempt, attempt, this.route!.timeout);
+    // (A pool may have answered synchronously: an idle connection, or an overflow.)
+    if (this.attempt === attempt && attempt.encoder === undefined && !attempt.gone) attempt.cancelWait = cancel;
+  }
+
+  upstreamReady(attempt: UpstreamAttempt): void {
+    if (this.attempt !== attempt || this.finished) return attempt.abandon();
+    const encoder = attempt.encoder!;
+    const telemetry = this.snap.telemetry;
+    telemetry.row[telemetry.layout.host(attempt.host.index) + H.upstream_rq_total]++;
+    const request = this.request!;
+    if (this.grpc && this.deadlineAt > 0) request.set('grpc-timeout', formatGrpcTimeout(this.deadlineAt - performance.now()));
+    const body = this.body.length > 0 ? this.body : this.pending;
+    const pending = this.body.length > 0 ? this.pending : [];
+    const pieces = pending.length > 0 ? body.concat(pending) : body;
+    this.pending = [];
+    const trailers = this.requestTrailers;
+    const ended = this.requestEnded;
+    encoder.encodeHeaders(request, ended && pieces.length === 0 && trailers === undefined);
+    for (let i = 0; i < pieces.length; i++) encoder.encodeData(pieces[i], ended && trailers === undefined && i === pieces.length - 1);
+    if (trailers !== undefined) encoder.encodeTrailers(trailers);
+    if (this.pendingPaused) {
+      this.pendingPaused = false;
+      this.downstream.readDisable(false);
+    }
+    if (this.downstreamFull) encoder.readDisable(true);
+    const perTry = this.route!.retry?.per_try_timeout ?? 0;
+    if (perTry > 0) {
+      this.tryTimeout ??= new Deadline(() => {
+        const a = this.attempt;
+        if (a !== undefined) this.attemptFailed(a, new ShuttleError('SHUTTLE_E_UPSTREAM_TIMEOUT', 'upstream', `per-try timeout ${perTry}ms`), 'reset');
+      });
+      this.tryTimeout.arm(deadlines.queue(perTry));
+    }
+  }
+
+  upstreamInformational(attempt: UpstreamAttempt, h: HeaderMap): void {
+    if (this.attempt !== attempt) return;
+    if (++attempt.interimResponses > MAX_INTERIM_RESPONSES) {
+      this.attemptFailed(attempt, new ShuttleError('SHUTTLE_E_UPSTREAM_PROTOCOL', 'upstream', `more than ${MAX_INTERIM_RESPONSES} interim responses`), 'reset');
+      return;
+    }
+    // 100 was answered by us already (or not asked for); others (103) go on.
+    if (h.status !== 100 && !this.responseStarted) this.downstream.encodeInformational(h);
+  }
+
+  upstreamHeaders(attempt: UpstreamAttempt, h: HeaderMap, endStream: boolean): void {
+    if (this.attempt !== attempt || this.finished) return;
+    this.active();
+    this.tryTimeout?.cancel();
+    const grpcStatus = this.grpc && endStream ? grpcStatusOf(h) : -1;
+    if (!this.responseStarted && this.retriableResponse(h.status, grpcStatus)) {
+      this.attemptFailed(attempt, new ShuttleError('SHUTTLE_E_UPSTREAM_RESET', 'upstream', grpcStatus >= 0 ? `upstream answered grpc-status ${grpcStatus}` : `upstream answered ${h.status}`), 'status', h.status);
+      return;
+    }
+    this.status = h.status;
+    if (h.status >= 500) this.snap.telemetry.row[this.snap.telemetry.layout.host(attempt.host.index) + H.upstream_rq_error]++;
+    if (h.status === 101) {
+      this.tunneling = true;
+      this.timeout?.cancel();
+      this.idleTimer?.cancel();
+    }
+    if (grpcStatus >= 0) this.grpcStatus = grpcStatus;
+    prepareDownstreamResponse(h, this.route);
+    this.responseStarted = true;
+    this.downstream.encodeHeaders(h, endStream);
+    if (endStream) this.complete(attempt);
+  }
+
+  upstreamData(data: Buffer, endStream: boolean): void {
+    if (this.finished && !this.tunneling) return;
+    this.active();
+    this.downstream.encodeData(data, endStream);
+    if (endStream && !this.tunneling) this.complete(this.attempt!);
+  }
+
+  upstreamTrailers(t: HeaderMap): void {
+    if (this.finished) return;
+    if (this.grpc) this.grpcStatus = grpcStatusOf(t);
+    this.downstream.encodeTrailers(t);
+    this.complete(this.attempt!);
+  }
+
+  private complete(attempt: UpstreamAttempt): void {
+    attempt.completed();
+    this.attempt = undefined;
+    this.finish();
+  }
+
+  private retriableResponse(status: number, grpcStatus: number): boolean {
+    const p = this.route?.retry;
+    if (!p || !this.mayRetry()) return false;
+    if (grpcStatus >= 0) {
+      for (const name of p.retry_on) if (GRPC_RETRY_ON[name] === grpcStatus) return true;
+      return false;
+    }
+    return (p.retry_on.includes('5xx') && status >= 500) ||
+      (p.retry_on.includes('gateway-error') && status >= 502 && status <= 504) ||
+      (p.retry_on.includes('retriable-status-codes') && p.retriable_status_codes.includes(status));
+  }
+
+  private mayRetry(): boolean {
+    const p = this.route?.retry;
+    if (!p || this.retries >= p.num_retries || !this.bodyReplayable) return false;
+    return p.retry_non_idempotent || IDEMPOTENT.has(this.request!.method);
+  }
+
+  private policyRetries(kind: FailureKind): boolean {
+    const p = this.route?.retry;
+    if (!p || !this.mayRetry()) return false;
+    if (kind === 'connect-failure') return p.retry_on.some((r) => r === 'connect-failure' || r === '5xx' || r === 'gateway-error');
+    if (kind === 'reset') return p.retry_on.some((r) => r === 'reset' || r === '5xx' || r === 'gateway-error');
+    if (kind === 'refused') return p.retry_on.some((r) => r === 'refused-stream' || r === 'reset' || r === '5xx');
+    return true; // a retriable status was checked already
+  }
+
+  /** A try failed; retry if allowed and nothing was sent downstream yet, else answer. */
+  attemptFailed(attempt: UpstreamAttempt, error: ShuttleError, kind: FailureKind, status = 0): void {
+    if (this.finished || this.attempt !== attempt) return;
+    this.tryTimeout?.cancel();
+    const staleKeepAlive = kind === 'reset' && attempt.reused && !attempt.responseBytesSeen;
+    this.attempt = undefined;
+    attempt.abandon();
+    if (kind !== 'status' && this.status === 0) this.error = error;
+    if (this.responseStarted) {
+      // Part of the response is out: the only honest signal left is to reset the stream.
+      this.error = error;
+      this.downstream.reset('local');
+      this.finish();
+      return;
+    }
+    // A request the upstream never processed (a reused keep-alive connection the upstream had
+    // just closed, a refused stream, a stream past a GOAWAY) is sent again on a fresh stream,
+    // if it can be: what nginx and Envoy do.
+    const canReplay = this.bodyReplayable && (IDEMPOTENT.has(this.request!.method) || !!this.route?.retry?.retry_non_idempotent || this.bodyBytes === 0);
+    if (staleKeepAlive && !this.staleRetried && canReplay) {
+      this.staleRetried = true;
+      this.tried.delete(attempt.host);
+      return this.startAttempt();
+    }
+    if (kind === 'refused' && this.bodyReplayable && this.unprocessedRetries < MAX_UNPROCESSED_RETRIES) {
+      this.unprocessedRetries++;
+      this.tried.delete(attempt.host);
+      return this.startAttempt();
+    }
+    if (this.policyRetries(kind) && this.takeRetryToken()) {
+      this.retries++;
+      if (status) this.status = 0;
+      return this.startAttempt();
+    }
+    if (kind === 'status' && status) {
+      // Out of retries on a retriable status: pass that status on with a body of our own.
+      this.error = error;
+      return this.reply({ status, body: `upstream answered ${status}\n`, code: error.code, grpcStatus: this.grpc ? GrpcStatus.UNAVAILABLE : undefined });
+    }
+    this.fail(error);
+  }
+
+  private takeRetryToken(): boolean {
+    if (!this.cluster) return false;
+    if (this.holdingRetryToken) return true;
+    if (!this.ctx.retryBudget.tryRetry(this.cluster)) return false;
+    this.holdingRetryToken = true;
+    return true;
+  }
+
+  // ---- timeouts ------------------------------------------------------------------------------
+
+  /** Bytes of this request or its response moved: its stream idle timer starts again. */
+  private active(): void {
+    if (this.idleTimer !== undefined && this.idleTimer.armed) this.idleTimer.arm(this.idleTimer.queue!);
+  }
+
+  /** No byte of this request or its response moved for stream_idle_timeout. */
+  private onStreamIdle(): void {
+    if (this.finished) return;
+    const ms = this.snap.listener.http.stream_idle_timeout;
+    if (!this.requestEnded && !this.responseStarted) {
+      // The client stopped sending its body: that is its timeout, and the connection can't go on.
+      this.error = new ShuttleError('SHUTTLE_E_STREAM_IDLE_TIMEOUT', 'downstream', `request body stalled for ${ms}ms`);
+      this.attempt?.abandon();
+      this.attempt = undefined;
+      return this.reply({ status: 408, body: `${this.error.message}\n`, code: this.error.code, grpcStatus: GrpcStatus.DEADLINE_EXCEEDED });
+    }
+    this.timedOut(new ShuttleError('SHUTTLE_E_STREAM_IDLE_TIMEOUT', 'internal', `no byte moved for ${ms}ms`));
+  }
+
+  private timedOut(error: ShuttleError): void {
+    if (this.finished) return;
+    this.attempt?.abandon();
+    this.attempt = undefined;
+    if (this.responseStarted) {
+      this.error = error;
+      this.downstream.reset('local');
+      this.finish();
+    } else {
+      this.fail(error);
+    }
+  }
+
+  // ---- local replies ------------------------------------------------------------------------
+
+  private fail(error: ShuttleError): void {
+    this.error = error;
+    this.reply({ status: error.httpStatus || 500, body: `${error.message}\n`, code: error.code, grpcStatus: error.grpcStatus });
+  }
+
+  private reply(r: LocalReply): void {
+    if (this.finished) return;
+    if (this.responseStarted) {
+      this.downstream.reset('local');
+      return this.finish();
+    }
+    this.responseStarted = true;
+    this.status = sendLocalReply(this.downstream, this.grpc, this.headRequest, r);
+    if (this.grpc) this.grpcStatus = r.grpcStatus ?? -1;
+    this.finish();
+  }
+
+  private redirect(r: NonNullable<Route['config']['redirect']>): void {
+    const h = this.request!;
+    let path = h.path;
+    const prefix = this.route!.config.match.prefix;
+    if (r.path !== undefined) path = r.path;
+    else if (r.prefix_rewrite !== undefined && prefix !== undefined && path.startsWith(prefix)) path = r.prefix_rewrite + path.slice(prefix.length);
+    const location = `${r.scheme ?? 'http'}://${r.host ?? h.authority}${path}`;
+    this.reply({ status: r.status, body: `redirecting to ${location}\n`, headers: [['location', location]] });
+  }
+
+  // ---- the end --------------------------------------------------------------------------------
+
+  private finish(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.snap.telemetry.streams(-1);
+    this.timeout?.cancel();
+    this.tryTimeout?.cancel();
+    this.idleTimer?.cancel();
+    if (this.pendingPaused) {
+      this.pendingPaused = false;
+      this.downstream.readDisable(false);
+    }
+    const cluster = this.cluster;
+    if (cluster) {
+      this.ctx.retryBudget.requestEnded(cluster);
+      if (this.holdingRetryToken) this.ctx.retryBudget.retryEnded(cluster);
+      if (this.grpcStatus >= 0 && this.grpcStatus <= 16) {
+        const t = this.snap.telemetry;
+        t.row[t.layout.cluster(cluster.index) + C.upstream_rq_grpc_0 + this.grpcStatus]++;
+      }
+    }
+    if (this.snap.listener.access_log) this.accessLog();
+  }
+
+  private accessLog(): void {
+    const h = this.request;
+    this.ctx.logger.info({
+      msg: 'access',
+      conn: this.conn.id,
+      listener: this.snap.listener.name,
+      method: h?.method ?? null,
+      authority: this.authority,
+      path: this.path,
+      protocol: this.downstream.protocol,
+      status: this.status,
+      grpc_status: this.grpc ? (this.grpcStatus >= 0 ? this.grpcStatus : null) : undefined,
+      bytes_received: this.bytesReceived,
+      bytes_sent: this.downstream.bytesSent,
+      duration_ms: Math.round((performance.now() - this.startedAt) * 1000) / 1000,
+      route: this.route?.name ?? null,
+      cluster: this.cluster?.name ?? null,
+      upstream: this.lastHost?.address ?? null,
+      retries: this.retries,
+      error: this.error?.code ?? null,
+    });
+  }
+}
+
