@@ -11,6 +11,10 @@
  * no HTTP parsing or routing. It is the floor of what Node's socket layer costs per request here.
  *
  *   npm run bench:http       (env: REPS=3 DURATION=5 CONNECTIONS=10,50)
+ *
+ * BASELINE=DIR adds "shuttle 1t base": the same Shuttle target run from another checkout (a git
+ * worktree of an older commit), measured back to back in the same run. TARGETS=a,b keeps only the
+ * targets whose names start with one of these (e.g. TARGETS=shuttle\ 1t for an A/B).
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -92,6 +96,17 @@ async function targets(upstreamPort: number): Promise<Target[]> {
     }, threads);
     out.push({ name: `shuttle ${threads}t`, port, pids: () => [child.pid!], stop: () => stop(child) });
   }
+  if (process.env.BASELINE) {
+    const port = await freePort();
+    const child = await startShuttle({
+      listeners: [{
+        name: 'web', address: `127.0.0.1:${port}`, protocol: 'http', access_log: false, backlog: 4096,
+        virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ match: { prefix: '/' }, cluster: 'up' }] }],
+      }],
+      clusters: [{ name: 'up', hosts: [`127.0.0.1:${upstreamPort}`] }],
+    }, 1, process.env.BASELINE);
+    out.push({ name: 'shuttle 1t base', port, pids: () => [child.pid!], stop: () => stop(child) });
+  }
   {
     const port = await freePort();
     const child = await startShuttle({
@@ -170,7 +185,10 @@ const upstream = await nginx('upstream', (p) => `
     listen 127.0.0.1:${p} backlog=4096;
     location / { return 200 "hello from the upstream\\n"; }
   }`);
-const all = await targets(upstream.port);
+const wanted = process.env.TARGETS?.split(',');
+const started = await targets(upstream.port);
+const all = started.filter((t) => !wanted || t.name === 'direct' || wanted.some((w) => t.name.startsWith(w)));
+for (const t of started) if (!all.includes(t)) await t.stop();
 const results = new Map<string, Sample[]>();
 try {
   for (const t of all) wrk(t.port, 10); // warm-up (JIT, pools)

@@ -107,13 +107,17 @@ export function table(headers: string[], rows: (string | number)[][]): string {
 
 const SHUTTLE_BIN = new URL('../../bin/shuttle.js', import.meta.url).pathname;
 
-/** Writes `config` to a temp file and starts Shuttle on it; resolves once it logs "shuttle ready". */
-export async function startShuttle(config: object, threads: number): Promise<ChildProcess> {
+/**
+ * Writes `config` to a temp file and starts Shuttle on it; resolves once it logs "shuttle ready".
+ * `checkout`: another checkout of Shuttle to run instead (a baseline, e.g. a git worktree).
+ */
+export async function startShuttle(config: object, threads: number, checkout?: string): Promise<ChildProcess> {
   const { mkdtempSync, writeFileSync } = await import('node:fs');
   const { tmpdir } = await import('node:os');
   const { join } = await import('node:path');
   const file = join(mkdtempSync(join(tmpdir(), 'shuttle-bench-')), 'shuttle.json');
   writeFileSync(file, JSON.stringify({ version: 1, admin: { address: '127.0.0.1:0' }, log: { level: 'warn' }, ...config }));
-  const { child } = await spawnUntil(process.execPath, [SHUTTLE_BIN, 'start', '-c', file, '--threads', String(threads), '--log-level', 'info'], (l) => l.includes('"shuttle ready"'));
+  const bin = checkout ? join(checkout, 'bin', 'shuttle.js') : SHUTTLE_BIN;
+  const { child } = await spawnUntil(process.execPath, [bin, 'start', '-c', file, '--threads', String(threads), '--log-level', 'info'], (l) => l.includes('"shuttle ready"'));
   return child;
 }

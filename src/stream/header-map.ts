@@ -23,11 +23,21 @@ export function nameLengths(names: Iterable<string>): Uint8Array {
   return t;
 }
 
-const CONNECTION_FIELD_LENGTHS = nameLengths(CONNECTION_FIELDS);
-
-/** True if `name` (any case) is a connection field: the length table spares most names a lower-casing. */
+/**
+ * True if `name` (any case) is a connection field. Called for every field an HTTP/1 encoder
+ * writes, so it decides on the length first and compares the usual spellings before lower-casing.
+ */
 export function isConnectionField(name: string): boolean {
-  return name.length < 64 && CONNECTION_FIELD_LENGTHS[name.length] === 1 && CONNECTION_FIELDS.has(name.toLowerCase());
+  switch (name.length) {
+    case 2: return sameName(name, 'te');
+    case 4: return name === 'Host' || sameName(name, 'host');
+    case 7: return name === 'Upgrade' || sameName(name, 'upgrade');
+    case 10: return name === 'Connection' || name === 'Keep-Alive' || sameName(name, 'connection') || sameName(name, 'keep-alive');
+    case 14: return name === 'Content-Length' || sameName(name, 'content-length');
+    case 16: return name === 'Proxy-Connection' || sameName(name, 'proxy-connection');
+    case 17: return name === 'Transfer-Encoding' || sameName(name, 'transfer-encoding');
+    default: return false;
+  }
 }
 
 /** `name` (any case) equals `lower` (lower-case), without allocating in the common cases. */

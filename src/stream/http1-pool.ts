@@ -29,7 +29,7 @@ import type { WorkerTelemetry } from '../workers/telemetry.ts';
 import { connectUpstream } from './connector.ts';
 import { Deadline, deadlines } from './deadlines.ts';
 import { HeaderMap } from './header-map.ts';
-import { SocketOutput, type OutputOwner } from './socket-output.ts';
+import { beginBatch, endBatch, SocketOutput, type OutputOwner } from './socket-output.ts';
 
 export type PoolConfig = z.output<typeof connectionPool>;
 
@@ -479,8 +479,16 @@ export class Http1Pool implements Pool {
       onread: {
         buffer: upstreamReadBuffer,
         callback: (bytes: number): boolean => {
-          if (conn) conn.onRead(bytes);
-          else socket.destroy();
+          if (!conn) {
+            socket.destroy();
+            return true;
+          }
+          beginBatch();
+          try {
+            conn.onRead(bytes);
+          } finally {
+            endBatch();
+          }
           return true;
         },
       },

@@ -13,15 +13,30 @@
 import type net from 'node:net';
 import { writeJoined } from './joined-write.ts';
 
-/** Outputs with pieces waiting, flushed together by one microtask. */
+/** Outputs with pieces waiting, flushed together by one microtask (or at the end of a read batch). */
 let waiting: SocketOutput[] = [];
 let flushQueued = false;
+/** Reads being handled now (see inBatch): their writes are flushed when the outermost returns. */
+let batchDepth = 0;
 
 function flushAll(): void {
   flushQueued = false;
   const outputs = waiting;
   waiting = [];
   for (const o of outputs) o.flush();
+}
+
+/**
+ * Read handlers (decode one read, with everything the proxy writes because of it) run between
+ * beginBatch() and endBatch(), which flushes what they wrote: the common path then costs no
+ * microtask. Writes outside any read handler (timers, callbacks) go out through a microtask.
+ */
+export function beginBatch(): void {
+  batchDepth++;
+}
+
+export function endBatch(): void {
+  if (--batchDepth === 0 && waiting.length > 0 && !flushQueued) flushAll();
 }
 
 export interface OutputOwner {
@@ -58,7 +73,7 @@ export class SocketOutput {
     if (!this.queued) {
       this.queued = true;
       waiting.push(this);
-      if (!flushQueued) {
+      if (!flushQueued && batchDepth === 0) {
         flushQueued = true;
         queueMicrotask(flushAll);
       }

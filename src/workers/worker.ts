@@ -37,9 +37,11 @@ import { Ring } from '../shared/ring.ts';
 import { decodeSnapshot } from '../shared/snapshot.ts';
 import { StatsLayout, StatsTable } from '../shared/stats-table.ts';
 import type { BoundListener, MainToWorker, WorkerInit, WorkerToMain } from './messages.ts';
+import { startProfiler } from './profiler.ts';
 import { WorkerTelemetry } from './telemetry.ts';
 
 const init = workerData as WorkerInit;
+const stopProfiler = startProfiler(init.workerId);
 const port = parentPort!;
 const { logger, flush, flushSync } = createLogger({ level: init.logLevel, worker: init.workerId });
 const loadTable = new LoadTable(init.loadTable);
@@ -261,7 +263,7 @@ function exit(): void {
   if (exiting) return;
   exiting = true;
   logger.info('worker stopped');
-  void flush().then(() => process.exit(0));
+  void Promise.all([flush(), stopProfiler?.()]).then(() => process.exit(0));
 }
 
 /**

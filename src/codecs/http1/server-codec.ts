@@ -16,7 +16,7 @@ import { ShuttleError } from '../../errors.ts';
 import type { ServerCodec, ServerCodecCallbacks, StreamDecoder, StreamEncoder, StreamResetReason, StreamWriteCallbacks } from '../../layers.ts';
 import { Deadline, type DeadlineQueue } from '../../stream/deadlines.ts';
 import { HeaderMap, isConnectionField, CONNECTION_FIELDS } from '../../stream/header-map.ts';
-import { SocketOutput, type OutputOwner } from '../../stream/socket-output.ts';
+import { beginBatch, endBatch, SocketOutput, type OutputOwner } from '../../stream/socket-output.ts';
 import { RequestDecoder } from './decoder.ts';
 import { HttpParseError } from './errors.ts';
 import { validHost, type HeadLimits, type RequestHead } from './head.ts';
@@ -33,6 +33,8 @@ export interface Http1ServerOptions {
   readonly headersTimeout: DeadlineQueue;
   /** `:scheme` of requests on this connection. */
   readonly scheme: string;
+  /** After a 101 the connection is a tunnel with no requests: it closes after this long with no byte either way. */
+  readonly tunnelIdleTimeoutMs: number;
   /** The connection's byte counters: row[rxCell] and row[txCell] grow by what moves. */
   readonly stats: { readonly row: Float64Array; readonly rxCell: number; readonly txCell: number };
   /** Malformed input was answered and the connection is closing; or an internal error (a bug). */
@@ -78,6 +80,10 @@ export class Http1ServerCodec implements ServerCodec, OutputOwner {
     }, { limits: opts.limits, maxBodyBytes: opts.maxBodyBytes, payloadOnly: true });
   }
 
+  get tunnelIdleTimeoutMs(): number {
+    return this.opts.tunnelIdleTimeoutMs;
+  }
+
   /** goAway() was called (drain): responses say Connection: close. */
   get goingAway(): boolean {
     return this.closing;
@@ -90,7 +96,14 @@ export class Http1ServerCodec implements ServerCodec, OutputOwner {
   start(initial?: Buffer): void {
     const s = this.socket;
     s.setNoDelay(true);
-    s.on('data', (chunk: Buffer) => this.onData(chunk));
+    s.on('data', (chunk: Buffer) => {
+      beginBatch();
+      try {
+        this.onData(chunk);
+      } finally {
+        endBatch();
+      }
+    });
     s.on('end', () => this.onEnd());
     s.on('error', noop);
     s.once('close', () => this.onClose());
@@ -400,6 +413,7 @@ export class Http1ServerStream implements StreamEncoder {
       out += `Connection: upgrade\r\nUpgrade: ${headers.upgrade}\r\n\r\n`;
       this.push(out);
       this.tunneling = true;
+      this.conn.socket.setTimeout(this.conn.tunnelIdleTimeoutMs, () => this.conn.socket.destroy());
       const rest = this.conn.detachDecoder();
       if (rest !== undefined && rest.length > 0) queueMicrotask(() => this.tunnelData(rest));
       return;

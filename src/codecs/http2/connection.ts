@@ -25,7 +25,7 @@ import { FrameBuffer } from '../frame-buffer.ts';
 import { ShuttleError } from '../../errors.ts';
 import type { StreamDecoder, StreamEncoder, StreamResetReason, StreamWriteCallbacks } from '../../layers.ts';
 import { HeaderMap } from '../../stream/header-map.ts';
-import { SocketOutput, type OutputOwner } from '../../stream/socket-output.ts';
+import { beginBatch, endBatch, SocketOutput, type OutputOwner } from '../../stream/socket-output.ts';
 import {
   DEFAULT_MAX_FRAME_SIZE, DEFAULT_WINDOW, ERROR_NAMES, ErrorCode, Flag, FRAME_HEADER_BYTES, FrameType, frameHeader,
   goAwayFrame, MAX_WINDOW, pingFrame, PREFACE, rstStreamFrame, Setting, SETTINGS_ACK, settingsFrame, windowUpdateFrame,
@@ -185,7 +185,14 @@ export abstract class Http2Connection implements OutputOwner {
       this.output.push(windowUpdateFrame(0, l.connectionWindow - DEFAULT_WINDOW));
       this.recvWindow = l.connectionWindow;
     }
-    s.on('data', (chunk: Buffer) => this.onData(chunk));
+    s.on('data', (chunk: Buffer) => {
+      beginBatch();
+      try {
+        this.onData(chunk);
+      } finally {
+        endBatch();
+      }
+    });
     s.on('end', () => this.onEnd());
     s.on('error', () => {});
     s.once('close', () => this.onClose());

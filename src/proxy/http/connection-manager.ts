@@ -49,7 +49,7 @@ export class HttpConnectionManager implements ServerCodecCallbacks, DownstreamCo
     const onError = (error: ShuttleError) => this.codecError(error);
     this.codec = protocol === 'HTTP/2'
       ? new Http2ServerCodec(socket, this, { settings: http.http2, maxHeaderListSize: http.max_request_headers_kb * 1024, scheme: 'http', stats, onError, counters: { row: snap.telemetry.row, base: listenerBase } })
-      : new Http1ServerCodec(socket, this, { limits: { maxHeadBytes: http.max_request_headers_kb * 1024, maxHeaders: http.max_headers }, maxBodyBytes: http.max_request_body_bytes, headersTimeout: deadlines.queue(http.request_headers_timeout), scheme: 'http', stats, onError });
+      : new Http1ServerCodec(socket, this, { limits: { maxHeadBytes: http.max_request_headers_kb * 1024, maxHeaders: http.max_headers }, maxBodyBytes: http.max_request_body_bytes, headersTimeout: deadlines.queue(http.request_headers_timeout), scheme: 'http', tunnelIdleTimeoutMs: snap.listener.idle_timeout, stats, onError });
     this.idleQueue = deadlines.queue(snap.listener.idle_timeout);
     this.idleTimer = new Deadline(() => this.codec.close());
   }

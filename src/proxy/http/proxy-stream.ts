@@ -43,6 +43,9 @@ const MAX_INTERIM_RESPONSES = 8;
 /** Silent retries of a stream the upstream never processed (refused, past a GOAWAY). */
 const MAX_UNPROCESSED_RETRIES = 3;
 
+/** The shared empty list of lazily made body lists (never pushed to). */
+const EMPTY_LIST: Buffer[] = [];
+
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 
 type FailureKind = 'connect-failure' | 'reset' | 'refused' | 'status';
@@ -175,7 +178,8 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks {
   private headRequest = false;
 
   private attempt: UpstreamAttempt | undefined;
-  private readonly tried = new Set<Host>();
+  /** Hosts tried so far (made at the first retry: most requests have one try). */
+  private tried: Set<Host> | undefined;
   private lastHost: Host | undefined;
   private retries = 0;
   private staleRetried = false;
@@ -183,11 +187,11 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks {
   private holdingRetryToken = false;
 
   /** Request body kept for a retry while it fits the retry buffer (server codecs never reuse these buffers). */
-  private readonly body: Buffer[] = [];
+  private body: Buffer[] = EMPTY_LIST;
   private bodyBytes = 0;
   private bodyReplayable = true;
   /** Body received while no upstream stream takes it (too much to keep for a replay). */
-  private pending: Buffer[] = [];
+  private pending: Buffer[] = EMPTY_LIST;
   private pendingPaused = false;
   private requestEnded = false;
   private requestTrailers: HeaderMap | undefined;
@@ -200,11 +204,11 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks {
   private finished = false;
   /** The downstream is over its high watermark: the upstream stream is read-disabled. */
   private downstreamFull = false;
-  /** When the request must be answered by (route timeout or grpc-timeout), performance.now() ms. */
+  /** gRPC: when the call must be answered by (route timeout or grpc-timeout), performance.now() ms. */
   private deadlineAt = 0;
   private timeout: Deadline | undefined;
   private tryTimeout: Deadline | undefined;
-  private readonly idleTimer: Deadline | undefined;
+  private idleTimer: Deadline | undefined;
 
   constructor(downstream: StreamEncoder, conn: DownstreamConnection, ctx: HttpProxyContext) {
     this.downstream = downstream;
@@ -214,11 +218,17 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks {
     this.startedAt = this.snap.listener.access_log ? performance.now() : 0;
     this.snap.telemetry.streams(1);
     downstream.setWriteCallbacks(this);
+  }
+
+  /**
+   * stream_idle_timeout, armed only where it can fire first: a route timeout no longer than it
+   * ends the request (body stall included) before it would.
+   */
+  private armIdleTimer(routeTimeoutMs: number): void {
     const idleMs = this.snap.listener.http.stream_idle_timeout;
-    if (idleMs > 0) {
-      this.idleTimer = new Deadline(() => this.onStreamIdle());
-      this.idleTimer.arm(deadlines.queue(idleMs));
-    }
+    if (idleMs === 0 || (routeTimeoutMs > 0 && routeTimeoutMs <= idleMs)) return;
+    this.idleTimer = new Deadline(() => this.onStreamIdle());
+    this.idleTimer.arm(deadlines.queue(idleMs));
   }
 
   // ---- the downstream request ---------------------------------------------------------------
@@ -264,8 +274,9 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks {
       const grpcMs = parseGrpcTimeout(h.get('grpc-timeout'));
       if (grpcMs !== undefined && (timeoutMs === 0 || grpcMs < timeoutMs)) timeoutMs = Math.max(1, Math.ceil(grpcMs));
     }
+    this.armIdleTimer(timeoutMs);
     if (timeoutMs > 0) {
-      this.deadlineAt = performance.now() + timeoutMs;
+      if (this.grpc) this.deadlineAt = performance.now() + timeoutMs;
       this.timeout = new Deadline(() => this.timedOut(new ShuttleError('SHUTTLE_E_UPSTREAM_TIMEOUT', 'upstream', `no complete response within ${timeoutMs}ms`)));
       this.timeout.arm(deadlines.queue(timeoutMs));
     }
@@ -284,13 +295,14 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks {
     if (this.bodyReplayable && data.length > 0) {
       this.bodyBytes += data.length;
       if (this.bodyBytes <= this.snap.listener.http.retry_buffer_bytes) {
+        if (this.body === EMPTY_LIST) this.body = [];
         this.body.push(data);
         if (this.attempt?.encoder === undefined) return; // sent with the head once connected
       } else {
         this.bodyReplayable = false;
         // Not sent yet: what was kept still has to go; once sent, it is no longer needed.
-        if (this.attempt?.encoder === undefined) this.pending.push(...this.body);
-        this.body.length = 0;
+        if (this.attempt?.encoder === undefined) this.pending = this.pending.concat(this.body);
+        this.body = EMPTY_LIST;
       }
     }
     const encoder = this.attempt?.encoder;
@@ -298,7 +310,10 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks {
       encoder.encodeData(data, endStream);
     } else if (!this.bodyReplayable) {
       // Not connected yet and too much to keep: stop reading until a connection takes it.
-      if (data.length > 0) this.pending.push(data);
+      if (data.length > 0) {
+        if (this.pending === EMPTY_LIST) this.pending = [];
+        this.pending.push(data);
+      }
       if (!this.pendingPaused && !endStream) {
         this.pendingPaused = true;
         this.downstream.readDisable(true);
@@ -338,15 +353,18 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks {
 
   // ---- upstream tries -----------------------------------------------------------------------
 
-  private startAttempt(): void {
+  /** `again`: a host that may be chosen again (its request was never processed there). */
+  private startAttempt(again?: Host): void {
     const cluster = this.cluster!;
+    if (again !== undefined) this.tried?.delete(again);
+    if (this.lastHost !== undefined && this.tried === undefined && again === undefined) this.tried = new Set([this.lastHost]);
     const host = cluster.lb.choose(this.tried);
     if (!host) {
       this.fail(this.error ?? new ShuttleError('SHUTTLE_E_NO_HEALTHY_HOST', 'internal', `cluster ${cluster.name} has no healthy host`));
-      if (this.tried.size === 0) this.snap.telemetry.noHealthyHost(cluster.index);
+      if (this.lastHost === undefined) this.snap.telemetry.noHealthyHost(cluster.index);
       return;
     }
-    this.tried.add(host);
+    this.tried?.add(host);
     this.lastHost = host;
     const attempt = new UpstreamAttempt(this, host);
     this.attempt = attempt;
@@ -363,10 +381,9 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks {
     telemetry.row[telemetry.layout.host(attempt.host.index) + H.upstream_rq_total]++;
     const request = this.request!;
     if (this.grpc && this.deadlineAt > 0) request.set('grpc-timeout', formatGrpcTimeout(this.deadlineAt - performance.now()));
-    const body = this.body.length > 0 ? this.body : this.pending;
-    const pending = this.body.length > 0 ? this.pending : [];
-    const pieces = pending.length > 0 ? body.concat(pending) : body;
-    this.pending = [];
+    // What is kept for a replay, then what waited without being kept.
+    const pieces = this.pending.length === 0 ? this.body : this.body.length === 0 ? this.pending : this.body.concat(this.pending);
+    this.pending = EMPTY_LIST;
     const trailers = this.requestTrailers;
     const ended = this.requestEnded;
     encoder.encodeHeaders(request, ended && pieces.length === 0 && trailers === undefined);
@@ -409,6 +426,7 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks {
     this.status = h.status;
     if (h.status >= 500) this.snap.telemetry.row[this.snap.telemetry.layout.host(attempt.host.index) + H.upstream_rq_error]++;
     if (h.status === 101) {
+      // A tunnel lasts as long as its peers want (the listener's idle timeout bounds it).
       this.tunneling = true;
       this.timeout?.cancel();
       this.idleTimer?.cancel();
@@ -488,13 +506,11 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks {
     const canReplay = this.bodyReplayable && (IDEMPOTENT.has(this.request!.method) || !!this.route?.retry?.retry_non_idempotent || this.bodyBytes === 0);
     if (staleKeepAlive && !this.staleRetried && canReplay) {
       this.staleRetried = true;
-      this.tried.delete(attempt.host);
-      return this.startAttempt();
+      return this.startAttempt(attempt.host);
     }
     if (kind === 'refused' && this.bodyReplayable && this.unprocessedRetries < MAX_UNPROCESSED_RETRIES) {
       this.unprocessedRetries++;
-      this.tried.delete(attempt.host);
-      return this.startAttempt();
+      return this.startAttempt(attempt.host);
     }
     if (this.policyRetries(kind) && this.takeRetryToken()) {
       this.retries++;
