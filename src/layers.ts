@@ -75,7 +75,12 @@ export interface StreamEncoder {
   readonly protocol: 'HTTP/1.0' | 'HTTP/1.1' | 'HTTP/2';
   encodeInformational(headers: HeaderMap): void;
   encodeHeaders(headers: HeaderMap, endStream: boolean): void;
-  encodeData(data: Buffer, endStream: boolean): void;
+  /**
+   * `volatile`: `data` is a view of memory reused once this call returns (an upstream HTTP/1
+   * connection's shared read buffer): the encoder copies what it keeps. Otherwise the caller's
+   * buffer is never written again and may be kept as it is.
+   */
+  encodeData(data: Buffer, endStream: boolean, volatile?: boolean): void;
   encodeTrailers(trailers: HeaderMap): void;
   /** Abandons the stream (HTTP/2: RST_STREAM; HTTP/1: the connection closes). */
   reset(reason: StreamResetReason): void;

@@ -231,10 +231,10 @@ class Http1ClientStream implements StreamEncoder {
     if (endStream) this.requestDone();
   }
 
-  encodeData(data: Buffer, endStream: boolean): void {
+  encodeData(data: Buffer, endStream: boolean, volatile = false): void {
     if (this.detached && !this.tunneling) return;
     if (this.tunneling) {
-      if (data.length > 0) this.push(data, true);
+      if (data.length > 0) this.push(data, volatile);
       if (endStream) {
         this.conn.output.flush();
         this.conn.socket.end();
@@ -244,13 +244,13 @@ class Http1ClientStream implements StreamEncoder {
     if (this.framing === Framing.Chunked) {
       if (data.length > 0) {
         this.push(`${data.length.toString(16)}\r\n`);
-        this.push(data, true);
+        this.push(data, volatile);
         this.push(endStream ? '\r\n0\r\n\r\n' : '\r\n');
       } else if (endStream) {
         this.push('0\r\n\r\n');
       }
     } else if (data.length > 0) {
-      this.push(data, true);
+      this.push(data, volatile);
     }
     if (endStream) this.requestDone();
   }

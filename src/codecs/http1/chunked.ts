@@ -159,7 +159,8 @@ export class ChunkedScanner {
           if (colon <= 0 || !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(line.slice(0, colon))) this.fail('invalid trailer field');
           // Trailers may be sent on as HTTP/2 trailers: the same value rules as header fields.
           if (/[\x00-\x08\x0a-\x1f\x7f]/.test(line)) this.fail('invalid character in a trailer');
-          this.trailers.push(line.slice(0, colon), line.slice(colon + 1).trim());
+          // Optional whitespace is SP and HTAB only (RFC 9110 §5.5): obs-text such as NBSP stays.
+          this.trailers.push(line.slice(0, colon), line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, ''));
           this.state = State.TrailerStart;
           i++;
           break;

@@ -68,6 +68,9 @@ abstract class Http1Decoder<H extends RequestHead | ResponseHead> {
   private chunked: ChunkedScanner | undefined;
   /** Bytes of an incomplete head already checked for bare LFs (0: at a message start). */
   private headScanned = 0;
+  /** Before a message's first byte: empty lines may come first (requests), counted per message. */
+  private atMessageStart = true;
+  protected emptyLines = 0;
   protected readonly handler: DecoderHandler<H>;
   protected readonly limits: HeadLimits;
   protected readonly maxBodyBytes: number;
@@ -140,9 +143,16 @@ abstract class Http1Decoder<H extends RequestHead | ResponseHead> {
     while (i < len) {
       switch (this.mode) {
         case Mode.Head: {
-          if (this.headScanned === 0) {
-            i = this.skipEmptyLines(buf, i, len);
+          if (this.atMessageStart) {
+            const at = this.skipEmptyLines(buf, i, len);
+            if (at < 0) {
+              // A CR that may begin one more empty line (at -at - 1): wait for the next byte.
+              this.keep(buf, -at - 1);
+              return;
+            }
+            i = at;
             if (i >= len) return;
+            this.atMessageStart = false;
           }
           let text: string;
           let headLength: number;
@@ -158,7 +168,8 @@ abstract class Http1Decoder<H extends RequestHead | ResponseHead> {
             // Still incomplete: a bare LF (only the bytes not checked before) can never end a
             // head here, so it is refused now rather than at the header timeout.
             if (hasBareLf(buf, i + Math.max(0, this.headScanned - 1), len)) throw new HttpParseError(this.errorCode, 'bare LF in the header section');
-            if (len - i > this.limits.maxHeadBytes) throw this.headTooLarge(buf, i, len);
+            // (Up to 3 bytes of the final CRLF CRLF may be here already: they are not the head's.)
+            if (len - i > this.limits.maxHeadBytes + 3) throw this.headTooLarge(buf, i, len);
             this.headScanned = len - i;
             this.keep(buf, i);
             return;
@@ -212,6 +223,7 @@ abstract class Http1Decoder<H extends RequestHead | ResponseHead> {
   }
 
   /** Where a message starts, past empty lines that may precede it (requests only). */
+  /** Where the message starts past empty lines before it; -(i + 1) to wait for the byte after a CR at i. */
   protected skipEmptyLines(_buf: Buffer, i: number, _len: number): number {
     return i;
   }
@@ -226,6 +238,8 @@ abstract class Http1Decoder<H extends RequestHead | ResponseHead> {
   }
 
   private finish(trailers: string[]): void {
+    this.atMessageStart = true;
+    this.emptyLines = 0;
     this.chunked = undefined;
     this.mode = Mode.Paused;
     this.handler.onComplete(trailers);
@@ -244,9 +258,12 @@ export class RequestDecoder extends Http1Decoder<RequestHead> {
    * request line. A few are skipped (clients add one after a POST body); more are an error.
    */
   protected override skipEmptyLines(buf: Buffer, i: number, len: number): number {
-    let skipped = 0;
-    // (A CR at the end of the read waits for its LF: it stays for the next read.)
-    while (i + 1 < len && buf[i] === 13 && buf[i + 1] === 10 && ++skipped <= MAX_EMPTY_LINES) i += 2;
+    while (i < len && buf[i] === 13 && this.emptyLines < MAX_EMPTY_LINES) {
+      if (i + 1 === len) return -(i + 1);
+      if (buf[i + 1] !== 10) break;
+      this.emptyLines++;
+      i += 2;
+    }
     return i;
   }
 

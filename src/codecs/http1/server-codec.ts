@@ -443,10 +443,10 @@ export class Http1ServerStream implements StreamEncoder {
     if (endStream || this.framing === Framing.None) this.end();
   }
 
-  encodeData(data: Buffer, endStream: boolean): void {
+  encodeData(data: Buffer, endStream: boolean, volatile = false): void {
     if (this.ended && !this.tunneling) return;
     if (this.tunneling) {
-      if (data.length > 0) this.push(data, true);
+      if (data.length > 0) this.push(data, volatile);
       if (endStream) {
         this.conn.output.flush();
         this.conn.socket.end();
@@ -456,10 +456,10 @@ export class Http1ServerStream implements StreamEncoder {
     if (data.length > 0 && this.framing !== Framing.None) {
       if (this.framing === Framing.Chunked) {
         this.push(`${data.length.toString(16)}\r\n`);
-        this.push(data, true);
+        this.push(data, volatile);
         this.push(endStream ? '\r\n0\r\n\r\n' : '\r\n');
       } else {
-        this.push(data, true);
+        this.push(data, volatile);
       }
     } else if (endStream && this.framing === Framing.Chunked) {
       this.push('0\r\n\r\n');

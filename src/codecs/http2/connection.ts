@@ -21,7 +21,6 @@
  * peer that does not read what it makes us write (control frames queued over a bound).
  */
 import type net from 'node:net';
-import { FrameBuffer } from '../frame-buffer.ts';
 import { ShuttleError } from '../../errors.ts';
 import type { StreamDecoder, StreamEncoder, StreamResetReason, StreamWriteCallbacks } from '../../layers.ts';
 import { HeaderMap } from '../../stream/header-map.ts';
@@ -110,7 +109,8 @@ export abstract class Http2Connection implements OutputOwner {
   protected readonly opts: Http2ConnectionOptions;
   readonly role: Role;
   readonly streams = new Map<number, Http2Stream>();
-  private readonly frames = new FrameBuffer();
+  /** The start of a frame (or of the preface) cut by the end of a read, copied. */
+  private carry: Buffer | undefined;
   private readonly hpackIn: HpackDecoder;
   private readonly hpackOut = new HpackEncoder();
 
@@ -231,43 +231,97 @@ export abstract class Http2Connection implements OutputOwner {
 
   // ---- reading ------------------------------------------------------------------------------
 
+  /**
+   * Frames are read straight from each socket read (views, no copy). Only a frame cut by the end
+   * of a read is copied (its bytes so far, then the rest from the next read), so a body streaming
+   * through costs no copy of every byte, and no buffer larger than one frame is ever made.
+   */
   private onData(chunk: Buffer): void {
     this.opts.stats.row[this.opts.stats.rxCell] += chunk.length;
     if (this.dead) return;
-    const buf = this.frames.append(chunk);
-    let offset = 0;
     try {
+      let input = chunk;
+      if (this.carry !== undefined) {
+        input = this.completeCarry(input);
+        if (this.carry !== undefined || this.dead) return;
+      }
+      let offset = 0;
       if (!this.prefaceSeen) {
-        const n = Math.min(buf.length, PREFACE.length);
-        if (buf.compare(PREFACE, 0, n, 0, n) !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'invalid connection preface');
-        if (buf.length < PREFACE.length) return; // (kept by the frame buffer)
-        this.prefaceSeen = true;
+        if (!this.checkPreface(input)) return;
         offset = PREFACE.length;
       }
-      while (!this.dead && buf.length - offset >= FRAME_HEADER_BYTES) {
-        const length = (buf[offset] << 16) | (buf[offset + 1] << 8) | buf[offset + 2];
-        if (length > this.opts.local.maxFrameSize) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, `frame of ${length} bytes over SETTINGS_MAX_FRAME_SIZE`);
-        if (buf.length - offset < FRAME_HEADER_BYTES + length) break;
-        const type = buf[offset + 3];
-        const flags = buf[offset + 4];
-        const streamId = buf.readUInt32BE(offset + 5) & 0x7fffffff;
-        const payload = buf.subarray(offset + FRAME_HEADER_BYTES, offset + FRAME_HEADER_BYTES + length);
+      while (!this.dead && input.length - offset >= FRAME_HEADER_BYTES) {
+        const length = this.frameLength(input, offset);
+        if (input.length - offset < FRAME_HEADER_BYTES + length) break;
+        this.frame(input, offset, length);
         offset += FRAME_HEADER_BYTES + length;
-        try {
-          this.onFrame(type, flags, streamId, payload);
-        } catch (err) {
-          if (!(err instanceof StreamError)) throw err;
-          this.streamError(err.streamId, err.code, err.message);
-        }
       }
+      if (offset < input.length && !this.dead) this.carry = Buffer.from(input.subarray(offset));
     } catch (err) {
       if (err instanceof ConnectionError) return this.connectionError(err.code, err.message);
       if (err instanceof HpackError) return this.connectionError(ErrorCode.COMPRESSION_ERROR, err.message);
       this.opts.onError(new ShuttleError('SHUTTLE_E_INTERNAL', 'internal', `internal error in the HTTP/2 codec: ${(err as Error).message}`, { cause: err }));
       this.connectionError(ErrorCode.INTERNAL_ERROR, 'internal error');
-      return;
     }
-    this.frames.consumed(offset);
+  }
+
+  /** The server's first bytes must be the client preface; false while it is incomplete (carried). */
+  private checkPreface(input: Buffer): boolean {
+    const n = Math.min(input.length, PREFACE.length);
+    if (input.compare(PREFACE, 0, n, 0, n) !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'invalid connection preface');
+    if (input.length < PREFACE.length) {
+      this.carry = Buffer.from(input);
+      return false;
+    }
+    this.prefaceSeen = true;
+    return true;
+  }
+
+  private frameLength(buf: Buffer, offset: number): number {
+    const length = (buf[offset] << 16) | (buf[offset + 1] << 8) | buf[offset + 2];
+    if (length > this.opts.local.maxFrameSize) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, `frame of ${length} bytes over SETTINGS_MAX_FRAME_SIZE`);
+    return length;
+  }
+
+  /**
+   * Completes the preface or frame carried over from earlier reads with the start of `input`;
+   * returns the rest of `input` (the carry stays set while still incomplete).
+   */
+  private completeCarry(input: Buffer): Buffer {
+    for (;;) {
+      const carry = this.carry!;
+      const want = !this.prefaceSeen ? PREFACE.length : carry.length < FRAME_HEADER_BYTES ? FRAME_HEADER_BYTES : FRAME_HEADER_BYTES + this.frameLength(carry, 0);
+      if (carry.length < want) {
+        const take = Math.min(want - carry.length, input.length);
+        const grown = Buffer.allocUnsafe(carry.length + take);
+        carry.copy(grown, 0);
+        input.copy(grown, carry.length, 0, take);
+        input = input.subarray(take);
+        this.carry = grown;
+        if (grown.length < want) return input;
+        // A frame header just completed: its length says how much more the frame needs.
+        if (this.prefaceSeen && want === FRAME_HEADER_BYTES) continue;
+      }
+      const done = this.carry!;
+      this.carry = undefined;
+      if (!this.prefaceSeen) this.checkPreface(done);
+      else this.frame(done, 0, want - FRAME_HEADER_BYTES);
+      return input;
+    }
+  }
+
+  /** Handles one complete frame at buf[offset..]; a stream error resets its stream only. */
+  private frame(buf: Buffer, offset: number, length: number): void {
+    const type = buf[offset + 3];
+    const flags = buf[offset + 4];
+    const streamId = buf.readUInt32BE(offset + 5) & 0x7fffffff;
+    const payload = buf.subarray(offset + FRAME_HEADER_BYTES, offset + FRAME_HEADER_BYTES + length);
+    try {
+      this.onFrame(type, flags, streamId, payload);
+    } catch (err) {
+      if (!(err instanceof StreamError)) throw err;
+      this.streamError(err.streamId, err.code, err.message);
+    }
   }
 
   private onFrame(type: number, flags: number, streamId: number, payload: Buffer): void {
@@ -885,16 +939,16 @@ export class Http2Stream implements StreamEncoder {
     if (endStream) this.endLocal();
   }
 
-  encodeData(data: Buffer, endStream: boolean): void {
+  encodeData(data: Buffer, endStream: boolean, volatile = false): void {
     if (this.closed || this.localEnded) return;
     this.bytesSent += data.length;
     if (this.pendingBytes > 0 || this.pendingTrailers !== undefined) {
-      this.queue(data, endStream);
+      this.queue(data, endStream, volatile);
       return;
     }
-    const sent = this.conn.writeData(this, data, endStream, true);
+    const sent = this.conn.writeData(this, data, endStream, volatile);
     if (sent < data.length) {
-      this.queue(data.subarray(sent), endStream);
+      this.queue(data.subarray(sent), endStream, volatile);
       return;
     }
     if (endStream) this.endLocal();
@@ -954,10 +1008,10 @@ export class Http2Stream implements StreamEncoder {
 
   // ---- outbound queue -------------------------------------------------------------------------
 
-  private queue(data: Buffer, endStream: boolean): void {
+  private queue(data: Buffer, endStream: boolean, volatile: boolean): void {
     if (data.length > 0) {
-      // The caller's buffer may be reused after this call: what waits is ours.
-      this.pending.push(Buffer.from(data));
+      // A reused buffer's bytes are copied to wait here; a stable one waits as it is.
+      this.pending.push(volatile ? Buffer.from(data) : data);
       this.pendingBytes += data.length;
     }
     if (endStream) this.pendingEnd = true;

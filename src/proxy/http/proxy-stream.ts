@@ -33,7 +33,7 @@ import { C, H, L } from '../../shared/stats-table.ts';
 import { Deadline, deadlines } from '../../stream/deadlines.ts';
 import { HeaderMap } from '../../stream/header-map.ts';
 import type { HttpListenerSnapshot, HttpProxyContext } from './context.ts';
-import { formatGrpcTimeout, GRPC_RETRY_ON, grpcStatusOf, isGrpc, parseGrpcTimeout } from './grpc.ts';
+import { encodeGrpcMessage, formatGrpcTimeout, GRPC_RETRY_ON, grpcStatusOf, isGrpc, parseGrpcTimeout } from './grpc.ts';
 import { prepareDownstreamResponse, prepareUpstreamRequest } from './headers.ts';
 import { sendLocalReply, type LocalReply } from './local-reply.ts';
 
@@ -83,6 +83,8 @@ class UpstreamAttempt implements StreamDecoder, PoolCallbacks, StreamWriteCallba
   encoder: StreamEncoder | undefined;
   cancelWait: CancelPoolRequest | undefined;
   reused = false;
+  /** Response data of this try is a view of a reused read buffer (an HTTP/1 upstream). */
+  volatileData = false;
   responseBytesSeen = false;
   interimResponses = 0;
   /** This try's request is over the upstream's high watermark: the downstream is read-disabled for it. */
@@ -99,6 +101,7 @@ class UpstreamAttempt implements StreamDecoder, PoolCallbacks, StreamWriteCallba
     if (this.gone) return encoder.reset('local');
     this.encoder = encoder;
     this.reused = info.reused;
+    this.volatileData = info.protocol === 'HTTP/1.1';
     encoder.setWriteCallbacks(this);
     this.stream.upstreamReady(this);
   }
@@ -118,7 +121,7 @@ class UpstreamAttempt implements StreamDecoder, PoolCallbacks, StreamWriteCallba
   }
 
   decodeData(data: Buffer, endStream: boolean): void {
-    if (!this.gone) this.stream.upstreamData(data, endStream);
+    if (!this.gone) this.stream.upstreamData(data, endStream, this.volatileData);
   }
 
   decodeTrailers(t: HeaderMap): void {
@@ -197,6 +200,8 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks {
   private requestTrailers: HeaderMap | undefined;
 
   private responseStarted = false;
+  /** gRPC response headers waiting for a first message (see upstreamHeaders). */
+  private heldHeaders: HeaderMap | undefined;
   private tunneling = false;
   private status = 0;
   private grpcStatus = -1;
@@ -358,7 +363,8 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks {
     const cluster = this.cluster!;
     if (again !== undefined) this.tried?.delete(again);
     if (this.lastHost !== undefined && this.tried === undefined && again === undefined) this.tried = new Set([this.lastHost]);
-    const host = cluster.lb.choose(this.tried);
+    // Hosts not tried yet first; when every host was tried, a retry may go to one again.
+    const host = cluster.lb.choose(this.tried) ?? (this.tried !== undefined && this.retries > 0 ? cluster.lb.choose() : undefined);
     if (!host) {
       this.fail(this.error ?? new ShuttleError('SHUTTLE_E_NO_HEALTHY_HOST', 'internal', `cluster ${cluster.name} has no healthy host`));
       if (this.lastHost === undefined) this.snap.telemetry.noHealthyHost(cluster.index);
@@ -419,7 +425,8 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks {
     this.active();
     this.tryTimeout?.cancel();
     const grpcStatus = this.grpc && endStream ? grpcStatusOf(h) : -1;
-    if (!this.responseStarted && this.retriableResponse(h.status, grpcStatus)) {
+    // A retriable status is retried while the budget allows; past it, the response goes on as it is.
+    if (!this.responseStarted && this.retriableResponse(h.status, grpcStatus) && this.takeRetryToken()) {
       this.attemptFailed(attempt, new ShuttleError('SHUTTLE_E_UPSTREAM_RESET', 'upstream', grpcStatus >= 0 ? `upstream answered grpc-status ${grpcStatus}` : `upstream answered ${h.status}`), 'status', h.status);
       return;
     }
@@ -432,22 +439,52 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks {
       this.idleTimer?.cancel();
     }
     if (grpcStatus >= 0) this.grpcStatus = grpcStatus;
-    prepareDownstreamResponse(h, this.route);
-    this.responseStarted = true;
-    this.downstream.encodeHeaders(h, endStream);
+    if (!endStream && this.grpc && h.status === 200 && this.grpcRetries()) {
+      // Its status may come in trailers right after (no message): held until a message comes, so
+      // that a retriable status can still be retried with nothing sent downstream.
+      this.heldHeaders = h;
+      return;
+    }
+    this.startResponse(h, endStream);
     if (endStream) this.complete(attempt);
   }
 
-  upstreamData(data: Buffer, endStream: boolean): void {
+  private startResponse(h: HeaderMap, endStream: boolean): void {
+    prepareDownstreamResponse(h, this.route);
+    this.responseStarted = true;
+    this.downstream.encodeHeaders(h, endStream);
+  }
+
+  /** The route retries on gRPC statuses, and this call may still be retried. */
+  private grpcRetries(): boolean {
+    const p = this.route?.retry;
+    return p !== undefined && p.retry_on.some((r) => GRPC_RETRY_ON[r] !== undefined) && this.mayRetry(true);
+  }
+
+  upstreamData(data: Buffer, endStream: boolean, volatile: boolean): void {
     if (this.finished && !this.tunneling) return;
     this.active();
-    this.downstream.encodeData(data, endStream);
+    if (this.heldHeaders !== undefined) {
+      this.startResponse(this.heldHeaders, false);
+      this.heldHeaders = undefined;
+    }
+    this.downstream.encodeData(data, endStream, volatile);
     if (endStream && !this.tunneling) this.complete(this.attempt!);
   }
 
   upstreamTrailers(t: HeaderMap): void {
     if (this.finished) return;
     if (this.grpc) this.grpcStatus = grpcStatusOf(t);
+    const held = this.heldHeaders;
+    if (held !== undefined) {
+      this.heldHeaders = undefined;
+      if (this.retriableResponse(held.status, this.grpcStatus) && this.takeRetryToken()) {
+        this.grpcStatus = -1;
+        this.attemptFailed(this.attempt!, new ShuttleError('SHUTTLE_E_UPSTREAM_RESET', 'upstream', `upstream answered grpc-status ${grpcStatusOf(t)}`), 'status');
+        return;
+      }
+      this.startResponse(held, false);
+    }
     this.downstream.encodeTrailers(t);
     this.complete(this.attempt!);
   }
@@ -460,23 +497,27 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks {
 
   private retriableResponse(status: number, grpcStatus: number): boolean {
     const p = this.route?.retry;
-    if (!p || !this.mayRetry()) return false;
     if (grpcStatus >= 0) {
+      // Retrying on a gRPC status is the route's explicit choice for that call (every gRPC call is
+      // a POST), as in Envoy: the method does not restrict it.
+      if (!p || !this.mayRetry(true)) return false;
       for (const name of p.retry_on) if (GRPC_RETRY_ON[name] === grpcStatus) return true;
       return false;
     }
+    if (!p || !this.mayRetry()) return false;
     return (p.retry_on.includes('5xx') && status >= 500) ||
       (p.retry_on.includes('gateway-error') && status >= 502 && status <= 504) ||
       (p.retry_on.includes('retriable-status-codes') && p.retriable_status_codes.includes(status));
   }
 
-  private mayRetry(): boolean {
+  private mayRetry(anyMethod = false): boolean {
     const p = this.route?.retry;
     if (!p || this.retries >= p.num_retries || !this.bodyReplayable) return false;
-    return p.retry_non_idempotent || IDEMPOTENT.has(this.request!.method);
+    return anyMethod || p.retry_non_idempotent || IDEMPOTENT.has(this.request!.method);
   }
 
   private policyRetries(kind: FailureKind): boolean {
+    if (kind === 'status') return true; // judged retriable already (retriableResponse)
     const p = this.route?.retry;
     if (!p || !this.mayRetry()) return false;
     if (kind === 'connect-failure') return p.retry_on.some((r) => r === 'connect-failure' || r === '5xx' || r === 'gateway-error');
@@ -493,17 +534,11 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks {
     this.attempt = undefined;
     attempt.abandon();
     if (kind !== 'status' && this.status === 0) this.error = error;
-    if (this.responseStarted) {
-      // Part of the response is out: the only honest signal left is to reset the stream.
-      this.error = error;
-      this.downstream.reset('local');
-      this.finish();
-      return;
-    }
+    if (this.responseStarted) return this.cutResponse(error);
     // A request the upstream never processed (a reused keep-alive connection the upstream had
     // just closed, a refused stream, a stream past a GOAWAY) is sent again on a fresh stream,
     // if it can be: what nginx and Envoy do.
-    const canReplay = this.bodyReplayable && (IDEMPOTENT.has(this.request!.method) || !!this.route?.retry?.retry_non_idempotent || this.bodyBytes === 0);
+    const canReplay = this.bodyReplayable && (IDEMPOTENT.has(this.request!.method) || !!this.route?.retry?.retry_non_idempotent);
     if (staleKeepAlive && !this.staleRetried && canReplay) {
       this.staleRetried = true;
       return this.startAttempt(attempt.host);
@@ -516,11 +551,6 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks {
       this.retries++;
       if (status) this.status = 0;
       return this.startAttempt();
-    }
-    if (kind === 'status' && status) {
-      // Out of retries on a retriable status: pass that status on with a body of our own.
-      this.error = error;
-      return this.reply({ status, body: `upstream answered ${status}\n`, code: error.code, grpcStatus: this.grpc ? GrpcStatus.UNAVAILABLE : undefined });
     }
     this.fail(error);
   }
@@ -558,13 +588,24 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks {
     if (this.finished) return;
     this.attempt?.abandon();
     this.attempt = undefined;
-    if (this.responseStarted) {
-      this.error = error;
-      this.downstream.reset('local');
-      this.finish();
+    if (this.responseStarted) this.cutResponse(error);
+    else this.fail(error);
+  }
+
+  /**
+   * The response started and cannot complete. A gRPC call on HTTP/2 still gets a status: its
+   * trailers say what happened (UNAVAILABLE, DEADLINE_EXCEEDED) where a reset would only say
+   * CANCELLED or INTERNAL. Anything else is reset: the only honest signal left.
+   */
+  private cutResponse(error: ShuttleError): void {
+    this.error = error;
+    if (this.grpc && this.downstream.protocol === 'HTTP/2' && !this.tunneling) {
+      this.grpcStatus = error.grpcStatus;
+      this.downstream.encodeTrailers(new HeaderMap(['grpc-status', String(this.grpcStatus), 'grpc-message', encodeGrpcMessage(error.message), 'x-shuttle-error', error.code]));
     } else {
-      this.fail(error);
+      this.downstream.reset('local');
     }
+    this.finish();
   }
 
   // ---- local replies ------------------------------------------------------------------------
