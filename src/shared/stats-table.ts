@@ -16,7 +16,7 @@ import { MAX_CLUSTERS, MAX_HOSTS, MAX_LISTENERS, positionalIds, type EntityIds }
 export const LISTENER_COUNTERS = [
   'downstream_cx_total', 'downstream_cx_active', 'downstream_cx_rx_bytes_total', 'downstream_cx_tx_bytes_total', 'downstream_rq_total', 'downstream_cx_protocol_error',
   // HTTP/2 abuse, each answered by GOAWAY (or, for the last two, per stream): see codecs/http2/connection.ts
-  'http2_rapid_reset', 'http2_continuation_flood', 'http2_control_frame_flood', 'http2_empty_frame_flood', 'http2_header_list_too_large', 'http2_refused_stream',
+  'http2_rapid_reset', 'http2_continuation_flood', 'http2_control_frame_flood', 'http2_empty_frame_flood', 'http2_header_list_too_large', 'http2_refused_stream', 'http2_stalled_stream',
 ] as const;
 /** Per cluster: no host to send to; responses by gRPC status (0–16), upstream_rq_grpc_<status>. */
 export const CLUSTER_COUNTERS = [

@@ -140,9 +140,13 @@ export class Http2Pool implements Pool {
     return () => this.remove(waiter);
   }
 
+  /**
+   * Connections close as they become idle, and none is kept for later; streams still asked for
+   * (requests of draining downstream connections) are served meanwhile.
+   */
   drain(): void {
     this.draining = true;
-    for (const c of this.connections) c.goAway();
+    for (const c of [...this.connections]) if (c.activeStreams === 0) c.retire();
   }
 
   private remove(waiter: Waiter): void {
@@ -153,7 +157,6 @@ export class Http2Pool implements Pool {
   }
 
   private withRoom(): Http2ClientConnection | undefined {
-    if (this.draining) return undefined;
     for (const c of this.connections) if (c.room > 0) return c;
     return undefined;
   }
@@ -165,17 +168,18 @@ export class Http2Pool implements Pool {
 
   /** A connection has room again (a stream closed, the host's SETTINGS came): serve waiters. */
   roomFreed(conn: Http2ClientConnection): void {
-    while (this.waiters.length > 0 && conn.room > 0 && !this.draining) {
+    while (this.waiters.length > 0 && conn.room > 0) {
       const w = this.waiters.shift()!;
       w.timer?.cancel();
       this.open(conn, w.decoder, w.callbacks);
     }
+    if (this.draining && conn.activeStreams === 0) conn.retire();
   }
 
   connectionClosed(conn: Http2ClientConnection): void {
     const i = this.connections.indexOf(conn);
     if (i >= 0) this.connections.splice(i, 1);
-    if (this.waiters.length > 0 && !this.draining && this.connections.length + this.connecting < this.config.max_connections) this.connect();
+    if (this.waiters.length > 0 && this.connections.length + this.connecting < this.config.max_connections) this.connect();
   }
 
   private connect(): void {
@@ -194,7 +198,6 @@ export class Http2Pool implements Pool {
       const conn = new Http2ClientConnection(socket, this, this.config);
       this.connections.push(conn);
       conn.start();
-      if (this.draining) conn.goAway();
       this.roomFreed(conn);
     });
   }

@@ -21,6 +21,9 @@ import { RequestDecoder } from './decoder.ts';
 import { HttpParseError } from './errors.ts';
 import { validHost, type HeadLimits, type RequestHead } from './head.ts';
 
+/** How long an idle connection is kept after goAway(), for a request already on its way. */
+const GO_AWAY_IDLE_GRACE_MS = 1_000;
+
 /** Pipelined bytes buffered beyond this pause reading until the current request is done. */
 const MAX_PIPELINED_BYTES = 1024 * 1024;
 
@@ -59,8 +62,10 @@ export class Http1ServerCodec implements ServerCodec, OutputOwner {
   /** Bytes of a head have arrived (and its stream is not made yet): counts as busy. */
   private headStarted = false;
   private readonly headTimer: Deadline;
-  /** No new request is taken: the current response says Connection: close and the socket ends. */
+  /** No new request is taken: the socket ends after the current response. */
   private closing = false;
+  /** goAway() was called: every response says Connection: close (and ends the connection). */
+  private goingAwayFlag = false;
   private readPauses = 0;
   /** The current request's bytes are still arriving (its response may already be done). */
   private requestInProgress = false;
@@ -86,7 +91,7 @@ export class Http1ServerCodec implements ServerCodec, OutputOwner {
 
   /** goAway() was called (drain): responses say Connection: close. */
   get goingAway(): boolean {
-    return this.closing;
+    return this.goingAwayFlag || this.closing;
   }
 
   get activeStreams(): number {
@@ -111,11 +116,18 @@ export class Http1ServerCodec implements ServerCodec, OutputOwner {
     s.resume();
   }
 
+  /**
+   * Drain: the current response says Connection: close and the connection ends after it. An idle
+   * connection is kept a moment: a client about to send its next request gets it answered (with
+   * Connection: close) instead of racing our FIN, the race that fails keep-alive requests.
+   */
   goAway(): void {
-    if (this.closing) return;
-    this.closing = true;
-    // Idle: nothing to say Connection: close on, so the connection just ends.
-    if (this.current === undefined && !this.headStarted) this.endSocket();
+    if (this.goingAwayFlag || this.closing) return;
+    this.goingAwayFlag = true;
+    if (this.current !== undefined || this.headStarted) return;
+    setTimeout(() => {
+      if (this.current === undefined && !this.headStarted) this.endSocket();
+    }, GO_AWAY_IDLE_GRACE_MS).unref();
   }
 
   close(): void {
@@ -250,7 +262,7 @@ export class Http1ServerCodec implements ServerCodec, OutputOwner {
     if (this.current !== stream) return;
     this.current = undefined;
     this.readPauses = 0;
-    if (close || this.closing) {
+    if (close || this.closing || this.goingAwayFlag) {
       this.closing = true;
       this.endSocket();
       return;

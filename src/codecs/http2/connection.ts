@@ -23,6 +23,7 @@
 import type net from 'node:net';
 import { ShuttleError } from '../../errors.ts';
 import type { StreamDecoder, StreamEncoder, StreamResetReason, StreamWriteCallbacks } from '../../layers.ts';
+import { Deadline, deadlines, type DeadlineQueue } from '../../stream/deadlines.ts';
 import { HeaderMap } from '../../stream/header-map.ts';
 import { beginBatch, endBatch, SocketOutput, type OutputOwner } from '../../stream/socket-output.ts';
 import {
@@ -57,6 +58,11 @@ export interface Http2ConnectionOptions {
   readonly maxResetRatio?: number;
   /** `:scheme` of requests (server side). */
   readonly scheme?: string;
+  /**
+   * A stream whose outbound data waits on a window that does not open for this long is reset
+   * (a peer that never reads must not hold the stream and its buffers forever). 0: never.
+   */
+  readonly sendStallTimeoutMs?: number;
   readonly stats: { readonly row: Float64Array; readonly rxCell: number; readonly txCell: number };
   readonly counters?: AbuseCounters;
   readonly counterIndex?: Readonly<Record<AbuseKind, number>>;
@@ -64,7 +70,7 @@ export interface Http2ConnectionOptions {
   readonly onError: (error: ShuttleError) => void;
 }
 
-export type AbuseKind = 'rapid_reset' | 'continuation_flood' | 'header_list_too_large' | 'control_frame_flood' | 'empty_frame_flood' | 'refused_stream';
+export type AbuseKind = 'rapid_reset' | 'continuation_flood' | 'header_list_too_large' | 'control_frame_flood' | 'empty_frame_flood' | 'refused_stream' | 'stalled_stream';
 
 /** Control frames a peer may send per connection without data, refilled per second. */
 const CONTROL_BUDGET = 1000;
@@ -82,6 +88,8 @@ const RESET_JUDGED_AFTER = 100;
 /** Stream ids we reset recently: late frames for them are dropped, not errors (RFC 9113 §5.4.2). */
 const RECENTLY_RESET = 128;
 const EMPTY = Buffer.alloc(0);
+/** The PING payload that closes a graceful GOAWAY's first step. */
+const GOAWAY_PING = 'shuttle\x00';
 
 /** A protocol error that ends the connection (GOAWAY with `code`). */
 class ConnectionError extends Error {
@@ -151,6 +159,9 @@ export abstract class Http2Connection implements OutputOwner {
 
   /** GOAWAY sent (no new streams) / received (last stream id the peer processed). */
   goAwaySent = false;
+  /** The first of the two GOAWAYs went out (see goAway()). */
+  private goAwayPending = false;
+  private goAwayTimer: NodeJS.Timeout | undefined;
   goAwayReceived = -1;
   dead = false;
   private closed = false;
@@ -163,6 +174,7 @@ export abstract class Http2Connection implements OutputOwner {
     this.output = new SocketOutput(socket, this);
     this.prefaceSeen = opts.role === 'client';
     this.hpackIn = new HpackDecoder({ maxTableSize: 4096, maxHeaderListSize: opts.local.maxHeaderListSize });
+    this.stallQueue = opts.sendStallTimeoutMs ? deadlines.queue(opts.sendStallTimeoutMs) : undefined;
   }
 
   /** Sends our preface (client) and settings, then reads. `initial`: bytes already read. */
@@ -570,7 +582,10 @@ export abstract class Http2Connection implements OutputOwner {
     this.control();
     if (streamId !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'PING on a stream');
     if (payload.length !== 8) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'PING of the wrong size');
-    if ((flags & Flag.ACK) !== 0) return;
+    if ((flags & Flag.ACK) !== 0) {
+      if (this.goAwayPending && payload.toString('latin1', 0, 8) === GOAWAY_PING) this.finalGoAway(ErrorCode.NO_ERROR);
+      return;
+    }
     this.controlReply(pingFrame(payload.toString('latin1', 0, 8), true));
   }
 
@@ -662,6 +677,9 @@ export abstract class Http2Connection implements OutputOwner {
 
   // ---- streams --------------------------------------------------------------------------------
 
+  /** The queue of send-stall deadlines (undefined: no stall timeout). */
+  readonly stallQueue: DeadlineQueue | undefined;
+
   protected newStream(id: number): Http2Stream {
     const st = new Http2Stream(this, id, this.opts.local.initialStreamWindow, this.peerInitialWindow);
     this.streams.set(id, st);
@@ -686,8 +704,29 @@ export abstract class Http2Connection implements OutputOwner {
     setTimeout(() => this.socket.destroy(), 1000).unref();
   }
 
-  /** Sends GOAWAY: no stream beyond the last one seen is taken; the connection ends when idle. */
+  /**
+   * GOAWAY: no stream beyond the last one seen is taken; the connection ends when idle.
+   * Graceful GOAWAY in two steps (as nghttp2 and Envoy do): first GOAWAY with the largest stream
+   * id, which tells the peer to stop opening streams, and a PING; when the PING comes back (or
+   * after a second), the final GOAWAY with the last stream id really taken. Streams the peer
+   * opened before it heard the first are then served instead of refused.
+   */
   goAway(code: number = ErrorCode.NO_ERROR): void {
+    if (this.goAwaySent || this.goAwayPending || this.dead) return;
+    if (code !== ErrorCode.NO_ERROR) return this.finalGoAway(code);
+    this.goAwayPending = true;
+    this.output.push(goAwayFrame(MAX_WINDOW, ErrorCode.NO_ERROR) + pingFrame(GOAWAY_PING, false));
+    this.goAwayTimer = setTimeout(() => this.finalGoAway(ErrorCode.NO_ERROR), 1000);
+    this.goAwayTimer.unref();
+  }
+
+  /** One-step GOAWAY, then closed once idle: an upstream connection a draining pool lets go. */
+  retire(): void {
+    this.finalGoAway(ErrorCode.NO_ERROR);
+  }
+
+  private finalGoAway(code: number): void {
+    clearTimeout(this.goAwayTimer);
     if (this.goAwaySent || this.dead) return;
     this.goAwaySent = true;
     this.output.push(goAwayFrame(this.lastPeerStreamId, code));
@@ -803,6 +842,8 @@ export class Http2Stream implements StreamEncoder {
   private aboveHigh = false;
   private connFull = false;
   private closed = false;
+  /** Armed while outbound data waits on a window (see sendStallTimeoutMs). */
+  private stallTimer: Deadline | undefined;
 
   constructor(conn: Http2Connection, id: number, recvWindow: number, sendWindow: number) {
     this.conn = conn;
@@ -968,6 +1009,7 @@ export class Http2Stream implements StreamEncoder {
   reset(reason: StreamResetReason, code: number = reason === 'protocol-error' ? ErrorCode.PROTOCOL_ERROR : reason === 'overflow' ? ErrorCode.REFUSED_STREAM : ErrorCode.CANCEL): void {
     if (this.closed) return;
     this.closed = true;
+    this.stallTimer?.cancel();
     this.pending = [];
     this.pendingBytes = 0;
     this.conn.writeReset(this, code);
@@ -1009,6 +1051,11 @@ export class Http2Stream implements StreamEncoder {
   // ---- outbound queue -------------------------------------------------------------------------
 
   private queue(data: Buffer, endStream: boolean, volatile: boolean): void {
+    const stall = this.conn.stallQueue;
+    if (stall !== undefined && this.stallTimer === undefined) {
+      this.stallTimer = new Deadline(() => this.stalled());
+      this.stallTimer.arm(stall);
+    }
     if (data.length > 0) {
       // A reused buffer's bytes are copied to wait here; a stable one waits as it is.
       this.pending.push(volatile ? Buffer.from(data) : data);
@@ -1028,11 +1075,15 @@ export class Http2Stream implements StreamEncoder {
       this.pendingBytes -= sent;
       if (sent < data.length) {
         this.pending[0] = data.subarray(sent);
+        // Moving again: the stall clock starts over.
+        if (sent > 0 && this.stallTimer !== undefined) this.stallTimer.arm(this.conn.stallQueue!);
         this.updateWatermark();
         return;
       }
       this.pending.shift();
     }
+    this.stallTimer?.cancel();
+    this.stallTimer = undefined;
     if (this.pendingTrailers !== undefined) {
       this.conn.writeHeaders(this, this.pendingTrailers, true);
       this.pendingTrailers = undefined;
@@ -1050,6 +1101,15 @@ export class Http2Stream implements StreamEncoder {
     this.aboveHigh = above;
     if (above) this.writeCallbacks?.onAboveWriteHighWatermark();
     else this.writeCallbacks?.onBelowWriteLowWatermark();
+  }
+
+  /** Outbound data waited on a shut window for the whole stall timeout: the stream is given up. */
+  private stalled(): void {
+    if (this.closed) return;
+    this.conn.count('stalled_stream');
+    const decoder = this.decoder;
+    this.reset('local', ErrorCode.CANCEL);
+    decoder?.onReset('local', new ShuttleError('SHUTTLE_E_STREAM_IDLE_TIMEOUT', this.conn.role === 'server' ? 'downstream' : 'upstream', 'the peer did not open its flow-control window'));
   }
 
   private endLocal(): void {

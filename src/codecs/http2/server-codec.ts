@@ -16,6 +16,8 @@ export interface Http2ServerOptions {
   readonly scheme: string;
   readonly stats: { readonly row: Float64Array; readonly rxCell: number; readonly txCell: number };
   readonly counters: AbuseCounters;
+  /** Reset a response stream whose client keeps its window shut this long (stream_idle_timeout). */
+  readonly sendStallTimeoutMs: number;
   readonly onError: (error: ShuttleError) => void;
 }
 
@@ -27,6 +29,7 @@ const LISTENER_ABUSE: Readonly<Record<AbuseKind, number>> = {
   empty_frame_flood: L.http2_empty_frame_flood,
   header_list_too_large: L.http2_header_list_too_large,
   refused_stream: L.http2_refused_stream,
+  stalled_stream: L.http2_stalled_stream,
 };
 
 export class Http2ServerCodec extends Http2Connection implements ServerCodec {
@@ -47,6 +50,7 @@ export class Http2ServerCodec extends Http2Connection implements ServerCodec {
       },
       maxResetRatio: s.max_reset_stream_ratio,
       scheme: opts.scheme,
+      sendStallTimeoutMs: opts.sendStallTimeoutMs,
       stats: opts.stats,
       counters: opts.counters,
       counterIndex: LISTENER_ABUSE,

@@ -19,9 +19,6 @@ import { Deadline, deadlines, type DeadlineQueue } from '../../stream/deadlines.
 import type { HttpListenerSnapshot, HttpProxyContext } from './context.ts';
 import { ProxyStream, type DownstreamConnection } from './proxy-stream.ts';
 
-/** How long an idle HTTP/1 connection is kept during a drain, for a request already on its way. */
-const DRAIN_IDLE_GRACE_MS = 1_000;
-
 export type HttpProtocol = 'HTTP/1.1' | 'HTTP/2';
 
 export class HttpConnectionManager implements ServerCodecCallbacks, DownstreamConnection {
@@ -33,7 +30,6 @@ export class HttpConnectionManager implements ServerCodecCallbacks, DownstreamCo
   private readonly codec: ServerCodec;
   private readonly idleTimer: Deadline;
   private readonly idleQueue: DeadlineQueue;
-  private drainTimer: NodeJS.Timeout | undefined;
   private ip: string | undefined;
   private readonly onClosed: (c: HttpConnectionManager) => void;
 
@@ -48,7 +44,7 @@ export class HttpConnectionManager implements ServerCodecCallbacks, DownstreamCo
     const stats = { row: snap.telemetry.row, rxCell: listenerBase + L.downstream_cx_rx_bytes_total, txCell: listenerBase + L.downstream_cx_tx_bytes_total };
     const onError = (error: ShuttleError) => this.codecError(error);
     this.codec = protocol === 'HTTP/2'
-      ? new Http2ServerCodec(socket, this, { settings: http.http2, maxHeaderListSize: http.max_request_headers_kb * 1024, scheme: 'http', stats, onError, counters: { row: snap.telemetry.row, base: listenerBase } })
+      ? new Http2ServerCodec(socket, this, { settings: http.http2, maxHeaderListSize: http.max_request_headers_kb * 1024, scheme: 'http', stats, onError, counters: { row: snap.telemetry.row, base: listenerBase }, sendStallTimeoutMs: http.stream_idle_timeout })
       : new Http1ServerCodec(socket, this, { limits: { maxHeadBytes: http.max_request_headers_kb * 1024, maxHeaders: http.max_headers }, maxBodyBytes: http.max_request_body_bytes, headersTimeout: deadlines.queue(http.request_headers_timeout), scheme: 'http', tunnelIdleTimeoutMs: snap.listener.idle_timeout, stats, onError });
     this.idleQueue = deadlines.queue(snap.listener.idle_timeout);
     this.idleTimer = new Deadline(() => this.codec.close());
@@ -67,19 +63,12 @@ export class HttpConnectionManager implements ServerCodecCallbacks, DownstreamCo
   }
 
   /**
-   * Drain: no new request is taken. A busy connection finishes what it has (HTTP/1: with
-   * Connection: close; HTTP/2: GOAWAY, then its streams finish). An idle HTTP/1 connection
-   * closes after a short grace: a client about to send its next request gets it answered (with
-   * Connection: close) instead of racing our FIN, the race that fails keep-alive requests.
+   * Drain: no new request is taken; what is under way finishes (HTTP/1: Connection: close;
+   * HTTP/2: GOAWAY, then its streams finish). Each codec keeps an idle connection a moment for a
+   * request already on its way.
    */
   drain(): void {
-    if (this.drainTimer) return;
-    if (this.codec.protocol !== 'HTTP/1.1' || this.codec.activeStreams > 0) {
-      this.codec.goAway();
-      return;
-    }
-    this.drainTimer = setTimeout(() => this.codec.goAway(), DRAIN_IDLE_GRACE_MS);
-    this.drainTimer.unref();
+    this.codec.goAway();
   }
 
   /** Closes now (drain deadline). */
@@ -104,7 +93,6 @@ export class HttpConnectionManager implements ServerCodecCallbacks, DownstreamCo
 
   onClose(): void {
     this.idleTimer.cancel();
-    clearTimeout(this.drainTimer);
     this.snap.telemetry.downstreamClosed(this.snap.listenerIndex);
     this.onClosed(this);
   }
