@@ -146,13 +146,10 @@ export interface Pool {
   drain(): void;
 }
 
-/** Opens every upstream connection: one place for connect timeouts and counters (TLS next). */
-export interface Connector {
-  connect(host: Host, opts: ConnectOptions, done: (error: ShuttleError | undefined, socket?: net.Socket) => void): void;
-}
-
 export interface ConnectOptions {
   readonly timeoutMs: number;
   /** Read into this shared buffer (Node's `onread`) instead of a Buffer per read. */
   readonly onread?: { buffer: Buffer; callback: (bytes: number) => boolean };
+  /** Keep our side open when the peer half-closes (the L4 proxy passes half-closes on). */
+  readonly allowHalfOpen?: boolean;
 }

@@ -46,7 +46,7 @@ beforeAll(async () => {
       }],
     }],
     clusters: [
-      { name: 'echo', protocol: 'http2', hosts: [upstream.address] },
+      { name: 'echo', protocol: 'http2', hosts: [upstream.address], health_check: { type: 'grpc', interval: '200ms', timeout: '1s', unhealthy_threshold: 2, healthy_threshold: 1 } },
       { name: 'fragile', protocol: 'http2', hosts: [fragile.address] },
       { name: 'dead', protocol: 'http2', hosts: [`127.0.0.1:${dead}`] },
     ],
@@ -201,6 +201,16 @@ describe('gRPC through Shuttle', () => {
     fragileClient.close();
     expect(got.length).toBeGreaterThanOrEqual(100);
     expect(err.code).toBe(grpc.status.UNAVAILABLE);
+  });
+
+  it('health-checks hosts with grpc.health.v1 (type: grpc)', async () => {
+    type Clusters = { name: string; hosts: { health: string }[] }[];
+    const echoHealth = async () => ((await (await fetch(`${admin}/clusters`)).json()) as Clusters).find((c) => c.name === 'echo')!.hosts[0].health;
+    expect(await echoHealth()).toBe('healthy');
+    upstream.health.status = 'NOT_SERVING';
+    await eventually(echoHealth, (h) => h === 'unhealthy', 5_000);
+    upstream.health.status = 'SERVING';
+    await eventually(echoHealth, (h) => h === 'healthy', 5_000);
   });
 
   it('counts responses by grpc-status in /metrics', async () => {

@@ -51,7 +51,7 @@ const hostEntry = z.unknown().transform((value, ctx): SocketAddress & { weight: 
 
 /** Active health checking, run once per process (not per worker). */
 const healthCheck = z.object({
-  type: z.enum(['tcp', 'http']).default('tcp'),
+  type: z.enum(['tcp', 'http', 'grpc']).default('tcp'),
   interval: positiveDuration.default(5000),
   timeout: positiveDuration.default(1000),
   /** Consecutive passes that make an unhealthy host healthy. */
@@ -62,6 +62,8 @@ const healthCheck = z.object({
   path: z.string().regex(/^\/[^\s]*$/, 'expected a path starting with /').default('/health'),
   host: z.string().optional(),
   expected_statuses: z.array(z.number().int().min(100).max(599)).min(1).default([200]),
+  /** grpc only: the service asked about in grpc.health.v1.Health/Check ("" = the whole server). */
+  service_name: z.string().default(''),
 }).strict();
 
 /** Passive health: hosts that keep failing are ejected for a while (Envoy's outlier detection). */

@@ -19,7 +19,7 @@ export type ConnectDone = (error: ShuttleError | undefined, socket?: net.Socket)
 export function connectUpstream(host: Host, telemetry: WorkerTelemetry, opts: ConnectOptions, done: ConnectDone): net.Socket {
   host.activeConnections++;
   telemetry.upstreamConnecting(host);
-  const socket = net.connect({ host: host.host, port: host.port, noDelay: true, onread: opts.onread });
+  const socket = net.connect({ host: host.host, port: host.port, noDelay: true, onread: opts.onread, allowHalfOpen: opts.allowHalfOpen });
   let settled = false;
   const timer = new Deadline(() => {
     socket.destroy(new ShuttleError('SHUTTLE_E_UPSTREAM_CONNECT_TIMEOUT', 'upstream', `connect to ${host.address} timed out after ${opts.timeoutMs}ms`));
@@ -38,8 +38,10 @@ export function connectUpstream(host: Host, telemetry: WorkerTelemetry, opts: Co
     timer.cancel();
     host.activeConnections--;
     telemetry.upstreamClosed(host);
-    // Closed before connecting without an error event (destroyed by its owner meanwhile).
-    if (!settled) onError(new Error('closed before connecting'));
+    if (settled) return;
+    // Destroyed by its owner while connecting (the client went away): not the host's failure.
+    settled = true;
+    done(new ShuttleError('SHUTTLE_E_UPSTREAM_CONNECT_FAILED', 'upstream', `connect to ${host.address} abandoned`));
   });
   socket.once('connect', () => {
     timer.cancel();

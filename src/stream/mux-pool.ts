@@ -8,7 +8,8 @@
  * A connection that closes fails only its own in-flight requests; requests written while it was
  * still connecting fail with `connect` (nothing was sent: safe to try another host).
  */
-import net from 'node:net';
+import type net from 'node:net';
+import { connectUpstream } from './connector.ts';
 import { FrameBuffer } from '../codecs/frame-buffer.ts';
 import type { Host } from '../cluster/host.ts';
 import type { WorkerTelemetry } from '../workers/telemetry.ts';
@@ -161,25 +162,15 @@ export class MuxPool<F> {
   }
 
   private open(): MuxConnection<F> {
-    const host = this.host;
-    host.activeConnections++;
-    this.telemetry.upstreamConnecting(host);
-    const socket = net.connect({ host: host.host, port: host.port, noDelay: true });
-    const conn = new MuxConnection<F>(socket, this.codec, this.maxFrameBytes, (c) => {
+    // Requests may be written while it connects: they wait in the socket, and fail as `connect`
+    // (nothing sent) if it never does.
+    let conn: MuxConnection<F> | undefined;
+    const socket = connectUpstream(this.host, this.telemetry, { timeoutMs: this.connectTimeout }, (err) => {
+      if (!err && conn) conn.connected = true;
+    });
+    conn = new MuxConnection<F>(socket, this.codec, this.maxFrameBytes, (c) => {
       const i = this.conns.indexOf(c);
       if (i >= 0) this.conns.splice(i, 1);
-    });
-    const timer = setTimeout(() => socket.destroy(), this.connectTimeout);
-    socket.once('connect', () => {
-      clearTimeout(timer);
-      conn.connected = true;
-      this.telemetry.upstreamConnected(host);
-    });
-    socket.once('close', () => {
-      clearTimeout(timer);
-      host.activeConnections--;
-      this.telemetry.upstreamClosed(host);
-      if (!conn.connected) this.telemetry.upstreamConnectFailed(host, false);
     });
     this.conns.push(conn);
     return conn;

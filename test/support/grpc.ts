@@ -7,11 +7,12 @@ const require = createRequire(import.meta.url);
 export const grpc = require('@grpc/grpc-js') as typeof import('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader') as typeof import('@grpc/proto-loader');
 
-const PROTO = fileURLToPath(new URL('./proto/echo.proto', import.meta.url));
-const definition = protoLoader.loadSync(PROTO, { keepCase: true, longs: Number, defaults: true });
+const PROTOS = ['echo.proto', 'health.proto'].map((f) => fileURLToPath(new URL(`./proto/${f}`, import.meta.url)));
+const definition = protoLoader.loadSync(PROTOS, { keepCase: true, longs: Number, enums: String, defaults: true });
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 const pkg = grpc.loadPackageDefinition(definition) as any;
 export const EchoService = pkg.shuttle.test.Echo;
+const HealthService = pkg.grpc.health.v1.Health;
 
 export interface Msg {
   text?: string;
@@ -31,6 +32,8 @@ export interface EchoServer {
   cancelled: string[];
   /** Unary calls seen, by text. */
   unaryCalls: Map<string, number>;
+  /** What grpc.health.v1.Health/Check answers. */
+  health: { status: 'SERVING' | 'NOT_SERVING' };
   server: import('@grpc/grpc-js').Server;
   close(): Promise<void>;
 }
@@ -38,7 +41,12 @@ export interface EchoServer {
 /** Starts the Echo service on 127.0.0.1 (any port, or `port`). `name` is echoed back in texts. */
 export async function echoServer(name: string, port = 0): Promise<EchoServer> {
   const server = new grpc.Server();
-  const state = { cancelled: [] as string[], unaryCalls: new Map<string, number>() };
+  const state = { cancelled: [] as string[], unaryCalls: new Map<string, number>(), health: { status: 'SERVING' as 'SERVING' | 'NOT_SERVING' } };
+  server.addService(HealthService.service, {
+    Check(_call: unknown, cb: import('@grpc/grpc-js').sendUnaryData<{ status: string }>) {
+      cb(null, { status: state.health.status });
+    },
+  });
   server.addService(EchoService.service, {
     Unary(call: import('@grpc/grpc-js').ServerUnaryCall<Msg, Msg>, cb: import('@grpc/grpc-js').sendUnaryData<Msg>) {
       const m = call.request;

@@ -1,11 +1,14 @@
 /**
  * Active health checks, once per process on the main thread (not once per worker): each checked
- * host is probed every `interval` (TCP connect, or HTTP GET with expected statuses), and
+ * host is probed every `interval` (TCP connect, HTTP GET with expected statuses, or gRPC's
+ * grpc.health.v1.Health/Check over h2c answering SERVING), and
  * `unhealthy_threshold` failures / `healthy_threshold` passes in a row flip its shared flag.
  * The first probe's result applies at once, so start-up does not wait for thresholds.
  * On reload, hosts whose check is unchanged keep their probe (no re-probing storm).
  */
 import http from 'node:http';
+import http2 from 'node:http2';
+import { formatAddress } from '../../config/address.ts';
 import net from 'node:net';
 import type { HealthCheckConfig } from '../../config/schema.ts';
 import type { Logger } from '../../log/logger.ts';
@@ -21,6 +24,16 @@ interface Probe {
   failures: number;
   timer: NodeJS.Timeout | undefined;
   stopped: boolean;
+}
+
+function varint(n: number): Buffer {
+  const out: number[] = [];
+  while (n > 0x7f) {
+    out.push((n & 0x7f) | 0x80);
+    n >>>= 7;
+  }
+  out.push(n);
+  return Buffer.from(out);
 }
 
 export class ActiveHealthChecker {
@@ -107,6 +120,7 @@ export class ActiveHealthChecker {
   }
 
   private probe(p: Probe): Promise<boolean> {
+    if (p.check.type === 'grpc') return this.probeGrpc(p);
     return p.check.type === 'http' ? this.probeHttp(p) : this.probeTcp(p);
   }
 
@@ -121,6 +135,50 @@ export class ActiveHealthChecker {
       };
       sock.once('connect', () => done(true));
       sock.once('error', () => done(false));
+    });
+  }
+
+  /**
+   * grpc.health.v1.Health/Check (grpc/grpc doc/health-checking.md): HealthCheckRequest is one
+   * protobuf string field (1: service); HealthCheckResponse one enum field (1: status), SERVING = 1.
+   * Off the hot path, so node:http2 does the HTTP/2.
+   */
+  private probeGrpc(p: Probe): Promise<boolean> {
+    return new Promise((resolve) => {
+      let settled = false;
+      const session = http2.connect(`http://${formatAddress({ host: p.host.host, port: p.host.port })}`);
+      const done = (ok: boolean, why?: string) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        session.destroy();
+        if (!ok) this.logger.debug({ host: p.host.address, why }, 'health check failed');
+        resolve(ok);
+      };
+      const timer = setTimeout(() => done(false, 'timeout'), p.check.timeout);
+      session.on('error', (err) => done(false, err.message));
+      const service = Buffer.from(p.check.service_name, 'utf8');
+      const message = service.length > 0 ? Buffer.concat([Buffer.from([0x0a]), varint(service.length), service]) : Buffer.alloc(0);
+      const frame = Buffer.alloc(5 + message.length);
+      frame.writeUInt32BE(message.length, 1);
+      message.copy(frame, 5);
+      const req = session.request({
+        ':method': 'POST', ':path': '/grpc.health.v1.Health/Check', ':authority': p.check.host ?? p.host.address,
+        'content-type': 'application/grpc', te: 'trailers', 'user-agent': 'shuttle-health-check',
+      });
+      const chunks: Buffer[] = [];
+      let grpcStatus: string | undefined;
+      req.on('response', (h) => (grpcStatus = h['grpc-status'] as string | undefined));
+      req.on('trailers', (t) => (grpcStatus = t['grpc-status'] as string | undefined));
+      req.on('data', (d: Buffer) => chunks.push(d));
+      req.on('error', (err) => done(false, err.message));
+      req.on('end', () => {
+        const body = Buffer.concat(chunks);
+        // One length-prefixed message holding field 1 (varint) = 1 (SERVING).
+        const serving = body.length >= 7 && body[0] === 0 && body[5] === 0x08 && body[6] === 0x01;
+        done(grpcStatus === '0' && serving, `grpc-status ${grpcStatus}, response ${body.toString('hex').slice(0, 40)}`);
+      });
+      req.end(frame);
     });
   }
 

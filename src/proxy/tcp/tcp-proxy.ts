@@ -8,7 +8,8 @@
  *              close: error on either side resets both; a clean close flushes the other side
  *              then closes it; one access-log line when both are gone.
  */
-import net from 'node:net';
+import type net from 'node:net';
+import { connectUpstream } from '../../stream/connector.ts';
 import type { Cluster } from '../../cluster/cluster-manager.ts';
 import type { Host } from '../../cluster/host.ts';
 import type { ListenerConfig } from '../../config/schema.ts';
@@ -83,37 +84,18 @@ export class TcpProxySession {
       return;
     }
     this.tried.add(host);
-    const telemetry = this.opts.telemetry;
-    host.activeConnections++;
-    telemetry.upstreamConnecting(host);
-    const sock = net.connect({ host: host.host, port: host.port, allowHalfOpen: true, noDelay: true });
-    this.connecting = sock;
-    sock.once('close', () => {
-      host.activeConnections--;
-      telemetry.upstreamClosed(host);
-    });
-    const timer = setTimeout(() => {
-      sock.destroy(new ShuttleError('SHUTTLE_E_UPSTREAM_CONNECT_TIMEOUT', 'upstream', `connect to ${host.address} timed out after ${cluster.config.connect_timeout}ms`, { retryable: true }));
-    }, cluster.config.connect_timeout);
-
-    const onConnectError = (err: Error) => {
-      clearTimeout(timer);
+    this.connecting = connectUpstream(host, this.opts.telemetry, { timeoutMs: cluster.config.connect_timeout, allowHalfOpen: true }, (err, sock) => {
       this.connecting = undefined;
-      this.error = err instanceof ShuttleError ? err : new ShuttleError('SHUTTLE_E_UPSTREAM_CONNECT_FAILED', 'upstream', `connect to ${host.address} failed: ${err.message}`, { cause: err, retryable: true });
-      telemetry.upstreamConnectFailed(host, this.error.code === 'SHUTTLE_E_UPSTREAM_CONNECT_TIMEOUT');
-      this.opts.logger.debug({ conn: this.id, upstream: host.address, err: this.error.message }, 'upstream connect failed');
-      if (this.downstream.destroyed) return;
-      if (this.tried.size < listener.max_connect_attempts && this.tried.size < cluster.hosts.length) this.connectNext();
-      else this.abort(this.error);
-    };
-    sock.once('error', onConnectError);
-    sock.once('connect', () => {
-      clearTimeout(timer);
-      this.connecting = undefined;
-      sock.off('error', onConnectError);
+      if (err) {
+        this.error = err;
+        this.opts.logger.debug({ conn: this.id, upstream: host.address, err: err.message }, 'upstream connect failed');
+        if (this.downstream.destroyed) return;
+        if (this.tried.size < listener.max_connect_attempts && this.tried.size < cluster.hosts.length) this.connectNext();
+        else this.abort(err);
+        return;
+      }
       this.error = undefined; // an earlier host's failure is not this connection's outcome
-      telemetry.upstreamConnected(host);
-      this.established(sock, host);
+      this.established(sock!, host);
     });
   }
 
