@@ -311,7 +311,7 @@ export class WorkerPool {
       balance: this.opts.balance,
       logLevel: this.opts.logLevel,
     };
-    const worker = new Worker(WORKER_ENTRY, { workerData: init, name: `shuttle-worker-${slot.index}` });
+    const worker = new Worker(WORKER_ENTRY, { workerData: init, name: `shuttle-worker-${slot.index}`, resourceLimits: process.env.SHUTTLE_YOUNG_MB ? { maxYoungGenerationSizeMb: Number(process.env.SHUTTLE_YOUNG_MB) } : undefined });
     slot.worker = worker;
     slot.workerId = workerId;
     slot.expectingExit = false;

@@ -15,7 +15,6 @@
  */
 import type { Host } from '../cluster/host.ts';
 import { Http2Connection, type Http2Stream } from '../codecs/http2/connection.ts';
-import type { CheckedFields } from '../codecs/http2/fields.ts';
 import type { Http2ClientOptionsConfig } from '../config/route-schema.ts';
 import { ShuttleError } from '../errors.ts';
 import type { CancelPoolRequest, Pool, PoolCallbacks, StreamDecoder } from '../layers.ts';
@@ -77,7 +76,7 @@ class Http2ClientConnection extends Http2Connection {
     return st;
   }
 
-  protected onRequest(_stream: Http2Stream, _fields: CheckedFields): void {
+  protected onRequest(): void {
     // (A server cannot open streams: PUSH_PROMISE is refused at the frame level.)
   }
 

@@ -1,26 +1,39 @@
 /**
- * CPU profiles of worker threads for performance work: `--cpu-prof` does not write a worker's
- * profile when the worker ends with process.exit(), so with SHUTTLE_CPU_PROFILE_DIR set each worker
- * profiles itself through the inspector and writes `worker-<id>.cpuprofile` there when it stops
- * (drain, SIGTERM). Open the files in Chrome DevTools or speedscope.
+ * Profiles of worker threads for performance work: `--cpu-prof` does not write a worker's
+ * profile when the worker ends with process.exit(), so each worker profiles itself through the
+ * inspector and writes its files when it stops (drain, SIGTERM):
+ *   SHUTTLE_CPU_PROFILE_DIR=dir    worker-<id>.cpuprofile (Chrome DevTools, speedscope)
+ *   SHUTTLE_HEAP_PROFILE_DIR=dir   worker-<id>.heapprofile: sampled allocations by stack
  */
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
 import { join } from 'node:path';
 
 export function startProfiler(workerId: number): (() => Promise<void>) | undefined {
-  const dir = process.env.SHUTTLE_CPU_PROFILE_DIR;
-  if (!dir) return undefined;
+  const cpuDir = process.env.SHUTTLE_CPU_PROFILE_DIR;
+  const heapDir = process.env.SHUTTLE_HEAP_PROFILE_DIR;
+  if (!cpuDir && !heapDir) return undefined;
   const session = new Session();
   session.connect();
-  session.post('Profiler.enable');
-  session.post('Profiler.setSamplingInterval', { interval: 100 });
-  session.post('Profiler.start');
-  return () => new Promise((resolve) => {
-    session.post('Profiler.stop', (err, result) => {
-      if (!err) writeFileSync(join(dir, `worker-${workerId}.cpuprofile`), JSON.stringify(result.profile));
-      session.disconnect();
-      resolve();
-    });
-  });
+  if (cpuDir) {
+    session.post('Profiler.enable');
+    session.post('Profiler.setSamplingInterval', { interval: 100 });
+    session.post('Profiler.start');
+  }
+  if (heapDir) {
+    session.post('HeapProfiler.enable');
+    session.post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+  }
+  const post = (method: string) => new Promise<unknown>((resolve) => session.post(method, (err, result) => resolve(err ? undefined : result)));
+  return async () => {
+    if (cpuDir) {
+      const r = (await post('Profiler.stop')) as { profile: unknown } | undefined;
+      if (r) writeFileSync(join(cpuDir, `worker-${workerId}.cpuprofile`), JSON.stringify(r.profile));
+    }
+    if (heapDir) {
+      const r = (await post('HeapProfiler.stopSampling')) as { profile: unknown } | undefined;
+      if (r) writeFileSync(join(heapDir, `worker-${workerId}.heapprofile`), JSON.stringify(r.profile));
+    }
+    session.disconnect();
+  };
 }

@@ -7,6 +7,8 @@ import type { Host } from '../cluster/host.ts';
 import type { UpstreamReporter } from '../shared/events.ts';
 import { C, H, L, type StatsLayout } from '../shared/stats-table.ts';
 
+const STREAMS_PUBLISH_MS = 5;
+
 export class WorkerTelemetry {
   /** This worker's row: written by this thread only. */
   readonly row: Float64Array;
@@ -22,10 +24,26 @@ export class WorkerTelemetry {
     this.onStreams = onStreams;
   }
 
-  /** A request (HTTP) or call (RPC) started or ended: the worker's active streams in the load table. */
+  /**
+   * A request (HTTP) or call (RPC) started or ended: the worker's active streams in the load
+   * table. Published at most every few milliseconds (one atomic add per batch, not two per
+   * request): the figure is for the admin API, which can read it a little late.
+   */
   streams(delta: number): void {
-    this.onStreams(delta);
+    this.pendingStreams += delta;
+    if (this.publishScheduled) return;
+    this.publishScheduled = true;
+    setTimeout(this.publishStreams, STREAMS_PUBLISH_MS).unref();
   }
+
+  private pendingStreams = 0;
+  private publishScheduled = false;
+  private readonly publishStreams = (): void => {
+    this.publishScheduled = false;
+    const d = this.pendingStreams;
+    this.pendingStreams = 0;
+    if (d !== 0) this.onStreams(d);
+  };
 
   downstreamOpened(listener: number): void {
     const base = this.layout.listener(listener);

@@ -31,7 +31,7 @@ import {
   goAwayFrame, MAX_WINDOW, pingFrame, PREFACE, rstStreamFrame, Setting, SETTINGS_ACK, settingsFrame, windowUpdateFrame,
 } from './frames.ts';
 import { HpackDecoder, HpackEncoder, HpackError } from './hpack.ts';
-import { checkFields, type CheckedFields } from './fields.ts';
+import { checkFields } from './fields.ts';
 
 export type Role = 'server' | 'client';
 
@@ -88,6 +88,8 @@ const RESET_JUDGED_AFTER = 100;
 /** Stream ids we reset recently: late frames for them are dropped, not errors (RFC 9113 §5.4.2). */
 const RECENTLY_RESET = 128;
 const EMPTY = Buffer.alloc(0);
+/** The shared empty list of a stream's lazily made queues (never pushed to). */
+const NONE: Buffer[] = [];
 /** The PING payload that closes a graceful GOAWAY's first step. */
 const GOAWAY_PING = 'shuttle\x00';
 
@@ -219,7 +221,7 @@ export abstract class Http2Connection implements OutputOwner {
   // ---- to be told by the role ---------------------------------------------------------------
 
   /** A peer-initiated stream's request headers (server side). */
-  protected abstract onRequest(stream: Http2Stream, fields: CheckedFields, endStream: boolean): void;
+  protected abstract onRequest(stream: Http2Stream, headers: HeaderMap, endStream: boolean): void;
   protected abstract onStreamClosed(stream: Http2Stream): void;
   protected abstract onConnectionClosed(): void;
   protected onGoAway(_lastStreamId: number, _code: number): void {}
@@ -497,11 +499,11 @@ export abstract class Http2Connection implements OutputOwner {
       this.count('header_list_too_large');
       return st.refuseTooLarge(endStream);
     }
-    const fields = checkFields(decoded.headers, 'request', this.opts.scheme ?? 'http');
-    if (typeof fields === 'string') throw new StreamError(streamId, ErrorCode.PROTOCOL_ERROR, fields);
+    const headers = checkFields(decoded.headers, 'request', this.opts.scheme ?? 'http');
+    if (typeof headers === 'string') throw new StreamError(streamId, ErrorCode.PROTOCOL_ERROR, headers);
     if (endStream) st.remoteEnded = true;
-    st.expectedLength = fields.headers.contentLength;
-    this.onRequest(st, fields, endStream);
+    st.expectedLength = headers.contentLength;
+    this.onRequest(st, headers, endStream);
   }
 
   private onPriority(streamId: number, payload: Buffer): void {
@@ -833,9 +835,10 @@ export class Http2Stream implements StreamEncoder {
   expectedLength = -1;
   private received = 0;
   private readDisables = 0;
-  private held: Buffer[] = [];
+  /** Inbound data held while read-disabled; outbound data waiting for a window (made when needed). */
+  private held: Buffer[] = NONE;
   private heldEnd = false;
-  private pending: Buffer[] = [];
+  private pending: Buffer[] = NONE;
   private pendingBytes = 0;
   private pendingEnd = false;
   private pendingTrailers: string[] | undefined;
@@ -862,7 +865,10 @@ export class Http2Stream implements StreamEncoder {
     }
     if (endStream) this.remoteEnded = true;
     if (this.readDisables > 0) {
-      if (data.length > 0) this.held.push(data);
+      if (data.length > 0) {
+        if (this.held === NONE) this.held = [];
+        this.held.push(data);
+      }
       if (endStream) this.heldEnd = true;
       return;
     }
@@ -877,16 +883,16 @@ export class Http2Stream implements StreamEncoder {
     if (!isServer && !this.finalHeadersReceived) {
       const checked = checkFields(fields, 'response', '');
       if (typeof checked === 'string') throw new StreamErrorSignal(this.id, checked);
-      const status = checked.headers.status;
+      const status = checked.status;
       if (status >= 100 && status < 200) {
         if (endStream) throw new StreamErrorSignal(this.id, 'END_STREAM on an interim response');
-        this.decoder?.decodeInformational(checked.headers);
+        this.decoder?.decodeInformational(checked);
         return;
       }
       this.finalHeadersReceived = true;
-      this.expectedLength = noResponseBody(status) ? -1 : checked.headers.contentLength;
+      this.expectedLength = noResponseBody(status) ? -1 : checked.contentLength;
       if (endStream) this.remoteEnded = true;
-      this.decoder?.decodeHeaders(checked.headers, endStream);
+      this.decoder?.decodeHeaders(checked, endStream);
       if (endStream) this.maybeClose();
       return;
     }
@@ -898,10 +904,10 @@ export class Http2Stream implements StreamEncoder {
     this.remoteEnded = true;
     if (this.readDisables > 0) {
       this.heldEnd = true;
-      this.heldTrailers = checked.headers;
+      this.heldTrailers = checked;
       return;
     }
-    this.decoder?.decodeTrailers(checked.headers);
+    this.decoder?.decodeTrailers(checked);
     this.maybeClose();
   }
 
@@ -1010,7 +1016,7 @@ export class Http2Stream implements StreamEncoder {
     if (this.closed) return;
     this.closed = true;
     this.stallTimer?.cancel();
-    this.pending = [];
+    this.pending = NONE;
     this.pendingBytes = 0;
     this.conn.writeReset(this, code);
     this.conn.streamClosed(this);
@@ -1024,7 +1030,7 @@ export class Http2Stream implements StreamEncoder {
     if (this.readDisables === 0 || --this.readDisables > 0) return;
     // Resumed: hand over what was held, then reopen the window for it.
     const held = this.held;
-    this.held = [];
+    this.held = NONE;
     for (let i = 0; i < held.length; i++) {
       const last = i === held.length - 1 && this.heldEnd && this.heldTrailers === undefined;
       this.consumed(held[i].length);
@@ -1058,6 +1064,7 @@ export class Http2Stream implements StreamEncoder {
     }
     if (data.length > 0) {
       // A reused buffer's bytes are copied to wait here; a stable one waits as it is.
+      if (this.pending === NONE) this.pending = [];
       this.pending.push(volatile ? Buffer.from(data) : data);
       this.pendingBytes += data.length;
     }

@@ -10,10 +10,6 @@
 import { validHost } from '../http1/head.ts';
 import { HeaderMap } from '../../stream/header-map.ts';
 
-export interface CheckedFields {
-  headers: HeaderMap;
-}
-
 type Kind = 'request' | 'response' | 'trailers';
 
 /** tchar, lower case only (RFC 9110 §5.6.2; upper case is malformed in HTTP/2). */
@@ -41,9 +37,13 @@ function validValue(v: string): boolean {
   return true;
 }
 
-/** The checked message, or why it is malformed. */
-export function checkFields(list: readonly string[], kind: Kind, scheme: string): CheckedFields | string {
-  const h = new HeaderMap([]);
+/**
+ * The checked message, or why it is malformed. `list` (the HPACK decoder's, made for this block)
+ * becomes the map's field list: regular fields are moved to its front, in place.
+ */
+export function checkFields(list: string[], kind: Kind, scheme: string): HeaderMap | string {
+  const h = new HeaderMap(list);
+  let w = 0;
   let regular = false;
   let method: string | undefined;
   let path: string | undefined;
@@ -52,8 +52,8 @@ export function checkFields(list: readonly string[], kind: Kind, scheme: string)
   let status: string | undefined;
   let host: string | undefined;
   let cookie: string | undefined;
-  const fields = h.fields;
-  for (let i = 0; i < list.length; i += 2) {
+  const n = list.length;
+  for (let i = 0; i < n; i += 2) {
     const name = list[i];
     const value = list[i + 1];
     if (name.charCodeAt(0) === 58 /* : */) {
@@ -94,15 +94,17 @@ export function checkFields(list: readonly string[], kind: Kind, scheme: string)
         cookie = cookie === undefined ? value : `${cookie}; ${value}`;
         continue;
     }
-    fields.push(name, value);
+    list[w++] = name;
+    list[w++] = value;
   }
-  if (cookie !== undefined) fields.push('cookie', cookie);
+  list.length = w;
+  if (cookie !== undefined) list.push('cookie', cookie);
   if (kind === 'response') {
-    if (status === undefined || !/^\d{3}$/.test(status)) return 'missing or invalid :status';
+    if (status === undefined || status.length !== 3 || !(Number(status) >= 100)) return 'missing or invalid :status';
     h.status = Number(status);
-    return { headers: h };
+    return h;
   }
-  if (kind === 'trailers') return { headers: h };
+  if (kind === 'trailers') return h;
   if (method === undefined || !validName(method.toLowerCase())) return 'missing or invalid :method';
   h.method = method;
   if (method === 'CONNECT') {
@@ -121,5 +123,5 @@ export function checkFields(list: readonly string[], kind: Kind, scheme: string)
   h.path = path ?? '';
   h.authority = auth;
   h.scheme = schemeSeen ?? scheme;
-  return { headers: h };
+  return h;
 }

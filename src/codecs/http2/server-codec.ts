@@ -7,8 +7,8 @@ import type { Http2OptionsConfig } from '../../config/route-schema.ts';
 import type { ShuttleError } from '../../errors.ts';
 import type { ServerCodec, ServerCodecCallbacks } from '../../layers.ts';
 import { L } from '../../shared/stats-table.ts';
+import type { HeaderMap } from '../../stream/header-map.ts';
 import { Http2Connection, type AbuseCounters, type AbuseKind, type Http2Stream } from './connection.ts';
-import type { CheckedFields } from './fields.ts';
 
 export interface Http2ServerOptions {
   readonly settings: Http2OptionsConfig;
@@ -59,11 +59,11 @@ export class Http2ServerCodec extends Http2Connection implements ServerCodec {
     this.callbacks = callbacks;
   }
 
-  protected onRequest(stream: Http2Stream, fields: CheckedFields, endStream: boolean): void {
+  protected onRequest(stream: Http2Stream, headers: HeaderMap, endStream: boolean): void {
     const decoder = this.callbacks.newStream(stream);
     stream.decoder = decoder;
     this.callbacks.onStreamCountChanged(this.streams.size);
-    decoder.decodeHeaders(fields.headers, endStream);
+    decoder.decodeHeaders(headers, endStream);
   }
 
   protected onStreamClosed(): void {
