@@ -25,6 +25,7 @@ import type net from 'node:net';
 import type { Host } from './cluster/host.ts';
 import type { ShuttleError } from './errors.ts';
 import type { HeaderMap } from './stream/header-map.ts';
+import type { UpstreamTls } from './net/tls-client.ts';
 
 export type { HeaderMap } from './stream/header-map.ts';
 
@@ -152,4 +153,6 @@ export interface ConnectOptions {
   readonly onread?: { buffer: Buffer; callback: (bytes: number) => boolean };
   /** Keep our side open when the peer half-closes (the L4 proxy passes half-closes on). */
   readonly allowHalfOpen?: boolean;
+  /** TLS to the host (the cluster's `tls`); `onread` is not used then. */
+  readonly tls?: UpstreamTls;
 }

@@ -24,16 +24,19 @@ import { deepFreeze, formatProblem } from './config/load.ts';
 import type { ReloadTaskResult } from './config/reload-task.ts';
 import { upgradeStatusPath, writeJson, writeStatus, type UpgradeStatus } from './config/reload-status.ts';
 import { isLoopback, type LogLevel, type ShuttleConfig } from './config/schema.ts';
+import type { Secrets } from './config/secrets.ts';
 import { createLogger, type Logger } from './log/logger.ts';
 import { Directory, MAX_WORKER_SLOTS } from './shared/directory.ts';
 import { StatsLayout, StatsTable } from './shared/stats-table.ts';
 import { announceReady, isSuccessor, receiveHandover, startSuccessor, type Handover } from './upgrade/handover.ts';
 import { notifySystemd } from './upgrade/systemd.ts';
+import { certificateExpiries, TlsFileWatch } from './net/tls-files.ts';
 import type { BalanceMode, BoundListener, ConfigSnapshot } from './workers/messages.ts';
 import { addressKey } from './acceptor/acceptor.ts';
 
 export interface StartOptions {
   config: ShuttleConfig;
+  secrets: Secrets;
   configFile: string;
   threads: number;
   balance: BalanceMode;
@@ -58,7 +61,7 @@ export async function startServer(opts: StartOptions): Promise<void> {
 
   // The running generation; replaced whole by a successful reload.
   const directory = new Directory();
-  let current: ConfigSnapshot = { generation: 1, config: opts.config, ids: directory.assign(opts.config) };
+  let current: ConfigSnapshot = { generation: 1, config: opts.config, secrets: opts.secrets, ids: directory.assign(opts.config) };
   const reloadInfo: ReloadInfo = { attempts: 0, failures: 0, lastError: null };
 
   // The shared plane: counters, host health, per-worker load and event rings.
@@ -89,7 +92,7 @@ export async function startServer(opts: StartOptions): Promise<void> {
     pool,
     stats,
     health: health.table,
-    metrics: createMetricsRegistry({ stats, health: health.table, pool, info: () => ({ generation: current.generation, reload: reloadInfo }) }),
+    metrics: createMetricsRegistry({ stats, health: health.table, pool, info: () => ({ generation: current.generation, reload: reloadInfo }), certificates: () => certificateExpiries(current.config, current.secrets) }),
   });
 
   const fail = (err: unknown, what: string): never => {
@@ -178,7 +181,7 @@ export async function startServer(opts: StartOptions): Promise<void> {
     } catch (err) {
       return rejected([(err as Error).message]);
     }
-    const next: ConfigSnapshot = { generation: current.generation + 1, config, ids };
+    const next: ConfigSnapshot = { generation: current.generation + 1, config, secrets: result.secrets, ids };
     // Fresh threads when asked for, or when the thread count changes.
     const wantThreads = config.workers.threads ?? threads;
     const replaceWorkers = config.workers.replace_on_reload || wantThreads !== threads;
@@ -204,6 +207,7 @@ export async function startServer(opts: StartOptions): Promise<void> {
       return rejected([`applying generation ${next.generation} failed: ${(err as Error).message}`]);
     }
     reloadInfo.lastError = null;
+    afterReload();
     logger.info({ generation: current.generation, hash: configHash(config), diff: result.diff, listeners: listeners(), threads, workers_replaced: replaceWorkers }, 'config reloaded');
     report(true, []);
   };
@@ -223,6 +227,15 @@ export async function startServer(opts: StartOptions): Promise<void> {
     });
   };
   process.on('SIGHUP', reload);
+
+  // Certificates rotate by replacing their files: a change reloads (new handshakes use the new
+  // certificates; a bad file is refused as any bad config is, and the running ones stay).
+  const tlsWatch = new TlsFileWatch(opts.configFile, () => {
+    logger.info('a TLS file changed: reloading');
+    reload();
+  });
+  tlsWatch.update(current.config);
+  const afterReload = () => tlsWatch.update(current.config);
 
   // ---- upgrade ----------------------------------------------------------------------------
   let upgrading = false;

@@ -8,6 +8,7 @@
  * slots, and only once all are ready do the old ones stop taking connections and drain.
  */
 import type net from 'node:net';
+import { randomBytes } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import type { LogLevel } from '../config/schema.ts';
 import type { Logger } from '../log/logger.ts';
@@ -25,6 +26,8 @@ const WORKER_ENTRY = new URL('../workers/worker.ts', import.meta.url);
 const CRASH_WINDOW_MS = 30_000;
 const MAX_RESTART_DELAY_MS = 5_000;
 const ELU_WINDOW_MS = 1_000;
+/** How often TLS session ticket keys are replaced. */
+const TICKET_KEY_ROTATION_MS = 12 * 3_600_000;
 /** A worker told to exit that has not exited by then is terminated. */
 const EXIT_BACKSTOP_MS = 1_000;
 /** Per worker → main ring: room for thousands of events between two wake-ups of the main loop. */
@@ -80,6 +83,9 @@ export class WorkerPool {
   private rotor = 0;
   private stopping = false;
   private restarts = 0;
+  /** TLS session ticket keys, the same in every worker (a session resumes on any), rotated. */
+  private ticketKeys = new Uint8Array(randomBytes(48));
+  private readonly ticketTimer: NodeJS.Timeout;
 
   constructor(opts: WorkerPoolOptions) {
     this.opts = opts;
@@ -92,6 +98,16 @@ export class WorkerPool {
     }));
     // Read from each worker's loop counters by the runtime itself: no message to the worker.
     this.eluTimer = setInterval(() => this.sampleElu(), ELU_WINDOW_MS).unref();
+    this.ticketTimer = setInterval(() => this.rotateTicketKeys(), TICKET_KEY_ROTATION_MS).unref();
+  }
+
+  /**
+   * New session ticket keys for every worker. A ticket made with the old keys no longer resumes
+   * (one full handshake); rotation bounds how long a stolen key decrypts recorded sessions.
+   */
+  rotateTicketKeys(): void {
+    this.ticketKeys = new Uint8Array(randomBytes(48));
+    for (const slot of this.slots) slot.worker?.postMessage({ type: 'ticket-keys', keys: this.ticketKeys } satisfies MainToWorker);
   }
 
   /** Workers in the current set. */
@@ -278,12 +294,14 @@ export class WorkerPool {
     clearTimeout(backstop);
     this.stopEvents.abort();
     clearInterval(this.eluTimer);
+    clearInterval(this.ticketTimer);
   }
 
   terminateAll(): void {
     this.stopping = true;
     this.stopEvents.abort();
     clearInterval(this.eluTimer);
+    clearInterval(this.ticketTimer);
     for (const slot of this.slots) {
       clearTimeout(slot.restartTimer);
       slot.expectingExit = true;
@@ -303,7 +321,9 @@ export class WorkerPool {
       slot: slot.index,
       generation: this.opts.snapshot.generation,
       config: this.opts.snapshot.config,
+      secrets: this.opts.snapshot.secrets,
       ids: this.opts.snapshot.ids,
+      ticketKeys: this.ticketKeys,
       loadTable: this.loadTable.buffer,
       stats: this.opts.stats.buffer,
       health: this.opts.health.buffer,

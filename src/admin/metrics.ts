@@ -5,7 +5,7 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { WorkerPool } from '../acceptor/worker-pool.ts';
 import type { HealthTable } from '../shared/health-table.ts';
-import { C, CLUSTER_COUNTERS, HOST_COUNTERS, LISTENER_COUNTERS, isGauge, type StatsTable } from '../shared/stats-table.ts';
+import { C, CLUSTER_COUNTERS, HOST_COUNTERS, L, LISTENER_COUNTERS, isGauge, type StatsTable } from '../shared/stats-table.ts';
 
 export interface MetricsSources {
   stats: StatsTable;
@@ -13,6 +13,8 @@ export interface MetricsSources {
   pool: WorkerPool;
   /** Main-thread facts: config generation, reload failures, … */
   info: () => { generation: number; reload: { attempts: number; failures: number } };
+  /** Seconds until each listener certificate expires. */
+  certificates?: () => { listener: string; certificate: string; expiresAt: number }[];
 }
 
 export function createMetricsRegistry(src: MetricsSources): Registry {
@@ -23,7 +25,7 @@ export function createMetricsRegistry(src: MetricsSources): Registry {
   // One metric per counter name, read from the summed worker rows.
   const family = (scope: string, names: readonly string[], labelNames: string[], each: (set: (offset: number, labels: Record<string, string>) => void, field: number) => void) => {
     names.forEach((name, field) => {
-      if (name.startsWith('upstream_rq_grpc_')) return; // one labelled metric below
+      if (name.startsWith('upstream_rq_grpc_') || name.startsWith('ssl_handshake_error_') || name === 'ssl_tls12' || name === 'ssl_tls13') return; // labelled metrics below
       // Envoy's stat names, with Prometheus' `_total` on every counter.
       const metricName = `shuttle_${scope}_${name}${isGauge(name) || name.endsWith('_total') ? '' : '_total'}`;
       const opts = { name: metricName, help: `${scope} ${name.replaceAll('_', ' ')} (sum over workers)`, labelNames, registers: [register] };
@@ -55,6 +57,20 @@ export function createMetricsRegistry(src: MetricsSources): Registry {
       }
     });
   } });
+  const labelled = (name: string, help: string, label: string, fields: Record<string, number>) => new Counter({ name, help, labelNames: ['listener', label], registers: [register], collect() {
+    this.reset();
+    stats.layout.listeners.forEach((listener, i) => {
+      const base = stats.layout.listener(stats.layout.listenerIds[i]);
+      for (const [value, field] of Object.entries(fields)) {
+        const n = stats.sum(base + field);
+        if (n > 0) this.inc({ listener, [label]: value }, n);
+      }
+    });
+  } });
+  labelled('shuttle_listener_ssl_handshake_error_total', 'TLS handshakes that failed, by reason (sum over workers)', 'reason', {
+    timeout: L.ssl_handshake_error_timeout, no_client_cert: L.ssl_handshake_error_no_client_cert, bad_client_cert: L.ssl_handshake_error_bad_client_cert, protocol: L.ssl_handshake_error_protocol, other: L.ssl_handshake_error_other,
+  });
+  labelled('shuttle_listener_ssl_handshakes_by_version_total', 'TLS handshakes done, by protocol version (sum over workers)', 'version', { 'TLSv1.2': L.ssl_tls12, 'TLSv1.3': L.ssl_tls13 });
   new Gauge({ name: 'shuttle_host_healthy', help: '1 if the host is healthy (active checks passing, not ejected)', labelNames: ['cluster', 'host'], registers: [register], collect() {
     this.reset();
     for (const h of stats.layout.hosts) this.set({ cluster: h.cluster, host: h.address }, src.health.healthy(h.index) ? 1 : 0);
@@ -84,6 +100,10 @@ export function createMetricsRegistry(src: MetricsSources): Registry {
   new Counter({ name: 'shuttle_ring_dropped_events_total', help: 'worker events dropped because a ring was full', registers: [register], collect() {
     this.reset();
     this.inc(src.pool.droppedEvents);
+  } });
+  new Gauge({ name: 'shuttle_tls_certificate_expiry_seconds', help: 'seconds until a listener certificate expires', labelNames: ['listener', 'certificate'], registers: [register], collect() {
+    this.reset();
+    for (const c of src.certificates?.() ?? []) this.set({ listener: c.listener, certificate: c.certificate }, Math.round((c.expiresAt - Date.now()) / 1000));
   } });
   new Gauge({ name: 'shuttle_config_generation', help: 'generation of the running config', registers: [register], collect() {
     this.set(src.info().generation);

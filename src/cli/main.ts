@@ -44,11 +44,12 @@ program
   .addOption(new Option('-l, --log-level <level>', 'log level (overrides the config)').choices(LOG_LEVELS))
   .option('-p, --pid-file <file>', 'write the pid of the accepting process here')
   .action(async (opts: { config: string; threads?: number; balance: BalanceMode; logLevel?: LogLevel; pidFile?: string }) => {
-    const config = await configOrExit(opts.config);
+    const { config, secrets } = await configOrExit(opts.config);
     const { startServer } = await import('../server.ts');
     try {
       await startServer({
         config,
+        secrets,
         configFile: opts.config,
         threads: opts.threads ?? config.workers.threads ?? availableParallelism(),
         balance: opts.balance,
@@ -66,7 +67,7 @@ program
   .description('check a config file and report every problem with its path')
   .requiredOption('-c, --config <file>', 'config file (YAML or JSON)')
   .action(async (opts: { config: string }) => {
-    const config = await configOrExit(opts.config);
+    const { config } = await configOrExit(opts.config);
     process.stdout.write(`${opts.config}: valid (${config.listeners.length} listeners, ${config.clusters.length} clusters)\n`);
   });
 

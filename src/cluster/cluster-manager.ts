@@ -4,6 +4,8 @@
  * lives here; state shared across workers (health, ejection, panic) is read from the health table.
  */
 import type { ClusterConfig, ShuttleConfig } from '../config/schema.ts';
+import type { Secrets } from '../config/secrets.ts';
+import { upstreamTls, type UpstreamTls } from '../net/tls-client.ts';
 import { MAX_HOSTS, positionalIds, type EntityIds } from '../shared/directory.ts';
 import type { HealthTable } from '../shared/health-table.ts';
 import { Host } from './host.ts';
@@ -15,14 +17,17 @@ export class Cluster {
   readonly config: ClusterConfig;
   readonly hosts: readonly Host[];
   readonly lb: LoadBalancer;
+  /** TLS to the hosts (the cluster's `tls`, with its files read). */
+  readonly tls: UpstreamTls | undefined;
 
   /** `index` and `hostIds` are stable ids (see Directory): cells in the shared tables. */
-  constructor(config: ClusterConfig, index: number, hostIds: readonly number[], health?: HealthTable, load?: Int32Array) {
+  constructor(config: ClusterConfig, index: number, hostIds: readonly number[], health?: HealthTable, load?: Int32Array, secrets: Secrets = {}) {
     this.name = config.name;
     this.index = index;
     this.config = config;
     this.hosts = config.hosts.map((h, i) => new Host(h, hostIds[i], index, health, load));
     this.lb = createLoadBalancer(config.lb_policy, this.hosts);
+    this.tls = config.tls ? upstreamTls(config.tls, secrets) : undefined;
   }
 }
 
@@ -30,8 +35,8 @@ export class ClusterManager {
   private readonly clusters = new Map<string, Cluster>();
 
   /** `load`: per-worker connection counts by host id, kept across reloads (least connections). */
-  constructor(config: ShuttleConfig, health?: HealthTable, ids: EntityIds = positionalIds(config), load: Int32Array = new Int32Array(MAX_HOSTS)) {
-    config.clusters.forEach((c, i) => this.clusters.set(c.name, new Cluster(c, ids.clusters[i], ids.hosts[i], health, load)));
+  constructor(config: ShuttleConfig, health?: HealthTable, ids: EntityIds = positionalIds(config), load: Int32Array = new Int32Array(MAX_HOSTS), secrets: Secrets = {}) {
+    config.clusters.forEach((c, i) => this.clusters.set(c.name, new Cluster(c, ids.clusters[i], ids.hosts[i], health, load, secrets)));
   }
 
   get(name: string): Cluster | undefined {

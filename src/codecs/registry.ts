@@ -3,6 +3,7 @@
  * first bytes a client sends (and its ALPN names, for TLS); a listener serving several protocols
  * (`auto`, or `http` serving HTTP/1.1 and HTTP/2 on one port) looks the connection up here.
  *
+ *   0x16 0x03                a TLS handshake (terminated, then looked up again inside)
  *   0x01 / 0x02              SOFA Bolt v1 / v2
  *   0xda 0xbb                Dubbo
  *   "PRI * HTTP/2.0\r\n…"     HTTP/2 with prior knowledge (h2c)
@@ -10,7 +11,7 @@
  */
 import type net from 'node:net';
 
-export type ProtocolName = 'http1' | 'http2' | 'bolt' | 'dubbo';
+export type ProtocolName = 'tls' | 'http1' | 'http2' | 'bolt' | 'dubbo';
 
 export interface ProtocolDefinition {
   readonly name: ProtocolName;
@@ -34,6 +35,8 @@ function prefix(first: Buffer, expected: Buffer): boolean | undefined {
 }
 
 export const PROTOCOLS: readonly ProtocolDefinition[] = [
+  // A TLS handshake record (then the protocol inside is told by ALPN, or by its own first bytes).
+  { name: 'tls', alpn: [], match: (b) => (b[0] !== 0x16 ? false : b.length < 2 ? undefined : b[1] === 0x03) },
   { name: 'bolt', alpn: [], match: (b) => b[0] === 0x01 || b[0] === 0x02 },
   { name: 'dubbo', alpn: [], match: (b) => (b[0] !== 0xda ? false : b.length < 2 ? undefined : b[1] === 0xbb) },
   { name: 'http2', alpn: ['h2'], match: (b) => prefix(b, H2_PREFACE) },

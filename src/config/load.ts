@@ -8,6 +8,7 @@ import YAML from 'yaml';
 import type { z } from 'zod';
 import { configSchema, crossReferenceProblems, type ShuttleConfig } from './schema.ts';
 import { ShuttleError } from '../errors.ts';
+import { loadSecrets, type Secrets } from './secrets.ts';
 
 export interface ConfigProblem {
   readonly path: string;
@@ -60,14 +61,23 @@ export function parseConfig(text: string, file = '<config>'): ShuttleConfig {
   return deepFreeze(result.data);
 }
 
-export async function loadConfigFile(file: string): Promise<ShuttleConfig> {
+/** A valid config and the TLS files it names (read and checked, see secrets.ts). */
+export interface LoadedConfig {
+  config: ShuttleConfig;
+  secrets: Secrets;
+}
+
+export async function loadConfigFile(file: string): Promise<LoadedConfig> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
     throw new ConfigError(file, [{ path: '', message: `cannot read: ${(err as Error).message}` }]);
   }
-  return parseConfig(text, file);
+  const config = parseConfig(text, file);
+  const { secrets, problems } = await loadSecrets(config, file);
+  if (problems.length > 0) throw new ConfigError(file, problems);
+  return { config, secrets };
 }
 
 export function deepFreeze<T>(value: T): T {

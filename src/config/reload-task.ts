@@ -5,15 +5,16 @@
 import { diffConfigs, type ConfigDiff } from './diff.ts';
 import { ConfigError, loadConfigFile, type ConfigProblem } from './load.ts';
 import type { ShuttleConfig } from './schema.ts';
+import type { Secrets } from './secrets.ts';
 
 export type ReloadTaskResult =
-  | { ok: true; config: ShuttleConfig; diff: ConfigDiff }
+  | { ok: true; config: ShuttleConfig; secrets: Secrets; diff: ConfigDiff }
   | { ok: false; problems: ConfigProblem[] };
 
 export default async function reloadTask({ file, running }: { file: string; running: ShuttleConfig }): Promise<ReloadTaskResult> {
   try {
-    const config = await loadConfigFile(file);
-    return { ok: true, config, diff: diffConfigs(running, config) };
+    const { config, secrets } = await loadConfigFile(file);
+    return { ok: true, config, secrets, diff: diffConfigs(running, config) };
   } catch (err) {
     if (err instanceof ConfigError) return { ok: false, problems: [...err.problems] };
     return { ok: false, problems: [{ path: '', message: (err as Error).message }] };

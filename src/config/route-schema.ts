@@ -42,6 +42,12 @@ const routeMatch = z.object({
   headers: z.array(valueMatcher).default([]),
   query_params: z.array(valueMatcher).default([]),
   methods: z.array(z.string().regex(/^[A-Z]+$/, 'expected an upper-case method')).optional(),
+  /**
+   * The client's TLS identity (mTLS): its first URI SAN (a SPIFFE id), else its first DNS SAN,
+   * else its subject CN; `present: false` matches a connection without one.
+   */
+  peer_identity: z.object({ exact: z.string().optional(), regex: regex.optional(), present: z.boolean().optional() }).strict()
+    .refine((m) => [m.exact, m.regex, m.present].filter((v) => v !== undefined).length === 1, { message: 'give exactly one of exact, regex, present' }).optional(),
 }).strict().refine((m) => [m.prefix, m.path, m.regex].filter((v) => v !== undefined).length <= 1, { message: 'give at most one of prefix, path, regex' });
 
 const headerToAdd = z.object({

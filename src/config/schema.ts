@@ -7,6 +7,7 @@
  */
 import { z } from 'zod';
 import { parseAddress, type SocketAddress } from './address.ts';
+import { sniRoute, tlsClusterOptions, tlsListenerOptions } from './tls-schema.ts';
 import { connectionPool, duration, http2ClientOptions, httpOptions, retryBudget, rpcOptions, virtualHost } from './route-schema.ts';
 
 const positiveDuration = duration.refine((ms) => ms > 0, { message: 'must be greater than zero' });
@@ -89,6 +90,8 @@ const cluster = z.object({
   retry_budget: retryBudget.default(retryBudget.parse({})),
   /** The protocol HTTP routes speak to this cluster's hosts (gRPC needs http2). */
   protocol: z.enum(['http1', 'http2']).default('http1'),
+  /** TLS to the hosts (verification on by default). */
+  tls: tlsClusterOptions.optional(),
   /** HTTP/2 upstream connections: settings sent to the hosts, streams per connection. */
   http2: http2ClientOptions.default(http2ClientOptions.parse({})),
 }).strict();
@@ -113,8 +116,14 @@ const listener = z.object({
   /** Hosts tried in turn when connecting upstream fails (Envoy: max_connect_attempts). */
   max_connect_attempts: z.number().int().min(1).max(10).default(3),
   backlog: z.number().int().min(1).max(65535).default(511),
+  /** TLS termination (any protocol; on auto listeners, connections starting with a TLS record). */
+  tls: tlsListenerOptions.optional(),
+  /** tcp: TLS passthrough, the ClientHello's server name picks the cluster (else `cluster`). */
+  sni_routes: z.array(sniRoute).min(1).optional(),
 }).strict().superRefine((l, ctx) => {
-  if (l.protocol === 'tcp' && !l.cluster) ctx.addIssue({ code: 'custom', path: ['cluster'], message: 'a tcp listener needs a cluster' });
+  if (l.sni_routes && l.protocol !== 'tcp') ctx.addIssue({ code: 'custom', path: ['sni_routes'], message: 'sni_routes are for tcp listeners' });
+  if (l.sni_routes && l.tls) ctx.addIssue({ code: 'custom', path: ['sni_routes'], message: 'a listener either terminates TLS (tls) or passes it through by SNI (sni_routes), not both' });
+  if (l.protocol === 'tcp' && !l.cluster && !l.sni_routes) ctx.addIssue({ code: 'custom', path: ['cluster'], message: 'a tcp listener needs a cluster' });
   if (l.protocol === 'http' && !l.virtual_hosts) ctx.addIssue({ code: 'custom', path: ['virtual_hosts'], message: 'an http listener needs virtual_hosts' });
   if ((l.protocol === 'bolt' || l.protocol === 'dubbo') && !l.rpc) ctx.addIssue({ code: 'custom', path: ['rpc'], message: `a ${l.protocol} listener needs rpc.routes` });
   if (l.protocol === 'auto' && !l.rpc && !l.virtual_hosts) ctx.addIssue({ code: 'custom', path: ['protocol'], message: 'an auto listener needs virtual_hosts (HTTP) and/or rpc (Bolt, Dubbo)' });
@@ -201,6 +210,7 @@ export function crossReferenceProblems(raw: unknown): { path: PropertyKey[]; mes
       addresses.add(l.address);
     }
     if (typeof l.cluster === 'string' && !clusterNames.has(l.cluster)) problems.push({ path: ['listeners', i, 'cluster'], message: `unknown cluster "${l.cluster}"` });
+    (Array.isArray(l.sni_routes) ? (l.sni_routes as Record<string, unknown>[]) : []).forEach((r, ri) => routeClusters(r, ['listeners', i, 'sni_routes', ri]));
     const vhosts = Array.isArray(l.virtual_hosts) ? (l.virtual_hosts as Record<string, unknown>[]) : [];
     vhosts.forEach((vh, v) => {
       const routes = vh && Array.isArray(vh.routes) ? (vh.routes as Record<string, unknown>[]) : [];

@@ -14,6 +14,8 @@ export interface RequestView {
   query: string;
   /** Lower-cased header name → values. */
   header(name: string): string | undefined;
+  /** The client's TLS identity (mTLS), see route match peer_identity. */
+  readonly peerIdentity?: string;
 }
 
 /**
@@ -86,6 +88,7 @@ function compileRoute(config: RouteConfig, virtualHost: string, index: number): 
   }
   for (const h of m.headers) checks.push(valueMatcher(h, (req, name) => req.header(name)));
   for (const q of m.query_params) checks.push(valueMatcher(q, (req: RequestView, name) => queryParam(req.query, name), true));
+  if (m.peer_identity) checks.push(valueMatcher({ name: '', invert: false, ...m.peer_identity }, (req: RequestView) => req.peerIdentity || undefined, true));
 
   const pick = clusterPicker(config.cluster, config.weighted_clusters);
   const route: Route = {

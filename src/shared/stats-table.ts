@@ -17,6 +17,9 @@ export const LISTENER_COUNTERS = [
   'downstream_cx_total', 'downstream_cx_active', 'downstream_cx_rx_bytes_total', 'downstream_cx_tx_bytes_total', 'downstream_rq_total', 'downstream_cx_protocol_error',
   // HTTP/2 abuse, each answered by GOAWAY (or, for the last two, per stream): see codecs/http2/connection.ts
   'http2_rapid_reset', 'http2_continuation_flood', 'http2_control_frame_flood', 'http2_empty_frame_flood', 'http2_header_list_too_large', 'http2_refused_stream', 'http2_stalled_stream',
+  // TLS termination: handshakes (by version), resumptions, failures by reason
+  'ssl_handshake', 'ssl_session_reused', 'ssl_tls12', 'ssl_tls13',
+  'ssl_handshake_error_timeout', 'ssl_handshake_error_no_client_cert', 'ssl_handshake_error_bad_client_cert', 'ssl_handshake_error_protocol', 'ssl_handshake_error_other',
 ] as const;
 /** Per cluster: no host to send to; responses by gRPC status (0–16), upstream_rq_grpc_<status>. */
 export const CLUSTER_COUNTERS = [
@@ -34,6 +37,8 @@ export const HOST_COUNTERS = [
   'upstream_rq_error',
   'upstream_cx_tx_bytes_total',
   'upstream_cx_rx_bytes_total',
+  /** TLS to the host failed (handshake, certificate, verify_subject_alt_name); also counted in connect_fail. */
+  'upstream_cx_ssl_fail',
 ] as const;
 
 export type ListenerCounter = (typeof LISTENER_COUNTERS)[number];

@@ -13,13 +13,16 @@ import { ShuttleError } from '../errors.ts';
 import type { ConnectOptions } from '../layers.ts';
 import type { WorkerTelemetry } from '../workers/telemetry.ts';
 import { Deadline, deadlines } from './deadlines.ts';
+import { connectTls } from '../net/tls-client.ts';
 
 export type ConnectDone = (error: ShuttleError | undefined, socket?: net.Socket) => void;
 
 export function connectUpstream(host: Host, telemetry: WorkerTelemetry, opts: ConnectOptions, done: ConnectDone): net.Socket {
   host.activeConnections++;
   telemetry.upstreamConnecting(host);
-  const socket = net.connect({ host: host.host, port: host.port, noDelay: true, onread: opts.onread, allowHalfOpen: opts.allowHalfOpen });
+  const socket = opts.tls !== undefined
+    ? connectTls(opts.tls, host.host, host.port, opts.allowHalfOpen)
+    : net.connect({ host: host.host, port: host.port, noDelay: true, onread: opts.onread, allowHalfOpen: opts.allowHalfOpen });
   let settled = false;
   const timer = new Deadline(() => {
     socket.destroy(new ShuttleError('SHUTTLE_E_UPSTREAM_CONNECT_TIMEOUT', 'upstream', `connect to ${host.address} timed out after ${opts.timeoutMs}ms`));
@@ -29,8 +32,10 @@ export function connectUpstream(host: Host, telemetry: WorkerTelemetry, opts: Co
     timer.cancel();
     if (settled) return;
     settled = true;
-    const error = err instanceof ShuttleError ? err : new ShuttleError('SHUTTLE_E_UPSTREAM_CONNECT_FAILED', 'upstream', `connect to ${host.address} failed: ${err.message}`, { cause: err });
+    const tlsFailure = opts.tls !== undefined && tcpConnected;
+    const error = err instanceof ShuttleError ? err : new ShuttleError('SHUTTLE_E_UPSTREAM_CONNECT_FAILED', 'upstream', `${tlsFailure ? 'TLS to' : 'connect to'} ${host.address} failed: ${err.message}`, { cause: err });
     telemetry.upstreamConnectFailed(host, error.code === 'SHUTTLE_E_UPSTREAM_CONNECT_TIMEOUT');
+    if (tlsFailure) telemetry.upstreamTlsFailed(host);
     done(error);
   };
   socket.once('error', onError);
@@ -43,7 +48,10 @@ export function connectUpstream(host: Host, telemetry: WorkerTelemetry, opts: Co
     settled = true;
     done(new ShuttleError('SHUTTLE_E_UPSTREAM_CONNECT_FAILED', 'upstream', `connect to ${host.address} abandoned`));
   });
-  socket.once('connect', () => {
+  // With TLS the connection counts as made once the handshake is (a bad certificate is a connect failure).
+  let tcpConnected = false;
+  socket.once('connect', () => (tcpConnected = true));
+  socket.once(opts.tls !== undefined ? 'secureConnect' : 'connect', () => {
     timer.cancel();
     settled = true;
     socket.off('error', onError);

@@ -27,6 +27,7 @@ import type { CancelPoolRequest, Pool, PoolCallbacks, StreamDecoder, StreamEncod
 import { H } from '../shared/stats-table.ts';
 import type { WorkerTelemetry } from '../workers/telemetry.ts';
 import { connectUpstream } from './connector.ts';
+import type { UpstreamTls } from '../net/tls-client.ts';
 import { Deadline, deadlines } from './deadlines.ts';
 import { HeaderMap } from './header-map.ts';
 import { beginBatch, endBatch, SocketOutput, type OutputOwner } from './socket-output.ts';
@@ -86,11 +87,15 @@ class Http1ClientConnection implements OutputOwner {
 
   /** Bytes read into the shared buffer. */
   onRead(bytes: number): void {
-    this.pool.telemetry.row[this.pool.telemetry.layout.host(this.host.index) + H.upstream_cx_rx_bytes_total] += bytes;
+    this.onChunk(upstreamReadBuffer.subarray(0, bytes));
+  }
+
+  /** Bytes read (a view of the shared buffer, or a TLS socket's own chunk). */
+  onChunk(chunk: Buffer): void {
+    this.pool.telemetry.row[this.pool.telemetry.layout.host(this.host.index) + H.upstream_cx_rx_bytes_total] += chunk.length;
     const stream = this.stream;
     // Bytes on an idle connection: the upstream broke the protocol.
     if (stream === undefined) return void this.socket.destroy();
-    const chunk = upstreamReadBuffer.subarray(0, bytes);
     if (stream.tunneling) return stream.tunnelData(chunk, false);
     try {
       this.decoder.feed(chunk);
@@ -385,11 +390,14 @@ export class Http1Pool implements Pool {
   private total = 0;
   private draining = false;
 
-  constructor(host: Host, config: PoolConfig, connectTimeout: number, telemetry: WorkerTelemetry) {
+  private readonly tls: UpstreamTls | undefined;
+
+  constructor(host: Host, config: PoolConfig, connectTimeout: number, telemetry: WorkerTelemetry, tls?: UpstreamTls) {
     this.host = host;
     this.config = config;
     this.connectTimeout = connectTimeout;
     this.telemetry = telemetry;
+    this.tls = tls;
   }
 
   newStream(decoder: StreamDecoder, callbacks: PoolCallbacks, waitTimeoutMs: number): CancelPoolRequest {
@@ -476,7 +484,9 @@ export class Http1Pool implements Pool {
     let conn: Http1ClientConnection | undefined;
     const socket = connectUpstream(this.host, this.telemetry, {
       timeoutMs: this.connectTimeout,
-      onread: {
+      tls: this.tls,
+      // (A TLS socket reads through its own buffers: no shared buffer there.)
+      onread: this.tls !== undefined ? undefined : {
         buffer: upstreamReadBuffer,
         callback: (bytes: number): boolean => {
           if (!conn) {
@@ -501,6 +511,17 @@ export class Http1Pool implements Pool {
       }
       // (Drained while connecting: this one stream is served, then the connection closes.)
       conn = new Http1ClientConnection(socket, this.host, this);
+      if (this.tls !== undefined) {
+        const c = conn;
+        socket.on('data', (chunk: Buffer) => {
+          beginBatch();
+          try {
+            c.onChunk(chunk);
+          } finally {
+            endBatch();
+          }
+        });
+      }
       this.attach(conn, waiter.decoder, waiter.callbacks);
     });
   }

@@ -21,6 +21,7 @@ import type { CancelPoolRequest, Pool, PoolCallbacks, StreamDecoder } from '../l
 import { H } from '../shared/stats-table.ts';
 import type { WorkerTelemetry } from '../workers/telemetry.ts';
 import { connectUpstream } from './connector.ts';
+import type { UpstreamTls } from '../net/tls-client.ts';
 import { Deadline, deadlines } from './deadlines.ts';
 import type net from 'node:net';
 
@@ -109,11 +110,15 @@ export class Http2Pool implements Pool {
   private readonly waiters: Waiter[] = [];
   private draining = false;
 
-  constructor(host: Host, config: Http2ClientOptionsConfig, connectTimeout: number, telemetry: WorkerTelemetry) {
+  private readonly tls: UpstreamTls | undefined;
+
+  constructor(host: Host, config: Http2ClientOptionsConfig, connectTimeout: number, telemetry: WorkerTelemetry, tls?: UpstreamTls) {
     this.host = host;
     this.config = config;
     this.connectTimeout = connectTimeout;
     this.telemetry = telemetry;
+    // HTTP/2 over TLS says so by ALPN.
+    this.tls = tls && !tls.options.ALPNProtocols ? { ...tls, options: { ...tls.options, ALPNProtocols: ['h2'] } } : tls;
   }
 
   newStream(decoder: StreamDecoder, callbacks: PoolCallbacks, waitTimeoutMs: number): CancelPoolRequest {
@@ -183,7 +188,7 @@ export class Http2Pool implements Pool {
 
   private connect(): void {
     this.connecting++;
-    const socket = connectUpstream(this.host, this.telemetry, { timeoutMs: this.connectTimeout }, (error) => {
+    const socket = connectUpstream(this.host, this.telemetry, { timeoutMs: this.connectTimeout, tls: this.tls }, (error) => {
       this.connecting--;
       if (error) {
         // Nothing was sent: every waiter hears it (the proxy may try another host).

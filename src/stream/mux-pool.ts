@@ -10,6 +10,7 @@
  */
 import type net from 'node:net';
 import { connectUpstream } from './connector.ts';
+import type { UpstreamTls } from '../net/tls-client.ts';
 import { FrameBuffer } from '../codecs/frame-buffer.ts';
 import type { Host } from '../cluster/host.ts';
 import type { WorkerTelemetry } from '../workers/telemetry.ts';
@@ -140,7 +141,10 @@ export class MuxPool<F> {
   private readonly telemetry: WorkerTelemetry;
   private rotor = 0;
 
-  constructor(host: Host, opts: { size: number; connectTimeout: number; maxFrameBytes: number }, codec: MuxCodec<F>, telemetry: WorkerTelemetry) {
+  private readonly tls: UpstreamTls | undefined;
+
+  constructor(host: Host, opts: { size: number; connectTimeout: number; maxFrameBytes: number; tls?: UpstreamTls }, codec: MuxCodec<F>, telemetry: WorkerTelemetry) {
+    this.tls = opts.tls;
     this.host = host;
     this.size = opts.size;
     this.connectTimeout = opts.connectTimeout;
@@ -165,7 +169,7 @@ export class MuxPool<F> {
     // Requests may be written while it connects: they wait in the socket, and fail as `connect`
     // (nothing sent) if it never does.
     let conn: MuxConnection<F> | undefined;
-    const socket = connectUpstream(this.host, this.telemetry, { timeoutMs: this.connectTimeout }, (err) => {
+    const socket = connectUpstream(this.host, this.telemetry, { timeoutMs: this.connectTimeout, tls: this.tls }, (err) => {
       if (!err && conn) conn.connected = true;
     });
     conn = new MuxConnection<F>(socket, this.codec, this.maxFrameBytes, (c) => {

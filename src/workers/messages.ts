@@ -5,6 +5,7 @@
  */
 import type net from 'node:net';
 import type { ShuttleConfig, LogLevel } from '../config/schema.ts';
+import type { Secrets } from '../config/secrets.ts';
 import type { EntityIds } from '../shared/directory.ts';
 
 export type BalanceMode = 'handoff' | 'reuseport';
@@ -15,7 +16,10 @@ export interface WorkerInit {
   readonly slot: number;
   readonly generation: number;
   readonly config: ShuttleConfig;
+  readonly secrets: Secrets;
   readonly ids: EntityIds;
+  /** TLS session ticket keys, the same in every worker: a session resumes on any of them. */
+  readonly ticketKeys: Uint8Array;
   /** The shared plane: per-worker load, counters (one row per slot), host health. */
   readonly loadTable: SharedArrayBuffer;
   readonly stats: SharedArrayBuffer;
@@ -30,6 +34,8 @@ export interface WorkerInit {
 export interface ConfigSnapshot {
   generation: number;
   config: ShuttleConfig;
+  /** PEM contents of the TLS files the config names, by path (never part of the config itself). */
+  secrets: Secrets;
   ids: EntityIds;
 }
 
@@ -38,6 +44,8 @@ export type MainToWorker =
   | { type: 'drain'; deadlineMs: number }
   /** Die now (a kill from the admin, or after a fatal error): every message before this one was seen. */
   | { type: 'exit-now' }
+  /** New TLS session ticket keys (rotation): the same in every worker. */
+  | { type: 'ticket-keys'; keys: Uint8Array }
   /** A new generation: `snapshot` holds a msgpackr-encoded ConfigSnapshot. */
   | { type: 'config'; generation: number; snapshot: SharedArrayBuffer };
 

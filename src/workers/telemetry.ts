@@ -76,6 +76,11 @@ export class WorkerTelemetry {
     this.reporter.connectFailed(host.index);
   }
 
+  /** TLS to the host failed (handshake, certificate, SAN): also a connect failure. */
+  upstreamTlsFailed(host: Host): void {
+    this.row[this.layout.host(host.index) + H.upstream_cx_ssl_fail]++;
+  }
+
   upstreamConnected(host: Host): void {
     this.reporter.connected(host.index);
   }

@@ -26,6 +26,12 @@ import { dubboProtocol } from '../proxy/rpc/dubbo.ts';
 import type { RpcProtocol } from '../proxy/rpc/protocol.ts';
 import { RpcConnection } from '../proxy/rpc/rpc-connection.ts';
 import { detectProtocol, type ProtocolName } from '../codecs/registry.ts';
+import type { Cluster } from '../cluster/cluster-manager.ts';
+import type { Secrets } from '../config/secrets.ts';
+import { serverNameMatches, sniffClientHello } from '../net/client-hello.ts';
+import { TlsTerminator, type TlsCounters, type TlsInfo } from '../net/tls-server.ts';
+import { L } from '../shared/stats-table.ts';
+import type tls from 'node:tls';
 import { TcpProxySession } from '../proxy/tcp/tcp-proxy.ts';
 import { Router } from '../router/router.ts';
 import { RpcRouter } from '../router/rpc-router.ts';
@@ -62,6 +68,8 @@ interface ProxiedConnection {
 
 interface ListenerRuntime {
   config: ListenerConfig;
+  /** TLS termination (the listener's own, kept across generations), when it has `tls`. */
+  tls: TlsTerminator | undefined;
   /** Stable id: the listener's stats cells. */
   id: number;
   http: (HttpProxyContext & { own: HttpListenerSnapshot }) | undefined;
@@ -77,18 +85,59 @@ interface Runtime {
   listeners: Map<string, ListenerRuntime>;
 }
 
+/** TLS terminators by listener name: they outlive generations (handshakes in flight, tickets). */
+const terminators = new Map<string, TlsTerminator>();
+
 const statsBuffer = init.stats;
-let runtime = buildRuntime(init.generation, deepFreeze(init.config), init.ids);
+let runtime = buildRuntime(init.generation, deepFreeze(init.config), init.ids, init.secrets);
 /** Open connections, by the listener they came in on. */
 const open = new Map<ProxiedConnection, string>();
 const ownServers = new Map<string, { server: net.Server; address: string }>();
 let connectionSeq = 0;
 let draining = false;
 
-function buildRuntime(generation: number, config: ShuttleConfig, ids: EntityIds): Runtime {
+/** ALPN a TLS listener offers unless its config says: what its protocol can serve. */
+function defaultAlpn(l: ListenerConfig): string[] {
+  if (!l.virtual_hosts) return [];
+  if (l.protocol === 'http' && l.http.codec === 'http1') return ['http/1.1'];
+  if (l.protocol === 'http' && l.http.codec === 'http2') return ['h2'];
+  return ['h2', 'http/1.1'];
+}
+
+function terminatorFor(l: ListenerConfig, secrets: Secrets): TlsTerminator {
+  let t = terminators.get(l.name);
+  if (!t) {
+    t = new TlsTerminator(init.ticketKeys, tlsCounters(l.name));
+    terminators.set(l.name, t);
+  }
+  t.configure(l.tls!, secrets, defaultAlpn(l));
+  return t;
+}
+
+/** Handshake outcomes in the listener's counters (of the newest generation that has it). */
+function tlsCounters(listenerName: string): TlsCounters {
+  const cell = (field: number) => {
+    const e = runtime.listeners.get(listenerName);
+    if (e) runtime.telemetry.row[runtime.telemetry.layout.listener(e.id) + field]++;
+  };
+  return {
+    handshake(info) {
+      cell(L.ssl_handshake);
+      if (info.resumed) cell(L.ssl_session_reused);
+      if (info.version === 'TLSv1.3') cell(L.ssl_tls13);
+      else if (info.version === 'TLSv1.2') cell(L.ssl_tls12);
+    },
+    failed(reason, err, remote) {
+      cell(L[`ssl_handshake_error_${reason}`]);
+      logger.debug({ listener: listenerName, reason, remote: remote ?? null, err: err.message }, 'TLS handshake failed');
+    },
+  };
+}
+
+function buildRuntime(generation: number, config: ShuttleConfig, ids: EntityIds, secrets: Secrets): Runtime {
   const layout = new StatsLayout(config, ids);
   const telemetry = new WorkerTelemetry(new StatsTable(layout, statsBuffer).row(init.slot), layout, reporter, (d) => loadTable.streamsChanged(init.slot, d));
-  const clusters = new ClusterManager(config, health, ids, hostLoad);
+  const clusters = new ClusterManager(config, health, ids, hostLoad, secrets);
   const listeners = new Map<string, ListenerRuntime>();
   config.listeners.forEach((l, i) => {
     const id = ids.listeners[i];
@@ -110,8 +159,9 @@ function buildRuntime(generation: number, config: ShuttleConfig, ids: EntityIds)
         draining: () => draining || !runtime.listeners.has(l.name),
       };
     }
-    listeners.set(l.name, { config: l, id, http, rpc });
+    listeners.set(l.name, { config: l, id, http, rpc, tls: l.tls ? terminatorFor(l, secrets) : undefined });
   });
+  for (const name of terminators.keys()) if (!config.listeners.some((l) => l.name === name && l.tls)) terminators.delete(name);
   return { generation, config, telemetry, clusters, listeners };
 }
 
@@ -134,52 +184,104 @@ function serve(socket: net.Socket, listenerName: string): void {
     return;
   }
   const id = `${init.workerId}-${++connectionSeq}`;
+  if (entry.config.sni_routes) return passThrough(socket, id, entry);
+  if (entry.tls && entry.config.protocol !== 'auto') return terminate(socket, id, entry, undefined, (s, info) => serveProtocol(s, id, entry, info, undefined));
+  serveProtocol(socket, id, entry, undefined, undefined);
+}
+
+/**
+ * The listener's protocol on a connection (a TLS one once terminated). The first bytes tell the
+ * protocol where the listener serves several (ALPN first, with TLS); the worker reads them: the
+ * acceptor must not, it would make the socket untransferable.
+ */
+function serveProtocol(socket: net.Socket, id: string, entry: ListenerRuntime, tls: TlsInfo | undefined, first: Buffer | undefined): void {
+  const name = entry.config.name;
   const proto = entry.config.protocol;
-  if (proto === 'auto') {
-    // The first bytes tell the protocol; the worker reads them (the acceptor must not: it would
-    // make the socket untransferable).
+  if (proto === 'auto' || (proto === 'http' && entry.config.http.codec === 'auto')) {
+    if (entry.http && tls?.alpn === 'h2') return startHttp(socket, id, 'HTTP/2', entry.http, name, undefined, tls);
+    if (entry.http && tls?.alpn === 'http/1.1') return startHttp(socket, id, 'HTTP/1.1', entry.http, name, undefined, tls);
     const allowed: ProtocolName[] = [];
-    if (entry.rpc) allowed.push('bolt', 'dubbo');
+    if (entry.tls && !tls) allowed.push('tls');
+    if (proto === 'auto' && entry.rpc) allowed.push('bolt', 'dubbo');
     if (entry.http) allowed.push('http2', 'http1');
-    detectProtocol(socket, allowed, entry.config.http.request_headers_timeout, (detected, first) => {
-      if (socket.destroyed) return void loadTable.connectionClosed(init.slot);
-      if (detected === 'bolt') return startRpc(socket, id, boltProtocol, entry.rpc!, listenerName, first);
-      if (detected === 'dubbo') return startRpc(socket, id, dubboProtocol, entry.rpc!, listenerName, first);
-      if (detected === 'http1' || detected === 'http2') return startHttp(socket, id, detected === 'http2' ? 'HTTP/2' : 'HTTP/1.1', entry.http!, listenerName, first);
-      logger.info({ conn: id, listener: listenerName, detected }, 'protocol not served on this listener; connection closed');
+    detectProtocol(socket, allowed, entry.config.http.request_headers_timeout, (detected, bytes) => {
+      if (socket.destroyed) return void closedEarly();
+      if (detected === 'tls') return terminate(socket, id, entry, bytes, (s, info) => serveProtocol(s, id, entry, info, undefined));
+      if (detected === 'bolt') return startRpc(socket, id, boltProtocol, entry.rpc!, name, bytes);
+      if (detected === 'dubbo') return startRpc(socket, id, dubboProtocol, entry.rpc!, name, bytes);
+      if (detected === 'http2') return startHttp(socket, id, 'HTTP/2', entry.http!, name, bytes, tls);
+      // An http listener speaks HTTP/1 to anything else: its codec answers garbage with a 400.
+      if (detected === 'http1' || proto === 'http') return startHttp(socket, id, 'HTTP/1.1', entry.http!, name, bytes, tls);
+      logger.info({ conn: id, listener: name, detected }, 'protocol not served on this listener; connection closed');
       socket.destroy();
-      loadTable.connectionClosed(init.slot);
+      closedEarly();
     });
     return;
   }
-  if (proto === 'http') {
-    const codec = entry.config.http.codec;
-    if (codec !== 'auto') return startHttp(socket, id, codec === 'http2' ? 'HTTP/2' : 'HTTP/1.1', entry.http!, listenerName);
-    // HTTP/1.1 and HTTP/2 (prior knowledge) on one port: anything but the HTTP/2 preface is
-    // HTTP/1, whose codec answers malformed bytes with a 400.
-    detectProtocol(socket, ['http2', 'http1'], entry.config.http.request_headers_timeout, (detected, first) => {
-      if (socket.destroyed) return void loadTable.connectionClosed(init.slot);
-      startHttp(socket, id, detected === 'http2' ? 'HTTP/2' : 'HTTP/1.1', entry.http!, listenerName, first);
-    });
-    return;
-  }
-  if (proto === 'bolt') return startRpc(socket, id, boltProtocol, entry.rpc!, listenerName);
-  if (proto === 'dubbo') return startRpc(socket, id, dubboProtocol, entry.rpc!, listenerName);
+  if (proto === 'http') return startHttp(socket, id, entry.config.http.codec === 'http2' ? 'HTTP/2' : 'HTTP/1.1', entry.http!, name, first, tls);
+  if (proto === 'bolt') return startRpc(socket, id, boltProtocol, entry.rpc!, name, first);
+  if (proto === 'dubbo') return startRpc(socket, id, dubboProtocol, entry.rpc!, name, first);
+  startTcp(socket, id, entry, runtime.clusters.get(entry.config.cluster!)!, first, tls?.sni);
+}
+
+/** A connection closed before any pipeline took it. */
+function closedEarly(): void {
+  loadTable.connectionClosed(init.slot);
+  if (draining && open.size === 0) exit();
+}
+
+/** TLS termination; the connection counts as open (drain, abort) while its handshake runs. */
+function terminate(socket: net.Socket, id: string, entry: ListenerRuntime, initial: Buffer | undefined, then: (s: tls.TLSSocket, info: TlsInfo) => void): void {
+  const handshaking: ProxiedConnection = { drain() {}, abort: () => socket.destroy() };
+  open.set(handshaking, entry.config.name);
+  entry.tls!.accept(socket, initial, (s, info) => {
+    open.delete(handshaking);
+    if (s === undefined || info === undefined) return closedEarly();
+    then(s, info);
+  });
+}
+
+/**
+ * TLS passthrough (a tcp listener with sni_routes): the ClientHello's server name picks the
+ * cluster, and every byte (the hello included) goes to the upstream untouched.
+ */
+function passThrough(socket: net.Socket, id: string, entry: ListenerRuntime): void {
+  const handshaking: ProxiedConnection = { drain() {}, abort: () => socket.destroy() };
+  open.set(handshaking, entry.config.name);
+  sniffClientHello(socket, entry.config.http.request_headers_timeout, (hello, bytes) => {
+    open.delete(handshaking);
+    if (socket.destroyed) return closedEarly();
+    const name = hello?.serverName;
+    const route = name === undefined ? undefined : entry.config.sni_routes!.find((r) => r.server_names.some((p) => serverNameMatches(p, name)));
+    const clusterName = route?.cluster ?? entry.config.cluster;
+    const cluster = clusterName !== undefined ? runtime.clusters.get(clusterName) : undefined;
+    if (!cluster) {
+      logger.info({ conn: id, listener: entry.config.name, sni: name ?? null, tls: hello !== undefined }, 'no sni route for the connection; closed');
+      socket.destroy();
+      return closedEarly();
+    }
+    startTcp(socket, id, entry, cluster, bytes, name);
+  });
+}
+
+function startTcp(socket: net.Socket, id: string, entry: ListenerRuntime, cluster: Cluster, initial: Buffer | undefined, sni: string | undefined): void {
   const session = new TcpProxySession(socket, {
     id,
     listener: entry.config,
     listenerIndex: entry.id,
-    cluster: runtime.clusters.get(entry.config.cluster!)!,
+    cluster,
     logger,
     telemetry: runtime.telemetry,
     onClose: closed,
+    initial: initial !== undefined && initial.length > 0 ? initial : undefined,
+    sni,
   });
-  open.set(session, listenerName);
+  open.set(session, entry.config.name);
   session.start();
 }
 
-function startHttp(socket: net.Socket, id: string, protocol: HttpProtocol, ctx: HttpProxyContext, listenerName: string, first?: Buffer): void {
-  const c = new HttpConnectionManager(socket, id, protocol, ctx, closed);
+function startHttp(socket: net.Socket, id: string, protocol: HttpProtocol, ctx: HttpProxyContext, listenerName: string, first?: Buffer, tls?: TlsInfo): void {
+  const c = new HttpConnectionManager(socket, id, protocol, ctx, closed, tls);
   open.set(c, listenerName);
   c.start(first !== undefined && first.length > 0 ? first : undefined);
 }
@@ -187,7 +289,7 @@ function startHttp(socket: net.Socket, id: string, protocol: HttpProtocol, ctx: 
 function startRpc<F>(socket: net.Socket, id: string, protocol: RpcProtocol<F>, ctx: RpcProxyContext, listenerName: string, first?: Buffer): void {
   const c = new RpcConnection(socket, id, protocol, ctx, closed);
   open.set(c, listenerName);
-  c.start(first);
+  c.start(first !== undefined && first.length > 0 ? first : undefined);
 }
 
 function listenOwn(listener: ListenerConfig): Promise<BoundListener> {
@@ -212,11 +314,11 @@ function listenOwn(listener: ListenerConfig): Promise<BoundListener> {
 async function applyConfig(shared: SharedArrayBuffer): Promise<void> {
   const snap = decodeSnapshot(shared);
   const previous = runtime;
-  runtime = buildRuntime(snap.generation, snap.config, snap.ids);
+  runtime = buildRuntime(snap.generation, snap.config, snap.ids, snap.secrets);
   const hostIds = new Set(snap.ids.hosts.flat());
-  pools.retain(snap.config, hostIds);
-  muxPools.bolt.retain(snap.config, hostIds);
-  muxPools.dubbo.retain(snap.config, hostIds);
+  pools.retain(runtime.clusters, hostIds);
+  muxPools.bolt.retain(snap.config, runtime.clusters, hostIds);
+  muxPools.dubbo.retain(snap.config, runtime.clusters, hostIds);
   // Connections of removed listeners drain; listeners whose protocol changed drain too.
   for (const [conn, name] of open) {
     const next = runtime.listeners.get(name);
@@ -294,6 +396,9 @@ port.on('message', (msg: MainToWorker) => {
     case 'exit-now':
       flushSync();
       process.exit(1);
+    case 'ticket-keys':
+      for (const t of terminators.values()) t.setTicketKeys(msg.keys);
+      break;
     case 'drain':
       drain(msg.deadlineMs);
       break;

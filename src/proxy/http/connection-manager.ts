@@ -16,6 +16,7 @@ import type { ShuttleError } from '../../errors.ts';
 import type { ServerCodec, ServerCodecCallbacks, StreamDecoder, StreamEncoder } from '../../layers.ts';
 import { L } from '../../shared/stats-table.ts';
 import { Deadline, deadlines, type DeadlineQueue } from '../../stream/deadlines.ts';
+import type { TlsInfo } from '../../net/tls-server.ts';
 import type { HttpListenerSnapshot, HttpProxyContext } from './context.ts';
 import { ProxyStream, type DownstreamConnection } from './proxy-stream.ts';
 
@@ -33,9 +34,13 @@ export class HttpConnectionManager implements ServerCodecCallbacks, DownstreamCo
   private ip: string | undefined;
   private readonly onClosed: (c: HttpConnectionManager) => void;
 
-  constructor(socket: net.Socket, id: string, protocol: HttpProtocol, ctx: HttpProxyContext, onClosed: (c: HttpConnectionManager) => void) {
+  /** The connection's TLS (SNI, ALPN, the client's identity), when it has one. */
+  readonly tls: TlsInfo | undefined;
+
+  constructor(socket: net.Socket, id: string, protocol: HttpProtocol, ctx: HttpProxyContext, onClosed: (c: HttpConnectionManager) => void, tls?: TlsInfo) {
     this.socket = socket;
     this.id = id;
+    this.tls = tls;
     this.ctx = ctx;
     this.onClosed = onClosed;
     const snap = (this.snap = ctx.snapshot());
@@ -44,8 +49,8 @@ export class HttpConnectionManager implements ServerCodecCallbacks, DownstreamCo
     const stats = { row: snap.telemetry.row, rxCell: listenerBase + L.downstream_cx_rx_bytes_total, txCell: listenerBase + L.downstream_cx_tx_bytes_total };
     const onError = (error: ShuttleError) => this.codecError(error);
     this.codec = protocol === 'HTTP/2'
-      ? new Http2ServerCodec(socket, this, { settings: http.http2, maxHeaderListSize: http.max_request_headers_kb * 1024, scheme: 'http', stats, onError, counters: { row: snap.telemetry.row, base: listenerBase }, sendStallTimeoutMs: http.stream_idle_timeout })
-      : new Http1ServerCodec(socket, this, { limits: { maxHeadBytes: http.max_request_headers_kb * 1024, maxHeaders: http.max_headers }, maxBodyBytes: http.max_request_body_bytes, headersTimeout: deadlines.queue(http.request_headers_timeout), scheme: 'http', tunnelIdleTimeoutMs: snap.listener.idle_timeout, stats, onError });
+      ? new Http2ServerCodec(socket, this, { settings: http.http2, maxHeaderListSize: http.max_request_headers_kb * 1024, scheme: tls ? 'https' : 'http', stats, onError, counters: { row: snap.telemetry.row, base: listenerBase }, sendStallTimeoutMs: http.stream_idle_timeout })
+      : new Http1ServerCodec(socket, this, { limits: { maxHeadBytes: http.max_request_headers_kb * 1024, maxHeaders: http.max_headers }, maxBodyBytes: http.max_request_body_bytes, headersTimeout: deadlines.queue(http.request_headers_timeout), scheme: tls ? 'https' : 'http', tunnelIdleTimeoutMs: snap.listener.idle_timeout, stats, onError });
     this.idleQueue = deadlines.queue(snap.listener.idle_timeout);
     this.idleTimer = new Deadline(() => this.codec.close());
   }

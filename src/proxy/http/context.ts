@@ -9,6 +9,7 @@ import type { Logger } from '../../log/logger.ts';
 import type { Router } from '../../router/router.ts';
 import { HostPools } from '../../stream/host-pools.ts';
 import type { Pool } from '../../layers.ts';
+import type { UpstreamTls } from '../../net/tls-client.ts';
 import { Http1Pool } from '../../stream/http1-pool.ts';
 import { Http2Pool } from '../../stream/http2-pool.ts';
 import type { WorkerTelemetry } from '../../workers/telemetry.ts';
@@ -56,25 +57,27 @@ export class PoolRegistry {
   /** The pool settings of a cluster config, as a comparable key: computed once per config object. */
   private readonly keys = new WeakMap<object, string>();
 
-  settingsKey(config: ClusterConfig): string {
-    let key = this.keys.get(config);
+  /** The pool settings of a cluster, as a comparable key (TLS files' contents included): once per cluster object. */
+  settingsKey(cluster: { config: ClusterConfig; tls?: UpstreamTls }): string {
+    let key = this.keys.get(cluster.config);
     if (key === undefined) {
+      const config = cluster.config;
       const settings = config.protocol === 'http2' ? config.http2 : config.connection_pool;
-      this.keys.set(config, (key = JSON.stringify([config.protocol, settings, config.connect_timeout])));
+      this.keys.set(config, (key = JSON.stringify([config.protocol, settings, config.connect_timeout, cluster.tls?.key ?? null])));
     }
     return key;
   }
 
   get(host: Host, cluster: Cluster, telemetry: WorkerTelemetry): Pool {
     const c = cluster.config;
-    return this.byHost.get(host.index, this.settingsKey(c), () => c.protocol === 'http2'
-      ? new Http2Pool(host, c.http2, c.connect_timeout, telemetry)
-      : new Http1Pool(host, c.connection_pool, c.connect_timeout, telemetry));
+    return this.byHost.get(host.index, this.settingsKey(cluster), () => c.protocol === 'http2'
+      ? new Http2Pool(host, c.http2, c.connect_timeout, telemetry, cluster.tls)
+      : new Http1Pool(host, c.connection_pool, c.connect_timeout, telemetry, cluster.tls));
   }
 
   /** At a reload: keeps the pools the new config still describes (see HostPools.retain). */
-  retain(config: Config, hostIds: ReadonlySet<number>): void {
-    this.byHost.retain(hostIds, new Set(config.clusters.map((c) => this.settingsKey(c))));
+  retain(clusters: ClusterManager, hostIds: ReadonlySet<number>): void {
+    this.byHost.retain(hostIds, new Set([...clusters.all()].map((c) => this.settingsKey(c))));
   }
 }
 

@@ -6,6 +6,8 @@
  */
 import type { HeaderToAdd } from '../../config/route-schema.ts';
 import type { Route } from '../../router/router.ts';
+import type { ForwardClientCert } from '../../config/tls-schema.ts';
+import type { PeerCertificate } from '../../net/tls-server.ts';
 import { HeaderMap, sameName } from '../../stream/header-map.ts';
 
 function addHeaders(h: HeaderMap, adds: readonly HeaderToAdd[]): void {
@@ -54,6 +56,30 @@ export function prepareUpstreamRequest(h: HeaderMap, route: Route, clientIp: str
   if (!hasHost && originalAuthority) f.push('X-Forwarded-Host', originalAuthority);
   h.removeAll(route.requestHeadersToRemove);
   if (route.requestHeadersToAdd.length > 0) addHeaders(h, route.requestHeadersToAdd);
+}
+
+/** One x-forwarded-client-cert element for a client certificate (Envoy's format). */
+export function clientCertElement(peer: PeerCertificate): string {
+  let out = `Hash=${peer.hash}`;
+  if (peer.subject) out += `;Subject="${peer.subject.replace(/["\\]/g, (c) => `\\${c}`)}"`;
+  for (const uri of peer.uriSans) out += `;URI=${uri}`;
+  for (const dns of peer.dnsSans) out += `;DNS=${dns}`;
+  return out;
+}
+
+/**
+ * x-forwarded-client-cert by the listener's forward_client_cert (Envoy's modes). Only an mTLS
+ * connection may carry one on: forward passes the client's on, append_forward adds this
+ * connection's client certificate to it, sanitize_set replaces it with this connection's, and
+ * sanitize drops it. Without a client certificate (or without TLS) it is always dropped.
+ */
+export function forwardClientCert(h: HeaderMap, mode: ForwardClientCert | undefined, peer: PeerCertificate | undefined): void {
+  if (peer !== undefined && mode === 'forward') return;
+  const received = peer !== undefined && mode === 'append_forward' ? h.get('x-forwarded-client-cert') : undefined;
+  h.remove('x-forwarded-client-cert');
+  if (peer === undefined || mode === undefined || mode === 'sanitize') return;
+  const ours = clientCertElement(peer);
+  h.add('x-forwarded-client-cert', received === undefined ? ours : `${received},${ours}`);
 }
 
 /** The route's response mutations, in place. */

@@ -34,7 +34,8 @@ import { Deadline, deadlines } from '../../stream/deadlines.ts';
 import { HeaderMap } from '../../stream/header-map.ts';
 import type { HttpListenerSnapshot, HttpProxyContext } from './context.ts';
 import { encodeGrpcMessage, formatGrpcTimeout, GRPC_RETRY_ON, grpcStatusOf, isGrpc, parseGrpcTimeout } from './grpc.ts';
-import { prepareDownstreamResponse, prepareUpstreamRequest } from './headers.ts';
+import type { TlsInfo } from '../../net/tls-server.ts';
+import { forwardClientCert, prepareDownstreamResponse, prepareUpstreamRequest } from './headers.ts';
 import { sendLocalReply, type LocalReply } from './local-reply.ts';
 
 /** 1xx responses accepted before the final one (a flood of them is a broken or hostile upstream). */
@@ -54,6 +55,8 @@ type FailureKind = 'connect-failure' | 'reset' | 'refused' | 'status';
 export interface DownstreamConnection {
   readonly id: string;
   readonly clientIp: string;
+  /** The connection's TLS, when it has one (its SNI, ALPN and client identity). */
+  readonly tls: TlsInfo | undefined;
 }
 
 /** What routing sees of a request: header() reads the map only when a route asks. */
@@ -61,10 +64,12 @@ class RouteRequest {
   readonly method: string;
   readonly path: string;
   readonly query: string;
+  readonly peerIdentity: string | undefined;
   private readonly headers: HeaderMap;
 
-  constructor(h: HeaderMap) {
+  constructor(h: HeaderMap, peerIdentity: string | undefined) {
     this.headers = h;
+    this.peerIdentity = peerIdentity;
     this.method = h.method;
     const q = h.path.indexOf('?');
     this.path = q < 0 ? h.path : h.path.slice(0, q);
@@ -250,7 +255,7 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks {
     if (h.method === 'CONNECT') {
       return this.reply({ status: 405, body: 'CONNECT is not allowed here\n', code: 'SHUTTLE_E_HTTP_METHOD_NOT_ALLOWED', headers: [['allow', 'GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, TRACE']] });
     }
-    const view = new RouteRequest(h);
+    const view = new RouteRequest(h, this.conn.tls?.peer?.identity);
     this.path = view.path;
     this.authority = h.authority;
     const route = this.snap.router.route(h.authority, view);
@@ -274,6 +279,7 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks {
       }
     }
     prepareUpstreamRequest(h, route, this.conn.clientIp);
+    forwardClientCert(h, this.snap.listener.tls?.forward_client_cert, this.conn.tls?.peer);
     let timeoutMs = route.timeout;
     if (this.grpc) {
       const grpcMs = parseGrpcTimeout(h.get('grpc-timeout'));
@@ -679,6 +685,7 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks {
       duration_ms: Math.round((performance.now() - this.startedAt) * 1000) / 1000,
       route: this.route?.name ?? null,
       cluster: this.cluster?.name ?? null,
+      tls: this.conn.tls ? { sni: this.conn.tls.sni ?? null, version: this.conn.tls.version, peer: this.conn.tls.peer?.identity ?? null } : undefined,
       upstream: this.lastHost?.address ?? null,
       retries: this.retries,
       error: this.error?.code ?? null,

@@ -34,26 +34,29 @@ export class MuxPoolRegistry<F> {
   /** Pool settings key per (listener rpc options, cluster config): computed once per config pair, not per call. */
   private readonly keys = new WeakMap<object, WeakMap<object, string>>();
 
-  private options(rpc: RpcOptionsConfig, cluster: ClusterConfig) {
-    return { size: rpc.connections_per_host, connectTimeout: cluster.connect_timeout, maxFrameBytes: rpc.max_frame_bytes };
+  private options(rpc: RpcOptionsConfig, cluster: Cluster) {
+    return { size: rpc.connections_per_host, connectTimeout: cluster.config.connect_timeout, maxFrameBytes: rpc.max_frame_bytes, tls: cluster.tls };
   }
 
-  settingsKey(rpc: RpcOptionsConfig, cluster: ClusterConfig): string {
+  settingsKey(rpc: RpcOptionsConfig, cluster: Cluster): string {
     let byCluster = this.keys.get(rpc);
     if (byCluster === undefined) this.keys.set(rpc, (byCluster = new WeakMap()));
-    let key = byCluster.get(cluster);
-    if (key === undefined) byCluster.set(cluster, (key = JSON.stringify(this.options(rpc, cluster))));
+    let key = byCluster.get(cluster.config);
+    if (key === undefined) {
+      const o = this.options(rpc, cluster);
+      byCluster.set(cluster.config, (key = JSON.stringify([o.size, o.connectTimeout, o.maxFrameBytes, o.tls?.key ?? null])));
+    }
     return key;
   }
 
   get(host: Host, cluster: Cluster, rpc: RpcOptionsConfig, telemetry: WorkerTelemetry): MuxPool<F> {
-    return this.byHost.get(host.index, this.settingsKey(rpc, cluster.config), () => new MuxPool<F>(host, this.options(rpc, cluster.config), this.codec, telemetry));
+    return this.byHost.get(host.index, this.settingsKey(rpc, cluster), () => new MuxPool<F>(host, this.options(rpc, cluster), this.codec, telemetry));
   }
 
   /** At a reload: keeps the pools the new config still describes (see HostPools.retain). */
-  retain(config: Config, hostIds: ReadonlySet<number>): void {
+  retain(config: Config, clusters: ClusterManager, hostIds: ReadonlySet<number>): void {
     const keys = new Set<string>();
-    for (const l of config.listeners) if (l.rpc) for (const c of config.clusters) keys.add(this.settingsKey(l.rpc, c));
+    for (const l of config.listeners) if (l.rpc) for (const c of clusters.all()) keys.add(this.settingsKey(l.rpc, c));
     this.byHost.retain(hostIds, keys);
   }
 }

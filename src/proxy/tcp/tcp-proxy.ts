@@ -28,6 +28,10 @@ export interface TcpProxyOptions {
   readonly telemetry: WorkerTelemetry;
   /** Called once, after both sockets are closed. */
   readonly onClose: (session: TcpProxySession) => void;
+  /** Bytes already read from the client (a ClientHello read for its server name): sent first. */
+  readonly initial?: Buffer;
+  /** The TLS server name (passthrough or terminated), for the access log. */
+  readonly sni?: string;
 }
 
 export class TcpProxySession {
@@ -84,7 +88,7 @@ export class TcpProxySession {
       return;
     }
     this.tried.add(host);
-    this.connecting = connectUpstream(host, this.opts.telemetry, { timeoutMs: cluster.config.connect_timeout, allowHalfOpen: true }, (err, sock) => {
+    this.connecting = connectUpstream(host, this.opts.telemetry, { timeoutMs: cluster.config.connect_timeout, allowHalfOpen: true, tls: cluster.tls }, (err, sock) => {
       this.connecting = undefined;
       if (err) {
         this.error = err;
@@ -112,6 +116,12 @@ export class TcpProxySession {
     const row = this.opts.telemetry.row;
     const listenerBase = this.opts.telemetry.layout.listener(this.opts.listenerIndex);
     const hostBase = this.opts.telemetry.layout.host(host.index);
+    const initial = this.opts.initial;
+    if (initial !== undefined) {
+      row[listenerBase + L.downstream_cx_rx_bytes_total] += initial.length;
+      row[hostBase + H.upstream_cx_tx_bytes_total] += initial.length;
+      up.write(initial);
+    }
     down.on('data', (chunk: Buffer) => {
       row[listenerBase + L.downstream_cx_rx_bytes_total] += chunk.length;
       row[hostBase + H.upstream_cx_tx_bytes_total] += chunk.length;
@@ -149,6 +159,7 @@ export class TcpProxySession {
       downstream: this.peer,
       cluster: this.opts.cluster.name,
       upstream: this.host?.address ?? null,
+      sni: this.opts.sni ?? null,
       attempts: this.tried.size,
       bytes_received: down.bytesRead,
       bytes_sent: down.bytesWritten,
