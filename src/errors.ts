@@ -6,7 +6,7 @@
  * (HttpParseError, BoltProtocolError, …) so that a caller can tell "the peer sent garbage" from
  * "we have a bug" with one instanceof.
  *
- * The codes are documented in the README's error table.
+ * The codes are documented in docs/admin.md (error codes).
  */
 export type ErrorSource = 'upstream' | 'downstream' | 'internal';
 

@@ -95,6 +95,8 @@ export class TlsTerminator {
   private groups: Group[] = [];
   private key = '';
   private ticketKeys: Buffer;
+  private requireClientCert = false;
+  private requestCert = false;
   private readonly counters: TlsCounters;
   private readonly pending = new Map<net.Socket, (s: tls.TLSSocket | undefined, info?: TlsInfo) => void>();
 
@@ -130,16 +132,24 @@ export class TlsTerminator {
       g.key.push(secrets[c.key]);
       byNames.set(k, g);
     }
-    this.groups = [...byNames.values()].map((g) => ({ names: g.names, context: tls.createSecureContext({ ...common, cert: g.cert, key: g.key, ticketKeys: this.ticketKeys }) }));
+    const groups = [...byNames.values()];
+    this.groups = groups.map((g) => ({ names: g.names, context: tls.createSecureContext({ ...common, cert: g.cert, key: g.key, ticketKeys: this.ticketKeys }) }));
+    this.requireClientCert = cfg.require_client_cert;
+    this.requestCert = cfg.client_ca !== undefined;
     const old = this.server;
+    // The first certificates' names are served by the server's own context: a context switched
+    // in by SNI keeps only one key type, the server's keeps RSA and ECDSA side by side.
     const server = tls.createServer({
       ...common,
+      cert: groups[0].cert,
+      key: groups[0].key,
       SNICallback: (name, cb) => cb(null, this.contextFor(name)),
-      secureContext: this.groups[0].context,
       ticketKeys: this.ticketKeys,
       ALPNProtocols: [...(cfg.alpn ?? defaultAlpn)],
       requestCert: cfg.client_ca !== undefined,
-      rejectUnauthorized: cfg.require_client_cert,
+      // Checked after the handshake (see secured()): OpenSSL's own refusal under TLS 1.3 reaches
+      // us as a bare reset, without the reason the counters and logs need.
+      rejectUnauthorized: false,
       handshakeTimeout: cfg.handshake_timeout,
     });
     server.on('secureConnection', (s: tls.TLSSocket) => this.secured(s));
@@ -155,11 +165,12 @@ export class TlsTerminator {
     for (const g of this.groups) g.context.context.setTicketKeys(this.ticketKeys);
   }
 
-  private contextFor(name: string): tls.SecureContext {
+  /** The context for a server name; undefined: the server's own (the first certificates). */
+  private contextFor(name: string): tls.SecureContext | undefined {
     const n = name.toLowerCase();
-    for (const g of this.groups) if (g.names.includes(n)) return g.context;
-    for (const g of this.groups) if (g.names.some((p) => p.startsWith('*.') && serverNameMatches(p, n))) return g.context;
-    return this.groups[0].context;
+    let g = this.groups.find((x) => x.names.includes(n));
+    g ??= this.groups.find((x) => x.names.some((p) => p.startsWith('*.') && serverNameMatches(p, n)));
+    return g === undefined || g === this.groups[0] ? undefined : g.context;
   }
 
   /**
@@ -176,8 +187,9 @@ export class TlsTerminator {
         cb(undefined);
       }
     });
+    // (Not resumed here: TLS reads through the handle; resuming the JS stream would take the
+    // unshifted bytes away from it.)
     this.server!.emit('connection', socket);
-    socket.resume();
   }
 
   /** The callback of the TCP socket a TLS socket wraps (tls.Server keeps it as `_parent`). */
@@ -191,6 +203,17 @@ export class TlsTerminator {
 
   private secured(s: tls.TLSSocket): void {
     const cb = this.callbackOf(s);
+    // A certificate that fails verification is refused even where one is optional (as Envoy
+    // does): its names must never reach routing, logs or x-forwarded-client-cert.
+    const presented = this.requestCert && s.getPeerCertificate()?.raw !== undefined;
+    if (!s.authorized && (this.requireClientCert || presented)) {
+      const why = String(s.authorizationError ?? '');
+      const noCert = !presented || /NO_PEER_CERTIFICATE|did not return|no certificate/i.test(why);
+      this.counters.failed(noCert ? 'no_client_cert' : 'bad_client_cert', new Error(`client certificate refused: ${why || 'none sent'}`), s.remoteAddress);
+      s.destroy();
+      cb?.(undefined);
+      return;
+    }
     const cipher = s.getCipher();
     const info: TlsInfo = {
       sni: typeof s.servername === 'string' ? s.servername : undefined,
