@@ -144,7 +144,7 @@ export async function startServer(opts: StartOptions): Promise<void> {
   phase = 'serving';
   if (successor) announceReady();
   notifySystemd(logger, { READY: 1, MAINPID: process.pid });
-  warnInsecureClusters(current.config);
+  warnInsecureClusters(current.config, logger);
   logger.info({ listeners: listeners(), admin: adminAddress, threads, balance: opts.balance, config: opts.configFile, generation: current.generation, hash: configHash(current.config) }, 'shuttle ready');
 
   // ---- reload -----------------------------------------------------------------------------
@@ -209,7 +209,7 @@ export async function startServer(opts: StartOptions): Promise<void> {
     }
     reloadInfo.lastError = null;
     afterReload();
-    warnInsecureClusters(config);
+    warnInsecureClusters(config, logger);
     logger.info({ generation: current.generation, hash: configHash(config), diff: result.diff, listeners: listeners(), threads, workers_replaced: replaceWorkers }, 'config reloaded');
     report(true, []);
   };
@@ -311,7 +311,7 @@ function removePidFile(path: string, logger: Logger): void {
 }
 
 /** Upstream TLS without verification is allowed, never silent. */
-function warnInsecureClusters(config: ShuttleConfig): void {
+function warnInsecureClusters(config: ShuttleConfig, logger: Logger): void {
   const clusters = config.clusters.filter((c) => c.tls?.insecure_skip_verify).map((c) => c.name);
   if (clusters.length > 0) logger.warn({ clusters }, 'upstream TLS certificates are not verified for these clusters (tls.insecure_skip_verify): anyone on the path can impersonate them');
 }
