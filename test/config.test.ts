@@ -41,6 +41,13 @@ describe('config', () => {
     expect(d.listeners[0].idle_timeout).toBe(1500);
   });
 
+  it('refuses a duration without a unit, naming the path and asking for one', () => {
+    expect(problems(MINIMAL.replace('cluster: c }', 'cluster: c, idle_timeout: 2 }'))).toEqual(['listeners[0].idle_timeout: a duration needs a unit: write 2s or 2ms']);
+    expect(problems(MINIMAL.replace('cluster: c }', 'cluster: c, idle_timeout: "2" }'))).toEqual(['listeners[0].idle_timeout: a duration needs a unit: write 2s or 2ms']);
+    expect(problems(MINIMAL.replace('cluster: c }', 'cluster: c, idle_timeout: 2 weeks }'))).toEqual(['listeners[0].idle_timeout: expected a duration such as 250ms, 5s, 1m or 1h']);
+    expect(problems('drain_timeout: 0\n' + MINIMAL)).toEqual([]);
+  });
+
   it('returns a deeply frozen snapshot', () => {
     const c = parseConfig(MINIMAL);
     expect(Object.isFrozen(c)).toBe(true);

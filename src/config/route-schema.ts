@@ -4,14 +4,19 @@
  */
 import { z } from 'zod';
 
+/**
+ * A duration always carries its unit, as in Envoy: a bare number is refused rather than silently
+ * read as milliseconds (`timeout: 2` is far more often meant as seconds). Only `0` may stand alone.
+ */
 export const duration = z.union([z.number(), z.string()]).transform((value, ctx) => {
+  if (value === 0 || value === '0') return 0;
   if (typeof value === 'number') {
-    if (Number.isFinite(value) && value >= 0) return Math.round(value);
-  } else {
-    const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(value.trim());
-    if (m) return Math.round(Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h']);
+    ctx.addIssue({ code: 'custom', message: `a duration needs a unit: write ${value}s or ${value}ms` });
+    return z.NEVER;
   }
-  ctx.addIssue({ code: 'custom', message: 'expected a duration such as 250ms, 5s, 1m, 1h or milliseconds' });
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(value.trim());
+  if (m) return Math.round(Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h']);
+  ctx.addIssue({ code: 'custom', message: /^\d+(\.\d+)?$/.test(value.trim()) ? `a duration needs a unit: write ${value.trim()}s or ${value.trim()}ms` : 'expected a duration such as 250ms, 5s, 1m or 1h' });
   return z.NEVER;
 });
 
