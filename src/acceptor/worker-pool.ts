@@ -15,6 +15,7 @@ import type { Logger } from '../log/logger.ts';
 import { MAX_WORKER_SLOTS } from '../shared/directory.ts';
 import type { UpstreamEvent } from '../shared/events.ts';
 import type { HealthTable } from '../shared/health-table.ts';
+import { PolicyTable } from '../filters/shared/policy-table.ts';
 import { LoadTable, WorkerState, type WorkerLoad } from '../shared/load-table.ts';
 import { Ring } from '../shared/ring.ts';
 import type { StatsTable } from '../shared/stats-table.ts';
@@ -75,6 +76,8 @@ export interface WorkerInfo extends WorkerLoad {
 
 export class WorkerPool {
   readonly loadTable: LoadTable;
+  /** Rate-limit buckets and circuit-breaker counts, shared by every worker (see PolicyTable). */
+  readonly policy: PolicyTable;
   private readonly opts: WorkerPoolOptions;
   private readonly slots: Slot[];
   private readonly stopEvents = new AbortController();
@@ -90,6 +93,7 @@ export class WorkerPool {
   constructor(opts: WorkerPoolOptions) {
     this.opts = opts;
     this.loadTable = LoadTable.create(MAX_WORKER_SLOTS);
+    this.policy = PolicyTable.create();
     this.slots = Array.from({ length: MAX_WORKER_SLOTS }, (_, index) => ({
       index, member: false, worker: undefined, workerId: 0, expectingExit: false, recentCrashes: 0, lastStart: 0, restartTimer: undefined, listeners: [],
       events: undefined,
@@ -325,6 +329,7 @@ export class WorkerPool {
       ids: this.opts.snapshot.ids,
       ticketKeys: this.ticketKeys,
       loadTable: this.loadTable.buffer,
+      policy: this.policy.buffer,
       stats: this.opts.stats.buffer,
       health: this.opts.health.buffer,
       events: slot.events.buffer,
@@ -369,6 +374,8 @@ export class WorkerPool {
         slot.eluSample = undefined;
         this.loadTable.reset(slot.index, WorkerState.EMPTY);
         this.opts.stats.zeroGauges(slot.index);
+        // What it held open (requests, connections, retries) no longer counts against the breakers.
+        this.policy.reclaim(slot.index);
         if (!ready) reject(new Error(`worker ${workerId} exited with code ${code} before it was ready`));
         if (slot.expectingExit || this.stopping || !slot.member) {
           log.info({ slot: slot.index, worker: workerId, code }, 'worker exited');

@@ -5,6 +5,7 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { WorkerPool } from '../acceptor/worker-pool.ts';
 import type { HealthTable } from '../shared/health-table.ts';
+import { RESPONSE_FLAG_NAMES } from '../filters/response-flags.ts';
 import { C, CLUSTER_COUNTERS, HOST_COUNTERS, L, LISTENER_COUNTERS, isGauge, type StatsTable } from '../shared/stats-table.ts';
 
 export interface MetricsSources {
@@ -25,7 +26,7 @@ export function createMetricsRegistry(src: MetricsSources): Registry {
   // One metric per counter name, read from the summed worker rows.
   const family = (scope: string, names: readonly string[], labelNames: string[], each: (set: (offset: number, labels: Record<string, string>) => void, field: number) => void) => {
     names.forEach((name, field) => {
-      if (name.startsWith('upstream_rq_grpc_') || name.startsWith('ssl_handshake_error_') || name === 'ssl_tls12' || name === 'ssl_tls13') return; // labelled metrics below
+      if (name.startsWith('upstream_rq_grpc_') || name.startsWith('ssl_handshake_error_') || name === 'ssl_tls12' || name === 'ssl_tls13' || name.startsWith('rq_flag_')) return; // labelled metrics below
       // Envoy's stat names, with Prometheus' `_total` on every counter.
       const metricName = `shuttle_${scope}_${name}${isGauge(name) || name.endsWith('_total') ? '' : '_total'}`;
       const opts = { name: metricName, help: `${scope} ${name.replaceAll('_', ' ')} (sum over workers)`, labelNames, registers: [register] };
@@ -70,6 +71,8 @@ export function createMetricsRegistry(src: MetricsSources): Registry {
   labelled('shuttle_listener_ssl_handshake_error_total', 'TLS handshakes that failed, by reason (sum over workers)', 'reason', {
     timeout: L.ssl_handshake_error_timeout, no_client_cert: L.ssl_handshake_error_no_client_cert, bad_client_cert: L.ssl_handshake_error_bad_client_cert, protocol: L.ssl_handshake_error_protocol, other: L.ssl_handshake_error_other,
   });
+  labelled('shuttle_listener_downstream_rq_response_flag_total', 'requests by response flag: which filter or failure answered (FI fault, RL rate limit, UAEX jwt, RBAC, UO overflow, …)', 'flag',
+    Object.fromEntries(RESPONSE_FLAG_NAMES.map((f) => [f, L[`rq_flag_${f}`]])));
   labelled('shuttle_listener_ssl_handshakes_by_version_total', 'TLS handshakes done, by protocol version (sum over workers)', 'version', { 'TLSv1.2': L.ssl_tls12, 'TLSv1.3': L.ssl_tls13 });
   new Gauge({ name: 'shuttle_host_healthy', help: '1 if the host is healthy (active checks passing, not ejected)', labelNames: ['cluster', 'host'], registers: [register], collect() {
     this.reset();

@@ -20,7 +20,10 @@ export const duration = z.union([z.number(), z.string()]).transform((value, ctx)
   return z.NEVER;
 });
 
-const regex = z.string().refine((s) => {
+/** A route's per-filter config (checked against the listener's filters in filter-schema.ts). */
+const perFilterConfig = z.record(z.string().min(1), z.unknown());
+
+export const regex = z.string().refine((s) => {
   try {
     new RegExp(s);
     return true;
@@ -29,10 +32,10 @@ const regex = z.string().refine((s) => {
   }
 }, { message: 'invalid regular expression' });
 
-const headerName = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'expected a header name');
+export const headerName = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'expected a header name');
 
 /** A header or query parameter condition: exactly one of exact, regex, present. */
-const valueMatcher = z.object({
+export const valueMatcher = z.object({
   name: z.string().min(1),
   exact: z.string().optional(),
   regex: regex.optional(),
@@ -55,7 +58,7 @@ const routeMatch = z.object({
     .refine((m) => [m.exact, m.regex, m.present].filter((v) => v !== undefined).length === 1, { message: 'give exactly one of exact, regex, present' }).optional(),
 }).strict().refine((m) => [m.prefix, m.path, m.regex].filter((v) => v !== undefined).length <= 1, { message: 'give at most one of prefix, path, regex' });
 
-const headerToAdd = z.object({
+export const headerToAdd = z.object({
   name: headerName,
   value: z.string().regex(/^[^\r\n\0]*$/, 'header values cannot hold CR, LF or NUL'),
   /** Append to an existing value list instead of replacing it. */
@@ -100,6 +103,8 @@ const route = z.object({
   request_headers_to_remove: z.array(headerName).default([]),
   response_headers_to_add: z.array(headerToAdd).default([]),
   response_headers_to_remove: z.array(headerName).default([]),
+  /** Per filter of the listener's http_filters: { disabled: true } or a config replacing its own here. */
+  per_filter_config: perFilterConfig.optional(),
 }).strict().refine((r) => [r.cluster, r.weighted_clusters, r.direct_response, r.redirect].filter((v) => v !== undefined).length === 1, {
   message: 'give exactly one of cluster, weighted_clusters, direct_response, redirect',
 });
@@ -205,6 +210,8 @@ const rpcRoute = z.object({
    * was sent, is always tried on the next host.)
    */
   retry_policy: z.object({ idempotent: z.literal(true), num_retries: z.number().int().min(1).max(5).default(1) }).strict().optional(),
+  /** Per filter of the listener's rpc_filters: { disabled: true } or a config replacing its own here. */
+  per_filter_config: perFilterConfig.optional(),
 }).strict().refine((r) => [r.cluster, r.weighted_clusters].filter((v) => v !== undefined).length === 1, { message: 'give exactly one of cluster, weighted_clusters' });
 
 export const rpcOptions = z.object({

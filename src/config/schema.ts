@@ -8,6 +8,7 @@
 import { z } from 'zod';
 import { parseAddress, type SocketAddress } from './address.ts';
 import { sniRoute, tlsClusterOptions, tlsListenerOptions } from './tls-schema.ts';
+import { filterEntry, normalizeFilters } from './filter-schema.ts';
 import { connectionPool, duration, http2ClientOptions, httpOptions, retryBudget, rpcOptions, virtualHost } from './route-schema.ts';
 
 const positiveDuration = duration.refine((ms) => ms > 0, { message: 'must be greater than zero' });
@@ -120,6 +121,10 @@ const listener = z.object({
   tls: tlsListenerOptions.optional(),
   /** tcp: TLS passthrough, the ClientHello's server name picks the cluster (else `cluster`). */
   sni_routes: z.array(sniRoute).min(1).optional(),
+  /** Stream filters run on every HTTP request, in order (src/filters/). */
+  http_filters: z.array(filterEntry).default([]),
+  /** Stream filters run on every Bolt and Dubbo call. */
+  rpc_filters: z.array(filterEntry).default([]),
 }).strict().superRefine((l, ctx) => {
   if (l.sni_routes && l.protocol !== 'tcp') ctx.addIssue({ code: 'custom', path: ['sni_routes'], message: 'sni_routes are for tcp listeners' });
   if (l.sni_routes && l.tls) ctx.addIssue({ code: 'custom', path: ['sni_routes'], message: 'a listener either terminates TLS (tls) or passes it through by SNI (sni_routes), not both' });
@@ -128,7 +133,9 @@ const listener = z.object({
   if ((l.protocol === 'bolt' || l.protocol === 'dubbo') && !l.rpc) ctx.addIssue({ code: 'custom', path: ['rpc'], message: `a ${l.protocol} listener needs rpc.routes` });
   if (l.protocol === 'auto' && !l.rpc && !l.virtual_hosts) ctx.addIssue({ code: 'custom', path: ['protocol'], message: 'an auto listener needs virtual_hosts (HTTP) and/or rpc (Bolt, Dubbo)' });
   if (l.protocol !== 'tcp' && l.cluster) ctx.addIssue({ code: 'custom', path: ['cluster'], message: `a ${l.protocol} listener routes by its routes; cluster is for tcp listeners` });
-});
+  if (l.http_filters.length > 0 && !l.virtual_hosts) ctx.addIssue({ code: 'custom', path: ['http_filters'], message: 'http_filters need an HTTP listener (virtual_hosts)' });
+  if (l.rpc_filters.length > 0 && !l.rpc) ctx.addIssue({ code: 'custom', path: ['rpc_filters'], message: 'rpc_filters need an RPC listener (rpc)' });
+}).transform((l, ctx) => normalizeFilters(l, (i) => ctx.addIssue({ code: 'custom', path: i.path, message: i.message })));
 
 /** Loopback addresses: the only ones the admin API binds unless allow_remote says otherwise. */
 export function isLoopback(host: string): boolean {

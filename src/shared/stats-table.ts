@@ -20,6 +20,10 @@ export const LISTENER_COUNTERS = [
   // TLS termination: handshakes (by version), resumptions, failures by reason
   'ssl_handshake', 'ssl_session_reused', 'ssl_tls12', 'ssl_tls13',
   'ssl_handshake_error_timeout', 'ssl_handshake_error_no_client_cert', 'ssl_handshake_error_bad_client_cert', 'ssl_handshake_error_protocol', 'ssl_handshake_error_other',
+  // Requests by response flag, in RESPONSE_FLAGS order (src/filters/response-flags.ts): which filter or failure answered
+  'rq_flag_FI', 'rq_flag_DI', 'rq_flag_RL', 'rq_flag_UAEX', 'rq_flag_RBAC', 'rq_flag_UO', 'rq_flag_UH', 'rq_flag_UF', 'rq_flag_UT', 'rq_flag_NR', 'rq_flag_UR', 'rq_flag_DC',
+  // Filter decisions
+  'rbac_allowed', 'rbac_denied', 'rbac_shadow_allowed', 'rbac_shadow_denied', 'jwt_authn_allowed', 'jwt_authn_denied',
 ] as const;
 /** Per cluster: no host to send to; responses by gRPC status (0–16), upstream_rq_grpc_<status>. */
 export const CLUSTER_COUNTERS = [

@@ -24,6 +24,8 @@ export interface WorkerInit {
   readonly loadTable: SharedArrayBuffer;
   readonly stats: SharedArrayBuffer;
   readonly health: SharedArrayBuffer;
+  /** Rate-limit buckets and circuit-breaker counts (filters/shared/policy-table.ts). */
+  readonly policy: SharedArrayBuffer;
   /** This worker's ring of events for the main thread (worker → main). */
   readonly events: SharedArrayBuffer;
   readonly balance: BalanceMode;

@@ -6,6 +6,7 @@
 import type { Host } from '../cluster/host.ts';
 import type { UpstreamReporter } from '../shared/events.ts';
 import { C, H, L, type StatsLayout } from '../shared/stats-table.ts';
+import type { FilterCounter } from '../filters/api.ts';
 
 const STREAMS_PUBLISH_MS = 5;
 
@@ -53,6 +54,17 @@ export class WorkerTelemetry {
 
   downstreamClosed(listener: number): void {
     this.row[this.layout.listener(listener) + L.downstream_cx_active]--;
+  }
+
+  /** A request ended with these response flags (bits, see filters/response-flags.ts). */
+  responseFlags(listener: number, bits: number): void {
+    const base = this.layout.listener(listener) + L.rq_flag_FI;
+    for (let i = 0; bits !== 0; i++, bits >>>= 1) if (bits & 1) this.row[base + i]++;
+  }
+
+  /** A filter's decision (rbac, jwt_authn). */
+  filterDecision(listener: number, counter: FilterCounter): void {
+    this.row[this.layout.listener(listener) + L[counter]]++;
   }
 
   noHealthyHost(cluster: number): void {

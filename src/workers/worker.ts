@@ -41,6 +41,10 @@ import { HealthTable } from '../shared/health-table.ts';
 import { LoadTable, WorkerState } from '../shared/load-table.ts';
 import { Ring } from '../shared/ring.ts';
 import { decodeSnapshot } from '../shared/snapshot.ts';
+import type { FilterCounter } from '../filters/api.ts';
+import { HttpFilterChain, RpcFilterChain } from '../filters/chain.ts';
+import { clusterFetcher } from '../filters/shared/cluster-fetch.ts';
+import { PolicyTable } from '../filters/shared/policy-table.ts';
 import { StatsLayout, StatsTable } from '../shared/stats-table.ts';
 import type { BoundListener, MainToWorker, WorkerInit, WorkerToMain } from './messages.ts';
 import { startProfiler } from './profiler.ts';
@@ -58,6 +62,8 @@ const muxPools = { bolt: new MuxPoolRegistry(boltProtocol), dubbo: new MuxPoolRe
 const retryBudget = new RetryBudget();
 /** This worker's connections per host id, across generations (least connections). */
 const hostLoad = new Int32Array(MAX_HOSTS);
+const policy = new PolicyTable(init.policy, init.slot);
+const fetchFromCluster = clusterFetcher(() => runtime.clusters);
 
 /** What a worker holds open for one downstream connection, whatever its protocol. */
 interface ProxiedConnection {
@@ -83,6 +89,8 @@ interface Runtime {
   telemetry: WorkerTelemetry;
   clusters: ClusterManager;
   listeners: Map<string, ListenerRuntime>;
+  /** The generation's filter chains (closed when it is replaced: their refresh timers stop). */
+  chains: { close(): void }[];
 }
 
 /** TLS terminators by listener name: they outlive generations (handshakes in flight, tickets). */
@@ -139,16 +147,22 @@ function buildRuntime(generation: number, config: ShuttleConfig, ids: EntityIds,
   const telemetry = new WorkerTelemetry(new StatsTable(layout, statsBuffer).row(init.slot), layout, reporter, (d) => loadTable.streamsChanged(init.slot, d));
   const clusters = new ClusterManager(config, health, ids, hostLoad, secrets);
   const listeners = new Map<string, ListenerRuntime>();
+  const chains: { close(): void }[] = [];
   config.listeners.forEach((l, i) => {
     const id = ids.listeners[i];
     let http: ListenerRuntime['http'];
     let rpc: ListenerRuntime['rpc'];
+    const filterContext = { policy, logger, count: (c: FilterCounter) => telemetry.filterDecision(id, c), fetch: fetchFromCluster };
     if (l.rpc) {
-      const own: RpcListenerSnapshot = { listener: l, listenerIndex: id, router: new RpcRouter(l.rpc.routes), clusters, telemetry };
+      const filters = l.rpc_filters.length > 0 ? new RpcFilterChain(l.name, l.rpc_filters, l.rpc.routes, filterContext) : undefined;
+      if (filters) chains.push(filters);
+      const own: RpcListenerSnapshot = { listener: l, listenerIndex: id, router: new RpcRouter(l.rpc.routes), clusters, telemetry, filters };
       rpc = { snapshot: () => runtime.listeners.get(l.name)?.rpc?.own ?? own, own, pools: muxPools, logger };
     }
     if (l.virtual_hosts) {
-      const own: HttpListenerSnapshot = { listener: l, listenerIndex: id, router: new Router(l.virtual_hosts ?? []), clusters, telemetry };
+      const filters = l.http_filters.length > 0 ? new HttpFilterChain(l.name, l.http_filters, (l.virtual_hosts ?? []).flatMap((vh) => vh.routes), filterContext) : undefined;
+      if (filters) chains.push(filters);
+      const own: HttpListenerSnapshot = { listener: l, listenerIndex: id, router: new Router(l.virtual_hosts ?? []), clusters, telemetry, filters };
       http = {
         // A request starts under the newest generation that still has this listener.
         snapshot: () => runtime.listeners.get(l.name)?.http?.own ?? own,
@@ -162,7 +176,7 @@ function buildRuntime(generation: number, config: ShuttleConfig, ids: EntityIds,
     listeners.set(l.name, { config: l, id, http, rpc, tls: l.tls ? terminatorFor(l, secrets) : undefined });
   });
   for (const name of terminators.keys()) if (!config.listeners.some((l) => l.name === name && l.tls)) terminators.delete(name);
-  return { generation, config, telemetry, clusters, listeners };
+  return { generation, config, telemetry, clusters, listeners, chains };
 }
 
 function send(msg: WorkerToMain): void {
@@ -315,6 +329,7 @@ async function applyConfig(shared: SharedArrayBuffer): Promise<void> {
   const snap = decodeSnapshot(shared);
   const previous = runtime;
   runtime = buildRuntime(snap.generation, snap.config, snap.ids, snap.secrets);
+  for (const chain of previous.chains) chain.close();
   const hostIds = new Set(snap.ids.hosts.flat());
   pools.retain(runtime.clusters, hostIds);
   muxPools.bolt.retain(snap.config, runtime.clusters, hostIds);

@@ -55,6 +55,10 @@ export class HttpConnectionManager implements ServerCodecCallbacks, DownstreamCo
     this.idleTimer = new Deadline(() => this.codec.close());
   }
 
+  get localPort(): number {
+    return this.socket.localPort ?? 0;
+  }
+
   /** The client's address (IPv4-mapped IPv6 shown as IPv4), read once when a request needs it. */
   get clientIp(): string {
     return (this.ip ??= (this.socket.remoteAddress ?? '').replace(/^::ffff:/, ''));

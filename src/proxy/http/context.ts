@@ -13,6 +13,7 @@ import type { UpstreamTls } from '../../net/tls-client.ts';
 import { Http1Pool } from '../../stream/http1-pool.ts';
 import { Http2Pool } from '../../stream/http2-pool.ts';
 import type { WorkerTelemetry } from '../../workers/telemetry.ts';
+import type { HttpFilterChain } from '../../filters/chain.ts';
 
 /** Per-worker, per-cluster counts for Envoy's retry budget. */
 export class RetryBudget {
@@ -89,6 +90,8 @@ export interface HttpListenerSnapshot {
   readonly router: Router;
   readonly clusters: ClusterManager;
   readonly telemetry: WorkerTelemetry;
+  /** The listener's http_filters for this generation; undefined when it has none. */
+  readonly filters: HttpFilterChain | undefined;
 }
 
 export interface HttpProxyContext {

@@ -37,6 +37,33 @@ import { encodeGrpcMessage, formatGrpcTimeout, GRPC_RETRY_ON, grpcStatusOf, isGr
 import type { TlsInfo } from '../../net/tls-server.ts';
 import { forwardClientCert, prepareDownstreamResponse, prepareUpstreamRequest } from './headers.ts';
 import { sendLocalReply, type LocalReply } from './local-reply.ts';
+import type { FilterLocalReply, StreamInfo } from '../../filters/api.ts';
+import { HttpFilterManager, type FilterHost } from '../../filters/http-filter-manager.ts';
+import { RESPONSE_FLAG_INDEX, responseFlagsText, type ResponseFlag } from '../../filters/response-flags.ts';
+
+/** The response flag a failure the proxy answered shows (Envoy's vocabulary). */
+const FLAG_OF_ERROR: Partial<Record<string, ResponseFlag>> = {
+  SHUTTLE_E_NO_HEALTHY_HOST: 'UH',
+  SHUTTLE_E_UPSTREAM_CONNECT_FAILED: 'UF',
+  SHUTTLE_E_UPSTREAM_CONNECT_TIMEOUT: 'UF',
+  SHUTTLE_E_UPSTREAM_TIMEOUT: 'UT',
+  SHUTTLE_E_UPSTREAM_RESET: 'UR',
+  SHUTTLE_E_UPSTREAM_OVERFLOW: 'UO',
+  SHUTTLE_E_DOWNSTREAM_RESET: 'DC',
+};
+
+/** What filters left for the access log: the request id, the trace id, the JWT's subject. */
+function metadataFields(meta: Map<string, unknown>): Record<string, unknown> | undefined {
+  if (meta.size === 0) return undefined;
+  const out: Record<string, unknown> = {};
+  const id = meta.get('request_id');
+  if (id !== undefined) out.request_id = id;
+  const trace = meta.get('trace_id');
+  if (trace !== undefined) out.trace_id = trace;
+  const jwt = meta.get('jwt_payload') as { sub?: unknown } | undefined;
+  if (jwt !== undefined && typeof jwt.sub === 'string') out.jwt_sub = jwt.sub;
+  return out;
+}
 
 /** 1xx responses accepted before the final one (a flood of them is a broken or hostile upstream). */
 const MAX_INTERIM_RESPONSES = 8;
@@ -55,6 +82,8 @@ type FailureKind = 'connect-failure' | 'reset' | 'refused' | 'status';
 export interface DownstreamConnection {
   readonly id: string;
   readonly clientIp: string;
+  /** The listener port the client connected to. */
+  readonly localPort: number;
   /** The connection's TLS, when it has one (its SNI, ALPN and client identity). */
   readonly tls: TlsInfo | undefined;
 }
@@ -168,8 +197,15 @@ class UpstreamAttempt implements StreamDecoder, PoolCallbacks, StreamWriteCallba
   }
 }
 
-export class ProxyStream implements StreamDecoder, StreamWriteCallbacks {
+export class ProxyStream implements StreamDecoder, StreamWriteCallbacks, FilterHost {
   readonly downstream: StreamEncoder;
+  /** Where the response goes: the downstream encoder, or the filter chain in front of it. */
+  private out: StreamEncoder;
+  private filters: HttpFilterManager | undefined;
+  /** Envoy's response flags seen (a bit per flag, see filters/response-flags.ts). */
+  private flags = 0;
+  /** The client's stream is gone (reset, connection lost): nothing more can be sent. */
+  private downstreamGone = false;
   private readonly conn: DownstreamConnection;
   private readonly ctx: HttpProxyContext;
   /** The config generation this request started under: it finishes under it too. */
@@ -202,7 +238,9 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks {
   private pending: Buffer[] = EMPTY_LIST;
   private pendingPaused = false;
   private requestEnded = false;
-  private requestTrailers: HeaderMap | undefined;
+  private trailersKept: HeaderMap | undefined;
+  /** A filter changed the headers routing reads: look the route up again. */
+  private routeStale = false;
 
   private responseStarted = false;
   /** gRPC response headers waiting for a first message (see upstreamHeaders). */
@@ -222,6 +260,7 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks {
 
   constructor(downstream: StreamEncoder, conn: DownstreamConnection, ctx: HttpProxyContext) {
     this.downstream = downstream;
+    this.out = downstream;
     this.conn = conn;
     this.ctx = ctx;
     this.snap = ctx.snapshot();
@@ -258,9 +297,65 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks {
     const view = new RouteRequest(h, this.conn.tls?.peer?.identity);
     this.path = view.path;
     this.authority = h.authority;
-    const route = this.snap.router.route(h.authority, view);
-    this.route = route;
-    if (!route) return this.fail(new ShuttleError('SHUTTLE_E_NO_ROUTE', 'downstream', `no route for ${h.authority}${h.path}`));
+    this.route = this.snap.router.route(h.authority, view);
+    const chain = this.snap.filters;
+    if (chain === undefined) return this.routeRequest(h, endStream);
+    const filters = new HttpFilterManager(this, this.downstream, chain, this.route?.config, this.streamInfo(), this.ctx.logger);
+    this.filters = filters;
+    this.out = filters;
+    filters.decodeHeaders(h, endStream);
+  }
+
+  private findRoute(h: HeaderMap): Route | undefined {
+    return this.snap.router.route(h.authority, new RouteRequest(h, this.conn.tls?.peer?.identity));
+  }
+
+  /** What filters see of this stream (made only when the listener has filters). */
+  private streamInfo(): StreamInfo {
+    const stream = this;
+    return {
+      listener: this.snap.listener.name,
+      get route() {
+        return stream.route?.name;
+      },
+      protocol: this.downstream.protocol,
+      grpc: this.grpc,
+      clientIp: this.conn.clientIp,
+      localPort: this.conn.localPort,
+      tls: this.conn.tls,
+      metadata: new Map(),
+    };
+  }
+
+  // ---- FilterHost: what the filter chain calls --------------------------------------------------
+
+  get ended(): boolean {
+    return this.finished;
+  }
+
+  clearRouteCache(): void {
+    this.routeStale = true;
+  }
+
+  setResponseFlag(flag: ResponseFlag): void {
+    this.flags |= 1 << RESPONSE_FLAG_INDEX[flag];
+  }
+
+  filterReply(r: FilterLocalReply): void {
+    this.reply({ status: r.status, body: r.body ?? '', headers: r.headers, grpcStatus: r.grpcStatus, code: r.code });
+  }
+
+  /** The request passed the filters (or there are none): route it upstream, or answer it. */
+  routeRequest(h: HeaderMap, endStream: boolean): void {
+    if (this.routeStale) {
+      this.routeStale = false;
+      this.route = this.findRoute(h);
+    }
+    const route = this.route;
+    if (!route) {
+      this.setResponseFlag('NR');
+      return this.fail(new ShuttleError('SHUTTLE_E_NO_ROUTE', 'downstream', `no route for ${h.authority}${h.path}`));
+    }
     const cfg = route.config;
     if (cfg.direct_response) return this.reply({ status: cfg.direct_response.status, body: cfg.direct_response.body });
     if (cfg.redirect) return this.redirect(cfg.redirect);
@@ -295,6 +390,13 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks {
   }
 
   decodeData(data: Buffer, endStream: boolean): void {
+    if (this.finished) return;
+    if (this.filters !== undefined) return this.filters.decodeData(data, endStream);
+    this.requestData(data, endStream);
+  }
+
+  /** Request body past the filters: to the upstream, or kept until a connection takes it. */
+  requestData(data: Buffer, endStream: boolean): void {
     if (this.finished) return;
     this.active();
     if (endStream) this.requestEnded = true;
@@ -334,8 +436,14 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks {
 
   decodeTrailers(trailers: HeaderMap): void {
     if (this.finished) return;
+    if (this.filters !== undefined) return this.filters.decodeTrailers(trailers);
+    this.requestTrailers(trailers);
+  }
+
+  requestTrailers(trailers: HeaderMap): void {
+    if (this.finished) return;
     this.requestEnded = true;
-    this.requestTrailers = trailers;
+    this.trailersKept = trailers;
     this.attempt?.encoder?.encodeTrailers(trailers);
   }
 
@@ -343,6 +451,7 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks {
   onReset(_reason: StreamResetReason, error?: ShuttleError): void {
     if (this.finished) return;
     this.error ??= error ?? new ShuttleError('SHUTTLE_E_DOWNSTREAM_RESET', 'downstream');
+    this.downstreamGone = true;
     this.attempt?.abandon();
     this.attempt = undefined;
     this.finish();
@@ -396,7 +505,7 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks {
     // What is kept for a replay, then what waited without being kept.
     const pieces = this.pending.length === 0 ? this.body : this.body.length === 0 ? this.pending : this.body.concat(this.pending);
     this.pending = EMPTY_LIST;
-    const trailers = this.requestTrailers;
+    const trailers = this.trailersKept;
     const ended = this.requestEnded;
     encoder.encodeHeaders(request, ended && pieces.length === 0 && trailers === undefined);
     for (let i = 0; i < pieces.length; i++) encoder.encodeData(pieces[i], ended && trailers === undefined && i === pieces.length - 1);
@@ -458,7 +567,7 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks {
   private startResponse(h: HeaderMap, endStream: boolean): void {
     prepareDownstreamResponse(h, this.route);
     this.responseStarted = true;
-    this.downstream.encodeHeaders(h, endStream);
+    this.out.encodeHeaders(h, endStream);
   }
 
   /** The route retries on gRPC statuses, and this call may still be retried. */
@@ -474,7 +583,7 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks {
       this.startResponse(this.heldHeaders, false);
       this.heldHeaders = undefined;
     }
-    this.downstream.encodeData(data, endStream, volatile);
+    this.out.encodeData(data, endStream, volatile);
     if (endStream && !this.tunneling) this.complete(this.attempt!);
   }
 
@@ -491,7 +600,7 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks {
       }
       this.startResponse(held, false);
     }
-    this.downstream.encodeTrailers(t);
+    this.out.encodeTrailers(t);
     this.complete(this.attempt!);
   }
 
@@ -607,9 +716,9 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks {
     this.error = error;
     if (this.grpc && this.downstream.protocol === 'HTTP/2' && !this.tunneling) {
       this.grpcStatus = error.grpcStatus;
-      this.downstream.encodeTrailers(new HeaderMap(['grpc-status', String(this.grpcStatus), 'grpc-message', encodeGrpcMessage(error.message), 'x-shuttle-error', error.code]));
+      this.out.encodeTrailers(new HeaderMap(['grpc-status', String(this.grpcStatus), 'grpc-message', encodeGrpcMessage(error.message), 'x-shuttle-error', error.code]));
     } else {
-      this.downstream.reset('local');
+      this.out.reset('local');
     }
     this.finish();
   }
@@ -624,11 +733,11 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks {
   private reply(r: LocalReply): void {
     if (this.finished) return;
     if (this.responseStarted) {
-      this.downstream.reset('local');
+      this.out.reset('local');
       return this.finish();
     }
     this.responseStarted = true;
-    this.status = sendLocalReply(this.downstream, this.grpc, this.headRequest, r);
+    this.status = sendLocalReply(this.out, this.grpc, this.headRequest, r);
     if (this.grpc) this.grpcStatus = r.grpcStatus ?? -1;
     this.finish();
   }
@@ -649,6 +758,13 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks {
     if (this.finished) return;
     this.finished = true;
     this.snap.telemetry.streams(-1);
+    const error = this.error;
+    if (error !== undefined) {
+      const flag = FLAG_OF_ERROR[error.code];
+      if (flag !== undefined) this.setResponseFlag(flag);
+    }
+    if (this.flags !== 0) this.snap.telemetry.responseFlags(this.snap.listenerIndex, this.flags);
+    this.filters?.streamEnded(this.downstreamGone);
     this.timeout?.cancel();
     this.tryTimeout?.cancel();
     this.idleTimer?.cancel();
@@ -689,6 +805,8 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks {
       upstream: this.lastHost?.address ?? null,
       retries: this.retries,
       error: this.error?.code ?? null,
+      response_flags: this.flags === 0 ? '-' : responseFlagsText(this.flags),
+      ...(this.filters !== undefined ? metadataFields(this.filters.info.metadata) : undefined),
     });
   }
 }

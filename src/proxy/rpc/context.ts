@@ -11,6 +11,7 @@ import type { RpcRouter } from '../../router/rpc-router.ts';
 import { HostPools } from '../../stream/host-pools.ts';
 import { MuxPool, type MuxCodec } from '../../stream/mux-pool.ts';
 import type { WorkerTelemetry } from '../../workers/telemetry.ts';
+import type { RpcFilterChain } from '../../filters/chain.ts';
 import type { BoltFrame } from '../../codecs/bolt/frame.ts';
 import type { DubboFrame } from '../../codecs/dubbo/frame.ts';
 
@@ -20,6 +21,8 @@ export interface RpcListenerSnapshot {
   readonly router: RpcRouter;
   readonly clusters: ClusterManager;
   readonly telemetry: WorkerTelemetry;
+  /** The listener's rpc_filters for this generation; undefined when it has none. */
+  readonly filters: RpcFilterChain | undefined;
 }
 
 /** Multiplexed pools of one protocol, one per upstream host (see HostPools). */
