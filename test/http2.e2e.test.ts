@@ -17,7 +17,7 @@ import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HpackEncoder } from '../src/codecs/http2/hpack.ts';
 import { E, F, frame, RawH2, T, u32 } from './support/h2raw.ts';
-import { httpUpstream, type HttpUpstream } from './support/http.ts';
+import { h2request, httpUpstream, type HttpUpstream } from './support/http.ts';
 import { closedPort } from './support/net.ts';
 import { startShuttle, testConfig, type ShuttleProcess } from './support/shuttle.ts';
 import { eventually } from './support/wait.ts';
@@ -171,22 +171,6 @@ afterAll(async () => {
   h2?.close();
   nginx?.kill();
 });
-
-/** One request on a node:http2 session; resolves with status, headers, body and trailers. */
-function h2request(session: http2.ClientHttp2Session, headers: http2.OutgoingHttpHeaders, body?: Buffer): Promise<{ status: number; headers: http2.IncomingHttpHeaders; body: Buffer; trailers: http2.IncomingHttpHeaders }> {
-  return new Promise((resolve, reject) => {
-    const req = session.request(headers, { endStream: body === undefined });
-    let trailers: http2.IncomingHttpHeaders = {};
-    let head: http2.IncomingHttpHeaders = {};
-    const chunks: Buffer[] = [];
-    req.on('response', (h) => (head = h));
-    req.on('trailers', (t) => (trailers = t));
-    req.on('data', (d: Buffer) => chunks.push(d));
-    req.on('end', () => resolve({ status: Number(head[':status']), headers: head, body: Buffer.concat(chunks), trailers }));
-    req.on('error', reject);
-    if (body !== undefined) req.end(body);
-  });
-}
 
 async function counter(name: string, listener: string): Promise<number> {
   const text = await (await fetch(`${admin}/metrics`)).text();

@@ -1,5 +1,6 @@
 /** Real HTTP upstreams and a raw-socket client for end-to-end tests. */
 import http from 'node:http';
+import type http2 from 'node:http2';
 import net from 'node:net';
 
 export interface HttpUpstream {
@@ -78,4 +79,20 @@ export function splitResponses(text: string): { status: number; headers: Record<
     rest = rest.slice(end + 4 + len);
   }
   return out;
+}
+
+/** One request on a node:http2 session; resolves with status, headers, body and trailers. */
+export function h2request(session: http2.ClientHttp2Session, headers: http2.OutgoingHttpHeaders, body?: Buffer): Promise<{ status: number; headers: http2.IncomingHttpHeaders; body: Buffer; trailers: http2.IncomingHttpHeaders }> {
+  return new Promise((resolve, reject) => {
+    const req = session.request(headers, { endStream: body === undefined });
+    let trailers: http2.IncomingHttpHeaders = {};
+    let head: http2.IncomingHttpHeaders = {};
+    const chunks: Buffer[] = [];
+    req.on('response', (h) => (head = h));
+    req.on('trailers', (t) => (trailers = t));
+    req.on('data', (d: Buffer) => chunks.push(d));
+    req.on('end', () => resolve({ status: Number(head[':status']), headers: head, body: Buffer.concat(chunks), trailers }));
+    req.on('error', reject);
+    if (body !== undefined) req.end(body);
+  });
 }
