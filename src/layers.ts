@@ -133,6 +133,16 @@ export interface UpstreamInfo {
   readonly protocol: 'HTTP/1.1' | 'HTTP/2';
 }
 
+/**
+ * A cluster's max_connections circuit breaker, as a pool sees it: ask before opening a connection
+ * ('counted': release it when the connection closes; 'free': no limit), and report a refusal.
+ */
+export interface ConnectionLimit {
+  acquire(): 'refused' | 'counted' | 'free';
+  release(): void;
+  overflowed(): void;
+}
+
 /** Cancels a wait for a stream (the request was given up on before a connection took it). */
 export type CancelPoolRequest = () => void;
 

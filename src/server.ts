@@ -92,7 +92,8 @@ export async function startServer(opts: StartOptions): Promise<void> {
     pool,
     stats,
     health: health.table,
-    metrics: createMetricsRegistry({ stats, health: health.table, pool, info: () => ({ generation: current.generation, reload: reloadInfo }), certificates: () => certificateExpiries(current.config, current.secrets) }),
+    metrics: createMetricsRegistry({ stats, health: health.table, pool, info: () => ({ generation: current.generation, reload: reloadInfo }), certificates: () => certificateExpiries(current.config, current.secrets),
+      breakers: () => current.config.clusters.flatMap((c, i) => (c.circuit_breakers ? [{ cluster: c.name, id: current.ids.clusters[i], config: c.circuit_breakers }] : [])) }),
   });
 
   const fail = (err: unknown, what: string): never => {

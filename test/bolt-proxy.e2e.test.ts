@@ -5,14 +5,12 @@
 import { createRequire } from 'node:module';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startBoltServer, type BoltUpstream } from './support/bolt-upstream.ts';
+import { boltConsumer, startBoltServer, type BoltUpstream } from './support/bolt-upstream.ts';
 import { startShuttle, testConfig, type ShuttleProcess } from './support/shuttle.ts';
 import { eventually } from './support/wait.ts';
 
 const require = createRequire(import.meta.url);
-const { RpcClient } = require('sofa-rpc-node').client;
 const protocol = require('sofa-bolt-node/lib/protocol');
-const quiet = { info() {}, warn() {}, debug() {}, error() {} };
 
 const servers: Record<string, BoltUpstream> = {};
 let shuttle: ShuttleProcess;
@@ -23,14 +21,7 @@ let admin: string;
 const clients: { close(): Promise<void> }[] = [];
 
 
-async function consumer(port: number, interfaceName = 'com.example.Echo') {
-  const client = new RpcClient({ logger: quiet });
-  clients.push(client);
-  await client.ready();
-  const c = client.createConsumer({ interfaceName, serverHost: `127.0.0.1:${port}` });
-  await c.ready();
-  return (method: string, args: unknown[], timeout = 5_000) => c.invoke(method, args, { responseTimeout: timeout }) as Promise<string>;
-}
+const consumer = (port: number, interfaceName?: string) => boltConsumer(port, clients, interfaceName);
 
 beforeAll(async () => {
   for (const name of ['a', 'b', 'c', 'd', 'e']) servers[name] = await startBoltServer(name);

@@ -5,7 +5,9 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { WorkerPool } from '../acceptor/worker-pool.ts';
 import type { HealthTable } from '../shared/health-table.ts';
+import type { CircuitBreakersConfig } from '../config/schema.ts';
 import { RESPONSE_FLAG_NAMES } from '../filters/response-flags.ts';
+import { BREAKER_RESOURCES } from '../filters/shared/policy-table.ts';
 import { C, CLUSTER_COUNTERS, HOST_COUNTERS, L, LISTENER_COUNTERS, isGauge, type StatsTable } from '../shared/stats-table.ts';
 
 export interface MetricsSources {
@@ -16,6 +18,8 @@ export interface MetricsSources {
   info: () => { generation: number; reload: { attempts: number; failures: number } };
   /** Seconds until each listener certificate expires. */
   certificates?: () => { listener: string; certificate: string; expiresAt: number }[];
+  /** Clusters with circuit breakers: their stable ids and thresholds. */
+  breakers?: () => { cluster: string; id: number; config: CircuitBreakersConfig }[];
 }
 
 export function createMetricsRegistry(src: MetricsSources): Registry {
@@ -107,6 +111,19 @@ export function createMetricsRegistry(src: MetricsSources): Registry {
   new Gauge({ name: 'shuttle_tls_certificate_expiry_seconds', help: 'seconds until a listener certificate expires', labelNames: ['listener', 'certificate'], registers: [register], collect() {
     this.reset();
     for (const c of src.certificates?.() ?? []) this.set({ listener: c.listener, certificate: c.certificate }, Math.round((c.expiresAt - Date.now()) / 1000));
+  } });
+  new Gauge({ name: 'shuttle_cluster_circuit_breakers_remaining', help: 'what a circuit breaker still allows across all workers (limit minus open), by priority and resource', labelNames: ['cluster', 'priority', 'resource'], registers: [register], collect() {
+    this.reset();
+    const field = { connections: 'max_connections', pending_requests: 'max_pending_requests', requests: 'max_requests', retries: 'max_retries' } as const;
+    for (const b of src.breakers?.() ?? []) {
+      for (const t of b.config.thresholds) {
+        for (const resource of BREAKER_RESOURCES) {
+          const max = t[field[resource]];
+          if (max === undefined) continue;
+          this.set({ cluster: b.cluster, priority: t.priority, resource }, Math.max(0, max - src.pool.policy.open(b.id, t.priority, resource)));
+        }
+      }
+    }
   } });
   new Gauge({ name: 'shuttle_config_generation', help: 'generation of the running config', registers: [register], collect() {
     this.set(src.info().generation);

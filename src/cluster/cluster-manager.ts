@@ -8,6 +8,8 @@ import type { Secrets } from '../config/secrets.ts';
 import { upstreamTls, type UpstreamTls } from '../net/tls-client.ts';
 import { MAX_HOSTS, positionalIds, type EntityIds } from '../shared/directory.ts';
 import type { HealthTable } from '../shared/health-table.ts';
+import type { PolicyTable } from '../filters/shared/policy-table.ts';
+import { CircuitBreakers } from './circuit-breakers.ts';
 import { Host } from './host.ts';
 import { createLoadBalancer, type LoadBalancer } from './load-balancer.ts';
 
@@ -19,15 +21,17 @@ export class Cluster {
   readonly lb: LoadBalancer;
   /** TLS to the hosts (the cluster's `tls`, with its files read). */
   readonly tls: UpstreamTls | undefined;
+  readonly breakers: CircuitBreakers;
 
   /** `index` and `hostIds` are stable ids (see Directory): cells in the shared tables. */
-  constructor(config: ClusterConfig, index: number, hostIds: readonly number[], health?: HealthTable, load?: Int32Array, secrets: Secrets = {}) {
+  constructor(config: ClusterConfig, index: number, hostIds: readonly number[], health?: HealthTable, load?: Int32Array, secrets: Secrets = {}, policy?: PolicyTable) {
     this.name = config.name;
     this.index = index;
     this.config = config;
     this.hosts = config.hosts.map((h, i) => new Host(h, hostIds[i], index, health, load));
     this.lb = createLoadBalancer(config.lb_policy, this.hosts);
     this.tls = config.tls ? upstreamTls(config.tls, secrets) : undefined;
+    this.breakers = new CircuitBreakers(config.circuit_breakers, index, policy);
   }
 }
 
@@ -35,8 +39,8 @@ export class ClusterManager {
   private readonly clusters = new Map<string, Cluster>();
 
   /** `load`: per-worker connection counts by host id, kept across reloads (least connections). */
-  constructor(config: ShuttleConfig, health?: HealthTable, ids: EntityIds = positionalIds(config), load: Int32Array = new Int32Array(MAX_HOSTS), secrets: Secrets = {}) {
-    config.clusters.forEach((c, i) => this.clusters.set(c.name, new Cluster(c, ids.clusters[i], ids.hosts[i], health, load, secrets)));
+  constructor(config: ShuttleConfig, health?: HealthTable, ids: EntityIds = positionalIds(config), load: Int32Array = new Int32Array(MAX_HOSTS), secrets: Secrets = {}, policy?: PolicyTable) {
+    config.clusters.forEach((c, i) => this.clusters.set(c.name, new Cluster(c, ids.clusters[i], ids.hosts[i], health, load, secrets, policy)));
   }
 
   get(name: string): Cluster | undefined {

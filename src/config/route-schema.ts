@@ -97,6 +97,14 @@ const route = z.object({
   /** Until the whole response is received; 0 disables (Envoy: 15s). */
   timeout: duration.default(15_000),
   retry_policy: retryPolicy.optional(),
+  /** Which of the cluster's circuit-breaker thresholds the request counts against. */
+  priority: z.enum(['default', 'high']).default('default'),
+  /** Copies of a share of requests sent to other clusters, fire and forget (Envoy's shadowing). */
+  request_mirror_policies: z.array(z.object({
+    cluster: z.string(),
+    /** Share of requests mirrored, 0–100. */
+    percentage: z.number().min(0).max(100).default(100),
+  }).strict()).max(4).default([]),
   prefix_rewrite: z.string().optional(),
   host_rewrite: z.string().optional(),
   request_headers_to_add: z.array(headerToAdd).default([]),
@@ -204,6 +212,8 @@ const rpcRoute = z.object({
   weighted_clusters: z.array(z.object({ name: z.string(), weight: z.number().int().min(0).max(10_000) }).strict()).min(1).optional(),
   /** 0: the caller's own timeout from the frame applies (or none). */
   timeout: duration.default(0),
+  /** Which of the cluster's circuit-breaker thresholds the call counts against. */
+  priority: z.enum(['default', 'high']).default('default'),
   /**
    * Retry a call whose upstream connection was lost with it in flight, on another host. Only for
    * idempotent services: the first host may have executed it. (A connect failure, where nothing

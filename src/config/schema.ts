@@ -77,6 +77,27 @@ const outlierDetection = z.object({
   max_ejection_percent: z.number().int().min(0).max(100).default(10),
 }).strict();
 
+/** Envoy's circuit breakers: limits per priority, across all worker threads. */
+const circuitBreakers = z.object({
+  thresholds: z.array(z.object({
+    priority: z.enum(['default', 'high']).default('default'),
+    /** Connections open to the cluster's hosts. */
+    max_connections: z.number().int().min(1).optional(),
+    /** Requests waiting for a connection. */
+    max_pending_requests: z.number().int().min(0).optional(),
+    /** Requests in flight to the cluster. */
+    max_requests: z.number().int().min(1).optional(),
+    /** Retries in flight to the cluster. */
+    max_retries: z.number().int().min(0).optional(),
+  }).strict()).min(1).max(2),
+}).strict().superRefine((c, ctx) => {
+  const seen = new Set<string>();
+  c.thresholds.forEach((t, i) => {
+    if (seen.has(t.priority)) ctx.addIssue({ code: 'custom', path: ['thresholds', i, 'priority'], message: `priority ${t.priority} appears twice` });
+    seen.add(t.priority);
+  });
+});
+
 const cluster = z.object({
   name,
   lb_policy: z.enum(LB_POLICIES).default('round_robin'),
@@ -95,6 +116,8 @@ const cluster = z.object({
   tls: tlsClusterOptions.optional(),
   /** HTTP/2 upstream connections: settings sent to the hosts, streams per connection. */
   http2: http2ClientOptions.default(http2ClientOptions.parse({})),
+  /** Limits on connections, pending and active requests and retries, across all workers. */
+  circuit_breakers: circuitBreakers.optional(),
 }).strict();
 
 export const LISTENER_PROTOCOLS = ['tcp', 'http', 'bolt', 'dubbo', 'auto'] as const;
@@ -199,6 +222,11 @@ export function crossReferenceProblems(raw: unknown): { path: PropertyKey[]; mes
   /** A route's cluster or weighted clusters must name defined clusters. */
   const routeClusters = (r: Record<string, unknown> | null | undefined, at: PropertyKey[]) => {
     if (r && typeof r.cluster === 'string' && !clusterNames.has(r.cluster)) problems.push({ path: [...at, 'cluster'], message: `unknown cluster "${r.cluster}"` });
+    if (r && Array.isArray(r.request_mirror_policies)) {
+      (r.request_mirror_policies as { cluster?: unknown }[]).forEach((m, mi) => {
+        if (m && typeof m.cluster === 'string' && !clusterNames.has(m.cluster)) problems.push({ path: [...at, 'request_mirror_policies', mi, 'cluster'], message: `unknown cluster "${m.cluster}"` });
+      });
+    }
     if (r && Array.isArray(r.weighted_clusters)) {
       (r.weighted_clusters as { name?: unknown }[]).forEach((w, wi) => {
         if (w && typeof w.name === 'string' && !clusterNames.has(w.name)) problems.push({ path: [...at, 'weighted_clusters', wi, 'name'], message: `unknown cluster "${w.name}"` });
@@ -234,6 +262,7 @@ export type ListenerConfig = ShuttleConfig['listeners'][number];
 export type ClusterConfig = ShuttleConfig['clusters'][number];
 export type HostConfig = ClusterConfig['hosts'][number];
 export type HealthCheckConfig = NonNullable<ClusterConfig['health_check']>;
+export type CircuitBreakersConfig = NonNullable<ClusterConfig['circuit_breakers']>;
 export type OutlierDetectionConfig = NonNullable<ClusterConfig['outlier_detection']>;
 export type LbPolicy = (typeof LB_POLICIES)[number];
 export type LogLevel = (typeof LOG_LEVELS)[number];

@@ -18,6 +18,7 @@
  * replaces its config on that route (Envoy's typed_per_filter_config).
  */
 import type { z } from 'zod';
+import type { ErrorCode } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
 import type { TlsInfo } from '../net/tls-server.ts';
 import type { RpcCall } from '../router/rpc-router.ts';
@@ -51,8 +52,8 @@ export interface FilterLocalReply {
   headers?: readonly (readonly [string, string])[];
   /** Why, for the access log and metrics (Envoy's response flags: FI, RL, UAEX, RBAC…). */
   flag?: ResponseFlag;
-  /** An error code for x-shuttle-error. */
-  code?: string;
+  /** The error code (x-shuttle-error, the access log's `error`). */
+  code?: ErrorCode;
 }
 
 export interface HttpFilterCallbacks {

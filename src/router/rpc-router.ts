@@ -15,6 +15,8 @@ export interface RpcCall {
 
 export interface RpcRoute {
   readonly name: string;
+  /** The route's config (its per_filter_config, by identity). */
+  readonly config: RpcRouteConfig;
   /** 0: the caller's timeout from the frame applies. */
   readonly timeout: number;
   /** Retries after an upstream loss (idempotent routes only); 0 otherwise. */
@@ -38,7 +40,7 @@ export class RpcRouter {
       if (m.method !== undefined) checks.push((c) => c.method === m.method);
       for (const h of m.headers) checks.push(valueMatcher<RpcCall>(h, (c, name) => c.header(name)));
       return {
-        route: { name: r.name ?? `rpc/${i}`, timeout: r.timeout, retries: r.retry_policy?.num_retries ?? 0, cluster: clusterPicker(r.cluster, r.weighted_clusters) },
+        route: { name: r.name ?? `rpc/${i}`, config: r, timeout: r.timeout, retries: r.retry_policy?.num_retries ?? 0, cluster: clusterPicker(r.cluster, r.weighted_clusters) },
         matches: (c: RpcCall) => checks.every((check) => check(c)),
       };
     });

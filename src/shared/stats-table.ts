@@ -31,6 +31,10 @@ export const CLUSTER_COUNTERS = [
   'upstream_rq_grpc_0', 'upstream_rq_grpc_1', 'upstream_rq_grpc_2', 'upstream_rq_grpc_3', 'upstream_rq_grpc_4', 'upstream_rq_grpc_5',
   'upstream_rq_grpc_6', 'upstream_rq_grpc_7', 'upstream_rq_grpc_8', 'upstream_rq_grpc_9', 'upstream_rq_grpc_10', 'upstream_rq_grpc_11',
   'upstream_rq_grpc_12', 'upstream_rq_grpc_13', 'upstream_rq_grpc_14', 'upstream_rq_grpc_15', 'upstream_rq_grpc_16',
+  // Circuit breakers full (Envoy's names): a connection not opened, a request not queued or not sent, a retry not made
+  'upstream_cx_overflow', 'upstream_rq_pending_overflow', 'upstream_rq_retry_overflow',
+  // Requests copied to this cluster by a route's request_mirror_policies
+  'upstream_rq_mirrored',
 ] as const;
 export const HOST_COUNTERS = [
   'upstream_cx_total',

@@ -23,7 +23,7 @@ import { HttpParseError } from '../codecs/http1/errors.ts';
 import { fieldLines } from '../codecs/http1/server-codec.ts';
 import type { connectionPool } from '../config/route-schema.ts';
 import { ShuttleError } from '../errors.ts';
-import type { CancelPoolRequest, Pool, PoolCallbacks, StreamDecoder, StreamEncoder, StreamResetReason, StreamWriteCallbacks } from '../layers.ts';
+import type { CancelPoolRequest, ConnectionLimit, Pool, PoolCallbacks, StreamDecoder, StreamEncoder, StreamResetReason, StreamWriteCallbacks } from '../layers.ts';
 import { H } from '../shared/stats-table.ts';
 import type { WorkerTelemetry } from '../workers/telemetry.ts';
 import { connectUpstream } from './connector.ts';
@@ -52,6 +52,8 @@ class Http1ClientConnection implements OutputOwner {
   readonly output: SocketOutput;
   requests = 0;
   stream: Http1ClientStream | undefined;
+  /** The cluster's connection breaker this connection counts against (released when it closes). */
+  heldLimit: ConnectionLimit | undefined;
   private readonly pool: Http1Pool;
   private readonly decoder: ResponseDecoder;
   private readonly idleTimer: Deadline;
@@ -391,6 +393,8 @@ export class Http1Pool implements Pool {
   private draining = false;
 
   private readonly tls: UpstreamTls | undefined;
+  /** The cluster's max_connections breaker (set by the pool registry for each request's generation). */
+  limit: ConnectionLimit | undefined;
 
   constructor(host: Host, config: PoolConfig, connectTimeout: number, telemetry: WorkerTelemetry, tls?: UpstreamTls) {
     this.host = host;
@@ -409,8 +413,11 @@ export class Http1Pool implements Pool {
       }
     }
     if (this.total < this.config.max_connections_per_host) {
-      this.connect({ decoder, callbacks, timer: undefined });
-      return NO_CANCEL;
+      const held = this.openAllowed();
+      if (held !== false) {
+        this.connect({ decoder, callbacks, timer: undefined }, held);
+        return NO_CANCEL;
+      }
     }
     if (this.waiters.length >= this.config.max_pending_requests) {
       callbacks.onPoolFailure(new ShuttleError('SHUTTLE_E_UPSTREAM_OVERFLOW', 'internal', `connection pool for ${this.host.address} is full (${this.total} connections, ${this.waiters.length} waiting)`));
@@ -461,6 +468,8 @@ export class Http1Pool implements Pool {
   /** Called by a connection when its socket closed. */
   removed(conn: Http1ClientConnection): void {
     this.total--;
+    conn.heldLimit?.release();
+    conn.heldLimit = undefined;
     const i = this.idleConnections.indexOf(conn);
     if (i >= 0) this.idleConnections.splice(i, 1);
     this.serveWaiter();
@@ -473,13 +482,30 @@ export class Http1Pool implements Pool {
 
   private serveWaiter(): void {
     if (this.waiters.length > 0 && this.total < this.config.max_connections_per_host) {
+      const held = this.openAllowed();
+      if (held === false) return;
       const waiter = this.waiters.shift()!;
       waiter.timer?.cancel();
-      this.connect(waiter);
+      this.connect(waiter, held);
     }
   }
 
-  private connect(waiter: Waiter): void {
+  /**
+   * Whether the cluster's max_connections breaker lets one more connection open: false (a waiting
+   * stream then waits for one of ours to free up), or the limit it now counts against.
+   */
+  private openAllowed(): ConnectionLimit | undefined | false {
+    const limit = this.limit;
+    if (limit === undefined) return undefined;
+    const got = limit.acquire();
+    if (got === 'refused') {
+      limit.overflowed();
+      return false;
+    }
+    return got === 'counted' ? limit : undefined;
+  }
+
+  private connect(waiter: Waiter, held: ConnectionLimit | undefined): void {
     this.total++;
     let conn: Http1ClientConnection | undefined;
     const socket = connectUpstream(this.host, this.telemetry, {
@@ -505,12 +531,14 @@ export class Http1Pool implements Pool {
     }, (error) => {
       if (error) {
         this.total--;
+        held?.release();
         waiter.callbacks.onPoolFailure(error);
         this.serveWaiter();
         return;
       }
       // (Drained while connecting: this one stream is served, then the connection closes.)
       conn = new Http1ClientConnection(socket, this.host, this);
+      conn.heldLimit = held;
       if (this.tls !== undefined) {
         const c = conn;
         socket.on('data', (chunk: Buffer) => {

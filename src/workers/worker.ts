@@ -145,7 +145,7 @@ function tlsCounters(listenerName: string): TlsCounters {
 function buildRuntime(generation: number, config: ShuttleConfig, ids: EntityIds, secrets: Secrets): Runtime {
   const layout = new StatsLayout(config, ids);
   const telemetry = new WorkerTelemetry(new StatsTable(layout, statsBuffer).row(init.slot), layout, reporter, (d) => loadTable.streamsChanged(init.slot, d));
-  const clusters = new ClusterManager(config, health, ids, hostLoad, secrets);
+  const clusters = new ClusterManager(config, health, ids, hostLoad, secrets, policy);
   const listeners = new Map<string, ListenerRuntime>();
   const chains: { close(): void }[] = [];
   config.listeners.forEach((l, i) => {
@@ -221,8 +221,8 @@ function serveProtocol(socket: net.Socket, id: string, entry: ListenerRuntime, t
     detectProtocol(socket, allowed, entry.config.http.request_headers_timeout, (detected, bytes) => {
       if (socket.destroyed) return void closedEarly();
       if (detected === 'tls') return terminate(socket, id, entry, bytes, (s, info) => serveProtocol(s, id, entry, info, undefined));
-      if (detected === 'bolt') return startRpc(socket, id, boltProtocol, entry.rpc!, name, bytes);
-      if (detected === 'dubbo') return startRpc(socket, id, dubboProtocol, entry.rpc!, name, bytes);
+      if (detected === 'bolt') return startRpc(socket, id, boltProtocol, entry.rpc!, name, bytes, tls);
+      if (detected === 'dubbo') return startRpc(socket, id, dubboProtocol, entry.rpc!, name, bytes, tls);
       if (detected === 'http2') return startHttp(socket, id, 'HTTP/2', entry.http!, name, bytes, tls);
       // An http listener speaks HTTP/1 to anything else: its codec answers garbage with a 400.
       if (detected === 'http1' || proto === 'http') return startHttp(socket, id, 'HTTP/1.1', entry.http!, name, bytes, tls);
@@ -233,8 +233,8 @@ function serveProtocol(socket: net.Socket, id: string, entry: ListenerRuntime, t
     return;
   }
   if (proto === 'http') return startHttp(socket, id, entry.config.http.codec === 'http2' ? 'HTTP/2' : 'HTTP/1.1', entry.http!, name, first, tls);
-  if (proto === 'bolt') return startRpc(socket, id, boltProtocol, entry.rpc!, name, first);
-  if (proto === 'dubbo') return startRpc(socket, id, dubboProtocol, entry.rpc!, name, first);
+  if (proto === 'bolt') return startRpc(socket, id, boltProtocol, entry.rpc!, name, first, tls);
+  if (proto === 'dubbo') return startRpc(socket, id, dubboProtocol, entry.rpc!, name, first, tls);
   startTcp(socket, id, entry, runtime.clusters.get(entry.config.cluster!)!, first, tls?.sni);
 }
 
@@ -300,8 +300,8 @@ function startHttp(socket: net.Socket, id: string, protocol: HttpProtocol, ctx: 
   c.start(first !== undefined && first.length > 0 ? first : undefined);
 }
 
-function startRpc<F>(socket: net.Socket, id: string, protocol: RpcProtocol<F>, ctx: RpcProxyContext, listenerName: string, first?: Buffer): void {
-  const c = new RpcConnection(socket, id, protocol, ctx, closed);
+function startRpc<F>(socket: net.Socket, id: string, protocol: RpcProtocol<F>, ctx: RpcProxyContext, listenerName: string, first?: Buffer, tls?: TlsInfo): void {
+  const c = new RpcConnection(socket, id, protocol, ctx, closed, tls);
   open.set(c, listenerName);
   c.start(first !== undefined && first.length > 0 ? first : undefined);
 }

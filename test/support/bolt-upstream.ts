@@ -3,6 +3,7 @@
  * kill it, and reports when it begins a slow call.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { closedPort } from './net.ts';
 
@@ -31,4 +32,21 @@ export async function startBoltServer(name: string): Promise<BoltUpstream> {
     child.stdout!.on('data', onData);
   });
   return { child, port, slowCallStarted };
+}
+
+const require = createRequire(import.meta.url);
+const { RpcClient } = require('sofa-rpc-node').client;
+const quiet = { info() {}, warn() {}, debug() {}, error() {} };
+
+/**
+ * A sofa-rpc-node consumer of `interfaceName` through the proxy at `port`: invoke(method, args).
+ * Its client joins `clients`, for the test to close.
+ */
+export async function boltConsumer(port: number, clients: { close(): Promise<void> }[], interfaceName = 'com.example.Echo') {
+  const client = new RpcClient({ logger: quiet });
+  clients.push(client);
+  await client.ready();
+  const c = client.createConsumer({ interfaceName, serverHost: `127.0.0.1:${port}` });
+  await c.ready();
+  return (method: string, args: unknown[], timeout = 5_000) => c.invoke(method, args, { responseTimeout: timeout }) as Promise<string>;
 }

@@ -97,7 +97,7 @@ class HttpFault implements HttpFilter {
   }
 
   private abort(d: Decision): FilterStatus {
-    this.cb.sendLocalReply({ status: d.abortStatus, body: 'fault filter abort', grpcStatus: d.grpcStatus, flag: 'FI' });
+    this.cb.sendLocalReply({ status: d.abortStatus, body: 'fault filter abort', grpcStatus: d.grpcStatus, flag: 'FI', code: 'SHUTTLE_E_FAULT_INJECTED' });
     return 'stop';
   }
 

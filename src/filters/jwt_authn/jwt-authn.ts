@@ -135,6 +135,7 @@ class JwtAuthn implements HttpFilter {
       grpcStatus: f.status === 401 ? GrpcStatus.UNAUTHENTICATED : GrpcStatus.PERMISSION_DENIED,
       headers: challenge ? [['www-authenticate', challenge]] : [],
       flag: 'UAEX',
+      code: 'SHUTTLE_E_UNAUTHENTICATED',
     });
     return 'stop';
   }

@@ -63,7 +63,7 @@ class HttpRateLimit implements HttpFilter {
     this.remaining = left;
     if (left >= 0) return 'continue';
     const headers: [string, string][] = this.limiter.cfg.response_headers ? this.headers(0) : [];
-    this.cb.sendLocalReply({ status: this.limiter.cfg.status, body: 'local_rate_limited', grpcStatus: GrpcStatus.RESOURCE_EXHAUSTED, flag: 'RL', headers });
+    this.cb.sendLocalReply({ status: this.limiter.cfg.status, body: 'local_rate_limited', grpcStatus: GrpcStatus.RESOURCE_EXHAUSTED, flag: 'RL', headers, code: 'SHUTTLE_E_RATE_LIMITED' });
     return 'stop';
   }
 

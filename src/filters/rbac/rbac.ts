@@ -156,7 +156,7 @@ class HttpRbac implements HttpFilter {
   decodeHeaders(h: HeaderMap): FilterStatus {
     const subject: RbacSubject = { info: this.cb.info, path: h.path, method: h.method, rpcService: undefined, rpcMethod: undefined, header: (n) => h.get(n) };
     if (this.engine.allows(subject, this.cb.logger)) return 'continue';
-    this.cb.sendLocalReply({ status: 403, body: 'RBAC: access denied', grpcStatus: GrpcStatus.PERMISSION_DENIED, flag: 'RBAC' });
+    this.cb.sendLocalReply({ status: 403, body: 'RBAC: access denied', grpcStatus: GrpcStatus.PERMISSION_DENIED, flag: 'RBAC', code: 'SHUTTLE_E_RBAC_DENIED' });
     return 'stop';
   }
 }

@@ -8,7 +8,8 @@ import type { ClusterConfig, ListenerConfig, ShuttleConfig as Config } from '../
 import type { Logger } from '../../log/logger.ts';
 import type { Router } from '../../router/router.ts';
 import { HostPools } from '../../stream/host-pools.ts';
-import type { Pool } from '../../layers.ts';
+import type { ConnectionLimit, Pool } from '../../layers.ts';
+import { C } from '../../shared/stats-table.ts';
 import type { UpstreamTls } from '../../net/tls-client.ts';
 import { Http1Pool } from '../../stream/http1-pool.ts';
 import { Http2Pool } from '../../stream/http2-pool.ts';
@@ -71,9 +72,27 @@ export class PoolRegistry {
 
   get(host: Host, cluster: Cluster, telemetry: WorkerTelemetry): Pool {
     const c = cluster.config;
-    return this.byHost.get(host.index, this.settingsKey(cluster), () => c.protocol === 'http2'
+    const pool = this.byHost.get(host.index, this.settingsKey(cluster), () => c.protocol === 'http2'
       ? new Http2Pool(host, c.http2, c.connect_timeout, telemetry, cluster.tls)
       : new Http1Pool(host, c.connection_pool, c.connect_timeout, telemetry, cluster.tls));
+    // The breaker of the request's own generation (a pool outlives generations).
+    if (pool instanceof Http1Pool) pool.limit = this.connectionLimit(cluster, telemetry);
+    return pool;
+  }
+
+  private readonly limits = new WeakMap<Cluster, ConnectionLimit | undefined>();
+
+  /** The cluster's max_connections breaker as pools use it; undefined when it has none. */
+  private connectionLimit(cluster: Cluster, telemetry: WorkerTelemetry): ConnectionLimit | undefined {
+    if (this.limits.has(cluster)) return this.limits.get(cluster);
+    const b = cluster.breakers;
+    const limit: ConnectionLimit | undefined = b.limit('default', 'connections') === Infinity ? undefined : {
+      acquire: () => b.acquire('default', 'connections'),
+      release: () => b.release('default', 'connections'),
+      overflowed: () => telemetry.row[telemetry.layout.cluster(cluster.index) + C.upstream_cx_overflow]++,
+    };
+    this.limits.set(cluster, limit);
+    return limit;
   }
 
   /** At a reload: keeps the pools the new config still describes (see HostPools.retain). */

@@ -26,7 +26,7 @@
  */
 import type { Cluster } from '../../cluster/cluster-manager.ts';
 import type { Host } from '../../cluster/host.ts';
-import { GrpcStatus, ShuttleError } from '../../errors.ts';
+import { ERRORS, GrpcStatus, ShuttleError } from '../../errors.ts';
 import type { CancelPoolRequest, PoolCallbacks, StreamDecoder, StreamEncoder, StreamResetReason, StreamWriteCallbacks, UpstreamInfo } from '../../layers.ts';
 import type { Route } from '../../router/router.ts';
 import { C, H, L } from '../../shared/stats-table.ts';
@@ -36,10 +36,14 @@ import type { HttpListenerSnapshot, HttpProxyContext } from './context.ts';
 import { encodeGrpcMessage, formatGrpcTimeout, GRPC_RETRY_ON, grpcStatusOf, isGrpc, parseGrpcTimeout } from './grpc.ts';
 import type { TlsInfo } from '../../net/tls-server.ts';
 import { forwardClientCert, prepareDownstreamResponse, prepareUpstreamRequest } from './headers.ts';
+import { ShadowRequest } from './shadow.ts';
 import { sendLocalReply, type LocalReply } from './local-reply.ts';
 import type { FilterLocalReply, StreamInfo } from '../../filters/api.ts';
 import { HttpFilterManager, type FilterHost } from '../../filters/http-filter-manager.ts';
 import { RESPONSE_FLAG_INDEX, responseFlagsText, type ResponseFlag } from '../../filters/response-flags.ts';
+
+const HELD_REQUEST = 1;
+const HELD_RETRY = 2;
 
 /** The response flag a failure the proxy answered shows (Envoy's vocabulary). */
 const FLAG_OF_ERROR: Partial<Record<string, ResponseFlag>> = {
@@ -49,6 +53,7 @@ const FLAG_OF_ERROR: Partial<Record<string, ResponseFlag>> = {
   SHUTTLE_E_UPSTREAM_TIMEOUT: 'UT',
   SHUTTLE_E_UPSTREAM_RESET: 'UR',
   SHUTTLE_E_UPSTREAM_OVERFLOW: 'UO',
+  SHUTTLE_E_CIRCUIT_OPEN: 'UO',
   SHUTTLE_E_DOWNSTREAM_RESET: 'DC',
 };
 
@@ -124,6 +129,15 @@ class UpstreamAttempt implements StreamDecoder, PoolCallbacks, StreamWriteCallba
   /** This try's request is over the upstream's high watermark: the downstream is read-disabled for it. */
   upstreamFull = false;
   gone = false;
+  /** The pending-requests breaker slot this try holds while it waits for a connection. */
+  pendingOn: { breakers: Cluster['breakers']; priority: 'default' | 'high' } | undefined;
+
+  private releasePending(): void {
+    const p = this.pendingOn;
+    if (p === undefined) return;
+    this.pendingOn = undefined;
+    p.breakers.release(p.priority, 'pending_requests');
+  }
 
   constructor(stream: ProxyStream, host: Host) {
     this.stream = stream;
@@ -132,6 +146,7 @@ class UpstreamAttempt implements StreamDecoder, PoolCallbacks, StreamWriteCallba
 
   onPoolReady(encoder: StreamEncoder, info: UpstreamInfo): void {
     this.cancelWait = undefined;
+    this.releasePending();
     if (this.gone) return encoder.reset('local');
     this.encoder = encoder;
     this.reused = info.reused;
@@ -142,6 +157,7 @@ class UpstreamAttempt implements StreamDecoder, PoolCallbacks, StreamWriteCallba
 
   onPoolFailure(error: ShuttleError): void {
     this.cancelWait = undefined;
+    this.releasePending();
     if (!this.gone) this.stream.attemptFailed(this, error, error.code === 'SHUTTLE_E_UPSTREAM_OVERFLOW' ? 'status' : 'connect-failure');
   }
 
@@ -186,6 +202,7 @@ class UpstreamAttempt implements StreamDecoder, PoolCallbacks, StreamWriteCallba
     this.gone = true;
     this.cancelWait?.();
     this.cancelWait = undefined;
+    this.releasePending();
     if (this.upstreamFull) this.onBelowWriteLowWatermark();
     this.encoder?.reset('local');
   }
@@ -204,6 +221,10 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks, FilterH
   private filters: HttpFilterManager | undefined;
   /** Envoy's response flags seen (a bit per flag, see filters/response-flags.ts). */
   private flags = 0;
+  /** Circuit-breaker slots this request holds (HELD_* bits). */
+  private breakerHeld = 0;
+  /** Mirrored copies of this request (request_mirror_policies). */
+  private shadows: ShadowRequest[] | undefined;
   /** The client's stream is gone (reset, connection lost): nothing more can be sent. */
   private downstreamGone = false;
   private readonly conn: DownstreamConnection;
@@ -342,6 +363,7 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks, FilterH
   }
 
   filterReply(r: FilterLocalReply): void {
+    if (r.code !== undefined) this.error = new ShuttleError(r.code, ERRORS[r.code].source, r.body);
     this.reply({ status: r.status, body: r.body ?? '', headers: r.headers, grpcStatus: r.grpcStatus, code: r.code });
   }
 
@@ -364,6 +386,9 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks, FilterH
     if (!cluster) return this.fail(new ShuttleError('SHUTTLE_E_NO_CLUSTER', 'internal', `cluster ${clusterName} not found`));
     this.cluster = cluster;
     this.ctx.retryBudget.requestStarted(cluster);
+    const held = cluster.breakers.acquire(route.config.priority, 'requests');
+    if (held === 'refused') return this.overflow(cluster, 'requests');
+    this.breakerHeld |= held === 'counted' ? HELD_REQUEST : 0;
     // Expect: 100-continue is answered here (Envoy's default) and not forwarded: the client sends
     // its body now, whether or not the upstream would ever have said 100.
     if (!endStream && h.has('expect')) {
@@ -375,6 +400,7 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks, FilterH
     }
     prepareUpstreamRequest(h, route, this.conn.clientIp);
     forwardClientCert(h, this.snap.listener.tls?.forward_client_cert, this.conn.tls?.peer);
+    if (cfg.request_mirror_policies.length > 0) this.mirror(h, endStream, cfg.request_mirror_policies, route.timeout);
     let timeoutMs = route.timeout;
     if (this.grpc) {
       const grpcMs = parseGrpcTimeout(h.get('grpc-timeout'));
@@ -398,6 +424,7 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks, FilterH
   /** Request body past the filters: to the upstream, or kept until a connection takes it. */
   requestData(data: Buffer, endStream: boolean): void {
     if (this.finished) return;
+    if (this.shadows !== undefined) for (const sh of this.shadows) sh.data(data, endStream);
     this.active();
     if (endStream) this.requestEnded = true;
     this.bytesReceived += data.length;
@@ -442,6 +469,7 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks, FilterH
 
   requestTrailers(trailers: HeaderMap): void {
     if (this.finished) return;
+    if (this.shadows !== undefined) for (const sh of this.shadows) sh.requestTrailers(trailers);
     this.requestEnded = true;
     this.trailersKept = trailers;
     this.attempt?.encoder?.encodeTrailers(trailers);
@@ -492,7 +520,17 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks, FilterH
     const pool = this.ctx.pools.get(host, cluster, this.snap.telemetry);
     const cancel = pool.newStream(attempt, attempt, this.route!.timeout);
     // (A pool may have answered synchronously: an idle connection, or an overflow.)
-    if (this.attempt === attempt && attempt.encoder === undefined && !attempt.gone) attempt.cancelWait = cancel;
+    if (this.attempt === attempt && attempt.encoder === undefined && !attempt.gone) {
+      attempt.cancelWait = cancel;
+      // Waiting for a connection: a pending request, for the breaker.
+      const pending = cluster.breakers.acquire(this.route!.config.priority, 'pending_requests');
+      if (pending === 'refused') {
+        attempt.abandon();
+        this.attempt = undefined;
+        return this.overflow(cluster, 'pending_requests');
+      }
+      if (pending === 'counted') attempt.pendingOn = { breakers: cluster.breakers, priority: this.route!.config.priority };
+    }
   }
 
   upstreamReady(attempt: UpstreamAttempt): void {
@@ -671,11 +709,38 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks, FilterH
   }
 
   private takeRetryToken(): boolean {
-    if (!this.cluster) return false;
+    const cluster = this.cluster;
+    if (!cluster) return false;
     if (this.holdingRetryToken) return true;
-    if (!this.ctx.retryBudget.tryRetry(this.cluster)) return false;
+    if (!this.ctx.retryBudget.tryRetry(cluster)) return false;
+    const held = cluster.breakers.acquire(this.route!.config.priority, 'retries');
+    if (held === 'refused') {
+      this.ctx.retryBudget.retryEnded(cluster);
+      const t = this.snap.telemetry;
+      t.row[t.layout.cluster(cluster.index) + C.upstream_rq_retry_overflow]++;
+      return false;
+    }
+    if (held === 'counted') this.breakerHeld |= HELD_RETRY;
     this.holdingRetryToken = true;
     return true;
+  }
+
+  /** A circuit breaker of the cluster is full: answered now, counted (Envoy's UO). */
+  private overflow(cluster: Cluster, resource: 'requests' | 'pending_requests'): void {
+    const t = this.snap.telemetry;
+    t.row[t.layout.cluster(cluster.index) + C.upstream_rq_pending_overflow]++;
+    this.setResponseFlag('UO');
+    this.fail(new ShuttleError('SHUTTLE_E_CIRCUIT_OPEN', 'internal', `cluster ${cluster.name}: max_${resource} reached`));
+  }
+
+  /** Starts the shadows of this request (request_mirror_policies), each to its share of requests. */
+  private mirror(h: HeaderMap, endStream: boolean, policies: Route['config']['request_mirror_policies'], timeoutMs: number): void {
+    for (const p of policies) {
+      if (p.percentage < 100 && Math.random() * 100 >= p.percentage) continue;
+      const cluster = this.snap.clusters.get(p.cluster);
+      if (cluster === undefined) continue;
+      (this.shadows ??= []).push(new ShadowRequest(h, endStream, cluster, this.ctx.pools, this.snap.telemetry, timeoutMs));
+    }
   }
 
   // ---- timeouts ------------------------------------------------------------------------------
@@ -774,6 +839,11 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks, FilterH
     }
     const cluster = this.cluster;
     if (cluster) {
+      if (this.breakerHeld !== 0) {
+        const priority = this.route!.config.priority;
+        if (this.breakerHeld & HELD_REQUEST) cluster.breakers.release(priority, 'requests');
+        if (this.breakerHeld & HELD_RETRY) cluster.breakers.release(priority, 'retries');
+      }
       this.ctx.retryBudget.requestEnded(cluster);
       if (this.holdingRetryToken) this.ctx.retryBudget.retryEnded(cluster);
       if (this.grpcStatus >= 0 && this.grpcStatus <= 16) {

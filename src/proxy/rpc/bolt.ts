@@ -7,6 +7,10 @@ const STATUS: Record<RpcFailure, number> = {
   no_host: BoltStatus.ERROR_COMM,
   timeout: BoltStatus.TIMEOUT,
   upstream_lost: BoltStatus.CONNECTION_CLOSED,
+  fault: BoltStatus.SERVER_EXCEPTION,
+  rate_limited: BoltStatus.SERVER_THREADPOOL_BUSY,
+  denied: BoltStatus.SERVER_EXCEPTION,
+  overflow: BoltStatus.SERVER_THREADPOOL_BUSY,
 };
 
 export const boltProtocol: RpcProtocol<BoltFrame> = {

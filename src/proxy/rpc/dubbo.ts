@@ -10,6 +10,10 @@ const STATUS: Record<RpcFailure, number> = {
   no_host: DubboStatus.SERVER_ERROR,
   timeout: DubboStatus.SERVER_TIMEOUT,
   upstream_lost: DubboStatus.SERVICE_ERROR,
+  fault: DubboStatus.SERVICE_ERROR,
+  rate_limited: DubboStatus.SERVER_THREADPOOL_EXHAUSTED,
+  denied: DubboStatus.SERVICE_ERROR,
+  overflow: DubboStatus.SERVER_THREADPOOL_EXHAUSTED,
 };
 
 export const dubboProtocol: RpcProtocol<DubboFrame> = {

@@ -7,7 +7,9 @@ import type { RpcCall } from '../../router/rpc-router.ts';
 import type { MuxCodec } from '../../stream/mux-pool.ts';
 
 /** Failures the proxy answers itself, mapped by each protocol to its status codes. */
-export type RpcFailure = 'no_route' | 'no_host' | 'timeout' | 'upstream_lost';
+export type RpcFailure = 'no_route' | 'no_host' | 'timeout' | 'upstream_lost'
+  /** Answered by a filter: a fault injected, a rate limit, an RBAC denial; a circuit breaker full. */
+  | 'fault' | 'rate_limited' | 'denied' | 'overflow';
 
 export type FrameKind = 'request' | 'oneway' | 'heartbeat' | 'ignore';
 

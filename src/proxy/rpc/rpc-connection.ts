@@ -10,10 +10,26 @@ import { Deadline, deadlines } from '../../stream/deadlines.ts';
 import type { Cluster } from '../../cluster/cluster-manager.ts';
 import type { Host } from '../../cluster/host.ts';
 import type { RpcCall, RpcRoute } from '../../router/rpc-router.ts';
-import { H, L } from '../../shared/stats-table.ts';
+import { C, H, L } from '../../shared/stats-table.ts';
 import type { MuxFailure } from '../../stream/mux-pool.ts';
 import type { MuxPoolRegistry, RpcListenerSnapshot, RpcProxyContext } from './context.ts';
 import type { RpcFailure, RpcProtocol } from './protocol.ts';
+import type { ErrorCode } from '../../errors.ts';
+import type { RpcLocalReply, StreamInfo } from '../../filters/api.ts';
+import { RESPONSE_FLAG_INDEX, responseFlagsText, type ResponseFlag } from '../../filters/response-flags.ts';
+import { RpcFilterRun } from '../../filters/rpc-filter-run.ts';
+import type { TlsInfo } from '../../net/tls-server.ts';
+
+/** The error code a filter's answer is logged with. */
+const FILTER_ERROR: Record<RpcLocalReply['kind'], ErrorCode> = {
+  fault: 'SHUTTLE_E_FAULT_INJECTED',
+  rate_limited: 'SHUTTLE_E_RATE_LIMITED',
+  denied: 'SHUTTLE_E_RBAC_DENIED',
+  overflow: 'SHUTTLE_E_CIRCUIT_OPEN',
+};
+
+/** The response flag a failure the proxy answered shows. */
+const FLAG_OF_FAILURE: Partial<Record<RpcFailure, ResponseFlag>> = { no_host: 'UH', timeout: 'UT', upstream_lost: 'UR', overflow: 'UO' };
 
 /** How long an idle connection is kept during a drain, for a call already on its way. */
 const DRAIN_IDLE_GRACE_MS = 1_000;
@@ -38,12 +54,30 @@ export class RpcConnection<F> {
   /** Calls in flight, cancelled if the client goes away. */
   readonly runs = new Set<RpcCallRun<F>>();
 
-  constructor(socket: net.Socket, id: string, protocol: RpcProtocol<F>, ctx: RpcProxyContext, onClose: (c: RpcConnection<F>) => void) {
+  /** The connection's TLS (SNI, the client's identity), when it has one. */
+  readonly tls: TlsInfo | undefined;
+
+  constructor(socket: net.Socket, id: string, protocol: RpcProtocol<F>, ctx: RpcProxyContext, onClose: (c: RpcConnection<F>) => void, tls?: TlsInfo) {
     this.socket = socket;
+    this.tls = tls;
     this.id = id;
     this.protocol = protocol;
     this.ctx = ctx;
     this.onClose = onClose;
+  }
+
+  /** What RPC filters see of a call on this connection. */
+  streamInfo(listener: string, route: string | undefined): StreamInfo {
+    return {
+      listener,
+      route,
+      protocol: this.protocol.name,
+      grpc: false,
+      clientIp: (this.socket.remoteAddress ?? '').replace(/^::ffff:/, ''),
+      localPort: this.socket.localPort ?? 0,
+      tls: this.tls,
+      metadata: new Map(),
+    };
   }
 
   /** `initial`: bytes already read (protocol detection). */
@@ -197,6 +231,11 @@ class RpcCallRun<F> {
   private timer: Deadline | undefined;
   private done = false;
   private retries = 0;
+  private filters: RpcFilterRun | undefined;
+  /** The cluster whose max_requests breaker this call holds a slot of. */
+  private heldOn: Cluster | undefined;
+  /** Envoy's response flags seen (bits, see filters/response-flags.ts). */
+  private flags = 0;
 
   constructor(conn: RpcConnection<F>, frame: F, call: RpcCall, oneway: boolean, snap: RpcListenerSnapshot) {
     this.conn = conn;
@@ -210,10 +249,38 @@ class RpcCallRun<F> {
   }
 
   start(): void {
-    if (!this.route) return this.fail('no_route', 'SHUTTLE_E_NO_ROUTE', null);
+    const built = this.snap.filters?.forRoute(this.route?.config);
+    if (built !== undefined && built.length > 0) {
+      const info = this.conn.streamInfo(this.snap.listener.name, this.route?.name);
+      this.filters = new RpcFilterRun(built, { call: this.call, info }, {
+        proceed: () => this.routed(),
+        reply: (r) => {
+          this.flags |= 1 << RESPONSE_FLAG_INDEX[r.flag];
+          this.fail(r.kind, FILTER_ERROR[r.kind], null, r.message);
+        },
+      }, this.conn.ctx.logger);
+      return this.filters.start();
+    }
+    this.routed();
+  }
+
+  /** Past the filters (or none): route the call upstream. */
+  private routed(): void {
+    if (this.done) return;
+    if (!this.route) {
+      this.flags |= 1 << RESPONSE_FLAG_INDEX.NR;
+      return this.fail('no_route', 'SHUTTLE_E_NO_ROUTE', null);
+    }
     const name = this.route.cluster();
     const cluster = name ? this.snap.clusters.get(name) : undefined;
     if (!cluster) return this.fail('no_route', 'SHUTTLE_E_NO_CLUSTER', null);
+    const held = cluster.breakers.acquire(this.route.config.priority, 'requests');
+    if (held === 'refused') {
+      const t = this.snap.telemetry;
+      t.row[t.layout.cluster(cluster.index) + C.upstream_rq_pending_overflow]++;
+      return this.fail('overflow', 'SHUTTLE_E_CIRCUIT_OPEN', null, `cluster ${cluster.name}: max_requests reached`);
+    }
+    if (held === 'counted') this.heldOn = cluster;
     const timeout = this.route.timeout > 0 ? this.route.timeout : this.conn.protocol.timeoutOf(this.frame, this.call);
     if (timeout > 0 && !this.oneway) {
       this.timer = new Deadline(() => this.fail('timeout', 'SHUTTLE_E_UPSTREAM_TIMEOUT', null));
@@ -250,13 +317,15 @@ class RpcCallRun<F> {
     if (this.oneway) this.finish(0, null, host, undefined);
   }
 
-  private fail(failure: RpcFailure, code: string, host: Host | null): void {
+  private fail(failure: RpcFailure, code: string, host: Host | null, message = code): void {
     if (this.done) return;
     this.cancel?.();
+    const flag = FLAG_OF_FAILURE[failure];
+    if (flag !== undefined) this.flags |= 1 << RESPONSE_FLAG_INDEX[flag];
     let reply: Buffer | undefined;
     if (!this.oneway) {
       try {
-        reply = this.conn.protocol.errorReply(this.frame, this.clientId, failure, code);
+        reply = this.conn.protocol.errorReply(this.frame, this.clientId, failure, message);
       } catch (err) {
         // No reply can be made for this frame: the client loses this connection, not the worker.
         this.conn.ctx.logger.error({ conn: this.conn.id, err }, 'could not encode an RPC error reply; connection closed');
@@ -278,12 +347,16 @@ class RpcCallRun<F> {
     this.done = true;
     this.snap.telemetry.streams(-1);
     this.timer?.cancel();
+    this.filters?.destroy();
+    if (this.heldOn !== undefined) this.heldOn.breakers.release(this.route!.config.priority, 'requests');
+    if (this.flags !== 0) this.snap.telemetry.responseFlags(this.snap.listenerIndex, this.flags);
     const { listener } = this.snap;
     if (listener.access_log) {
       this.conn.ctx.logger.info({
         msg: 'access', conn: this.conn.id, listener: listener.name, protocol: this.conn.protocol.name, service: this.call.service, method: this.call.method ?? null,
         request_id: String(this.clientId), oneway: this.oneway, status: status < 0 ? null : status, upstream: host?.address ?? null, attempts: this.tried.size, retries: this.retries,
         duration_ms: Math.round((performance.now() - this.startedAt) * 1000) / 1000, error,
+        response_flags: this.flags === 0 ? '-' : responseFlagsText(this.flags),
       });
     }
     this.conn.callEnded(this, this.oneway ? undefined : reply);
