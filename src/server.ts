@@ -27,7 +27,7 @@ import { isLoopback, type LogLevel, type ShuttleConfig } from './config/schema.t
 import type { Secrets } from './config/secrets.ts';
 import { createLogger, type Logger } from './log/logger.ts';
 import { Directory, MAX_WORKER_SLOTS } from './shared/directory.ts';
-import { StatsLayout, StatsTable } from './shared/stats-table.ts';
+import { H, StatsLayout, StatsTable } from './shared/stats-table.ts';
 import { announceReady, isSuccessor, receiveHandover, startSuccessor, type Handover } from './upgrade/handover.ts';
 import { notifySystemd } from './upgrade/systemd.ts';
 import { certificateExpiries, TlsFileWatch } from './net/tls-files.ts';
@@ -69,7 +69,7 @@ export async function startServer(opts: StartOptions): Promise<void> {
   const stats = StatsTable.create(layout(), MAX_WORKER_SLOTS);
   let threads = opts.threads;
   const health = new HostHealth(stats.layout.hosts, logger);
-  const outliers = new OutlierDetector(health, logger);
+  const outliers = new OutlierDetector(health, logger, (host) => ({ total: stats.sum(stats.layout.host(host) + H.upstream_rq_total), errors: stats.sum(stats.layout.host(host) + H.upstream_rq_error) }));
   outliers.setHosts(stats.layout.hosts);
   const checker = new ActiveHealthChecker(health, logger);
 

@@ -24,6 +24,9 @@ let shadow: HttpUpstream;
 let echo: EchoServer;
 let bolt: BoltUpstream;
 let blackhole: net.Server;
+let good: HttpUpstream[];
+let broken: HttpUpstream;
+let halfBroken: HttpUpstream;
 /** Requests the `held` upstream keeps open until release(). */
 const waiting: http.ServerResponse[] = [];
 const clients: { close(): Promise<void> }[] = [];
@@ -45,6 +48,16 @@ beforeAll(async () => {
   echo = await echoServer('grpc');
   bolt = await startBoltServer('b');
   // Accepts connections and never answers: a shadow cluster that hangs.
+  good = [await httpUpstream('good-1'), await httpUpstream('good-2')];
+  broken = await httpUpstream('broken', (_req, res) => {
+    res.statusCode = 503;
+    res.end('broken');
+  });
+  let n = 0;
+  halfBroken = await httpUpstream('half', (_req, res) => {
+    res.statusCode = n++ % 2 === 0 ? 500 : 200;
+    res.end('half');
+  });
   blackhole = net.createServer(() => {});
   await new Promise<void>((r) => blackhole.listen(0, '127.0.0.1', r));
   const dead = await closedPort();
@@ -59,6 +72,8 @@ beforeAll(async () => {
         route('/mirror-half', 'main', { request_mirror_policies: [{ cluster: 'shadow', percentage: 50 }] }),
         route('/mirror-hang', 'main', { timeout: '5s', request_mirror_policies: [{ cluster: 'hang' }, { cluster: 'dead' }] }),
         route('/mirror', 'main', { request_mirror_policies: [{ cluster: 'shadow' }] }),
+        route('/od5xx', 'od-5xx'),
+        route('/odrate', 'od-rate'),
       ] }] },
       {
         name: 'rpc', address: '127.0.0.1:0', protocol: 'bolt',
@@ -90,6 +105,8 @@ beforeAll(async () => {
       { name: 'hang', hosts: [`127.0.0.1:${(blackhole.address() as net.AddressInfo).port}`] },
       { name: 'dead', hosts: [`127.0.0.1:${dead}`] },
       { name: 'bolt', hosts: [`127.0.0.1:${bolt.port}`] },
+      { name: 'od-5xx', hosts: [good[0].address, broken.address], outlier_detection: { consecutive_5xx: 3, base_ejection_time: '60s', max_ejection_percent: 50 } },
+      { name: 'od-rate', hosts: [good[0].address, good[1].address, halfBroken.address], outlier_detection: { base_ejection_time: '60s', max_ejection_percent: 50, success_rate: { interval: '1s', minimum_hosts: 3, request_volume: 10, stdev_factor: 1 } } },
       { name: 'bolt-limited', hosts: [`127.0.0.1:${bolt.port}`], circuit_breakers: { thresholds: [{ max_requests: 2 }] } },
     ],
   }), { threads: 2 });
@@ -102,7 +119,7 @@ afterAll(async () => {
   release();
   for (const c of clients) await c.close().catch(() => {});
   await shuttle?.stop();
-  await Promise.all([held?.close(), main?.close(), shadow?.close(), echo?.close()]);
+  await Promise.all([held?.close(), main?.close(), shadow?.close(), echo?.close(), broken?.close(), halfBroken?.close(), ...(good ?? []).map((g) => g.close())]);
   blackhole?.close();
   bolt?.child.kill('SIGKILL');
 });
@@ -205,6 +222,39 @@ describe('circuit breakers', () => {
     expect(performance.now() - t0).toBeLessThan(1500); // refused, not queued behind the slow ones
     expect(await Promise.all(slow)).toEqual(['b:slow', 'b:slow']);
     expect(await invoke('echo', ['after'])).toBe('b:after');
+  });
+});
+
+describe('outlier detection on responses', () => {
+  const statuses = async (path: string, n: number) => {
+    const out: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const res = await request(`http://127.0.0.1:${ports.web}${path}`);
+      await res.body.dump();
+      out.push(res.statusCode);
+    }
+    return out;
+  };
+  const ejected = async (cluster: string, host: string) => (await metric('shuttle_host_healthy', `cluster="${cluster}",host="${host}"`)) === 0;
+
+  it('ejects a host after 3 consecutive 5xx responses, counted across workers; then only the good host serves', async () => {
+    await statuses('/od5xx', 12);
+    await eventually(() => ejected('od-5xx', broken.address), (e) => e, 10_000);
+    expect(await ejected('od-5xx', good[0].address)).toBe(false);
+    expect(await statuses('/od5xx', 20)).toEqual(Array(20).fill(200));
+    await shuttle.waitForLog((l) => l.msg === 'host health changed' && l.host === broken.address && /3 consecutive 5xx responses/.test(l.reason));
+  });
+
+  it('ejects a host whose success rate falls below the cluster\'s (success_rate)', async () => {
+    const before = halfBroken.requests.length;
+    await eventually(async () => {
+      await statuses('/odrate', 30);
+      return ejected('od-rate', halfBroken.address);
+    }, (e) => e, 20_000);
+    expect(halfBroken.requests.length).toBeGreaterThan(before);
+    expect(await ejected('od-rate', good[0].address)).toBe(false);
+    expect(await ejected('od-rate', good[1].address)).toBe(false);
+    expect(await statuses('/odrate', 20)).toEqual(Array(20).fill(200));
   });
 });
 

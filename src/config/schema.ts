@@ -70,7 +70,23 @@ const healthCheck = z.object({
 
 /** Passive health: hosts that keep failing are ejected for a while (Envoy's outlier detection). */
 const outlierDetection = z.object({
+  /** Consecutive local-origin failures (connects refused, timed out, TLS failed) that eject. */
   consecutive_failures: z.number().int().min(1).max(1000).default(5),
+  /** Consecutive responses ≥ 500 (resets and gRPC UNAVAILABLE included) that eject; off unless set. */
+  consecutive_5xx: z.number().int().min(1).max(1000).optional(),
+  /** Consecutive gateway errors (502, 503, 504, resets, gRPC UNAVAILABLE) that eject; off unless set. */
+  consecutive_gateway_failure: z.number().int().min(1).max(1000).optional(),
+  /**
+   * Success-rate ejection (Envoy's): every `interval`, hosts with at least `request_volume`
+   * requests whose success rate is below mean − stdev_factor × stdev of the cluster's hosts are
+   * ejected, when at least `minimum_hosts` hosts have that volume.
+   */
+  success_rate: z.object({
+    interval: positiveDuration.default(10_000),
+    minimum_hosts: z.number().int().min(1).default(5),
+    request_volume: z.number().int().min(1).default(100),
+    stdev_factor: z.number().min(0).default(1.9),
+  }).strict().optional(),
   base_ejection_time: positiveDuration.default(30_000),
   max_ejection_time: positiveDuration.default(300_000),
   /** At most this share of a cluster's hosts is ejected at once (one host always may be). */

@@ -96,4 +96,9 @@ export class WorkerTelemetry {
   upstreamConnected(host: Host): void {
     this.reporter.connected(host.index);
   }
+
+  /** A response (or a reset) from the host, for outlier detection on responses. */
+  upstreamResponded(host: Host, failure: 'none' | '5xx' | 'gateway'): void {
+    this.reporter.responded(host.index, failure);
+  }
 }

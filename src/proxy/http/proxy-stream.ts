@@ -578,6 +578,7 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks, FilterH
     this.active();
     this.tryTimeout?.cancel();
     const grpcStatus = this.grpc && endStream ? grpcStatusOf(h) : -1;
+    if (this.detectsResponses) this.reportResponse(attempt.host, h.status, grpcStatus);
     // A retriable status is retried while the budget allows; past it, the response goes on as it is.
     if (!this.responseStarted && this.retriableResponse(h.status, grpcStatus) && this.takeRetryToken()) {
       this.attemptFailed(attempt, new ShuttleError('SHUTTLE_E_UPSTREAM_RESET', 'upstream', grpcStatus >= 0 ? `upstream answered grpc-status ${grpcStatus}` : `upstream answered ${h.status}`), 'status', h.status);
@@ -627,7 +628,10 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks, FilterH
 
   upstreamTrailers(t: HeaderMap): void {
     if (this.finished) return;
-    if (this.grpc) this.grpcStatus = grpcStatusOf(t);
+    if (this.grpc) {
+      this.grpcStatus = grpcStatusOf(t);
+      if (this.grpcStatus === GrpcStatus.UNAVAILABLE && this.detectsResponses && this.attempt) this.snap.telemetry.upstreamResponded(this.attempt.host, 'gateway');
+    }
     const held = this.heldHeaders;
     if (held !== undefined) {
       this.heldHeaders = undefined;
@@ -640,6 +644,17 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks, FilterH
     }
     this.out.encodeTrailers(t);
     this.complete(this.attempt!);
+  }
+
+  /** The cluster ejects hosts on response failures (outlier_detection consecutive_5xx / gateway). */
+  private get detectsResponses(): boolean {
+    const od = this.cluster?.config.outlier_detection;
+    return od !== undefined && (od.consecutive_5xx !== undefined || od.consecutive_gateway_failure !== undefined || od.success_rate !== undefined);
+  }
+
+  private reportResponse(host: Host, status: number, grpcStatus: number): void {
+    const gateway = (status >= 502 && status <= 504) || grpcStatus === GrpcStatus.UNAVAILABLE;
+    this.snap.telemetry.upstreamResponded(host, gateway ? 'gateway' : status >= 500 ? '5xx' : 'none');
   }
 
   private complete(attempt: UpstreamAttempt): void {
@@ -684,6 +699,8 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks, FilterH
     if (this.finished || this.attempt !== attempt) return;
     this.tryTimeout?.cancel();
     const staleKeepAlive = kind === 'reset' && attempt.reused && !attempt.responseBytesSeen;
+    // A reset by the upstream is a gateway failure of the host (a stale keep-alive is not).
+    if (kind === 'reset' && !staleKeepAlive && this.detectsResponses) this.snap.telemetry.upstreamResponded(attempt.host, 'gateway');
     this.attempt = undefined;
     attempt.abandon();
     if (kind !== 'status' && this.status === 0) this.error = error;
