@@ -28,6 +28,8 @@ import type { Secrets } from './config/secrets.ts';
 import { createLogger, type Logger } from './log/logger.ts';
 import { Directory, MAX_WORKER_SLOTS } from './shared/directory.ts';
 import { H, StatsLayout, StatsTable } from './shared/stats-table.ts';
+import { RequestTable } from './shared/request-table.ts';
+import { HealthStats } from './cluster/health/health-stats.ts';
 import { announceReady, isSuccessor, receiveHandover, startSuccessor, type Handover } from './upgrade/handover.ts';
 import { notifySystemd } from './upgrade/systemd.ts';
 import { certificateExpiries, TlsFileWatch } from './net/tls-files.ts';
@@ -67,15 +69,17 @@ export async function startServer(opts: StartOptions): Promise<void> {
   // The shared plane: counters, host health, per-worker load and event rings.
   const layout = () => new StatsLayout(current.config, current.ids);
   const stats = StatsTable.create(layout(), MAX_WORKER_SLOTS);
+  const requests = RequestTable.create(MAX_WORKER_SLOTS);
   let threads = opts.threads;
   const health = new HostHealth(stats.layout.hosts, logger);
-  const outliers = new OutlierDetector(health, logger, (host) => ({ total: stats.sum(stats.layout.host(host) + H.upstream_rq_total), errors: stats.sum(stats.layout.host(host) + H.upstream_rq_error) }));
+  const healthStats = new HealthStats();
+  const outliers = new OutlierDetector(health, logger, (host) => ({ total: stats.sum(stats.layout.host(host) + H.upstream_rq_total), errors: stats.sum(stats.layout.host(host) + H.upstream_rq_error) }), healthStats);
   outliers.setHosts(stats.layout.hosts);
-  const checker = new ActiveHealthChecker(health, logger);
+  const checker = new ActiveHealthChecker(health, logger, healthStats);
 
   const pool = new WorkerPool({
     threads: opts.threads, snapshot: current, balance: opts.balance, logLevel, logger,
-    stats, health: health.table, onEvent: (e) => outliers.onEvent(e),
+    stats, requests, health: health.table, onEvent: (e) => outliers.onEvent(e),
   });
   const acceptor = new Acceptor(pool, logger);
   let reusePortListeners: BoundListener[] = [];
@@ -92,7 +96,7 @@ export async function startServer(opts: StartOptions): Promise<void> {
     pool,
     stats,
     health: health.table,
-    metrics: createMetricsRegistry({ stats, health: health.table, pool, info: () => ({ generation: current.generation, reload: reloadInfo }), certificates: () => certificateExpiries(current.config, current.secrets),
+    metrics: createMetricsRegistry({ stats, requests, health: health.table, healthStats, pool, info: () => ({ generation: current.generation, reload: reloadInfo }), certificates: () => certificateExpiries(current.config, current.secrets),
       breakers: () => current.config.clusters.flatMap((c, i) => (c.circuit_breakers ? [{ cluster: c.name, id: current.ids.clusters[i], config: c.circuit_breakers }] : [])) }),
   });
 

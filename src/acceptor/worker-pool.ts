@@ -19,6 +19,7 @@ import { PolicyTable } from '../filters/shared/policy-table.ts';
 import { LoadTable, WorkerState, type WorkerLoad } from '../shared/load-table.ts';
 import { Ring } from '../shared/ring.ts';
 import type { StatsTable } from '../shared/stats-table.ts';
+import type { RequestTable } from '../shared/request-table.ts';
 import { encodeSnapshot } from '../shared/snapshot.ts';
 import type { BalanceMode, BoundListener, ConfigSnapshot, MainToWorker, WorkerInit, WorkerToMain } from '../workers/messages.ts';
 
@@ -42,6 +43,7 @@ export interface WorkerPoolOptions {
   logLevel: LogLevel;
   logger: Logger;
   stats: StatsTable;
+  requests: RequestTable;
   health: HealthTable;
   /** Called on the main thread for each event a worker reports. */
   onEvent: (event: UpstreamEvent) => void;
@@ -331,6 +333,7 @@ export class WorkerPool {
       loadTable: this.loadTable.buffer,
       policy: this.policy.buffer,
       stats: this.opts.stats.buffer,
+      requests: this.opts.requests.buffer,
       health: this.opts.health.buffer,
       events: slot.events.buffer,
       balance: this.opts.balance,

@@ -23,6 +23,8 @@ export interface WorkerInit {
   /** The shared plane: per-worker load, counters (one row per slot), host health. */
   readonly loadTable: SharedArrayBuffer;
   readonly stats: SharedArrayBuffer;
+  /** Status codes and latency histograms, one row per slot (shared/request-table.ts). */
+  readonly requests: SharedArrayBuffer;
   readonly health: SharedArrayBuffer;
   /** Rate-limit buckets and circuit-breaker counts (filters/shared/policy-table.ts). */
   readonly policy: SharedArrayBuffer;
