@@ -116,6 +116,16 @@ export class WorkerPool {
     for (const slot of this.slots) slot.worker?.postMessage({ type: 'ticket-keys', keys: this.ticketKeys } satisfies MainToWorker);
   }
 
+  /** The log level of worker threads, those started from now on included. */
+  get logLevel(): LogLevel {
+    return this.opts.logLevel;
+  }
+
+  setLogLevel(level: LogLevel): void {
+    this.opts.logLevel = level;
+    for (const slot of this.slots) slot.worker?.postMessage({ type: 'log-level', level } satisfies MainToWorker);
+  }
+
   /** Workers in the current set. */
   get size(): number {
     return this.slots.filter((s) => s.member).length;

@@ -413,6 +413,9 @@ port.on('message', (msg: MainToWorker) => {
     case 'exit-now':
       flushSync();
       process.exit(1);
+    case 'log-level':
+      logger.level = msg.level;
+      break;
     case 'ticket-keys':
       for (const t of terminators.values()) t.setTicketKeys(msg.keys);
       break;
