@@ -74,6 +74,8 @@ export interface WorkerInfo extends WorkerLoad {
   restarts: number;
   /** Event-loop utilization (0..1) since the previous read. */
   eventLoopUtilization: number | null;
+  /** Events this slot's ring dropped because it was full (see Ring). */
+  droppedEvents: number;
 }
 
 export class WorkerPool {
@@ -270,6 +272,7 @@ export class WorkerPool {
       threadId: slot.worker?.threadId ?? null,
       restarts: slot.recentCrashes,
       eventLoopUtilization: slot.worker ? slot.elu : null,
+      droppedEvents: slot.events?.dropped ?? 0,
     }));
   }
 

@@ -134,7 +134,9 @@ export class AdminServer {
     const path = (req.url ?? '/').split('?')[0];
     let reply: AdminReply;
     const matching = this.routes.filter((r) => r.pattern.test(path));
-    const route = matching.find((r) => r.method === req.method);
+    // HEAD is a GET without the body (node:http leaves the body out).
+    const method = req.method === 'HEAD' ? 'GET' : req.method;
+    const route = matching.find((r) => r.method === method);
     const refused = this.refusal(req);
     try {
       if (refused) {

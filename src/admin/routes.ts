@@ -16,6 +16,7 @@ import { H, type StatsTable } from '../shared/stats-table.ts';
 import type { BalanceMode, BoundListener } from '../workers/messages.ts';
 import type { AdminServer } from './admin-server.ts';
 import { configForDump, formatDuration } from './config-dump.ts';
+import { registerDashboard } from './dashboard/dashboard.ts';
 import { configHash, serverInfo, type ProcessFacts } from './server-info.ts';
 
 export { redact } from './config-dump.ts';
@@ -123,6 +124,7 @@ export function registerRoutes(admin: AdminServer, s: AdminState, facts: Process
           active_streams: w.activeStreams,
           restarts: w.restarts,
           event_loop_utilization: w.eventLoopUtilization,
+          ring_dropped_events: w.droppedEvents,
         })),
       },
     }), 'worker threads: state, connections, streams, restarts, event-loop utilisation')
@@ -169,6 +171,7 @@ export function registerRoutes(admin: AdminServer, s: AdminState, facts: Process
       const ok = s.pool.terminate(Number(params.slot));
       return ok ? { status: 202, body: { terminated: Number(params.slot) } } : { status: 404, body: { error: `no running worker in slot ${params.slot}` } };
     }, 'end a worker abruptly, as a crash would (it is replaced)');
+  registerDashboard(admin, s, facts);
 }
 
 function logging(s: AdminState): { loggers: Record<string, string>; levels: readonly string[] } {
