@@ -342,6 +342,8 @@ describe('auto listener with TLS', () => {
       const consumer = client.createConsumer({ interfaceName: 'com.example.Echo', serverHost: `127.0.0.1:${(wrapper.address() as net.AddressInfo).port}` });
       await consumer.ready();
       expect(await consumer.invoke('echo', ['over-tls'], { responseTimeout: 5_000 })).toBe('bolt:over-tls');
+      const line = await shuttle.waitForLog((l) => l.msg === 'access' && l.listener === 'auto' && l.protocol === 'bolt');
+      expect(line.tls).toMatchObject({ version: 'TLSv1.3', peer: null });
     } finally {
       client.close();
       wrapper.close();
