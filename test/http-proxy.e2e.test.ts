@@ -336,9 +336,11 @@ describe('HTTP/1.1 proxy: upstream failures', () => {
     expect(retried.upstream).toBe(ups.steady.address);
   });
 
-  it('retries a connect failure on the next host', async () => {
+  it('retries a connect failure on the next host, for any method (nothing was sent)', async () => {
     const results = await Promise.all(Array.from({ length: 6 }, () => get('/retryconnect')));
     expect(results.map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 200]);
+    const posts = await Promise.all(Array.from({ length: 6 }, () => get('/retryconnect', {}, 'POST')));
+    expect(posts.map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 200]);
   });
 
   it('passes a 5xx through when the route has no retry policy', async () => {

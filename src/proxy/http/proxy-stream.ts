@@ -692,7 +692,8 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks, FilterH
   private policyRetries(kind: FailureKind): boolean {
     if (kind === 'status') return true; // judged retriable already (retriableResponse)
     const p = this.route?.retry;
-    if (!p || !this.mayRetry()) return false;
+    // Nothing reached the upstream on a failed connect or a refused stream: any method may go again.
+    if (!p || !this.mayRetry(kind === 'connect-failure' || kind === 'refused' || this.grpc)) return false;
     if (kind === 'connect-failure') return p.retry_on.some((r) => r === 'connect-failure' || r === '5xx' || r === 'gateway-error');
     if (kind === 'reset') return p.retry_on.some((r) => r === 'reset' || r === '5xx' || r === 'gateway-error');
     if (kind === 'refused') return p.retry_on.some((r) => r === 'refused-stream' || r === 'reset' || r === '5xx');

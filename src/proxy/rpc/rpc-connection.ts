@@ -374,6 +374,7 @@ class RpcCallRun<F> {
         request_id: String(this.clientId), oneway: this.oneway, status: status < 0 ? null : status, upstream: host?.address ?? null, attempts: this.tried.size, retries: this.retries,
         duration_ms: Math.round((performance.now() - this.startedAt) * 1000) / 1000, error,
         response_flags: this.flags === 0 ? '-' : responseFlagsText(this.flags),
+        tls: this.conn.tls ? { sni: this.conn.tls.sni ?? null, version: this.conn.tls.version, peer: this.conn.tls.peer?.identity ?? null } : undefined,
       });
     }
     this.conn.callEnded(this, this.oneway ? undefined : reply);
