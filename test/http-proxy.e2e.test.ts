@@ -599,7 +599,7 @@ describe('HTTP/1.1 proxy: bad input', () => {
   });
 
   it('counts in-flight requests as active streams in the load table', async () => {
-    const streams = async () => ((await (await fetch(`${admin}/workers`)).json()) as { workers: { activeStreams: number }[] }).workers.reduce((n, w) => n + w.activeStreams, 0);
+    const streams = async () => ((await (await fetch(`${admin}/workers`)).json()) as { workers: { active_streams: number }[] }).workers.reduce((n, w) => n + w.active_streams, 0);
     // Streams of earlier tests may still be open on purpose (a stalled upstream with timeout 0
     // keeps its request until the idle timeout): count from what is there now.
     const before = await streams();

@@ -353,8 +353,8 @@ describe('auto listener with TLS', () => {
 
 describe('TLS sessions and rotation', () => {
   it('resumes sessions across worker threads (session tickets shared by the workers)', async () => {
-    type W = { workers: { slot: number; totalConnections: number }[] };
-    const totals = async () => Object.fromEntries(((await (await fetch(`${admin}/workers`)).json()) as W).workers.map((w) => [w.slot, w.totalConnections]));
+    type W = { workers: { slot: number; total_connections: number }[] };
+    const totals = async () => Object.fromEntries(((await (await fetch(`${admin}/workers`)).json()) as W).workers.map((w) => [w.slot, w.total_connections]));
     const before = await totals();
     let session: Buffer | undefined;
     const resumed: boolean[] = [];

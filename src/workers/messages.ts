@@ -23,6 +23,8 @@ export interface WorkerInit {
   /** The shared plane: per-worker load, counters (one row per slot), host health. */
   readonly loadTable: SharedArrayBuffer;
   readonly stats: SharedArrayBuffer;
+  /** Status codes and latency histograms, one row per slot (shared/request-table.ts). */
+  readonly requests: SharedArrayBuffer;
   readonly health: SharedArrayBuffer;
   /** Rate-limit buckets and circuit-breaker counts (filters/shared/policy-table.ts). */
   readonly policy: SharedArrayBuffer;
@@ -46,6 +48,8 @@ export type MainToWorker =
   | { type: 'drain'; deadlineMs: number }
   /** Die now (a kill from the admin, or after a fatal error): every message before this one was seen. */
   | { type: 'exit-now' }
+  /** A new log level for worker threads (the admin's /logging). */
+  | { type: 'log-level'; level: LogLevel }
   /** New TLS session ticket keys (rotation): the same in every worker. */
   | { type: 'ticket-keys'; keys: Uint8Array }
   /** A new generation: `snapshot` holds a msgpackr-encoded ConfigSnapshot. */
