@@ -96,6 +96,10 @@ const EMPTY = Buffer.alloc(0);
 const NONE: Buffer[] = [];
 /** The PING payload that closes a graceful GOAWAY's first step. */
 const GOAWAY_PING = 'shuttle\x00';
+/** How long the final GOAWAY waits for the PING sent with the first (see goAway()). */
+const GOAWAY_PING_WAIT_MS = 5_000;
+/** After the PING came back: time for streams the peer queued behind its ACK to arrive. */
+const GOAWAY_GRACE_MS = 500;
 
 /** A protocol error that ends the connection (GOAWAY with `code`). */
 class ConnectionError extends Error {
@@ -597,7 +601,13 @@ export abstract class Http2Connection implements OutputOwner {
     if (streamId !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'PING on a stream');
     if (payload.length !== 8) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'PING of the wrong size');
     if ((flags & Flag.ACK) !== 0) {
-      if (this.goAwayPending && payload.toString('latin1', 0, 8) === GOAWAY_PING) this.finalGoAway(ErrorCode.NO_ERROR);
+      if (this.goAwayPending && payload.toString('latin1', 0, 8) === GOAWAY_PING) {
+        // Streams the peer queued before it read our first GOAWAY may still follow its PING ACK
+        // (HTTP/2 stacks send control frames first): they are taken during a short grace.
+        clearTimeout(this.goAwayTimer);
+        this.goAwayTimer = setTimeout(() => this.finalGoAway(ErrorCode.NO_ERROR), GOAWAY_GRACE_MS);
+        this.goAwayTimer.unref();
+      }
       return;
     }
     this.controlReply(pingFrame(payload.toString('latin1', 0, 8), true));
@@ -721,16 +731,18 @@ export abstract class Http2Connection implements OutputOwner {
   /**
    * GOAWAY: no stream beyond the last one seen is taken; the connection ends when idle.
    * Graceful GOAWAY in two steps (as nghttp2 and Envoy do): first GOAWAY with the largest stream
-   * id, which tells the peer to stop opening streams, and a PING; when the PING comes back (or
-   * after a second), the final GOAWAY with the last stream id really taken. Streams the peer
-   * opened before it heard the first are then served instead of refused.
+   * id, which tells the peer to stop opening streams, and a PING; once the PING comes back, and
+   * after a short grace for streams the peer had queued behind its PING ACK (HTTP/2 stacks send
+   * control frames first), the final GOAWAY with the last stream id really taken. Streams the
+   * peer opened before it heard the first are then served instead of refused. Without an answer
+   * the final GOAWAY goes after GOAWAY_PING_WAIT_MS; a drain deadline closes the connection anyway.
    */
   goAway(code: number = ErrorCode.NO_ERROR): void {
     if (this.goAwaySent || this.goAwayPending || this.dead) return;
     if (code !== ErrorCode.NO_ERROR) return this.finalGoAway(code);
     this.goAwayPending = true;
     this.output.push(goAwayFrame(MAX_WINDOW, ErrorCode.NO_ERROR) + pingFrame(GOAWAY_PING, false));
-    this.goAwayTimer = setTimeout(() => this.finalGoAway(ErrorCode.NO_ERROR), 1000);
+    this.goAwayTimer = setTimeout(() => this.finalGoAway(ErrorCode.NO_ERROR), GOAWAY_PING_WAIT_MS);
     this.goAwayTimer.unref();
   }
 
