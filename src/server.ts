@@ -174,7 +174,7 @@ export async function startServer(opts: StartOptions): Promise<void> {
       logger.error({ config: opts.configFile, problems: errors, generation: current.generation }, 'config reload rejected; the running config stays');
       report(false, errors);
     };
-    if (!result.ok) return rejected(result.problems.map((p) => formatProblem(p).trim()));
+    if (!result.ok) return rejected(result.problems.map((p) => formatProblem(p, opts.configFile)));
     const config = deepFreeze(result.config);
     if (opts.balance === 'reuseport' && unfixedPorts(config).length > 0) return rejected([`listeners ${unfixedPorts(config).join(', ')}: --balance reuseport needs fixed ports`]);
     let ids;

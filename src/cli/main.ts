@@ -71,6 +71,14 @@ program
     process.stdout.write(`${opts.config}: valid (${config.listeners.length} listeners, ${config.clusters.length} clusters)\n`);
   });
 
+program
+  .command('schema')
+  .description('print the config\'s JSON Schema (for editors: # yaml-language-server: $schema=...)')
+  .action(async () => {
+    const { configJsonSchema } = await import('../config/json-schema.ts');
+    process.stdout.write(`${JSON.stringify(configJsonSchema(), null, 2)}\n`);
+  });
+
 /**
  * Signals the process named by the pid file, then waits for the status file it writes for that
  * attempt (attempt number above the one seen before), and exits 0 or 1 with the outcome.

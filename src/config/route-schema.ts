@@ -19,7 +19,7 @@ export const duration = z.union([z.number(), z.string()]).transform((value, ctx)
   if (m) return Math.round(Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h']);
   ctx.addIssue({ code: 'custom', message: /^\d+(\.\d+)?$/.test(value.trim()) ? `a duration needs a unit: write ${value.trim()}s or ${value.trim()}ms` : 'expected a duration such as 250ms, 5s, 1m or 1h' });
   return z.NEVER;
-});
+}).meta({ 'x-shuttle': 'duration' }); // its JSON Schema: src/config/json-schema.ts
 
 /** A route's per-filter config (checked against the listener's filters in filter-schema.ts). */
 const perFilterConfig = z.record(z.string().min(1), z.unknown());

@@ -49,7 +49,7 @@ const hostEntry = z.unknown().transform((value, ctx): SocketAddress & { weight: 
   }
   ctx.addIssue({ code: 'custom', message: 'expected host:port or { address: host:port, weight: N }' });
   return z.NEVER;
-});
+}).meta({ 'x-shuttle-schema': { anyOf: [{ type: 'string', description: 'host:port' }, { type: 'object', properties: { address: { type: 'string', description: 'host:port' }, weight: { type: 'integer', minimum: 1, maximum: 1000, default: 1 } }, required: ['address'], additionalProperties: false }] } });
 
 /** Active health checking, run once per process (not per worker). */
 const healthCheck = z.object({
@@ -209,6 +209,8 @@ const workers = z.object({
 }).strict();
 
 export const configSchema = z.object({
+  /** The JSON Schema a JSON config names for its editor (ignored; YAML uses a modeline comment). */
+  $schema: z.string().optional(),
   version: z.literal(1, { error: 'expected version: 1' }),
   workers: workers.default({ replace_on_reload: false }),
   admin: admin.default({ address: { host: '127.0.0.1', port: 9901 }, allow_remote: false, allowed_hosts: [] }),
