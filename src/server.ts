@@ -11,6 +11,8 @@
  *   stop:   SIGTERM ─▶ /ready = 503, stop accepting ─▶ workers drain (deadline) ─▶ exit 0
  */
 import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import type net from 'node:net';
+import type { SocketAddress } from './config/address.ts';
 import { Piscina } from 'piscina';
 import { Acceptor } from './acceptor/acceptor.ts';
 import { WorkerPool } from './acceptor/worker-pool.ts';
@@ -22,6 +24,7 @@ import { HostHealth } from './cluster/health/host-health.ts';
 import { OutlierDetector } from './cluster/health/outlier-detector.ts';
 import { deepFreeze, formatProblem } from './config/load.ts';
 import type { ReloadTaskResult } from './config/reload-task.ts';
+import { describeDiff, restartOnly } from './config/diff.ts';
 import { upgradeStatusPath, writeJson, writeStatus, type UpgradeStatus } from './config/reload-status.ts';
 import { isLoopback, type LogLevel, type ShuttleConfig } from './config/schema.ts';
 import type { Secrets } from './config/secrets.ts';
@@ -96,6 +99,12 @@ export async function startServer(opts: StartOptions): Promise<void> {
       breakers: () => current.config.clusters.flatMap((c, i) => (c.circuit_breakers ? [{ cluster: c.name, id: current.ids.clusters[i], config: c.circuit_breakers }] : [])) }),
   });
 
+  /** Applies a log level to this thread and every worker, present and future. */
+  const setLogLevel = (level: LogLevel) => {
+    logger.level = level;
+    pool.setLogLevel(level);
+  };
+
   const fail = (err: unknown, what: string): never => {
     logger.fatal({ err }, what);
     pool.terminateAll();
@@ -122,7 +131,10 @@ export async function startServer(opts: StartOptions): Promise<void> {
   if (successor) {
     handover = await receiveHandover().catch((err) => fail(err, 'upgrade: no sockets from the old process'));
     logger.info({ from: Number(process.env.SHUTTLE_UPGRADE_FROM), listeners: handover.listeners.map((l) => l.name) }, 'upgrade: listening sockets received');
-    adminAddress = await admin.listen(current.config.admin.address, handover.admin).catch((err) => fail(err, 'admin server could not listen'));
+    // An upgrade is how admin.address changes: the old socket is taken over only if it still fits.
+    const inheritedAdmin = handover.admin && listensOn(handover.admin, current.config.admin.address) ? handover.admin : undefined;
+    if (handover.admin && !inheritedAdmin) handover.admin.close();
+    adminAddress = await admin.listen(current.config.admin.address, inheritedAdmin).catch((err) => fail(err, 'admin server could not listen'));
   }
   if (opts.balance === 'reuseport') {
     reusePortListeners = bound[0];
@@ -153,9 +165,9 @@ export async function startServer(opts: StartOptions): Promise<void> {
   let reloading: Promise<void> | undefined;
   let reloadAgain = false;
 
-  const report = (ok: boolean, errors: string[]) => {
+  const report = (ok: boolean, errors: string[], changed: string[] = []) => {
     if (opts.pidFile) {
-      writeStatus(opts.pidFile, { pid: process.pid, attempt: reloadInfo.attempts, ok, generation: current.generation, hash: configHash(current.config), errors, time: new Date().toISOString() });
+      writeStatus(opts.pidFile, { pid: process.pid, attempt: reloadInfo.attempts, ok, generation: current.generation, hash: configHash(current.config), errors, changed, time: new Date().toISOString() });
     }
   };
 
@@ -176,6 +188,9 @@ export async function startServer(opts: StartOptions): Promise<void> {
     };
     if (!result.ok) return rejected(result.problems.map((p) => formatProblem(p, opts.configFile)));
     const config = deepFreeze(result.config);
+    // Every field reported as changed is applied below, or the reload is refused naming it.
+    const needRestart = restartOnly(result.diff);
+    if (needRestart.length > 0) return rejected(needRestart);
     if (opts.balance === 'reuseport' && unfixedPorts(config).length > 0) return rejected([`listeners ${unfixedPorts(config).join(', ')}: --balance reuseport needs fixed ports`]);
     let ids;
     try {
@@ -188,6 +203,9 @@ export async function startServer(opts: StartOptions): Promise<void> {
     const wantThreads = config.workers.threads ?? threads;
     const replaceWorkers = config.workers.replace_on_reload || wantThreads !== threads;
     try {
+      // The file's level wins over --log-level once the file changes it (before new workers start).
+      if (result.diff.other.includes('log.level')) setLogLevel(config.log.level);
+      if (result.diff.other.includes('admin.allowed_hosts')) admin.setAllowedHosts(config.admin.allowed_hosts);
       acceptor.closeRemoved(config.listeners);
       if (replaceWorkers) {
         pool.setSnapshot(next);
@@ -211,8 +229,8 @@ export async function startServer(opts: StartOptions): Promise<void> {
     reloadInfo.lastError = null;
     afterReload();
     warnInsecureClusters(config, logger);
-    logger.info({ generation: current.generation, hash: configHash(config), diff: result.diff, listeners: listeners(), threads, workers_replaced: replaceWorkers }, 'config reloaded');
-    report(true, []);
+    logger.info({ generation: current.generation, hash: configHash(config), diff: result.diff, listeners: listeners(), threads, workers_replaced: replaceWorkers, log_level: logger.level }, 'config reloaded');
+    report(true, [], describeDiff(result.diff));
   };
 
   const reload = () => {
@@ -300,6 +318,14 @@ export async function startServer(opts: StartOptions): Promise<void> {
   }
   process.on('SIGTERM', (s) => void stop(s));
   process.on('SIGINT', (s) => void stop(s));
+}
+
+/** Whether a listening socket is bound where `address` says (port 0: any port). */
+function listensOn(server: net.Server, address: SocketAddress): boolean {
+  const bound = server.address();
+  if (!bound || typeof bound !== 'object') return false;
+  if (address.port !== 0 && bound.port !== address.port) return false;
+  return bound.address === address.host || (address.host === 'localhost' && isLoopback(bound.address));
 }
 
 /** Removes the pid file only if it still names this process (a successor may own it). */

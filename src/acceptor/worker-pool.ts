@@ -114,6 +114,12 @@ export class WorkerPool {
     for (const slot of this.slots) slot.worker?.postMessage({ type: 'ticket-keys', keys: this.ticketKeys } satisfies MainToWorker);
   }
 
+  /** A new log level for every worker, and for the ones started from now on. */
+  setLogLevel(level: LogLevel): void {
+    this.opts.logLevel = level;
+    for (const slot of this.slots) slot.worker?.postMessage({ type: 'log-level', level } satisfies MainToWorker);
+  }
+
   /** Workers in the current set. */
   get size(): number {
     return this.slots.filter((s) => s.member).length;

@@ -125,7 +125,7 @@ program
   .action(async (opts: { pidFile: string; timeout: number }) => {
     const { statusPath } = await import('../config/reload-status.ts');
     await signalAndWait<ReloadStatus>('reload', opts, 'SIGHUP', statusPath(opts.pidFile), (s) => (s.ok
-      ? `reloaded: generation ${s.generation} (hash ${s.hash}) is live`
+      ? `reloaded: generation ${s.generation} (hash ${s.hash}) is live${s.changed?.length ? `; changed: ${s.changed.join(', ')}` : '; nothing changed'}`
       : `reload rejected; generation ${s.generation} keeps serving:\n${s.errors.map((e) => `  ${e}`).join('\n')}`));
   });
 

@@ -46,6 +46,8 @@ export type MainToWorker =
   | { type: 'drain'; deadlineMs: number }
   /** Die now (a kill from the admin, or after a fatal error): every message before this one was seen. */
   | { type: 'exit-now' }
+  /** Log at this level from now on (a reload changed log.level). */
+  | { type: 'log-level'; level: LogLevel }
   /** New TLS session ticket keys (rotation): the same in every worker. */
   | { type: 'ticket-keys'; keys: Uint8Array }
   /** A new generation: `snapshot` holds a msgpackr-encoded ConfigSnapshot. */

@@ -344,7 +344,7 @@ async function applyConfig(shared: SharedArrayBuffer): Promise<void> {
     for (const l of snap.config.listeners) {
       const own = ownServers.get(l.name);
       const prev = previous.listeners.get(l.name)?.config;
-      const moved = prev && (prev.address.host !== l.address.host || prev.address.port !== l.address.port);
+      const moved = prev && (prev.address.host !== l.address.host || prev.address.port !== l.address.port || prev.backlog !== l.backlog);
       if (own && !moved) continue;
       const old = own?.server;
       await listenOwn(l);
@@ -411,6 +411,9 @@ port.on('message', (msg: MainToWorker) => {
     case 'exit-now':
       flushSync();
       process.exit(1);
+    case 'log-level':
+      logger.level = msg.level;
+      break;
     case 'ticket-keys':
       for (const t of terminators.values()) t.setTicketKeys(msg.keys);
       break;
