@@ -28,7 +28,7 @@ import { describeDiff, restartOnly } from './config/diff.ts';
 import { upgradeStatusPath, writeJson, writeStatus, type UpgradeStatus } from './config/reload-status.ts';
 import { isLoopback, type LogLevel, type ShuttleConfig } from './config/schema.ts';
 import type { Secrets } from './config/secrets.ts';
-import { createLogger, type Logger } from './log/logger.ts';
+import { createLogger, type LogFormat, type Logger } from './log/logger.ts';
 import { Directory, MAX_WORKER_SLOTS } from './shared/directory.ts';
 import { H, StatsLayout, StatsTable } from './shared/stats-table.ts';
 import { announceReady, isSuccessor, receiveHandover, startSuccessor, type Handover } from './upgrade/handover.ts';
@@ -44,6 +44,7 @@ export interface StartOptions {
   threads: number;
   balance: BalanceMode;
   logLevel?: LogLevel;
+  logFormat: LogFormat;
   pidFile?: string;
 }
 
@@ -53,7 +54,8 @@ const RELOAD_TASK = new URL('./config/reload-task.ts', import.meta.url).href;
 
 export async function startServer(opts: StartOptions): Promise<void> {
   const logLevel = opts.logLevel ?? opts.config.log.level;
-  const { logger, flush, flushSync } = createLogger({ level: logLevel });
+  const colorize = opts.logFormat === 'pretty' && process.stdout.isTTY === true;
+  const { logger, flush, flushSync } = createLogger({ level: logLevel, format: opts.logFormat, colorize });
   let phase: Phase = 'starting';
 
   const unfixedPorts = (config: ShuttleConfig) => config.listeners.filter((l) => l.address.port === 0).map((l) => l.name);
@@ -77,7 +79,7 @@ export async function startServer(opts: StartOptions): Promise<void> {
   const checker = new ActiveHealthChecker(health, logger);
 
   const pool = new WorkerPool({
-    threads: opts.threads, snapshot: current, balance: opts.balance, logLevel, logger,
+    threads: opts.threads, snapshot: current, balance: opts.balance, logLevel, logFormat: opts.logFormat, colorize, configFile: opts.configFile, logger,
     stats, health: health.table, onEvent: (e) => outliers.onEvent(e),
   });
   const acceptor = new Acceptor(pool, logger);
@@ -288,6 +290,12 @@ export async function startServer(opts: StartOptions): Promise<void> {
     }
   };
   process.on('SIGUSR2', () => void upgrade());
+
+  // Log rotation: access-log files are opened again by name (after logrotate moved them).
+  process.on('SIGUSR1', () => {
+    logger.info('SIGUSR1: reopening access-log files');
+    pool.reopenLogs();
+  });
 
   // ---- stop -------------------------------------------------------------------------------
   let stopSignals = 0;

@@ -8,6 +8,7 @@ import { ConfigError, loadConfigFile } from '../config/load.ts';
 import { LOG_LEVELS, type LogLevel } from '../config/schema.ts';
 import type { ReloadStatus, UpgradeStatus } from '../config/reload-status.ts';
 import type { BalanceMode } from '../workers/messages.ts';
+import { defaultLogFormat, LOG_FORMATS, type LogFormat } from '../log/logger.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -42,8 +43,9 @@ program
   .option('-t, --threads <n>', 'worker threads (default: available cores)', positiveInt)
   .addOption(new Option('-b, --balance <mode>', 'how connections reach workers').choices(['handoff', 'reuseport']).default('handoff'))
   .addOption(new Option('-l, --log-level <level>', 'log level (overrides the config)').choices(LOG_LEVELS))
+  .addOption(new Option('--log-format <format>', 'log lines as JSON or for people (default: pretty when stdout is a terminal, else json)').choices(LOG_FORMATS))
   .option('-p, --pid-file <file>', 'write the pid of the accepting process here')
-  .action(async (opts: { config: string; threads?: number; balance: BalanceMode; logLevel?: LogLevel; pidFile?: string }) => {
+  .action(async (opts: { config: string; threads?: number; balance: BalanceMode; logLevel?: LogLevel; logFormat?: LogFormat; pidFile?: string }) => {
     const { config, secrets } = await configOrExit(opts.config);
     const { startServer } = await import('../server.ts');
     try {
@@ -54,6 +56,7 @@ program
         threads: opts.threads ?? config.workers.threads ?? availableParallelism(),
         balance: opts.balance,
         logLevel: opts.logLevel,
+        logFormat: opts.logFormat ?? defaultLogFormat(),
         pidFile: opts.pidFile,
       });
     } catch (err) {

@@ -11,6 +11,7 @@ import { configSchema, crossReferenceProblems, type ShuttleConfig } from './sche
 import { ShuttleError } from '../errors.ts';
 import { loadSecrets, type Secrets } from './secrets.ts';
 import { locator } from './locate.ts';
+import { accessLogProblems } from '../log/access-log.ts';
 
 export interface ConfigProblem {
   readonly path: string;
@@ -48,14 +49,26 @@ export function formatPath(path: readonly PropertyKey[]): string {
   return out;
 }
 
+type Issue = z.core.$ZodIssue;
+
+function problemsOfIssue(issue: Issue, base: readonly PropertyKey[]): ConfigProblem[] {
+  const path = [...base, ...issue.path];
+  // Each unknown field at its own path, so that it can be located in the file.
+  if (issue.code === 'unrecognized_keys') return issue.keys.map((k) => ({ path: formatPath([...path, k]), message: 'unknown field' }));
+  if (issue.code === 'invalid_union') {
+    // `false | { path, fields }`: an object whose field is wrong is reported at that field, not
+    // as "invalid input" for the whole union (the branch whose shape matched goes deepest).
+    const depth = (branch: readonly Issue[]) => Math.max(...branch.map((i) => i.path.length));
+    const best = [...issue.errors].sort((a, b) => depth(b) - depth(a))[0];
+    if (best && depth(best) > 0) return best.flatMap((i) => problemsOfIssue(i, path));
+  }
+  let message = issue.message;
+  if (issue.code === 'invalid_type' && /received undefined/.test(message)) message = `required (${issue.expected})`;
+  return [{ path: formatPath(path), message }];
+}
+
 function problemsOf(error: z.ZodError): ConfigProblem[] {
-  return error.issues.flatMap((issue): ConfigProblem[] => {
-    // Each unknown field at its own path, so that it can be located in the file.
-    if (issue.code === 'unrecognized_keys') return issue.keys.map((k) => ({ path: formatPath([...issue.path, k]), message: 'unknown field' }));
-    let message = issue.message;
-    if (issue.code === 'invalid_type' && /received undefined/.test(message)) message = `required (${issue.expected})`;
-    return [{ path: formatPath(issue.path), message }];
-  });
+  return error.issues.flatMap((issue) => problemsOfIssue(issue, []));
 }
 
 /** Adds the line and column of each problem's path in `text`, and puts them in file order. */
@@ -109,7 +122,8 @@ export async function loadConfigFile(file: string): Promise<LoadedConfig> {
     throw new ConfigError(file, [{ path: '', message: `cannot read: ${(err as Error).message}` }]);
   }
   const config = parseConfig(text, file);
-  const { secrets, problems } = await loadSecrets(config, file);
+  const [{ secrets, problems }, logProblems] = await Promise.all([loadSecrets(config, file), accessLogProblems(config, file)]);
+  problems.push(...logProblems);
   if (problems.length > 0) throw new ConfigError(file, locateProblems(text, problems));
   return { config, secrets };
 }
