@@ -33,6 +33,8 @@ import { Directory, MAX_WORKER_SLOTS } from './shared/directory.ts';
 import { H, StatsLayout, StatsTable } from './shared/stats-table.ts';
 import { announceReady, isSuccessor, receiveHandover, startSuccessor, type Handover } from './upgrade/handover.ts';
 import { notifySystemd } from './upgrade/systemd.ts';
+import { connectSupervisor } from './supervisor/link.ts';
+import { inheritedSocketsClosed } from './upgrade/inherited-fds.ts';
 import { certificateExpiries, TlsFileWatch } from './net/tls-files.ts';
 import type { BalanceMode, BoundListener, ConfigSnapshot } from './workers/messages.ts';
 import { addressKey } from './acceptor/acceptor.ts';
@@ -57,6 +59,8 @@ export async function startServer(opts: StartOptions): Promise<void> {
   const colorize = opts.logFormat === 'pretty' && process.stdout.isTTY === true;
   const { logger, flush, flushSync } = createLogger({ level: logLevel, format: opts.logFormat, colorize });
   let phase: Phase = 'starting';
+  // Under `shuttle start --supervise`: tell the supervisor who we are, when we serve, how we exit.
+  const supervisor = connectSupervisor((err) => logger.warn({ err: err.message }, 'supervisor line failed'));
 
   const unfixedPorts = (config: ShuttleConfig) => config.listeners.filter((l) => l.address.port === 0).map((l) => l.name);
   if (opts.balance === 'reuseport' && unfixedPorts(opts.config).length > 0) {
@@ -132,7 +136,7 @@ export async function startServer(opts: StartOptions): Promise<void> {
   let handover: Handover | undefined;
   if (successor) {
     handover = await receiveHandover().catch((err) => fail(err, 'upgrade: no sockets from the old process'));
-    logger.info({ from: Number(process.env.SHUTTLE_UPGRADE_FROM), listeners: handover.listeners.map((l) => l.name) }, 'upgrade: listening sockets received');
+    logger.info({ from: Number(process.env.SHUTTLE_UPGRADE_FROM), listeners: handover.listeners.map((l) => l.name), inherited_connections_closed: inheritedSocketsClosed }, 'upgrade: listening sockets received');
     // An upgrade is how admin.address changes: the old socket is taken over only if it still fits.
     const inheritedAdmin = handover.admin && listensOn(handover.admin, current.config.admin.address) ? handover.admin : undefined;
     if (handover.admin && !inheritedAdmin) handover.admin.close();
@@ -158,6 +162,7 @@ export async function startServer(opts: StartOptions): Promise<void> {
   if (opts.pidFile) writeFileSync(opts.pidFile, `${process.pid}\n`);
   phase = 'serving';
   if (successor) announceReady();
+  supervisor.ready();
   notifySystemd(logger, { READY: 1, MAINPID: process.pid });
   warnInsecureClusters(current.config, logger);
   logger.info({ listeners: listeners(), admin: adminAddress, threads, balance: opts.balance, config: opts.configFile, generation: current.generation, hash: configHash(current.config) }, 'shuttle ready');
@@ -321,7 +326,7 @@ export async function startServer(opts: StartOptions): Promise<void> {
     await Promise.all([admin.close(), validator?.destroy()]);
     if (opts.pidFile) removePidFile(opts.pidFile, logger);
     logger.info('stopped');
-    await flush();
+    await Promise.all([flush(), supervisor.exiting(0)]);
     process.exit(0);
   }
   process.on('SIGTERM', (s) => void stop(s));

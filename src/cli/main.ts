@@ -45,8 +45,21 @@ program
   .addOption(new Option('-l, --log-level <level>', 'log level (overrides the config)').choices(LOG_LEVELS))
   .addOption(new Option('--log-format <format>', 'log lines as JSON or for people (default: pretty when stdout is a terminal, else json)').choices(LOG_FORMATS))
   .option('-p, --pid-file <file>', 'write the pid of the accepting process here')
-  .action(async (opts: { config: string; threads?: number; balance: BalanceMode; logLevel?: LogLevel; logFormat?: LogFormat; pidFile?: string }) => {
+  .option('--supervise', 'stay as the parent of the serving process: forward signals, follow in-place upgrades, exit with its code (containers, PID 1)')
+  .action(async (opts: { config: string; threads?: number; balance: BalanceMode; logLevel?: LogLevel; logFormat?: LogFormat; pidFile?: string; supervise?: boolean }) => {
     const { config, secrets } = await configOrExit(opts.config);
+    if (opts.supervise) {
+      const { supervise } = await import('../supervisor/supervisor.ts');
+      const { createLogger } = await import('../log/logger.ts');
+      const logFormat = opts.logFormat ?? defaultLogFormat();
+      const { logger, flush } = createLogger({ level: opts.logLevel ?? config.log.level, format: logFormat, colorize: logFormat === 'pretty' && process.stdout.isTTY === true, thread: 'supervisor' });
+      // The same command, less --supervise (and the log format fixed, as the child's stdout is ours).
+      const args = [...process.execArgv, process.argv[1], ...process.argv.slice(2).filter((a) => a !== '--supervise')];
+      if (opts.logFormat === undefined) args.push('--log-format', logFormat);
+      const code = await supervise({ command: process.execPath, args, logger });
+      await flush();
+      process.exit(code);
+    }
     const { startServer } = await import('../server.ts');
     try {
       await startServer({
