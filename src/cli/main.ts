@@ -88,6 +88,23 @@ program
   });
 
 program
+  .command('ready')
+  .description('exit 0 when the admin API says this Shuttle is ready (/ready answers 200): a container HEALTHCHECK')
+  .option('--admin <host:port>', 'the admin address', '127.0.0.1:9901')
+  .option('--timeout <seconds>', 'how long to wait for the answer', (v) => positiveInt(v), 3)
+  .action(async (opts: { admin: string; timeout: number }) => {
+    try {
+      const res = await fetch(`http://${opts.admin}/ready`, { signal: AbortSignal.timeout(opts.timeout * 1000) });
+      const body = (await res.text()).trim();
+      (res.status === 200 ? process.stdout : process.stderr).write(`${res.status === 200 ? '' : 'shuttle: '}${opts.admin}/ready: ${res.status} ${body}\n`);
+      process.exit(res.status === 200 ? 0 : 1);
+    } catch (err) {
+      process.stderr.write(`shuttle: ${opts.admin}/ready: ${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message}\n`);
+      process.exit(1);
+    }
+  });
+
+program
   .command('schema')
   .description('print the config\'s JSON Schema (for editors: # yaml-language-server: $schema=...)')
   .action(async () => {
