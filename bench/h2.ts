@@ -9,12 +9,12 @@
  *
  *   npm run bench:h2        (env: REPS=3 DURATION=5 CONNECTIONS=10 STREAMS=10)
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cpuSplit, freePort, median, spawnUntil, startShuttle, stop, table, waitForPort } from './support/lib.ts';
+import { cpuSplit, freePort, median, processFamily, spawnUntil, startNginx, startShuttle, stop, table, waitForPort } from './support/lib.ts';
 
 const REPS = Number(process.env.REPS ?? 3);
 const DURATION = Number(process.env.DURATION ?? 5);
@@ -25,22 +25,7 @@ const dir = mkdtempSync(join(tmpdir(), 'shuttle-h2-bench-'));
 
 interface Target { name: string; port: number; pids: () => number[]; stop(): Promise<void> }
 
-function family(pid: number): number[] {
-  const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-  return [pid, ...kids];
-}
-
-async function nginx(name: string, body: (port: number) => string): Promise<{ port: number; child: ChildProcess }> {
-  const port = await freePort();
-  const conf = join(dir, `${name}.conf`);
-  writeFileSync(conf, `worker_processes 1; daemon off; master_process on; pid ${join(dir, `${name}.pid`)}; error_log ${join(dir, `${name}.err`)} warn;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 10000000; http2_max_requests 10000000; client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
-${body(port)} }`);
-  const child = spawn('nginx', ['-c', conf], { stdio: ['ignore', 'ignore', 'inherit'] });
-  await waitForPort(port);
-  return { port, child };
-}
+const nginx = (name: string, body: (port: number) => string) => startNginx(dir, name, body, 'http2_max_requests 10000000;');
 
 const upstream = await nginx('upstream', (p) => `server { listen 127.0.0.1:${p} http2 backlog=4096; location / { return 200 "hello from the upstream\\n"; } }`);
 
@@ -57,7 +42,7 @@ async function targets(): Promise<Target[]> {
   {
     const { port, child } = await nginx('proxy', (p) => `upstream up { server 127.0.0.1:${upstream.port}; keepalive 64; }
 server { listen 127.0.0.1:${p} http2 backlog=4096; location / { grpc_pass grpc://up; } }`);
-    out.push({ name: 'nginx 1w', port, pids: () => family(child.pid!), stop: () => stop(child) });
+    out.push({ name: 'nginx 1w', port, pids: () => processFamily(child.pid!), stop: () => stop(child) });
   }
   {
     const port = await freePort();

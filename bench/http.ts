@@ -16,12 +16,12 @@
  * worktree of an older commit), measured back to back in the same run. TARGETS=a,b keeps only the
  * targets whose names start with one of these (e.g. TARGETS=shuttle\ 1t for an A/B).
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cpuSplit, freePort, median, spawnUntil, startShuttle, stop, table, waitForPort } from './support/lib.ts';
+import { cpuSplit, freePort, has, median, processFamily, spawnUntil, startNginx, startShuttle, stop, table, waitForPort } from './support/lib.ts';
 
 const REPS = Number(process.env.REPS ?? 3);
 const DURATION = Number(process.env.DURATION ?? 5);
@@ -37,50 +37,7 @@ interface Target {
   stop(): Promise<void>;
 }
 
-function has(cmd: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** The pid and its children (nginx master + workers). */
-function family(pid: number): number[] {
-  try {
-    const kids = execFileSync('ps', ['-o', 'pid=', '--ppid', String(pid)], { encoding: 'utf8' }).split('\n').map((s) => Number(s.trim())).filter(Boolean);
-    return [pid, ...kids];
-  } catch {
-    return [pid];
-  }
-}
-
-async function nginx(name: string, body: (port: number) => string): Promise<{ port: number; child: ChildProcess }> {
-  const port = await freePort();
-  const conf = join(dir, `${name}.conf`);
-  writeFileSync(conf, `
-worker_processes 1;
-daemon off;
-master_process on;
-pid ${join(dir, `${name}.pid`)};
-error_log ${join(dir, `${name}.error.log`)} warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  client_body_temp_path ${dir};
-  proxy_temp_path ${dir};
-  fastcgi_temp_path ${dir};
-  uwsgi_temp_path ${dir};
-  scgi_temp_path ${dir};
-  ${body(port)}
-}
-`);
-  const child = spawn('nginx', ['-c', conf], { stdio: ['ignore', 'ignore', 'inherit'] });
-  await waitForPort(port);
-  return { port, child };
-}
+const nginx = (name: string, body: (port: number) => string) => startNginx(dir, name, body);
 
 async function targets(upstreamPort: number): Promise<Target[]> {
   const out: Target[] = [{ name: 'direct', port: upstreamPort, pids: () => [], stop: async () => {} }];
@@ -123,7 +80,7 @@ async function targets(upstreamPort: number): Promise<Target[]> {
     listen 127.0.0.1:${p} backlog=4096;
     location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }
   }`);
-    out.push({ name: 'nginx 1w', port, pids: () => family(child.pid!), stop: () => stop(child) });
+    out.push({ name: 'nginx 1w', port, pids: () => processFamily(child.pid!), stop: () => stop(child) });
   } else console.error('nginx not found (apt-get install nginx-light): skipping it');
 
   if (has('haproxy')) {

@@ -18,7 +18,9 @@ import { Acceptor } from './acceptor/acceptor.ts';
 import { WorkerPool } from './acceptor/worker-pool.ts';
 import { AdminServer } from './admin/admin-server.ts';
 import { createMetricsRegistry } from './admin/metrics.ts';
-import { configHash, registerRoutes, type ReloadInfo } from './admin/routes.ts';
+import { configHash, registerRoutes, type Phase, type ReloadInfo, type UpgradeInfo } from './admin/routes.ts';
+import { processFacts } from './admin/server-info.ts';
+import { LogLevels } from './log/levels.ts';
 import { ActiveHealthChecker } from './cluster/health/active-checker.ts';
 import { HostHealth } from './cluster/health/host-health.ts';
 import { OutlierDetector } from './cluster/health/outlier-detector.ts';
@@ -31,6 +33,8 @@ import type { Secrets } from './config/secrets.ts';
 import { createLogger, type LogFormat, type Logger } from './log/logger.ts';
 import { Directory, MAX_WORKER_SLOTS } from './shared/directory.ts';
 import { H, StatsLayout, StatsTable } from './shared/stats-table.ts';
+import { RequestTable } from './shared/request-table.ts';
+import { HealthStats } from './cluster/health/health-stats.ts';
 import { announceReady, isSuccessor, receiveHandover, startSuccessor, type Handover } from './upgrade/handover.ts';
 import { notifySystemd } from './upgrade/systemd.ts';
 import { connectSupervisor } from './supervisor/link.ts';
@@ -50,8 +54,6 @@ export interface StartOptions {
   pidFile?: string;
 }
 
-type Phase = 'starting' | 'serving' | 'draining';
-
 const RELOAD_TASK = new URL('./config/reload-task.ts', import.meta.url).href;
 
 export async function startServer(opts: StartOptions): Promise<void> {
@@ -61,6 +63,8 @@ export async function startServer(opts: StartOptions): Promise<void> {
   let phase: Phase = 'starting';
   // Under `shuttle start --supervise`: tell the supervisor who we are, when we serve, how we exit.
   const supervisor = connectSupervisor((err) => logger.warn({ err: err.message }, 'supervisor line failed'));
+  /** /healthcheck/fail: /ready answers 503 while set; traffic is still served. */
+  let healthCheckFailed = false;
 
   const unfixedPorts = (config: ShuttleConfig) => config.listeners.filter((l) => l.address.port === 0).map((l) => l.name);
   if (opts.balance === 'reuseport' && unfixedPorts(opts.config).length > 0) {
@@ -71,39 +75,54 @@ export async function startServer(opts: StartOptions): Promise<void> {
   // The running generation; replaced whole by a successful reload.
   const directory = new Directory();
   let current: ConfigSnapshot = { generation: 1, config: opts.config, secrets: opts.secrets, ids: directory.assign(opts.config) };
-  const reloadInfo: ReloadInfo = { attempts: 0, failures: 0, lastError: null };
+  const reloadInfo: ReloadInfo = { attempts: 0, failures: 0, last_time: null, last_ok: null, last_error: null };
+  const upgradeInfo: UpgradeInfo = { upgraded_from_pid: isSuccessor() ? Number(process.env.SHUTTLE_UPGRADE_FROM) || null : null, attempts: 0, last: null };
 
   // The shared plane: counters, host health, per-worker load and event rings.
   const layout = () => new StatsLayout(current.config, current.ids);
   const stats = StatsTable.create(layout(), MAX_WORKER_SLOTS);
+  const requests = RequestTable.create(MAX_WORKER_SLOTS);
   let threads = opts.threads;
   const health = new HostHealth(stats.layout.hosts, logger);
-  const outliers = new OutlierDetector(health, logger, (host) => ({ total: stats.sum(stats.layout.host(host) + H.upstream_rq_total), errors: stats.sum(stats.layout.host(host) + H.upstream_rq_error) }));
+  const healthStats = new HealthStats();
+  const outliers = new OutlierDetector(health, logger, (host) => ({ total: stats.sum(stats.layout.host(host) + H.upstream_rq_total), errors: stats.sum(stats.layout.host(host) + H.upstream_rq_error) }), healthStats);
   outliers.setHosts(stats.layout.hosts);
-  const checker = new ActiveHealthChecker(health, logger);
+  const checker = new ActiveHealthChecker(health, logger, healthStats);
 
   const pool = new WorkerPool({
     threads: opts.threads, snapshot: current, balance: opts.balance, logLevel, logFormat: opts.logFormat, colorize, configFile: opts.configFile, logger,
-    stats, health: health.table, onEvent: (e) => outliers.onEvent(e),
+    stats, requests, health: health.table, onEvent: (e) => outliers.onEvent(e),
   });
   const acceptor = new Acceptor(pool, logger);
   let reusePortListeners: BoundListener[] = [];
   const listeners = () => (opts.balance === 'reuseport' ? reusePortListeners : acceptor.bound());
 
+  const logLevels = new LogLevels()
+    .register('main', { get: () => logger.level as LogLevel, set: (level) => (logger.level = level) })
+    .register('workers', { get: () => pool.logLevel, set: (level) => pool.setLogLevel(level) });
   const admin = new AdminServer(logger, { allowedHosts: opts.config.admin.allowed_hosts });
   registerRoutes(admin, {
     phase: () => phase,
+    healthCheckFailed: () => healthCheckFailed,
+    setHealthCheckFailed: (failed) => (healthCheckFailed = failed),
+    drainListeners: () => void drainListeners(),
     config: () => current.config,
+    configFile: opts.configFile,
     generation: () => current.generation,
     reload: () => reloadInfo,
+    upgrade: () => upgradeInfo,
     listeners,
     balance: opts.balance,
+    threads: () => threads,
     pool,
     stats,
+    requests,
+    logLevels,
+    logger,
     health: health.table,
-    metrics: createMetricsRegistry({ stats, health: health.table, pool, info: () => ({ generation: current.generation, reload: reloadInfo }), certificates: () => certificateExpiries(current.config, current.secrets),
+    metrics: createMetricsRegistry({ stats, requests, health: health.table, healthStats, pool, info: () => ({ generation: current.generation, reload: reloadInfo }), certificates: () => certificateExpiries(current.config, current.secrets),
       breakers: () => current.config.clusters.flatMap((c, i) => (c.circuit_breakers ? [{ cluster: c.name, id: current.ids.clusters[i], config: c.circuit_breakers }] : [])) }),
-  });
+  }, processFacts());
 
   /** Applies a log level to this thread and every worker, present and future. */
   const setLogLevel = (level: LogLevel) => {
@@ -189,7 +208,9 @@ export async function startServer(opts: StartOptions): Promise<void> {
     }
     const rejected = (errors: string[]) => {
       reloadInfo.failures++;
-      reloadInfo.lastError = errors.join('\n');
+      reloadInfo.last_time = new Date().toISOString();
+      reloadInfo.last_ok = false;
+      reloadInfo.last_error = errors.join('\n');
       logger.error({ config: opts.configFile, problems: errors, generation: current.generation }, 'config reload rejected; the running config stays');
       report(false, errors);
     };
@@ -233,7 +254,9 @@ export async function startServer(opts: StartOptions): Promise<void> {
       current = next;
       return rejected([`applying generation ${next.generation} failed: ${(err as Error).message}`]);
     }
-    reloadInfo.lastError = null;
+    reloadInfo.last_time = new Date().toISOString();
+    reloadInfo.last_ok = true;
+    reloadInfo.last_error = null;
     afterReload();
     warnInsecureClusters(config, logger);
     logger.info({ generation: current.generation, hash: configHash(config), diff: result.diff, listeners: listeners(), threads, workers_replaced: replaceWorkers, log_level: logger.level }, 'config reloaded');
@@ -269,6 +292,8 @@ export async function startServer(opts: StartOptions): Promise<void> {
   let upgrading = false;
   let upgradeAttempts = 0;
   const upgradeReport = (attempt: number, ok: boolean, newPid: number | null, error: string | null) => {
+    upgradeInfo.attempts = attempt;
+    upgradeInfo.last = { time: new Date().toISOString(), ok, new_pid: newPid, error };
     if (!opts.pidFile) return;
     const status: UpgradeStatus = { pid: process.pid, attempt, ok, newPid, error, time: new Date().toISOString() };
     writeJson(upgradeStatusPath(opts.pidFile), status);
@@ -311,18 +336,39 @@ export async function startServer(opts: StartOptions): Promise<void> {
       flushSync();
       process.exit(1);
     }
-    if (phase === 'draining') return; // already retiring after an upgrade
+    if (retiring) return; // already retiring after an upgrade
     logger.info({ signal, drain_timeout_ms: current.config.drain_timeout }, 'draining: no new connections; open ones may finish');
     await retire();
   };
 
+  /**
+   * /drain_listeners: no new connections; the open ones finish (or are cut at drain_timeout); the
+   * process and its admin stay up, /ready answers 503, until a stop signal ends it.
+   */
+  function drainListeners(): void {
+    if (phase === 'draining') return;
+    phase = 'draining';
+    logger.warn({ drain_timeout_ms: current.config.drain_timeout }, 'listeners drained by the admin (/drain_listeners): no new connections; open ones may finish');
+    acceptor.close();
+    void drainConnections().then(() => logger.info('listeners drained: every connection is closed'));
+  }
+
+  /** The workers drain their connections and exit (once, whoever asks first). */
+  let drained: Promise<void> | undefined;
+  function drainConnections(): Promise<void> {
+    drained ??= pool.drain(current.config.drain_timeout);
+    return drained;
+  }
+
   /** Stops accepting, drains the workers' connections, exits 0. */
+  let retiring = false;
   async function retire(): Promise<void> {
+    retiring = true;
     phase = 'draining';
     acceptor.close();
     checker.stop();
     outliers.stop();
-    await pool.drain(current.config.drain_timeout);
+    await drainConnections();
     await Promise.all([admin.close(), validator?.destroy()]);
     if (opts.pidFile) removePidFile(opts.pidFile, logger);
     logger.info('stopped');

@@ -194,9 +194,7 @@ beforeAll(async () => {
   });
   configFile = writeTempConfig(baseConfig);
   shuttle = new ShuttleProcess(configFile, { threads: 2 });
-  const ready = await shuttle.ready();
-  ports = Object.fromEntries(Object.entries(ready.listeners).map(([k, v]) => [k, v.port]));
-  admin = ready.admin;
+  ({ ports, admin } = await shuttle.ports());
 }, 60_000);
 
 afterAll(async () => {

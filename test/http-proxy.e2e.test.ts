@@ -336,9 +336,11 @@ describe('HTTP/1.1 proxy: upstream failures', () => {
     expect(retried.upstream).toBe(ups.steady.address);
   });
 
-  it('retries a connect failure on the next host', async () => {
+  it('retries a connect failure on the next host, for any method (nothing was sent)', async () => {
     const results = await Promise.all(Array.from({ length: 6 }, () => get('/retryconnect')));
     expect(results.map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 200]);
+    const posts = await Promise.all(Array.from({ length: 6 }, () => get('/retryconnect', {}, 'POST')));
+    expect(posts.map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 200]);
   });
 
   it('passes a 5xx through when the route has no retry policy', async () => {
@@ -597,7 +599,7 @@ describe('HTTP/1.1 proxy: bad input', () => {
   });
 
   it('counts in-flight requests as active streams in the load table', async () => {
-    const streams = async () => ((await (await fetch(`${admin}/workers`)).json()) as { workers: { activeStreams: number }[] }).workers.reduce((n, w) => n + w.activeStreams, 0);
+    const streams = async () => ((await (await fetch(`${admin}/workers`)).json()) as { workers: { active_streams: number }[] }).workers.reduce((n, w) => n + w.active_streams, 0);
     // Streams of earlier tests may still be open on purpose (a stalled upstream with timeout 0
     // keeps its request until the idle timeout): count from what is there now.
     const before = await streams();

@@ -153,6 +153,11 @@ beforeAll(async () => {
         http: { codec: 'http2', stream_idle_timeout: '500ms', http2: { max_concurrent_streams: 5 } },
         virtual_hosts: [{ name: 'a', domains: ['*'], routes }],
       },
+      {
+        name: 'limits', address: '127.0.0.1:0', protocol: 'http', access_log: false,
+        http: { codec: 'http2', max_request_body_bytes: 1000, max_headers: 10 },
+        virtual_hosts: [{ name: 'a', domains: ['*'], routes }],
+      },
     ],
     clusters: [
       { name: 'h1', hosts: [h1.address] },
@@ -385,6 +390,34 @@ describe('HTTP/2 abuse defences', () => {
   it('kept serving throughout: no worker restarted', async () => {
     const workers = (await (await fetch(`${admin}/workers`)).json()) as { restarts: number };
     expect(workers.restarts).toBe(0);
+  });
+});
+
+describe('HTTP/2 request limits', () => {
+  it('answers 413 to a body over max_request_body_bytes (declared or streamed) and 431 past max_headers; the connection goes on', async () => {
+    const session = http2.connect(`http://127.0.0.1:${ports.limits}`);
+    try {
+      const declared = await h2request(session, { ':method': 'POST', ':path': '/body', 'content-length': '2000' }, Buffer.alloc(2000, 1));
+      expect(declared.status).toBe(413);
+      // No content-length: the body is cut off once it passes the limit.
+      const before = h1.requests.length;
+      const streamed = await new Promise<number>((resolve, reject) => {
+        const req = session.request({ ':method': 'POST', ':path': '/streamed' });
+        req.on('response', (h) => resolve(Number(h[':status'])));
+        req.on('error', reject);
+        req.write(Buffer.alloc(800, 1));
+        setTimeout(() => req.end(Buffer.alloc(800, 2)), 50);
+      });
+      expect(streamed).toBe(413);
+      const fields: Record<string, string> = { ':path': '/many' };
+      for (let i = 0; i < 12; i++) fields[`x-field-${i}`] = 'v';
+      expect((await h2request(session, fields)).status).toBe(431);
+      const ok = await h2request(session, { ':method': 'POST', ':path': '/small' }, Buffer.alloc(1000, 3));
+      expect(ok.status).toBe(200);
+      expect(h1.requests.slice(before).some((r) => r.url === '/streamed' && r.body.length === 1600)).toBe(false);
+    } finally {
+      session.close();
+    }
   });
 });
 

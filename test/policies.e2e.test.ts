@@ -110,9 +110,7 @@ beforeAll(async () => {
       { name: 'bolt-limited', hosts: [`127.0.0.1:${bolt.port}`], circuit_breakers: { thresholds: [{ max_requests: 2 }] } },
     ],
   }), { threads: 2 });
-  const ready = await shuttle.ready();
-  ports = Object.fromEntries(Object.entries(ready.listeners).map(([k, v]) => [k, v.port]));
-  admin = ready.admin;
+  ({ ports, admin } = await shuttle.ports());
 }, 60_000);
 
 afterAll(async () => {

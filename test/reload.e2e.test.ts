@@ -142,7 +142,7 @@ describe('reload on SIGHUP', () => {
     expect(await get()).toBe('blue GET /');
     const log = await shuttle.waitForLog((l) => l.msg.startsWith('config reload rejected'));
     expect(log.problems).toEqual(expect.arrayContaining([expect.stringContaining('clusters[0].hosts[0]')]));
-    let dump = (await (await fetch(`${admin}/config_dump`)).json()) as { generation: number; reload: { failures: number; lastError: string } };
+    let dump = (await (await fetch(`${admin}/config_dump`)).json()) as { generation: number; reload: { failures: number; last_error: string } };
     expect(dump.generation).toBe(1);
     expect(dump.reload.failures).toBe(1);
     expect(await (await fetch(`${admin}/metrics`)).text()).toContain('shuttle_config_reloads_total{result="failure"} 1');
@@ -293,9 +293,9 @@ describe('reload on SIGHUP', () => {
     });
     const { shuttle, admin } = await startWith(config(2), files);
     const { listeners } = await shuttle.ready();
-    type Workers = { workers: { workerId: number; state: string; activeConnections: number }[] };
+    type Workers = { workers: { worker_id: number; state: string; active_connections: number }[] };
     const workers = async () => ((await (await fetch(`${admin}/workers`)).json()) as Workers).workers;
-    const before = (await workers()).map((w) => w.workerId);
+    const before = (await workers()).map((w) => w.worker_id);
     expect(before).toHaveLength(2);
 
     const held = await Client.connect(listeners.tcp.port);
@@ -307,7 +307,7 @@ describe('reload on SIGHUP', () => {
     const after = await workers();
     const ready = after.filter((w) => w.state === 'ready');
     expect(ready).toHaveLength(3);
-    expect(ready.every((w) => !before.includes(w.workerId))).toBe(true);
+    expect(ready.every((w) => !before.includes(w.worker_id))).toBe(true);
     // The old worker holding a connection drains: the connection still works for now…
     expect(await held.echo('during drain')).toBe('during drain');
     // …new connections go to the new workers…

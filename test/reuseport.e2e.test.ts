@@ -30,9 +30,9 @@ describe('reuseport balancing', () => {
       clients.push(c);
       expect(await c.echo(`n${i}`)).toBe(`n${i}`);
     }
-    const body = (await (await fetch(`${admin}/workers`)).json()) as { balance: string; workers: { activeConnections: number }[] };
+    const body = (await (await fetch(`${admin}/workers`)).json()) as { balance: string; workers: { active_connections: number }[] };
     expect(body.balance).toBe('reuseport');
-    const counts = body.workers.map((w) => w.activeConnections);
+    const counts = body.workers.map((w) => w.active_connections);
     expect(counts[0] + counts[1]).toBe(24);
     // The kernel hashes connections over both sockets; all 24 on one worker has odds of 2^-23.
     expect(Math.min(...counts)).toBeGreaterThan(0);

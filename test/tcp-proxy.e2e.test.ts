@@ -41,7 +41,7 @@ async function connect(port: number): Promise<Client> {
   return c;
 }
 
-type WorkerRow = { slot: number; state: string; activeConnections: number; totalConnections: number; workerId: number };
+type WorkerRow = { slot: number; state: string; active_connections: number; total_connections: number; worker_id: number };
 async function workers(admin: string): Promise<{ restarts: number; workers: WorkerRow[] }> {
   const res = await fetch(`${admin}/workers`);
   return (await res.json()) as { restarts: number; workers: WorkerRow[] };
@@ -83,10 +83,10 @@ describe('L4 TCP proxy (2 worker threads)', () => {
     const clients = await Promise.all(Array.from({ length: 10 }, () => connect(port)));
     for (const c of clients) expect(await c.echo('x')).toBe('x');
     const load = await workers(admin);
-    expect(load.workers.map((w) => w.activeConnections)).toEqual([5, 5]);
-    expect(load.workers.every((w) => w.totalConnections === 5 && w.state === 'ready')).toBe(true);
+    expect(load.workers.map((w) => w.active_connections)).toEqual([5, 5]);
+    expect(load.workers.every((w) => w.total_connections === 5 && w.state === 'ready')).toBe(true);
     for (const c of clients) c.socket.end();
-    await eventually(() => workers(admin), (l) => l.workers.every((w) => w.activeConnections === 0));
+    await eventually(() => workers(admin), (l) => l.workers.every((w) => w.active_connections === 0));
     // Each worker wrote access-log lines of its own.
     const workerIds = new Set(shuttle.logs.filter((l) => l.msg === 'access').map((l) => l.worker));
     expect(workerIds.size).toBe(2);
@@ -97,18 +97,18 @@ describe('L4 TCP proxy (2 worker threads)', () => {
     const { admin, port } = await proxy([echo.address]);
     const held = await connect(port);
     expect(await held.echo('held')).toBe('held');
-    const busy = (await workers(admin)).workers.find((w) => w.activeConnections === 1)!.slot;
+    const busy = (await workers(admin)).workers.find((w) => w.active_connections === 1)!.slot;
     // Four short connections in a row: each finds the other worker less loaded.
     for (let i = 0; i < 4; i++) {
       const c = await connect(port);
       expect(await c.echo(`short ${i}`)).toBe(`short ${i}`);
       c.socket.end();
       await c.closed;
-      await eventually(() => workers(admin), (l) => l.workers[1 - busy].activeConnections === 0);
+      await eventually(() => workers(admin), (l) => l.workers[1 - busy].active_connections === 0);
     }
     const load = await workers(admin);
-    expect(load.workers[busy].totalConnections).toBe(1);
-    expect(load.workers[1 - busy].totalConnections).toBe(4);
+    expect(load.workers[busy].total_connections).toBe(1);
+    expect(load.workers[1 - busy].total_connections).toBe(4);
   });
 
   it('uses the next host when one upstream is down', async () => {
@@ -170,7 +170,7 @@ describe('L4 TCP proxy (2 worker threads)', () => {
     expect(await c1.echo('1')).toBe('1');
     expect(await c2.echo('2')).toBe('2');
     const before = await workers(admin);
-    expect(before.workers.map((w) => w.activeConnections)).toEqual([1, 1]);
+    expect(before.workers.map((w) => w.active_connections)).toEqual([1, 1]);
 
     const victim = before.workers[0];
     const res = await fetch(`${admin}/workers/${victim.slot}/terminate`, { method: 'POST' });
@@ -179,13 +179,13 @@ describe('L4 TCP proxy (2 worker threads)', () => {
     const first = await Promise.race([c1.closed.then(() => c1), c2.closed.then(() => c2)]);
     const survivor = first === c1 ? c2 : c1;
     await shuttle.waitForLog((l) => l.msg === 'worker exited unexpectedly; replacing it', 5_000, 'crash log');
-    await shuttle.waitForLog((l) => l.msg === 'worker ready' && l.slot === victim.slot && l.worker !== victim.workerId, 10_000, 'replacement worker');
+    await shuttle.waitForLog((l) => l.msg === 'worker ready' && l.slot === victim.slot && l.worker !== victim.worker_id, 10_000, 'replacement worker');
     expect(await survivor.echo('still here')).toBe('still here');
     expect(survivor.socket.destroyed).toBe(false);
 
     const after = await workers(admin);
     expect(after.restarts).toBe(1);
-    expect(after.workers[victim.slot].workerId).not.toBe(victim.workerId);
+    expect(after.workers[victim.slot].worker_id).not.toBe(victim.worker_id);
     expect(after.workers.every((w) => w.state === 'ready')).toBe(true);
     // New connections are served, on either worker.
     const fresh = await Promise.all([connect(port), connect(port)]);

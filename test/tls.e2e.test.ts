@@ -8,6 +8,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { copyFileSync, renameSync, writeFileSync } from 'node:fs';
+import http2 from 'node:http2';
 import https from 'node:https';
 import { createRequire } from 'node:module';
 import net from 'node:net';
@@ -65,6 +66,15 @@ function httpsUpstream(name: string, cert: string): Promise<number> {
   });
 }
 
+/** An HTTPS upstream that speaks HTTP/2 and HTTP/1.1 (ALPN picks) and says which it was asked in. */
+function h2OrH1Upstream(cert: string): Promise<number> {
+  return new Promise((resolve) => {
+    const server = http2.createSecureServer({ cert: pki.read(`${cert}.pem`), key: pki.read(`${cert}.key`), allowHTTP1: true }, (req, res) => res.end(`version ${req.httpVersion}`));
+    server.listen(0, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port));
+    backends.push({ close: () => server.close() });
+  });
+}
+
 /** The certificate a TLS listener presents for `servername` (and the ALPN it picked). */
 function presented(port: number, servername: string, alpn?: string[]): Promise<{ cert: X509Certificate; alpn: string | false | null; resumed: boolean }> {
   return new Promise((resolve, reject) => {
@@ -94,6 +104,7 @@ beforeAll(async () => {
   app = await httpUpstream('app', (req, res) => res.end(`app ${req.url} xfcc=${req.headers['x-forwarded-client-cert'] ?? '-'} proto=${req.headers['x-forwarded-proto']}`));
   echo = await echoServer('grpc');
   const [greetA, greetC, good, impostor] = [await tlsGreeter('A', 'a'), await tlsGreeter('C', 'c'), await httpsUpstream('backend', 'backend'), await httpsUpstream('impostor', 'impostor')];
+  const both = await h2OrH1Upstream('backend');
   const boltPort = await closedPort();
   boltServer = spawn(process.execPath, [fileURLToPath(new URL('./support/bolt-server.ts', import.meta.url)), String(boltPort), 'bolt'], { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((resolve) => boltServer.stdout!.on('data', (d) => String(d).includes('ready') && resolve()));
@@ -113,7 +124,7 @@ beforeAll(async () => {
       },
       { name: 'grpc', address: '127.0.0.1:0', protocol: 'http', tls: { certificates: [cert('a')], client_ca: pki.path('ca.pem') }, virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ match: { prefix: '/', peer_identity: { present: true } }, cluster: 'grpc' }] }] },
       { name: 'passthrough', address: '127.0.0.1:0', protocol: 'tcp', sni_routes: [{ server_names: ['a.test', '*.b.test'], cluster: 'greet-a' }, { server_names: ['c.test'], cluster: 'greet-c' }] },
-      { name: 'plain', address: '127.0.0.1:0', protocol: 'http', virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ match: { prefix: '/good' }, cluster: 'backend' }, { match: { prefix: '/bad' }, cluster: 'impostor', retry_policy: { retry_on: ['connect-failure'], num_retries: 0 } }] }] },
+      { name: 'plain', address: '127.0.0.1:0', protocol: 'http', virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ match: { prefix: '/good' }, cluster: 'backend' }, { match: { prefix: '/auto-h1' }, cluster: 'auto-h1' }, { match: { prefix: '/auto-h2' }, cluster: 'auto-h2' }, { match: { prefix: '/bad' }, cluster: 'impostor', retry_policy: { retry_on: ['connect-failure'], num_retries: 0 } }] }] },
       { name: 'auto', address: '127.0.0.1:0', protocol: 'auto', tls: { certificates: [cert('a')] }, rpc: { routes: [{ cluster: 'bolt' }] }, virtual_hosts: [{ name: 'all', domains: ['*'], routes: up }] },
     ],
     clusters: [
@@ -124,12 +135,12 @@ beforeAll(async () => {
       { name: 'backend', hosts: [`127.0.0.1:${good}`], tls: { sni: 'backend.test', ca: pki.path('ca.pem'), verify_subject_alt_name: [SPIFFE_BACKEND] } },
       { name: 'impostor', hosts: [`127.0.0.1:${impostor}`], tls: { sni: 'backend.test', ca: pki.path('ca.pem'), verify_subject_alt_name: [SPIFFE_BACKEND] } },
       { name: 'bolt', hosts: [`127.0.0.1:${boltPort}`] },
+      { name: 'auto-h1', protocol: 'auto', hosts: [`127.0.0.1:${good}`], tls: { sni: 'backend.test', ca: pki.path('ca.pem') } },
+      { name: 'auto-h2', protocol: 'auto', hosts: [`127.0.0.1:${both}`], tls: { sni: 'backend.test', ca: pki.path('ca.pem') } },
     ],
   }));
   shuttle = new ShuttleProcess(configFile, { threads: 2 });
-  const ready = await shuttle.ready();
-  ports = Object.fromEntries(Object.entries(ready.listeners).map(([k, v]) => [k, v.port]));
-  admin = ready.admin;
+  ({ ports, admin } = await shuttle.ports());
 }, 60_000);
 
 afterAll(async () => {
@@ -290,6 +301,15 @@ describe('TLS passthrough by SNI', () => {
 });
 
 describe('TLS to upstreams', () => {
+  it('protocol auto: the upstream\'s ALPN answer picks HTTP/2 or HTTP/1.1', async () => {
+    const h2 = await request(`http://127.0.0.1:${ports.plain}/auto-h2`);
+    expect(await h2.body.text()).toBe('version 2.0');
+    const h1 = await request(`http://127.0.0.1:${ports.plain}/auto-h1`);
+    expect(await h1.body.text()).toBe('backend /auto-h1');
+    // Later requests reuse the answer (no probe each time).
+    for (let i = 0; i < 3; i++) expect(await (await request(`http://127.0.0.1:${ports.plain}/auto-h2`)).body.text()).toBe('version 2.0');
+  });
+
   it('verifies the upstream certificate and its SAN: a match is served, a mismatch is a counted 503', async () => {
     const good = await fetch(`http://127.0.0.1:${ports.plain}/good`);
     expect(await good.text()).toBe('backend /good');
@@ -322,6 +342,8 @@ describe('auto listener with TLS', () => {
       const consumer = client.createConsumer({ interfaceName: 'com.example.Echo', serverHost: `127.0.0.1:${(wrapper.address() as net.AddressInfo).port}` });
       await consumer.ready();
       expect(await consumer.invoke('echo', ['over-tls'], { responseTimeout: 5_000 })).toBe('bolt:over-tls');
+      const line = await shuttle.waitForLog((l) => l.msg === 'access' && l.listener === 'auto' && l.protocol === 'bolt');
+      expect(line.tls).toMatchObject({ version: 'TLSv1.3', peer: null });
     } finally {
       client.close();
       wrapper.close();
@@ -331,8 +353,8 @@ describe('auto listener with TLS', () => {
 
 describe('TLS sessions and rotation', () => {
   it('resumes sessions across worker threads (session tickets shared by the workers)', async () => {
-    type W = { workers: { slot: number; totalConnections: number }[] };
-    const totals = async () => Object.fromEntries(((await (await fetch(`${admin}/workers`)).json()) as W).workers.map((w) => [w.slot, w.totalConnections]));
+    type W = { workers: { slot: number; total_connections: number }[] };
+    const totals = async () => Object.fromEntries(((await (await fetch(`${admin}/workers`)).json()) as W).workers.map((w) => [w.slot, w.total_connections]));
     const before = await totals();
     let session: Buffer | undefined;
     const resumed: boolean[] = [];

@@ -1,5 +1,5 @@
 /** Shared pieces of the benchmarks: processes, CPU time, percentiles, tables. */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 
@@ -120,4 +120,43 @@ export async function startShuttle(config: object, threads: number, checkout?: s
   const bin = checkout ? join(checkout, 'bin', 'shuttle.js') : SHUTTLE_BIN;
   const { child } = await spawnUntil(process.execPath, [bin, 'start', '-c', file, '--threads', String(threads), '--log-level', 'info'], (l) => l.includes('"shuttle ready"'));
   return child;
+}
+
+/** Whether a command is on the PATH. */
+export function has(cmd: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The pid and its children (nginx master and workers): whose CPU time counts. */
+export function processFamily(pid: number): number[] {
+  try {
+    const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    return [pid, ...kids];
+  } catch {
+    return [pid];
+  }
+}
+
+/**
+ * Starts nginx (1 worker, no access log, keep-alive without limit) with `body(port)` inside its
+ * `http` block, its files in `dir`; resolves once it listens.
+ */
+export async function startNginx(dir: string, name: string, body: (port: number) => string, httpExtra = ''): Promise<{ port: number; child: ChildProcess }> {
+  const { writeFileSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const port = await freePort();
+  const conf = join(dir, `${name}.conf`);
+  writeFileSync(conf, `worker_processes 1; daemon off; master_process on; pid ${join(dir, `${name}.pid`)}; error_log ${join(dir, `${name}.err`)} warn;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 10000000; ${httpExtra}
+  client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
+${body(port)} }`);
+  const child = spawn('nginx', ['-c', conf], { stdio: ['ignore', 'ignore', 'inherit'] });
+  await waitForPort(port);
+  return { port, child };
 }

@@ -19,6 +19,7 @@ import { PolicyTable } from '../filters/shared/policy-table.ts';
 import { LoadTable, WorkerState, type WorkerLoad } from '../shared/load-table.ts';
 import { Ring } from '../shared/ring.ts';
 import type { StatsTable } from '../shared/stats-table.ts';
+import type { RequestTable } from '../shared/request-table.ts';
 import { encodeSnapshot } from '../shared/snapshot.ts';
 import type { BalanceMode, BoundListener, ConfigSnapshot, MainToWorker, WorkerInit, WorkerToMain } from '../workers/messages.ts';
 
@@ -46,6 +47,7 @@ export interface WorkerPoolOptions {
   configFile: string;
   logger: Logger;
   stats: StatsTable;
+  requests: RequestTable;
   health: HealthTable;
   /** Called on the main thread for each event a worker reports. */
   onEvent: (event: UpstreamEvent) => void;
@@ -76,6 +78,8 @@ export interface WorkerInfo extends WorkerLoad {
   restarts: number;
   /** Event-loop utilization (0..1) since the previous read. */
   eventLoopUtilization: number | null;
+  /** Events this slot's ring dropped because it was full (see Ring). */
+  droppedEvents: number;
 }
 
 export class WorkerPool {
@@ -116,6 +120,11 @@ export class WorkerPool {
   rotateTicketKeys(): void {
     this.ticketKeys = new Uint8Array(randomBytes(48));
     for (const slot of this.slots) slot.worker?.postMessage({ type: 'ticket-keys', keys: this.ticketKeys } satisfies MainToWorker);
+  }
+
+  /** The log level of worker threads, those started from now on included. */
+  get logLevel(): LogLevel {
+    return this.opts.logLevel;
   }
 
   /** A new log level for every worker, and for the ones started from now on. */
@@ -273,6 +282,7 @@ export class WorkerPool {
       threadId: slot.worker?.threadId ?? null,
       restarts: slot.recentCrashes,
       eventLoopUtilization: slot.worker ? slot.elu : null,
+      droppedEvents: slot.events?.dropped ?? 0,
     }));
   }
 
@@ -346,6 +356,7 @@ export class WorkerPool {
       loadTable: this.loadTable.buffer,
       policy: this.policy.buffer,
       stats: this.opts.stats.buffer,
+      requests: this.opts.requests.buffer,
       health: this.opts.health.buffer,
       events: slot.events.buffer,
       balance: this.opts.balance,

@@ -18,14 +18,19 @@ export interface AdminReply {
   status: number;
   body: unknown;
   contentType?: string;
+  /** Extra response headers (the dashboard's content security policy). */
+  headers?: Record<string, string>;
 }
 
 export type AdminHandler = (params: Record<string, string>, req: http.IncomingMessage) => AdminReply | Promise<AdminReply>;
 
 interface Route {
   method: 'GET' | 'POST';
+  path: string;
   pattern: RegExp;
   handler: AdminHandler;
+  /** One line for /help. */
+  help: string;
 }
 
 /** Content types a browser sends cross-site without asking first (a "simple" request). */
@@ -92,11 +97,16 @@ export class AdminServer {
     return undefined;
   }
 
-  /** `path` may hold `:name` segments, handed to the handler as params. */
-  route(method: 'GET' | 'POST', path: string, handler: AdminHandler): this {
+  /** `path` may hold `:name` segments, handed to the handler as params; `help` is its line in /help. */
+  route(method: 'GET' | 'POST', path: string, handler: AdminHandler, help = ''): this {
     const pattern = new RegExp(`^${path.replace(/:(\w+)/g, '(?<$1>[^/]+)')}$`);
-    this.routes.push({ method, pattern, handler });
+    this.routes.push({ method, path, pattern, handler, help });
     return this;
+  }
+
+  /** Every endpoint, in the order registered. */
+  endpoints(): { method: string; path: string; help: string }[] {
+    return this.routes.map((r) => ({ method: r.method, path: r.path, help: r.help }));
   }
 
   /** Binds `address`, or adopts a listening socket handed over by the process this one upgrades. */
@@ -131,7 +141,9 @@ export class AdminServer {
     const path = (req.url ?? '/').split('?')[0];
     let reply: AdminReply;
     const matching = this.routes.filter((r) => r.pattern.test(path));
-    const route = matching.find((r) => r.method === req.method);
+    // HEAD is a GET without the body (node:http leaves the body out).
+    const method = req.method === 'HEAD' ? 'GET' : req.method;
+    const route = matching.find((r) => r.method === method);
     const refused = this.refusal(req);
     try {
       if (refused) {
@@ -139,7 +151,7 @@ export class AdminServer {
         reply = { status: 403, body: { error: refused } };
       } else if (route) reply = await route.handler({ ...route.pattern.exec(path)!.groups }, req);
       else if (matching.length > 0) reply = { status: 405, body: { error: `use ${matching.map((r) => r.method).join(' or ')}` } };
-      else reply = { status: 404, body: { error: 'no such admin endpoint', endpoints: this.routes.map((r) => `${r.method} ${r.pattern.source.slice(1, -1)}`) } };
+      else reply = { status: 404, body: { error: 'no such admin endpoint (GET /help lists them)', endpoints: this.routes.map((r) => `${r.method} ${r.path}`) } };
     } catch (err) {
       this.logger.error({ err, path }, 'admin handler failed');
       reply = { status: 500, body: { error: (err as Error).message } };
@@ -148,6 +160,8 @@ export class AdminServer {
     res.writeHead(reply.status, {
       'content-type': reply.contentType ?? (typeof reply.body === 'string' ? 'text/plain; charset=utf-8' : 'application/json'),
       'cache-control': 'no-store',
+      'x-content-type-options': 'nosniff',
+      ...reply.headers,
     });
     res.end(text);
   }

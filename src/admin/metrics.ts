@@ -9,10 +9,19 @@ import type { CircuitBreakersConfig } from '../config/schema.ts';
 import { RESPONSE_FLAG_NAMES } from '../filters/response-flags.ts';
 import { BREAKER_RESOURCES } from '../filters/shared/policy-table.ts';
 import { C, CLUSTER_COUNTERS, HOST_COUNTERS, L, LISTENER_COUNTERS, isGauge, type StatsTable } from '../shared/stats-table.ts';
+import { HealthFlag } from '../shared/health-table.ts';
+import type { RequestTable } from '../shared/request-table.ts';
+import { EJECTION_TYPES, type HealthStats } from '../cluster/health/health-stats.ts';
+import { NODE_VERSION, SHUTTLE_VERSION } from '../build-info.ts';
+import { registerRequestMetrics } from './request-metrics.ts';
 
 export interface MetricsSources {
   stats: StatsTable;
+  /** Status codes and latency histograms. */
+  requests: RequestTable;
   health: HealthTable;
+  /** Active-check outcomes and ejections (main thread). */
+  healthStats: HealthStats;
   pool: WorkerPool;
   /** Main-thread facts: config generation, reload failures, … */
   info: () => { generation: number; reload: { attempts: number; failures: number } };
@@ -25,6 +34,9 @@ export interface MetricsSources {
 export function createMetricsRegistry(src: MetricsSources): Registry {
   const register = new Registry();
   collectDefaultMetrics({ register, prefix: 'shuttle_' }); // shuttle_process_*, shuttle_nodejs_* (main thread)
+  // Gauges prom-client names *_total, which Prometheus keeps for counters (promtool refuses them);
+  // each is the sum of its by-type gauge (shuttle_nodejs_active_handles{type}, …).
+  for (const name of ['active_handles', 'active_requests', 'active_resources']) register.removeSingleMetric(`shuttle_nodejs_${name}_total`);
   const { stats } = src;
 
   // One metric per counter name, read from the summed worker rows.
@@ -128,5 +140,51 @@ export function createMetricsRegistry(src: MetricsSources): Registry {
   new Gauge({ name: 'shuttle_config_generation', help: 'generation of the running config', registers: [register], collect() {
     this.set(src.info().generation);
   } });
+  new Gauge({ name: 'shuttle_build_info', help: 'always 1; labels say which Shuttle and which Node.js run', labelNames: ['version', 'node'], registers: [register] })
+    .set({ version: SHUTTLE_VERSION, node: NODE_VERSION }, 1);
+  registerRequestMetrics(register, src.requests, () => stats.layout);
+  registerHealthMetrics(register, src);
   return register;
+}
+
+/** Host membership, active-check outcomes and outlier ejections per cluster. */
+function registerHealthMetrics(register: Registry, src: MetricsSources): void {
+  const { stats, health, healthStats } = src;
+  /** The running config's clusters with their stable ids and hosts. */
+  const clusters = () => stats.layout.clusters.map((name, i) => {
+    const id = stats.layout.clusterIds[i];
+    return { name, id, hosts: stats.layout.hosts.filter((h) => h.clusterIndex === id) };
+  });
+  new Gauge({ name: 'shuttle_cluster_membership_hosts', help: 'hosts in the cluster', labelNames: ['cluster'], registers: [register], collect() {
+    this.reset();
+    for (const c of clusters()) this.set({ cluster: c.name }, c.hosts.length);
+  } });
+  new Gauge({ name: 'shuttle_cluster_membership_healthy', help: 'hosts of the cluster that are healthy now (active checks passing, not ejected)', labelNames: ['cluster'], registers: [register], collect() {
+    this.reset();
+    for (const c of clusters()) this.set({ cluster: c.name }, c.hosts.filter((h) => health.healthy(h.index)).length);
+  } });
+  const checked = () => clusters().filter((c) => c.hosts[0]?.clusterConfig.health_check !== undefined);
+  const hcCounter = (field: 'health_check_attempt' | 'health_check_success' | 'health_check_failure' | 'health_check_network_failure', help: string) => new Counter({
+    name: `shuttle_cluster_${field}_total`, help, labelNames: ['cluster'], registers: [register], collect() {
+      this.reset();
+      for (const c of checked()) this.inc({ cluster: c.name }, healthStats.of(c.id)[field]);
+    },
+  });
+  hcCounter('health_check_attempt', 'active health-check probes made');
+  hcCounter('health_check_success', 'probes that passed');
+  hcCounter('health_check_failure', 'probes that failed (network failures included)');
+  hcCounter('health_check_network_failure', 'probes that got no answer: refused, reset or timed out');
+  const detected = () => clusters().filter((c) => c.hosts[0]?.clusterConfig.outlier_detection !== undefined);
+  new Counter({ name: 'shuttle_cluster_outlier_detection_ejections_enforced_total', help: 'hosts ejected by outlier detection, by what triggered the ejection', labelNames: ['cluster', 'type'], registers: [register], collect() {
+    this.reset();
+    for (const c of detected()) for (const type of EJECTION_TYPES) this.inc({ cluster: c.name, type }, healthStats.of(c.id).ejections_enforced[type]);
+  } });
+  new Counter({ name: 'shuttle_cluster_outlier_detection_ejections_overflow_total', help: 'ejections not made because max_ejection_percent of the cluster was ejected already', labelNames: ['cluster'], registers: [register], collect() {
+    this.reset();
+    for (const c of detected()) this.inc({ cluster: c.name }, healthStats.of(c.id).ejections_overflow);
+  } });
+  new Gauge({ name: 'shuttle_cluster_outlier_detection_ejections_active', help: 'hosts of the cluster ejected now', labelNames: ['cluster'], registers: [register], collect() {
+    this.reset();
+    for (const c of detected()) this.set({ cluster: c.name }, c.hosts.filter((h) => (health.flags(h.index) & HealthFlag.EJECTED) !== 0).length);
+  } });
 }

@@ -126,8 +126,11 @@ const cluster = z.object({
   /** HTTP upstream connection pool, per worker and host. */
   connection_pool: connectionPool.default(connectionPool.parse({})),
   retry_budget: retryBudget.default(retryBudget.parse({})),
-  /** The protocol HTTP routes speak to this cluster's hosts (gRPC needs http2). */
-  protocol: z.enum(['http1', 'http2']).default('http1'),
+  /**
+   * The protocol HTTP routes speak to this cluster's hosts (gRPC needs http2). `auto`: with
+   * `tls`, the host's ALPN answer picks HTTP/2 or HTTP/1.1; without TLS, HTTP/1.1.
+   */
+  protocol: z.enum(['http1', 'http2', 'auto']).default('http1'),
   /** TLS to the hosts (verification on by default). */
   tls: tlsClusterOptions.optional(),
   /** HTTP/2 upstream connections: settings sent to the hosts, streams per connection. */

@@ -143,7 +143,8 @@ export class TlsTerminator {
       ...common,
       cert: groups[0].cert,
       key: groups[0].key,
-      SNICallback: (name, cb) => cb(null, this.contextFor(name)),
+      // One group of certificates: nothing to choose, and no callback round trip per handshake.
+      SNICallback: groups.length > 1 ? (name, cb) => cb(null, this.contextFor(name)) : undefined,
       ticketKeys: this.ticketKeys,
       ALPNProtocols: [...(cfg.alpn ?? defaultAlpn)],
       requestCert: cfg.client_ca !== undefined,

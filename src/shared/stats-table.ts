@@ -11,7 +11,7 @@
  */
 import { formatAddress } from '../config/address.ts';
 import type { ClusterConfig, ShuttleConfig } from '../config/schema.ts';
-import { MAX_CLUSTERS, MAX_HOSTS, MAX_LISTENERS, positionalIds, type EntityIds } from './directory.ts';
+import { MAX_CLUSTERS, MAX_HOSTS, MAX_LISTENERS, namedRoutes, positionalIds, type EntityIds } from './directory.ts';
 
 export const LISTENER_COUNTERS = [
   'downstream_cx_total', 'downstream_cx_active', 'downstream_cx_rx_bytes_total', 'downstream_cx_tx_bytes_total', 'downstream_rq_total', 'downstream_cx_protocol_error',
@@ -24,6 +24,8 @@ export const LISTENER_COUNTERS = [
   'rq_flag_FI', 'rq_flag_DI', 'rq_flag_RL', 'rq_flag_UAEX', 'rq_flag_RBAC', 'rq_flag_UO', 'rq_flag_UH', 'rq_flag_UF', 'rq_flag_UT', 'rq_flag_NR', 'rq_flag_UR', 'rq_flag_DC',
   // Filter decisions
   'rbac_allowed', 'rbac_denied', 'rbac_shadow_allowed', 'rbac_shadow_denied', 'jwt_authn_allowed', 'jwt_authn_denied',
+  // Requests ended because no byte moved for stream_idle_timeout
+  'downstream_rq_idle_timeout',
 ] as const;
 /** Per cluster: no host to send to; responses by gRPC status (0–16), upstream_rq_grpc_<status>. */
 export const CLUSTER_COUNTERS = [
@@ -35,6 +37,9 @@ export const CLUSTER_COUNTERS = [
   'upstream_cx_overflow', 'upstream_rq_pending_overflow', 'upstream_rq_retry_overflow',
   // Requests copied to this cluster by a route's request_mirror_policies
   'upstream_rq_mirrored',
+  // Retries made (and requests that succeeded after one); requests that ended timed out (route
+  // timeout, grpc-timeout, the last per-try timeout, an RPC call's timeout)
+  'upstream_rq_retry', 'upstream_rq_retry_success', 'upstream_rq_timeout',
 ] as const;
 export const HOST_COUNTERS = [
   'upstream_cx_total',
@@ -63,6 +68,14 @@ export const L = fieldIndex(LISTENER_COUNTERS);
 export const C = fieldIndex(CLUSTER_COUNTERS);
 export const H = fieldIndex(HOST_COUNTERS);
 
+/** A named route: its stats cells are shared by the listener's routes of that name. */
+export interface RouteRef {
+  listener: string;
+  route: string;
+  /** Stable id (see Directory). */
+  id: number;
+}
+
 export interface HostRef {
   cluster: string;
   /** "host:port" */
@@ -88,6 +101,9 @@ export class StatsLayout {
   readonly listenerIds: readonly number[];
   readonly clusterIds: readonly number[];
   readonly hosts: readonly HostRef[];
+  readonly routes: readonly RouteRef[];
+  /** Route configs (HTTP and RPC) with a name → the route's stable id: resolved once per request, at its end. */
+  readonly routeIds: ReadonlyMap<object, number>;
   readonly width = MAX_LISTENERS * LISTENER_COUNTERS.length + MAX_CLUSTERS * CLUSTER_COUNTERS.length + MAX_HOSTS * HOST_COUNTERS.length;
   private readonly clusterBase = MAX_LISTENERS * LISTENER_COUNTERS.length;
   private readonly hostBase = this.clusterBase + MAX_CLUSTERS * CLUSTER_COUNTERS.length;
@@ -105,6 +121,17 @@ export class StatsLayout {
       }));
     });
     this.hosts = hosts;
+    const routes: RouteRef[] = [];
+    const routeIds = new Map<object, number>();
+    config.listeners.forEach((l, li) => {
+      const names = namedRoutes(l);
+      const idOf = (name: string | undefined) => (name === undefined ? -1 : ids.routes[li][names.indexOf(name)]);
+      names.forEach((route, ri) => routes.push({ listener: l.name, route, id: ids.routes[li][ri] }));
+      for (const vh of l.virtual_hosts ?? []) for (const r of vh.routes) if (r.name !== undefined) routeIds.set(r, idOf(r.name));
+      for (const r of l.rpc?.routes ?? []) if (r.name !== undefined) routeIds.set(r, idOf(r.name));
+    });
+    this.routes = routes;
+    this.routeIds = routeIds;
   }
 
   /** Offset of a listener's counters, by its stable id. */

@@ -20,6 +20,7 @@ export type ConnectDone = (error: ShuttleError | undefined, socket?: net.Socket)
 export function connectUpstream(host: Host, telemetry: WorkerTelemetry, opts: ConnectOptions, done: ConnectDone): net.Socket {
   host.activeConnections++;
   telemetry.upstreamConnecting(host);
+  const startedAt = performance.now();
   const socket = opts.tls !== undefined
     ? connectTls(opts.tls, host.host, host.port, opts.allowHalfOpen)
     : net.connect({ host: host.host, port: host.port, noDelay: true, onread: opts.onread, allowHalfOpen: opts.allowHalfOpen });
@@ -55,7 +56,7 @@ export function connectUpstream(host: Host, telemetry: WorkerTelemetry, opts: Co
     timer.cancel();
     settled = true;
     socket.off('error', onError);
-    telemetry.upstreamConnected(host);
+    telemetry.upstreamConnected(host, performance.now() - startedAt);
     done(undefined, socket);
   });
   return socket;

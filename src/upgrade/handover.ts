@@ -13,6 +13,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import type net from 'node:net';
+import { successorEnv } from './restart-epoch.ts';
 
 export const UPGRADE_ENV = 'SHUTTLE_UPGRADE_FROM';
 
@@ -43,7 +44,7 @@ export interface Handover {
 export function startSuccessor(handover: Handover, deadlineMs: number): Promise<ChildProcess> {
   const child = spawn(process.execPath, process.argv.slice(1), {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    env: { ...process.env, [UPGRADE_ENV]: String(process.pid) },
+    env: { ...process.env, ...successorEnv(), [UPGRADE_ENV]: String(process.pid) },
   });
   return new Promise((resolve, reject) => {
     let settled = false;

@@ -24,6 +24,8 @@ export interface WorkerInit {
   /** The shared plane: per-worker load, counters (one row per slot), host health. */
   readonly loadTable: SharedArrayBuffer;
   readonly stats: SharedArrayBuffer;
+  /** Status codes and latency histograms, one row per slot (shared/request-table.ts). */
+  readonly requests: SharedArrayBuffer;
   readonly health: SharedArrayBuffer;
   /** Rate-limit buckets and circuit-breaker counts (filters/shared/policy-table.ts). */
   readonly policy: SharedArrayBuffer;
@@ -52,7 +54,7 @@ export type MainToWorker =
   | { type: 'drain'; deadlineMs: number }
   /** Die now (a kill from the admin, or after a fatal error): every message before this one was seen. */
   | { type: 'exit-now' }
-  /** Log at this level from now on (a reload changed log.level). */
+  /** A new log level for worker threads (a reload that changes log.level, the admin's /logging). */
   | { type: 'log-level'; level: LogLevel }
   /** Open the access-log files again by name (log rotation, SIGUSR1). */
   | { type: 'reopen-logs' }

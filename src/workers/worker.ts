@@ -47,6 +47,7 @@ import { HttpFilterChain, RpcFilterChain } from '../filters/chain.ts';
 import { clusterFetcher } from '../filters/shared/cluster-fetch.ts';
 import { PolicyTable } from '../filters/shared/policy-table.ts';
 import { StatsLayout, StatsTable } from '../shared/stats-table.ts';
+import { RequestTable } from '../shared/request-table.ts';
 import type { BoundListener, MainToWorker, WorkerInit, WorkerToMain } from './messages.ts';
 import { startProfiler } from './profiler.ts';
 import { WorkerTelemetry } from './telemetry.ts';
@@ -105,6 +106,7 @@ interface Runtime {
 const terminators = new Map<string, TlsTerminator>();
 
 const statsBuffer = init.stats;
+const requestRow = new RequestTable(init.requests).row(init.slot);
 let runtime = buildRuntime(init.generation, deepFreeze(init.config), init.ids, init.secrets);
 /** Open connections, by the listener they came in on. */
 const open = new Map<ProxiedConnection, string>();
@@ -152,7 +154,7 @@ function tlsCounters(listenerName: string): TlsCounters {
 
 function buildRuntime(generation: number, config: ShuttleConfig, ids: EntityIds, secrets: Secrets): Runtime {
   const layout = new StatsLayout(config, ids);
-  const telemetry = new WorkerTelemetry(new StatsTable(layout, statsBuffer).row(init.slot), layout, reporter, (d) => loadTable.streamsChanged(init.slot, d));
+  const telemetry = new WorkerTelemetry(new StatsTable(layout, statsBuffer).row(init.slot), requestRow, layout, reporter, (d) => loadTable.streamsChanged(init.slot, d));
   const clusters = new ClusterManager(config, health, ids, hostLoad, secrets, policy);
   const listeners = new Map<string, ListenerRuntime>();
   const chains: { close(): void }[] = [];

@@ -125,6 +125,12 @@ export class ShuttleProcess {
     return { admin: `http://${line.admin}`, listeners };
   }
 
+  /** ready(), with each listener's port by name. */
+  async ports(): Promise<{ admin: string; ports: Record<string, number> }> {
+    const ready = await this.ready();
+    return { admin: ready.admin, ports: Object.fromEntries(Object.entries(ready.listeners).map(([k, v]) => [k, v.port])) };
+  }
+
   signal(sig: NodeJS.Signals): void {
     this.child.kill(sig);
   }

@@ -15,6 +15,7 @@ import type { Logger } from '../../log/logger.ts';
 import { HealthFlag } from '../../shared/health-table.ts';
 import type { HostRef } from '../../shared/stats-table.ts';
 import type { HostHealth } from './host-health.ts';
+import { HealthStats, type ProbeOutcome } from './health-stats.ts';
 
 interface Probe {
   host: HostRef;
@@ -41,10 +42,12 @@ export class ActiveHealthChecker {
   private readonly probes = new Map<number, Probe>();
   private readonly health: HostHealth;
   private readonly logger: Logger;
+  private readonly stats: HealthStats;
 
-  constructor(health: HostHealth, logger: Logger) {
+  constructor(health: HostHealth, logger: Logger, stats = new HealthStats()) {
     this.health = health;
     this.logger = logger;
+    this.stats = stats;
   }
 
   /**
@@ -119,22 +122,24 @@ export class ActiveHealthChecker {
     this.schedule(p);
   }
 
-  private probe(p: Probe): Promise<boolean> {
-    if (p.check.type === 'grpc') return this.probeGrpc(p);
-    return p.check.type === 'http' ? this.probeHttp(p) : this.probeTcp(p);
+  /** Whether the host passed; each outcome is counted for its cluster. */
+  private async probe(p: Probe): Promise<boolean> {
+    const outcome = p.check.type === 'grpc' ? await this.probeGrpc(p) : p.check.type === 'http' ? await this.probeHttp(p) : await this.probeTcp(p);
+    if (!p.stopped) this.stats.probed(p.host.clusterIndex, outcome);
+    return outcome === 'success';
   }
 
-  private probeTcp(p: Probe): Promise<boolean> {
+  private probeTcp(p: Probe): Promise<ProbeOutcome> {
     return new Promise((resolve) => {
       const sock = net.connect({ host: p.host.host, port: p.host.port });
-      const timer = setTimeout(() => done(false), p.check.timeout);
-      const done = (ok: boolean) => {
+      const timer = setTimeout(() => done('network_failure'), p.check.timeout);
+      const done = (outcome: ProbeOutcome) => {
         clearTimeout(timer);
         sock.destroy();
-        resolve(ok);
+        resolve(outcome);
       };
-      sock.once('connect', () => done(true));
-      sock.once('error', () => done(false));
+      sock.once('connect', () => done('success'));
+      sock.once('error', () => done('network_failure'));
     });
   }
 
@@ -143,20 +148,20 @@ export class ActiveHealthChecker {
    * protobuf string field (1: service); HealthCheckResponse one enum field (1: status), SERVING = 1.
    * Off the hot path, so node:http2 does the HTTP/2.
    */
-  private probeGrpc(p: Probe): Promise<boolean> {
+  private probeGrpc(p: Probe): Promise<ProbeOutcome> {
     return new Promise((resolve) => {
       let settled = false;
       const session = http2.connect(`http://${formatAddress({ host: p.host.host, port: p.host.port })}`);
-      const done = (ok: boolean, why?: string) => {
+      const done = (outcome: ProbeOutcome, why?: string) => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
         session.destroy();
-        if (!ok) this.logger.debug({ host: p.host.address, why }, 'health check failed');
-        resolve(ok);
+        if (outcome !== 'success') this.logger.debug({ host: p.host.address, why }, 'health check failed');
+        resolve(outcome);
       };
-      const timer = setTimeout(() => done(false, 'timeout'), p.check.timeout);
-      session.on('error', (err) => done(false, err.message));
+      const timer = setTimeout(() => done('network_failure', 'timeout'), p.check.timeout);
+      session.on('error', (err) => done('network_failure', err.message));
       const service = Buffer.from(p.check.service_name, 'utf8');
       const message = service.length > 0 ? Buffer.concat([Buffer.from([0x0a]), varint(service.length), service]) : Buffer.alloc(0);
       const frame = Buffer.alloc(5 + message.length);
@@ -171,27 +176,27 @@ export class ActiveHealthChecker {
       req.on('response', (h) => (grpcStatus = h['grpc-status'] as string | undefined));
       req.on('trailers', (t) => (grpcStatus = t['grpc-status'] as string | undefined));
       req.on('data', (d: Buffer) => chunks.push(d));
-      req.on('error', (err) => done(false, err.message));
+      req.on('error', (err) => done('network_failure', err.message));
       req.on('end', () => {
         const body = Buffer.concat(chunks);
         // One length-prefixed message holding field 1 (varint) = 1 (SERVING).
         const serving = body.length >= 7 && body[0] === 0 && body[5] === 0x08 && body[6] === 0x01;
-        done(grpcStatus === '0' && serving, `grpc-status ${grpcStatus}, response ${body.toString('hex').slice(0, 40)}`);
+        done(grpcStatus === '0' && serving ? 'success' : 'failure', `grpc-status ${grpcStatus}, response ${body.toString('hex').slice(0, 40)}`);
       });
       req.end(frame);
     });
   }
 
-  private probeHttp(p: Probe): Promise<boolean> {
+  private probeHttp(p: Probe): Promise<ProbeOutcome> {
     return new Promise((resolve) => {
       let settled = false;
-      const done = (ok: boolean, why?: string) => {
+      const done = (outcome: ProbeOutcome, why?: string) => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
         req.destroy();
-        if (!ok) this.logger.debug({ host: p.host.address, why }, 'health check failed');
-        resolve(ok);
+        if (outcome !== 'success') this.logger.debug({ host: p.host.address, why }, 'health check failed');
+        resolve(outcome);
       };
       const req = http.request({
         host: p.host.host,
@@ -203,10 +208,10 @@ export class ActiveHealthChecker {
       }, (res) => {
         const ok = p.check.expected_statuses.includes(res.statusCode ?? 0);
         res.resume();
-        done(ok, `status ${res.statusCode}`);
+        done(ok ? 'success' : 'failure', `status ${res.statusCode}`);
       });
-      const timer = setTimeout(() => done(false, 'timeout'), p.check.timeout);
-      req.once('error', (err) => done(false, err.message));
+      const timer = setTimeout(() => done('network_failure', 'timeout'), p.check.timeout);
+      req.once('error', (err) => done('network_failure', err.message));
       req.end();
     });
   }

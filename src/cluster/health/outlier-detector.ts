@@ -19,6 +19,7 @@ import type { UpstreamEvent } from '../../shared/events.ts';
 import { HealthFlag } from '../../shared/health-table.ts';
 import type { HostRef } from '../../shared/stats-table.ts';
 import type { HostHealth } from './host-health.ts';
+import { HealthStats, type EjectionType } from './health-stats.ts';
 
 interface HostOutlierState {
   localFailures: number;
@@ -45,11 +46,13 @@ export class OutlierDetector {
   private readonly successRateTimer: NodeJS.Timeout;
   /** When each cluster's success rate was last judged (by cluster id). */
   private readonly lastPass = new Map<number, number>();
+  private readonly stats: HealthStats;
 
-  constructor(health: HostHealth, logger: Logger, counts?: HostCounts) {
+  constructor(health: HostHealth, logger: Logger, counts?: HostCounts, stats = new HealthStats()) {
     this.health = health;
     this.logger = logger;
     this.counts = counts;
+    this.stats = stats;
     this.successRateTimer = setInterval(() => this.successRatePass(), 1_000);
     this.successRateTimer.unref();
   }
@@ -86,14 +89,14 @@ export class OutlierDetector {
       case 'connect_failure':
         s.localFailures++;
         this.health.table.startCounting(host.index);
-        if (s.localFailures >= od.consecutive_failures) this.eject(host, od, s, `${od.consecutive_failures} consecutive connect failures`);
+        if (s.localFailures >= od.consecutive_failures) this.eject(host, od, s, 'consecutive_local_origin_failure', `${od.consecutive_failures} consecutive connect failures`);
         return;
       case 'response_failure':
         s.failures5xx++;
         if (event.gateway) s.gatewayFailures++;
         this.health.table.startCounting(host.index);
-        if (od.consecutive_5xx !== undefined && s.failures5xx >= od.consecutive_5xx) this.eject(host, od, s, `${od.consecutive_5xx} consecutive 5xx responses`);
-        else if (od.consecutive_gateway_failure !== undefined && s.gatewayFailures >= od.consecutive_gateway_failure) this.eject(host, od, s, `${od.consecutive_gateway_failure} consecutive gateway errors`);
+        if (od.consecutive_5xx !== undefined && s.failures5xx >= od.consecutive_5xx) this.eject(host, od, s, 'consecutive_5xx', `${od.consecutive_5xx} consecutive 5xx responses`);
+        else if (od.consecutive_gateway_failure !== undefined && s.gatewayFailures >= od.consecutive_gateway_failure) this.eject(host, od, s, 'consecutive_gateway_failure', `${od.consecutive_gateway_failure} consecutive gateway errors`);
     }
   }
 
@@ -101,17 +104,19 @@ export class OutlierDetector {
     if (s.localFailures === 0 && s.failures5xx === 0 && s.gatewayFailures === 0) this.health.table.stopCounting(host.index);
   }
 
-  private eject(host: HostRef, od: OutlierDetectionConfig, s: HostOutlierState, why: string): void {
+  private eject(host: HostRef, od: OutlierDetectionConfig, s: HostOutlierState, type: EjectionType, why: string): void {
     const now = Date.now();
     if (s.ejectedUntil > now) return;
     const clusterHosts = [...this.hosts.values()].filter((h) => h.clusterIndex === host.clusterIndex);
     const ejected = clusterHosts.filter((h) => (this.state.get(h.index)?.ejectedUntil ?? 0) > now).length;
     const allowed = Math.max(1, Math.floor((clusterHosts.length * od.max_ejection_percent) / 100));
     if (ejected >= allowed) {
+      this.stats.ejectionOverflowed(host.clusterIndex);
       this.logger.warn({ cluster: host.cluster, host: host.address, ejected, allowed, reason: why }, 'outlier not ejected: max_ejection_percent reached');
       return;
     }
     s.ejections++;
+    this.stats.ejected(host.clusterIndex, type);
     const duration = Math.min(od.base_ejection_time * s.ejections, od.max_ejection_time);
     s.ejectedUntil = now + duration;
     s.localFailures = 0;
@@ -160,7 +165,7 @@ export class OutlierDetector {
       const stdev = Math.sqrt(rates.reduce((n, r) => n + (r.rate - mean) ** 2, 0) / rates.length);
       const threshold = mean - sr.stdev_factor * stdev;
       for (const r of rates) {
-        if (r.rate < threshold) this.eject(r.host, od, this.stateOf(r.host.index), `success rate ${(r.rate * 100).toFixed(1)}% below the cluster's threshold ${(threshold * 100).toFixed(1)}%`);
+        if (r.rate < threshold) this.eject(r.host, od, this.stateOf(r.host.index), 'success_rate', `success rate ${(r.rate * 100).toFixed(1)}% below the cluster's threshold ${(threshold * 100).toFixed(1)}%`);
       }
     }
   }

@@ -58,6 +58,10 @@ export interface Http2ConnectionOptions {
   readonly maxResetRatio?: number;
   /** `:scheme` of requests (server side). */
   readonly scheme?: string;
+  /** Server side: a request body past this gets 413 and the rest is not read (default: no limit). */
+  readonly maxRequestBodyBytes?: number;
+  /** Server side: a request with more header fields gets 431. */
+  readonly maxHeaders?: number;
   /**
    * A stream whose outbound data waits on a window that does not open for this long is reset
    * (a peer that never reads must not hold the stream and its buffers forever). 0: never.
@@ -118,6 +122,8 @@ export abstract class Http2Connection implements OutputOwner {
   readonly output: SocketOutput;
   protected readonly opts: Http2ConnectionOptions;
   readonly role: Role;
+  /** Server side: the request body limit (Infinity: none). */
+  readonly maxRequestBodyBytes: number;
   readonly streams = new Map<number, Http2Stream>();
   /** The start of a frame (or of the preface) cut by the end of a read, copied. */
   private carry: Buffer | undefined;
@@ -173,6 +179,7 @@ export abstract class Http2Connection implements OutputOwner {
     this.socket = socket;
     this.opts = opts;
     this.role = opts.role;
+    this.maxRequestBodyBytes = opts.maxRequestBodyBytes ?? Infinity;
     this.output = new SocketOutput(socket, this);
     this.prefaceSeen = opts.role === 'client';
     this.hpackIn = new HpackDecoder({ maxTableSize: 4096, maxHeaderListSize: opts.local.maxHeaderListSize });
@@ -497,10 +504,15 @@ export abstract class Http2Connection implements OutputOwner {
     if (decoded.overflow) {
       // An HPACK bomb or plainly too many headers: this stream gets a 431, the connection goes on.
       this.count('header_list_too_large');
-      return st.refuseTooLarge(endStream);
+      return st.refuse(431, endStream);
     }
     const headers = checkFields(decoded.headers, 'request', this.opts.scheme ?? 'http');
     if (typeof headers === 'string') throw new StreamError(streamId, ErrorCode.PROTOCOL_ERROR, headers);
+    if (this.opts.maxHeaders !== undefined && headers.fields.length / 2 > this.opts.maxHeaders) {
+      this.count('header_list_too_large');
+      return st.refuse(431, endStream);
+    }
+    if (headers.contentLength > this.maxRequestBodyBytes) return st.refuse(413, endStream);
     if (endStream) st.remoteEnded = true;
     st.expectedLength = headers.contentLength;
     this.onRequest(st, headers, endStream);
@@ -863,6 +875,11 @@ export class Http2Stream implements StreamEncoder {
     if (this.expectedLength >= 0 && (this.received > this.expectedLength || (endStream && this.received !== this.expectedLength))) {
       throw new StreamErrorSignal(this.id, 'content-length does not match the DATA received');
     }
+    const maxBody = this.conn.maxRequestBodyBytes;
+    if (this.received > maxBody) {
+      this.consumed(data.length);
+      return this.bodyTooLarge(maxBody);
+    }
     if (endStream) this.remoteEnded = true;
     if (this.readDisables > 0) {
       if (data.length > 0) {
@@ -947,12 +964,25 @@ export class Http2Stream implements StreamEncoder {
     this.decoder?.onReset('protocol-error', error);
   }
 
-  /** A request whose header list was too large: 431, and the rest of it is not read. */
-  refuseTooLarge(endStream: boolean): void {
+  /** A request refused before it is read (431: header list too large; 413: body too large); the rest of it is not read. */
+  refuse(status: 413 | 431, endStream: boolean): void {
     if (endStream) this.remoteEnded = true;
-    const h = HeaderMap.response(431, ['content-type', 'text/plain; charset=utf-8']);
+    const h = HeaderMap.response(status, ['content-type', 'text/plain; charset=utf-8']);
     this.encodeHeaders(h, true);
     if (!this.remoteEnded) this.reset('local', ErrorCode.NO_ERROR);
+  }
+
+  /**
+   * The request body went past max_request_body_bytes while being proxied: whoever decodes it
+   * gives up, the client gets 413 if nothing was answered yet, and the rest is not read.
+   */
+  private bodyTooLarge(max: number): void {
+    const decoder = this.decoder;
+    this.decoder = undefined;
+    decoder?.onReset('local', new ShuttleError('SHUTTLE_E_HTTP_BODY_TOO_LARGE', 'downstream', `request body over ${max} bytes`));
+    if (this.closed) return;
+    if (!this.headersSent) this.encodeHeaders(HeaderMap.response(413, ['content-type', 'text/plain; charset=utf-8']), true);
+    if (!this.closed) this.reset('local', ErrorCode.NO_ERROR);
   }
 
   /** `n` bytes of this stream's inbound data were taken: reopen the window in halves. */

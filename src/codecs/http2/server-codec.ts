@@ -13,6 +13,10 @@ import { Http2Connection, type AbuseCounters, type AbuseKind, type Http2Stream }
 export interface Http2ServerOptions {
   readonly settings: Http2OptionsConfig;
   readonly maxHeaderListSize: number;
+  /** A request body past this gets 413. */
+  readonly maxRequestBodyBytes: number;
+  /** A request with more header fields gets 431. */
+  readonly maxHeaders: number;
   readonly scheme: string;
   readonly stats: { readonly row: Float64Array; readonly rxCell: number; readonly txCell: number };
   readonly counters: AbuseCounters;
@@ -50,6 +54,8 @@ export class Http2ServerCodec extends Http2Connection implements ServerCodec {
       },
       maxResetRatio: s.max_reset_stream_ratio,
       scheme: opts.scheme,
+      maxRequestBodyBytes: opts.maxRequestBodyBytes,
+      maxHeaders: opts.maxHeaders,
       sendStallTimeoutMs: opts.sendStallTimeoutMs,
       stats: opts.stats,
       counters: opts.counters,

@@ -71,37 +71,27 @@ class FaultPolicy {
   }
 }
 
-class HttpFault implements HttpFilter {
+/** Runs one request's fault: the delay (a timer, counted among the active faults), then the abort or the go-ahead. */
+class FaultRun {
   private readonly policy: FaultPolicy;
-  private readonly cb: HttpFilterCallbacks;
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(policy: FaultPolicy, cb: HttpFilterCallbacks) {
+  constructor(policy: FaultPolicy) {
     this.policy = policy;
-    this.cb = cb;
   }
 
-  decodeHeaders(h: HeaderMap): FilterStatus {
-    const d = this.policy.decide((name) => h.get(name));
-    if (d === undefined) return 'continue';
-    if (d.delayMs === 0) return this.abort(d);
+  start(d: Decision, abort: () => void, resume: () => void): void {
+    if (d.delayMs === 0) return abort();
     this.policy.active++;
-    this.cb.setResponseFlag('DI');
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.policy.active--;
-      if (d.abortStatus > 0) this.abort(d);
-      else this.cb.continueDecoding();
+      if (d.abortStatus > 0) abort();
+      else resume();
     }, d.delayMs);
-    return 'stop';
   }
 
-  private abort(d: Decision): FilterStatus {
-    this.cb.sendLocalReply({ status: d.abortStatus, body: 'fault filter abort', grpcStatus: d.grpcStatus, flag: 'FI', code: 'SHUTTLE_E_FAULT_INJECTED' });
-    return 'stop';
-  }
-
-  onDestroy(): void {
+  cancel(): void {
     if (this.timer === undefined) return;
     clearTimeout(this.timer);
     this.timer = undefined;
@@ -109,39 +99,51 @@ class HttpFault implements HttpFilter {
   }
 }
 
+class HttpFault implements HttpFilter {
+  private readonly policy: FaultPolicy;
+  private readonly cb: HttpFilterCallbacks;
+  private readonly run: FaultRun;
+
+  constructor(policy: FaultPolicy, cb: HttpFilterCallbacks) {
+    this.policy = policy;
+    this.cb = cb;
+    this.run = new FaultRun(policy);
+  }
+
+  decodeHeaders(h: HeaderMap): FilterStatus {
+    const d = this.policy.decide((name) => h.get(name));
+    if (d === undefined) return 'continue';
+    if (d.delayMs > 0) this.cb.setResponseFlag('DI');
+    const abort = () => this.cb.sendLocalReply({ status: d.abortStatus, body: 'fault filter abort', grpcStatus: d.grpcStatus, flag: 'FI', code: 'SHUTTLE_E_FAULT_INJECTED' });
+    this.run.start(d, abort, () => this.cb.continueDecoding());
+    return 'stop';
+  }
+
+  onDestroy(): void {
+    this.run.cancel();
+  }
+}
+
 class RpcFault implements RpcFilter {
   private readonly policy: FaultPolicy;
   private readonly cb: RpcFilterCallbacks;
-  private timer: NodeJS.Timeout | undefined;
+  private readonly run: FaultRun;
 
   constructor(policy: FaultPolicy, cb: RpcFilterCallbacks) {
     this.policy = policy;
     this.cb = cb;
+    this.run = new FaultRun(policy);
   }
 
   onRequest({ call }: RpcCallInfo): FilterStatus {
     const d = this.policy.decide((name) => call.header(name));
     if (d === undefined) return 'continue';
-    const abort = () => this.cb.sendLocalReply({ kind: 'fault', message: 'fault filter abort', flag: 'FI' });
-    if (d.delayMs === 0) {
-      abort();
-      return 'stop';
-    }
-    this.policy.active++;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.policy.active--;
-      if (d.abortStatus > 0) abort();
-      else this.cb.continueCall();
-    }, d.delayMs);
+    this.run.start(d, () => this.cb.sendLocalReply({ kind: 'fault', message: 'fault filter abort', flag: 'FI' }), () => this.cb.continueCall());
     return 'stop';
   }
 
   onDestroy(): void {
-    if (this.timer === undefined) return;
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    this.policy.active--;
+    this.run.cancel();
   }
 }
 

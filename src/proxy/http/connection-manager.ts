@@ -49,7 +49,7 @@ export class HttpConnectionManager implements ServerCodecCallbacks, DownstreamCo
     const stats = { row: snap.telemetry.row, rxCell: listenerBase + L.downstream_cx_rx_bytes_total, txCell: listenerBase + L.downstream_cx_tx_bytes_total };
     const onError = (error: ShuttleError) => this.codecError(error);
     this.codec = protocol === 'HTTP/2'
-      ? new Http2ServerCodec(socket, this, { settings: http.http2, maxHeaderListSize: http.max_request_headers_kb * 1024, scheme: tls ? 'https' : 'http', stats, onError, counters: { row: snap.telemetry.row, base: listenerBase }, sendStallTimeoutMs: http.stream_idle_timeout })
+      ? new Http2ServerCodec(socket, this, { settings: http.http2, maxHeaderListSize: http.max_request_headers_kb * 1024, maxRequestBodyBytes: http.max_request_body_bytes, maxHeaders: http.max_headers, scheme: tls ? 'https' : 'http', stats, onError, counters: { row: snap.telemetry.row, base: listenerBase }, sendStallTimeoutMs: http.stream_idle_timeout })
       : new Http1ServerCodec(socket, this, { limits: { maxHeadBytes: http.max_request_headers_kb * 1024, maxHeaders: http.max_headers }, maxBodyBytes: http.max_request_body_bytes, headersTimeout: deadlines.queue(http.request_headers_timeout), scheme: tls ? 'https' : 'http', tunnelIdleTimeoutMs: snap.listener.idle_timeout, stats, onError });
     this.idleQueue = deadlines.queue(snap.listener.idle_timeout);
     this.idleTimer = new Deadline(() => this.codec.close());

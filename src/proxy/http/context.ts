@@ -13,6 +13,7 @@ import { C } from '../../shared/stats-table.ts';
 import type { UpstreamTls } from '../../net/tls-client.ts';
 import { Http1Pool } from '../../stream/http1-pool.ts';
 import { Http2Pool } from '../../stream/http2-pool.ts';
+import { AutoPool } from '../../stream/auto-pool.ts';
 import type { WorkerTelemetry } from '../../workers/telemetry.ts';
 import type { HttpFilterChain } from '../../filters/chain.ts';
 
@@ -64,7 +65,7 @@ export class PoolRegistry {
     let key = this.keys.get(cluster.config);
     if (key === undefined) {
       const config = cluster.config;
-      const settings = config.protocol === 'http2' ? config.http2 : config.connection_pool;
+      const settings = config.protocol === 'http2' ? config.http2 : config.protocol === 'auto' ? [config.http2, config.connection_pool] : config.connection_pool;
       this.keys.set(config, (key = JSON.stringify([config.protocol, settings, config.connect_timeout, cluster.tls?.key ?? null])));
     }
     return key;
@@ -72,9 +73,10 @@ export class PoolRegistry {
 
   get(host: Host, cluster: Cluster, telemetry: WorkerTelemetry): Pool {
     const c = cluster.config;
-    const pool = this.byHost.get(host.index, this.settingsKey(cluster), () => c.protocol === 'http2'
-      ? new Http2Pool(host, c.http2, c.connect_timeout, telemetry, cluster.tls)
-      : new Http1Pool(host, c.connection_pool, c.connect_timeout, telemetry, cluster.tls));
+    const h1 = (tls: UpstreamTls | undefined) => new Http1Pool(host, c.connection_pool, c.connect_timeout, telemetry, tls);
+    const h2 = (tls: UpstreamTls | undefined) => new Http2Pool(host, c.http2, c.connect_timeout, telemetry, tls);
+    const pool = this.byHost.get(host.index, this.settingsKey(cluster), () =>
+      c.protocol === 'http2' ? h2(cluster.tls) : c.protocol === 'auto' ? new AutoPool(host, cluster.tls, c.connect_timeout, telemetry, h1, h2) : h1(cluster.tls));
     // The breaker of the request's own generation (a pool outlives generations).
     if (pool instanceof Http1Pool) pool.limit = this.connectionLimit(cluster, telemetry);
     return pool;

@@ -246,6 +246,9 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks, FilterH
   /** Hosts tried so far (made at the first retry: most requests have one try). */
   private tried: Set<Host> | undefined;
   private lastHost: Host | undefined;
+  /** When the last try started, and how long its upstream took to answer in full (-1: it did not). */
+  private tryStartedAt = 0;
+  private upstreamMs = -1;
   private retries = 0;
   private staleRetried = false;
   private unprocessedRetries = 0;
@@ -285,7 +288,7 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks, FilterH
     this.conn = conn;
     this.ctx = ctx;
     this.snap = ctx.snapshot();
-    this.startedAt = this.snap.listener.access_log ? performance.now() : 0;
+    this.startedAt = performance.now();
     this.snap.telemetry.streams(1);
     downstream.setWriteCallbacks(this);
   }
@@ -515,6 +518,7 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks, FilterH
     }
     this.tried?.add(host);
     this.lastHost = host;
+    this.tryStartedAt = performance.now();
     const attempt = new UpstreamAttempt(this, host);
     this.attempt = attempt;
     const pool = this.ctx.pools.get(host, cluster, this.snap.telemetry);
@@ -658,6 +662,7 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks, FilterH
   }
 
   private complete(attempt: UpstreamAttempt): void {
+    this.upstreamMs = performance.now() - this.tryStartedAt;
     attempt.completed();
     this.attempt = undefined;
     this.finish();
@@ -687,7 +692,8 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks, FilterH
   private policyRetries(kind: FailureKind): boolean {
     if (kind === 'status') return true; // judged retriable already (retriableResponse)
     const p = this.route?.retry;
-    if (!p || !this.mayRetry()) return false;
+    // Nothing reached the upstream on a failed connect or a refused stream: any method may go again.
+    if (!p || !this.mayRetry(kind === 'connect-failure' || kind === 'refused' || this.grpc)) return false;
     if (kind === 'connect-failure') return p.retry_on.some((r) => r === 'connect-failure' || r === '5xx' || r === 'gateway-error');
     if (kind === 'reset') return p.retry_on.some((r) => r === 'reset' || r === '5xx' || r === 'gateway-error');
     if (kind === 'refused') return p.retry_on.some((r) => r === 'refused-stream' || r === 'reset' || r === '5xx');
@@ -846,6 +852,7 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks, FilterH
       if (flag !== undefined) this.setResponseFlag(flag);
     }
     if (this.flags !== 0) this.snap.telemetry.responseFlags(this.snap.listenerIndex, this.flags);
+    this.snap.telemetry.recordRequest(this.snap.listenerIndex, this.route?.config, this.cluster?.index ?? -1, this.status, performance.now() - this.startedAt, this.upstreamMs, this.retries, error?.code);
     this.filters?.streamEnded(this.downstreamGone);
     this.timeout?.cancel();
     this.tryTimeout?.cancel();

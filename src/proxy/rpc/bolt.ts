@@ -41,5 +41,6 @@ export const boltProtocol: RpcProtocol<BoltFrame> = {
     return resp.raw;
   },
   statusOf: (f) => f.status,
+  okStatus: BoltStatus.SUCCESS,
   isProtocolError: (err): err is BoltProtocolError => err instanceof BoltProtocolError,
 };

@@ -48,5 +48,6 @@ export const dubboProtocol: RpcProtocol<DubboFrame> = {
     return resp.raw;
   },
   statusOf: (f) => f.status,
+  okStatus: DubboStatus.OK,
   isProtocolError: (err): err is DubboProtocolError => err instanceof DubboProtocolError,
 };

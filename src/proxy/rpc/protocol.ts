@@ -31,5 +31,7 @@ export interface RpcProtocol<F> extends MuxCodec<F> {
   restoreId(response: F, clientId: unknown): Buffer;
   /** The status of an upstream response, for the access log. */
   statusOf(response: F): number;
+  /** The status of a successful response (Bolt SUCCESS 0, Dubbo OK 20). */
+  readonly okStatus: number;
   isProtocolError(err: unknown): err is Error & { code: string };
 }

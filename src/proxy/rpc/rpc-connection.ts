@@ -14,7 +14,7 @@ import { C, H, L } from '../../shared/stats-table.ts';
 import type { MuxFailure } from '../../stream/mux-pool.ts';
 import type { MuxPoolRegistry, RpcListenerSnapshot, RpcProxyContext } from './context.ts';
 import type { RpcFailure, RpcProtocol } from './protocol.ts';
-import type { ErrorCode } from '../../errors.ts';
+import { ERRORS, type ErrorCode } from '../../errors.ts';
 import type { RpcLocalReply, StreamInfo } from '../../filters/api.ts';
 import { RESPONSE_FLAG_INDEX, responseFlagsText, type ResponseFlag } from '../../filters/response-flags.ts';
 import { RpcFilterRun } from '../../filters/rpc-filter-run.ts';
@@ -236,6 +236,9 @@ class RpcCallRun<F> {
   private heldOn: Cluster | undefined;
   /** Envoy's response flags seen (bits, see filters/response-flags.ts). */
   private flags = 0;
+  /** The cluster the call was routed to (stable id; -1: none), and when its last try started. */
+  private clusterIndex = -1;
+  private tryStartedAt = 0;
 
   constructor(conn: RpcConnection<F>, frame: F, call: RpcCall, oneway: boolean, snap: RpcListenerSnapshot) {
     this.conn = conn;
@@ -274,6 +277,7 @@ class RpcCallRun<F> {
     const name = this.route.cluster();
     const cluster = name ? this.snap.clusters.get(name) : undefined;
     if (!cluster) return this.fail('no_route', 'SHUTTLE_E_NO_CLUSTER', null);
+    this.clusterIndex = cluster.index;
     const held = cluster.breakers.acquire(this.route.config.priority, 'requests');
     if (held === 'refused') {
       const t = this.snap.telemetry;
@@ -293,6 +297,7 @@ class RpcCallRun<F> {
     const host = cluster.lb.choose(this.tried);
     if (!host) return this.fail('no_host', 'SHUTTLE_E_NO_HEALTHY_HOST', null);
     this.tried.add(host);
+    this.tryStartedAt = performance.now();
     const { telemetry, listener } = this.snap;
     // The registry of this connection's protocol: its frames are F.
     const pools = this.conn.ctx.pools[this.conn.protocol.name] as unknown as MuxPoolRegistry<F>;
@@ -342,6 +347,17 @@ class RpcCallRun<F> {
     this.finish(-1, 'SHUTTLE_E_DOWNSTREAM_RESET', null, undefined);
   }
 
+  /**
+   * Counted as an HTTP request would be, with the status an HTTP client would get: 200 for a
+   * successful response (or a oneway call sent), 500 for an error response, a local reply's status.
+   */
+  private recordOutcome(status: number, error: string | null, host: Host | null): void {
+    const now = performance.now();
+    const answered = error === null && host !== null && !this.oneway;
+    const httpStatus = error !== null ? (ERRORS[error as ErrorCode]?.http ?? 500) : this.oneway || status === this.conn.protocol.okStatus ? 200 : 500;
+    this.snap.telemetry.recordRequest(this.snap.listenerIndex, this.route?.config, this.clusterIndex, httpStatus, now - this.startedAt, answered ? now - this.tryStartedAt : -1, this.retries, error ?? undefined);
+  }
+
   private finish(status: number, error: string | null, host: Host | null, reply: Buffer | undefined): void {
     if (this.done) return;
     this.done = true;
@@ -350,6 +366,7 @@ class RpcCallRun<F> {
     this.filters?.destroy();
     if (this.heldOn !== undefined) this.heldOn.breakers.release(this.route!.config.priority, 'requests');
     if (this.flags !== 0) this.snap.telemetry.responseFlags(this.snap.listenerIndex, this.flags);
+    this.recordOutcome(status, error, host);
     const { listener } = this.snap;
     if (listener.access_log) {
       this.conn.ctx.logger.info({
@@ -357,6 +374,7 @@ class RpcCallRun<F> {
         request_id: String(this.clientId), oneway: this.oneway, status: status < 0 ? null : status, upstream: host?.address ?? null, attempts: this.tried.size, retries: this.retries,
         duration_ms: Math.round((performance.now() - this.startedAt) * 1000) / 1000, error,
         response_flags: this.flags === 0 ? '-' : responseFlagsText(this.flags),
+        tls: this.conn.tls ? { sni: this.conn.tls.sni ?? null, version: this.conn.tls.version, peer: this.conn.tls.peer?.identity ?? null } : undefined,
       });
     }
     this.conn.callEnded(this, this.oneway ? undefined : reply);
