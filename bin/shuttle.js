@@ -19,4 +19,7 @@ if (older(process.versions.node.split('.').map(Number), REQUIRED)) {
   process.exit(1);
 }
 
+// An upgraded process first closes the old one's connections it inherited (see the module).
+if (process.env.SHUTTLE_UPGRADE_FROM) (await import('../src/upgrade/inherited-fds.ts')).closeInheritedSockets();
+
 await import('../src/cli/main.ts');

@@ -11,6 +11,8 @@
  *   stop:   SIGTERM ─▶ /ready = 503, stop accepting ─▶ workers drain (deadline) ─▶ exit 0
  */
 import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import type net from 'node:net';
+import type { SocketAddress } from './config/address.ts';
 import { Piscina } from 'piscina';
 import { Acceptor } from './acceptor/acceptor.ts';
 import { WorkerPool } from './acceptor/worker-pool.ts';
@@ -24,16 +26,19 @@ import { HostHealth } from './cluster/health/host-health.ts';
 import { OutlierDetector } from './cluster/health/outlier-detector.ts';
 import { deepFreeze, formatProblem } from './config/load.ts';
 import type { ReloadTaskResult } from './config/reload-task.ts';
+import { describeDiff, restartOnly } from './config/diff.ts';
 import { upgradeStatusPath, writeJson, writeStatus, type UpgradeStatus } from './config/reload-status.ts';
 import { isLoopback, type LogLevel, type ShuttleConfig } from './config/schema.ts';
 import type { Secrets } from './config/secrets.ts';
-import { createLogger, type Logger } from './log/logger.ts';
+import { createLogger, type LogFormat, type Logger } from './log/logger.ts';
 import { Directory, MAX_WORKER_SLOTS } from './shared/directory.ts';
 import { H, StatsLayout, StatsTable } from './shared/stats-table.ts';
 import { RequestTable } from './shared/request-table.ts';
 import { HealthStats } from './cluster/health/health-stats.ts';
 import { announceReady, isSuccessor, receiveHandover, startSuccessor, type Handover } from './upgrade/handover.ts';
 import { notifySystemd } from './upgrade/systemd.ts';
+import { connectSupervisor } from './supervisor/link.ts';
+import { inheritedSocketsClosed } from './upgrade/inherited-fds.ts';
 import { certificateExpiries, TlsFileWatch } from './net/tls-files.ts';
 import type { BalanceMode, BoundListener, ConfigSnapshot } from './workers/messages.ts';
 import { addressKey } from './acceptor/acceptor.ts';
@@ -45,6 +50,7 @@ export interface StartOptions {
   threads: number;
   balance: BalanceMode;
   logLevel?: LogLevel;
+  logFormat: LogFormat;
   pidFile?: string;
 }
 
@@ -52,8 +58,11 @@ const RELOAD_TASK = new URL('./config/reload-task.ts', import.meta.url).href;
 
 export async function startServer(opts: StartOptions): Promise<void> {
   const logLevel = opts.logLevel ?? opts.config.log.level;
-  const { logger, flush, flushSync } = createLogger({ level: logLevel });
+  const colorize = opts.logFormat === 'pretty' && process.stdout.isTTY === true;
+  const { logger, flush, flushSync } = createLogger({ level: logLevel, format: opts.logFormat, colorize });
   let phase: Phase = 'starting';
+  // Under `shuttle start --supervise`: tell the supervisor who we are, when we serve, how we exit.
+  const supervisor = connectSupervisor((err) => logger.warn({ err: err.message }, 'supervisor line failed'));
   /** /healthcheck/fail: /ready answers 503 while set; traffic is still served. */
   let healthCheckFailed = false;
 
@@ -81,7 +90,7 @@ export async function startServer(opts: StartOptions): Promise<void> {
   const checker = new ActiveHealthChecker(health, logger, healthStats);
 
   const pool = new WorkerPool({
-    threads: opts.threads, snapshot: current, balance: opts.balance, logLevel, logger,
+    threads: opts.threads, snapshot: current, balance: opts.balance, logLevel, logFormat: opts.logFormat, colorize, configFile: opts.configFile, logger,
     stats, requests, health: health.table, onEvent: (e) => outliers.onEvent(e),
   });
   const acceptor = new Acceptor(pool, logger);
@@ -115,6 +124,12 @@ export async function startServer(opts: StartOptions): Promise<void> {
       breakers: () => current.config.clusters.flatMap((c, i) => (c.circuit_breakers ? [{ cluster: c.name, id: current.ids.clusters[i], config: c.circuit_breakers }] : [])) }),
   }, processFacts());
 
+  /** Applies a log level to this thread and every worker, present and future. */
+  const setLogLevel = (level: LogLevel) => {
+    logger.level = level;
+    pool.setLogLevel(level);
+  };
+
   const fail = (err: unknown, what: string): never => {
     logger.fatal({ err }, what);
     pool.terminateAll();
@@ -140,8 +155,11 @@ export async function startServer(opts: StartOptions): Promise<void> {
   let handover: Handover | undefined;
   if (successor) {
     handover = await receiveHandover().catch((err) => fail(err, 'upgrade: no sockets from the old process'));
-    logger.info({ from: Number(process.env.SHUTTLE_UPGRADE_FROM), listeners: handover.listeners.map((l) => l.name) }, 'upgrade: listening sockets received');
-    adminAddress = await admin.listen(current.config.admin.address, handover.admin).catch((err) => fail(err, 'admin server could not listen'));
+    logger.info({ from: Number(process.env.SHUTTLE_UPGRADE_FROM), listeners: handover.listeners.map((l) => l.name), inherited_connections_closed: inheritedSocketsClosed }, 'upgrade: listening sockets received');
+    // An upgrade is how admin.address changes: the old socket is taken over only if it still fits.
+    const inheritedAdmin = handover.admin && listensOn(handover.admin, current.config.admin.address) ? handover.admin : undefined;
+    if (handover.admin && !inheritedAdmin) handover.admin.close();
+    adminAddress = await admin.listen(current.config.admin.address, inheritedAdmin).catch((err) => fail(err, 'admin server could not listen'));
   }
   if (opts.balance === 'reuseport') {
     reusePortListeners = bound[0];
@@ -163,6 +181,7 @@ export async function startServer(opts: StartOptions): Promise<void> {
   if (opts.pidFile) writeFileSync(opts.pidFile, `${process.pid}\n`);
   phase = 'serving';
   if (successor) announceReady();
+  supervisor.ready();
   notifySystemd(logger, { READY: 1, MAINPID: process.pid });
   warnInsecureClusters(current.config, logger);
   logger.info({ listeners: listeners(), admin: adminAddress, threads, balance: opts.balance, config: opts.configFile, generation: current.generation, hash: configHash(current.config) }, 'shuttle ready');
@@ -172,9 +191,9 @@ export async function startServer(opts: StartOptions): Promise<void> {
   let reloading: Promise<void> | undefined;
   let reloadAgain = false;
 
-  const report = (ok: boolean, errors: string[]) => {
+  const report = (ok: boolean, errors: string[], changed: string[] = []) => {
     if (opts.pidFile) {
-      writeStatus(opts.pidFile, { pid: process.pid, attempt: reloadInfo.attempts, ok, generation: current.generation, hash: configHash(current.config), errors, time: new Date().toISOString() });
+      writeStatus(opts.pidFile, { pid: process.pid, attempt: reloadInfo.attempts, ok, generation: current.generation, hash: configHash(current.config), errors, changed, time: new Date().toISOString() });
     }
   };
 
@@ -195,8 +214,11 @@ export async function startServer(opts: StartOptions): Promise<void> {
       logger.error({ config: opts.configFile, problems: errors, generation: current.generation }, 'config reload rejected; the running config stays');
       report(false, errors);
     };
-    if (!result.ok) return rejected(result.problems.map((p) => formatProblem(p).trim()));
+    if (!result.ok) return rejected(result.problems.map((p) => formatProblem(p, opts.configFile)));
     const config = deepFreeze(result.config);
+    // Every field reported as changed is applied below, or the reload is refused naming it.
+    const needRestart = restartOnly(result.diff);
+    if (needRestart.length > 0) return rejected(needRestart);
     if (opts.balance === 'reuseport' && unfixedPorts(config).length > 0) return rejected([`listeners ${unfixedPorts(config).join(', ')}: --balance reuseport needs fixed ports`]);
     let ids;
     try {
@@ -209,6 +231,9 @@ export async function startServer(opts: StartOptions): Promise<void> {
     const wantThreads = config.workers.threads ?? threads;
     const replaceWorkers = config.workers.replace_on_reload || wantThreads !== threads;
     try {
+      // The file's level wins over --log-level once the file changes it (before new workers start).
+      if (result.diff.other.includes('log.level')) setLogLevel(config.log.level);
+      if (result.diff.other.includes('admin.allowed_hosts')) admin.setAllowedHosts(config.admin.allowed_hosts);
       acceptor.closeRemoved(config.listeners);
       if (replaceWorkers) {
         pool.setSnapshot(next);
@@ -234,8 +259,8 @@ export async function startServer(opts: StartOptions): Promise<void> {
     reloadInfo.last_error = null;
     afterReload();
     warnInsecureClusters(config, logger);
-    logger.info({ generation: current.generation, hash: configHash(config), diff: result.diff, listeners: listeners(), threads, workers_replaced: replaceWorkers }, 'config reloaded');
-    report(true, []);
+    logger.info({ generation: current.generation, hash: configHash(config), diff: result.diff, listeners: listeners(), threads, workers_replaced: replaceWorkers, log_level: logger.level }, 'config reloaded');
+    report(true, [], describeDiff(result.diff));
   };
 
   const reload = () => {
@@ -296,6 +321,12 @@ export async function startServer(opts: StartOptions): Promise<void> {
   };
   process.on('SIGUSR2', () => void upgrade());
 
+  // Log rotation: access-log files are opened again by name (after logrotate moved them).
+  process.on('SIGUSR1', () => {
+    logger.info('SIGUSR1: reopening access-log files');
+    pool.reopenLogs();
+  });
+
   // ---- stop -------------------------------------------------------------------------------
   let stopSignals = 0;
   const stop = async (signal: NodeJS.Signals) => {
@@ -341,11 +372,19 @@ export async function startServer(opts: StartOptions): Promise<void> {
     await Promise.all([admin.close(), validator?.destroy()]);
     if (opts.pidFile) removePidFile(opts.pidFile, logger);
     logger.info('stopped');
-    await flush();
+    await Promise.all([flush(), supervisor.exiting(0)]);
     process.exit(0);
   }
   process.on('SIGTERM', (s) => void stop(s));
   process.on('SIGINT', (s) => void stop(s));
+}
+
+/** Whether a listening socket is bound where `address` says (port 0: any port). */
+function listensOn(server: net.Server, address: SocketAddress): boolean {
+  const bound = server.address();
+  if (!bound || typeof bound !== 'object') return false;
+  if (address.port !== 0 && bound.port !== address.port) return false;
+  return bound.address === address.host || (address.host === 'localhost' && isLoopback(bound.address));
 }
 
 /** Removes the pid file only if it still names this process (a successor may own it). */

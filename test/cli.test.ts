@@ -27,7 +27,7 @@ describe('shuttle CLI', () => {
 
   it('lists its commands and options in --help', async () => {
     const { stdout } = await runCli(['start', '--help']);
-    for (const opt of ['--config', '--threads', '--balance', '--log-level', '--pid-file']) expect(stdout).toContain(opt);
+    for (const opt of ['--config', '--threads', '--balance', '--log-level', '--log-format', '--pid-file', '--supervise']) expect(stdout).toContain(opt);
   });
 
   it('rejects a bad --threads and --balance', async () => {

@@ -90,8 +90,53 @@ clusters:
     expect(problems('version: 1\nlisteners: []\nclusters: []\nlisteners_typo: 1\n')).toEqual([
       'listeners: at least one listener is required',
       'clusters: at least one cluster is required',
-      ': unknown field "listeners_typo"',
+      'listeners_typo: unknown field',
     ]);
+  });
+
+  it('gives every problem its line and column in the file, schema and cross-reference problems alike', () => {
+    const text = `version: 1
+listeners:
+  - name: in
+    address: "127.0.0.1:7000"
+    cluster: missing
+    idle_timeout: 2
+    colour: blue
+clusters:
+  - { name: c, hosts: ["127.0.0.1:80", "nope"] }
+`;
+    let error: ConfigError | undefined;
+    try {
+      parseConfig(text, 'c.yaml');
+    } catch (err) {
+      error = err as ConfigError;
+    }
+    expect(error?.problems.map((p) => `${p.line}:${p.column} ${p.path}: ${p.message}`).sort()).toEqual([
+      '5:5 listeners[0].cluster: unknown cluster "missing"',
+      '6:5 listeners[0].idle_timeout: a duration needs a unit: write 2s or 2ms',
+      '7:5 listeners[0].colour: unknown field',
+      '9:40 clusters[0].hosts[1]: expected host:port',
+    ].sort());
+    expect(error?.message).toContain('c.yaml:6:5: listeners[0].idle_timeout: a duration needs a unit: write 2s or 2ms');
+    // A missing required field is placed where its parent starts; JSON is located too.
+    const json = '{\n  "version": 1,\n  "listeners": [\n    { "address": "127.0.0.1:1", "cluster": "c" }\n  ],\n  "clusters": [{ "name": "c", "hosts": ["127.0.0.1:2"] }]\n}\n';
+    try {
+      parseConfig(json, 'c.json');
+    } catch (err) {
+      error = err as ConfigError;
+    }
+    expect(error?.problems.map((p) => `${p.line}:${p.column} ${p.path}: ${p.message}`)).toEqual(['4:5 listeners[0].name: required (string)']);
+  });
+
+  it('places YAML syntax errors too', () => {
+    let error: ConfigError | undefined;
+    try {
+      parseConfig('version: 1\nlisteners:\n  - name: a\n   bad indent: [\n', 'c.yaml');
+    } catch (err) {
+      error = err as ConfigError;
+    }
+    expect(error?.problems[0]).toMatchObject({ path: '', line: expect.any(Number), message: expect.stringMatching(/^cannot parse: /) });
+    expect(error?.message).toMatch(/^invalid config c\.yaml \(\d+ problems?\):\nc\.yaml:\d+:\d+: cannot parse: /);
   });
 
   it('`shuttle validate` on a bad config exits non-zero naming each bad path', async () => {

@@ -11,7 +11,7 @@ import type net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import type { LogLevel } from '../config/schema.ts';
-import type { Logger } from '../log/logger.ts';
+import type { LogFormat, Logger } from '../log/logger.ts';
 import { MAX_WORKER_SLOTS } from '../shared/directory.ts';
 import type { UpstreamEvent } from '../shared/events.ts';
 import type { HealthTable } from '../shared/health-table.ts';
@@ -41,6 +41,10 @@ export interface WorkerPoolOptions {
   snapshot: ConfigSnapshot;
   balance: BalanceMode;
   logLevel: LogLevel;
+  logFormat: LogFormat;
+  colorize: boolean;
+  /** The config file (access-log paths are relative to its folder). */
+  configFile: string;
   logger: Logger;
   stats: StatsTable;
   requests: RequestTable;
@@ -123,9 +127,15 @@ export class WorkerPool {
     return this.opts.logLevel;
   }
 
+  /** A new log level for every worker, and for the ones started from now on. */
   setLogLevel(level: LogLevel): void {
     this.opts.logLevel = level;
     for (const slot of this.slots) slot.worker?.postMessage({ type: 'log-level', level } satisfies MainToWorker);
+  }
+
+  /** Log rotation (SIGUSR1): every worker opens its access-log files again. */
+  reopenLogs(): void {
+    for (const slot of this.slots) slot.worker?.postMessage({ type: 'reopen-logs' } satisfies MainToWorker);
   }
 
   /** Workers in the current set. */
@@ -351,6 +361,9 @@ export class WorkerPool {
       events: slot.events.buffer,
       balance: this.opts.balance,
       logLevel: this.opts.logLevel,
+      logFormat: this.opts.logFormat,
+      colorize: this.opts.colorize,
+      configFile: this.opts.configFile,
     };
     const worker = new Worker(WORKER_ENTRY, { workerData: init, name: `shuttle-worker-${slot.index}`, resourceLimits: process.env.SHUTTLE_YOUNG_MB ? { maxYoungGenerationSizeMb: Number(process.env.SHUTTLE_YOUNG_MB) } : undefined });
     slot.worker = worker;

@@ -41,7 +41,7 @@ export class AdminServer {
   /** Host names (lower-case, no port, IPv6 without brackets) this admin answers to. */
   private allowedHosts = new Set<string>();
   private port = 0;
-  private readonly extraHosts: readonly string[];
+  private extraHosts: readonly string[];
 
   /** The listening socket, for handing over to an upgraded process. */
   get listening(): net.Server | undefined {
@@ -65,6 +65,13 @@ export class AdminServer {
     if (isLoopback(a.address) || a.address === '::' || a.address === '0.0.0.0') names.push('localhost', '127.0.0.1', '::1');
     this.allowedHosts = new Set(names.map((n) => n.toLowerCase().replace(/^\[|\]$/g, '')));
     this.port = a.port;
+  }
+
+  /** admin.allowed_hosts changed in a reload. */
+  setAllowedHosts(hosts: readonly string[]): void {
+    this.extraHosts = hosts;
+    const a = this.server?.address();
+    if (a && typeof a === 'object') this.allowHostsFor(a);
   }
 
   /** Why a request is refused before routing (see the header comment), or undefined. */

@@ -116,7 +116,7 @@ function encodePerFilter(perFilter: Record<string, unknown>): Record<string, unk
   }));
 }
 
-/** Relative TLS paths resolve against the config file's folder; JWKS files against the working directory. */
+/** Relative TLS and access-log paths resolve against the config file's folder; JWKS files against the working directory. */
 function absolutePaths(dump: Record<string, unknown>, configFile: string): void {
   const base = dirname(resolve(configFile));
   const fix = (o: Record<string, unknown> | undefined, key: string, from = base) => {
@@ -128,6 +128,7 @@ function absolutePaths(dump: Record<string, unknown>, configFile: string): void 
       fix(c, 'key');
     }
     fix(l.tls, 'client_ca');
+    if (isObject(l.access_log)) fix(l.access_log, 'path');
     for (const f of l.http_filters ?? []) {
       if (f.name !== 'jwt_authn') continue;
       for (const p of Object.values(f.config?.providers ?? {}) as Record<string, any>[]) fix(p.local_jwks, 'filename', process.cwd());

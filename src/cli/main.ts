@@ -8,6 +8,7 @@ import { ConfigError, loadConfigFile } from '../config/load.ts';
 import { LOG_LEVELS, type LogLevel } from '../config/schema.ts';
 import type { ReloadStatus, UpgradeStatus } from '../config/reload-status.ts';
 import type { BalanceMode } from '../workers/messages.ts';
+import { defaultLogFormat, LOG_FORMATS, type LogFormat } from '../log/logger.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -42,9 +43,23 @@ program
   .option('-t, --threads <n>', 'worker threads (default: available cores)', positiveInt)
   .addOption(new Option('-b, --balance <mode>', 'how connections reach workers').choices(['handoff', 'reuseport']).default('handoff'))
   .addOption(new Option('-l, --log-level <level>', 'log level (overrides the config)').choices(LOG_LEVELS))
+  .addOption(new Option('--log-format <format>', 'log lines as JSON or for people (default: pretty when stdout is a terminal, else json)').choices(LOG_FORMATS))
   .option('-p, --pid-file <file>', 'write the pid of the accepting process here')
-  .action(async (opts: { config: string; threads?: number; balance: BalanceMode; logLevel?: LogLevel; pidFile?: string }) => {
+  .option('--supervise', 'stay as the parent of the serving process: forward signals, follow in-place upgrades, exit with its code (containers, PID 1)')
+  .action(async (opts: { config: string; threads?: number; balance: BalanceMode; logLevel?: LogLevel; logFormat?: LogFormat; pidFile?: string; supervise?: boolean }) => {
     const { config, secrets } = await configOrExit(opts.config);
+    if (opts.supervise) {
+      const { supervise } = await import('../supervisor/supervisor.ts');
+      const { createLogger } = await import('../log/logger.ts');
+      const logFormat = opts.logFormat ?? defaultLogFormat();
+      const { logger, flush } = createLogger({ level: opts.logLevel ?? config.log.level, format: logFormat, colorize: logFormat === 'pretty' && process.stdout.isTTY === true, thread: 'supervisor' });
+      // The same command, less --supervise (and the log format fixed, as the child's stdout is ours).
+      const args = [...process.execArgv, process.argv[1], ...process.argv.slice(2).filter((a) => a !== '--supervise')];
+      if (opts.logFormat === undefined) args.push('--log-format', logFormat);
+      const code = await supervise({ command: process.execPath, args, logger });
+      await flush();
+      process.exit(code);
+    }
     const { startServer } = await import('../server.ts');
     try {
       await startServer({
@@ -54,6 +69,7 @@ program
         threads: opts.threads ?? config.workers.threads ?? availableParallelism(),
         balance: opts.balance,
         logLevel: opts.logLevel,
+        logFormat: opts.logFormat ?? defaultLogFormat(),
         pidFile: opts.pidFile,
       });
     } catch (err) {
@@ -69,6 +85,31 @@ program
   .action(async (opts: { config: string }) => {
     const { config } = await configOrExit(opts.config);
     process.stdout.write(`${opts.config}: valid (${config.listeners.length} listeners, ${config.clusters.length} clusters)\n`);
+  });
+
+program
+  .command('ready')
+  .description('exit 0 when the admin API says this Shuttle is ready (/ready answers 200): a container HEALTHCHECK')
+  .option('--admin <host:port>', 'the admin address', '127.0.0.1:9901')
+  .option('--timeout <seconds>', 'how long to wait for the answer', (v) => positiveInt(v), 3)
+  .action(async (opts: { admin: string; timeout: number }) => {
+    try {
+      const res = await fetch(`http://${opts.admin}/ready`, { signal: AbortSignal.timeout(opts.timeout * 1000) });
+      const body = (await res.text()).trim();
+      (res.status === 200 ? process.stdout : process.stderr).write(`${res.status === 200 ? '' : 'shuttle: '}${opts.admin}/ready: ${res.status} ${body}\n`);
+      process.exit(res.status === 200 ? 0 : 1);
+    } catch (err) {
+      process.stderr.write(`shuttle: ${opts.admin}/ready: ${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message}\n`);
+      process.exit(1);
+    }
+  });
+
+program
+  .command('schema')
+  .description('print the config\'s JSON Schema (for editors: # yaml-language-server: $schema=...)')
+  .action(async () => {
+    const { configJsonSchema } = await import('../config/json-schema.ts');
+    process.stdout.write(`${JSON.stringify(configJsonSchema(), null, 2)}\n`);
   });
 
 /**
@@ -117,7 +158,7 @@ program
   .action(async (opts: { pidFile: string; timeout: number }) => {
     const { statusPath } = await import('../config/reload-status.ts');
     await signalAndWait<ReloadStatus>('reload', opts, 'SIGHUP', statusPath(opts.pidFile), (s) => (s.ok
-      ? `reloaded: generation ${s.generation} (hash ${s.hash}) is live`
+      ? `reloaded: generation ${s.generation} (hash ${s.hash}) is live${s.changed?.length ? `; changed: ${s.changed.join(', ')}` : '; nothing changed'}`
       : `reload rejected; generation ${s.generation} keeps serving:\n${s.errors.map((e) => `  ${e}`).join('\n')}`));
   });
 

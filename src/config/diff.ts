@@ -13,8 +13,21 @@ export interface NamedDiff {
 export interface ConfigDiff {
   listeners: NamedDiff;
   clusters: NamedDiff;
-  /** Anything outside listeners and clusters (admin, log, drain_timeout). */
+  /** Fields outside listeners and clusters that changed, dotted: `log.level`, `drain_timeout`. */
   other: string[];
+}
+
+/**
+ * Fields a reload cannot apply, and why: a reload that changes one is refused whole (the running
+ * config stays), so that what `shuttle reload` reports live is the whole file.
+ */
+export const RESTART_ONLY_FIELDS: Readonly<Record<string, string>> = {
+  'admin.address': 'the admin API keeps its listening socket until a restart or an in-place upgrade (shuttle upgrade)',
+};
+
+/** The changed fields a reload cannot apply, each with its reason; empty when it can apply all. */
+export function restartOnly(diff: ConfigDiff): string[] {
+  return diff.other.filter((f) => f in RESTART_ONLY_FIELDS).map((f) => `${f}: changed, but ${RESTART_ONLY_FIELDS[f]}; put it back to reload the rest`);
 }
 
 function diffNamed<T extends { name: string }>(before: readonly T[], after: readonly T[]): NamedDiff {
@@ -31,7 +44,34 @@ function diffNamed<T extends { name: string }>(before: readonly T[], after: read
   return out;
 }
 
+/** Top-level fields and, for objects, their fields, by dotted name. */
+function changedFields(before: Record<string, unknown>, after: Record<string, unknown>): string[] {
+  const out: string[] = [];
+  for (const key of new Set([...Object.keys(before), ...Object.keys(after)])) {
+    if (key === 'listeners' || key === 'clusters') continue;
+    const a = before[key];
+    const b = after[key];
+    if (JSON.stringify(a) === JSON.stringify(b)) continue;
+    const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+    if (isObject(a) && isObject(b)) {
+      for (const sub of new Set([...Object.keys(a), ...Object.keys(b)])) if (JSON.stringify(a[sub]) !== JSON.stringify(b[sub])) out.push(`${key}.${sub}`);
+    } else {
+      out.push(key);
+    }
+  }
+  return out;
+}
+
 export function diffConfigs(before: ShuttleConfig, after: ShuttleConfig): ConfigDiff {
-  const other = (['admin', 'log', 'drain_timeout'] as const).filter((k) => JSON.stringify(before[k]) !== JSON.stringify(after[k]));
-  return { listeners: diffNamed(before.listeners, after.listeners), clusters: diffNamed(before.clusters, after.clusters), other };
+  return { listeners: diffNamed(before.listeners, after.listeners), clusters: diffNamed(before.clusters, after.clusters), other: changedFields(before, after) };
+}
+
+/** "log.level", "listener web changed", "cluster b added": what a reload changed, for people. */
+export function describeDiff(diff: ConfigDiff): string[] {
+  const named = (kind: string, d: NamedDiff) => [
+    ...d.added.map((n) => `${kind} ${n} added`),
+    ...d.removed.map((n) => `${kind} ${n} removed`),
+    ...d.changed.map((n) => `${kind} ${n} changed`),
+  ];
+  return [...diff.other, ...named('listener', diff.listeners), ...named('cluster', diff.clusters)];
 }

@@ -1,30 +1,42 @@
 /**
  * Reads, parses and validates a config file into a frozen snapshot. Every problem is reported
- * with its path (`clusters[1].hosts[0]: expected host:port`); nothing half-valid is returned.
+ * with its place (`shuttle.yaml:12:9: clusters[1].hosts[0]: expected host:port`); nothing
+ * half-valid is returned.
  */
 import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
-import YAML from 'yaml';
+import YAML, { type YAMLError } from 'yaml';
 import type { z } from 'zod';
 import { configSchema, crossReferenceProblems, type ShuttleConfig } from './schema.ts';
 import { ShuttleError } from '../errors.ts';
 import { loadSecrets, type Secrets } from './secrets.ts';
+import { locator } from './locate.ts';
+import { accessLogProblems } from '../log/access-log.ts';
 
 export interface ConfigProblem {
   readonly path: string;
   readonly message: string;
+  /** Where in the file (1-based), when the path leads somewhere in it. */
+  readonly line?: number;
+  readonly column?: number;
 }
 
 export class ConfigError extends ShuttleError {
   readonly problems: readonly ConfigProblem[];
   constructor(file: string, problems: ConfigProblem[]) {
-    super('SHUTTLE_E_CONFIG', 'internal', `invalid config ${file}:\n${problems.map(formatProblem).join('\n')}`);
+    const count = problems.length === 1 ? '1 problem' : `${problems.length} problems`;
+    super('SHUTTLE_E_CONFIG', 'internal', `invalid config ${file} (${count}):\n${problems.map((p) => formatProblem(p, file)).join('\n')}`);
     this.problems = problems;
   }
 }
 
-export function formatProblem(p: ConfigProblem): string {
-  return p.path ? `  ${p.path}: ${p.message}` : `  ${p.message}`;
+/**
+ * One style for every config problem, at start, validate and reload, as compilers print them:
+ * `file:line:column: path: message` (editors and CI annotations jump to it).
+ */
+export function formatProblem(p: ConfigProblem, file: string): string {
+  const where = p.line !== undefined ? `${file}:${p.line}:${p.column ?? 1}` : file;
+  return p.path ? `${where}: ${p.path}: ${p.message}` : `${where}: ${p.message}`;
 }
 
 /** ["clusters", 1, "hosts", 0] → "clusters[1].hosts[0]" */
@@ -37,27 +49,62 @@ export function formatPath(path: readonly PropertyKey[]): string {
   return out;
 }
 
+type Issue = z.core.$ZodIssue;
+
+function problemsOfIssue(issue: Issue, base: readonly PropertyKey[]): ConfigProblem[] {
+  const path = [...base, ...issue.path];
+  // Each unknown field at its own path, so that it can be located in the file.
+  if (issue.code === 'unrecognized_keys') return issue.keys.map((k) => ({ path: formatPath([...path, k]), message: 'unknown field' }));
+  if (issue.code === 'invalid_union') {
+    // `false | { path, fields }`: an object whose field is wrong is reported at that field, not
+    // as "invalid input" for the whole union (the branch whose shape matched goes deepest).
+    const depth = (branch: readonly Issue[]) => Math.max(...branch.map((i) => i.path.length));
+    const best = [...issue.errors].sort((a, b) => depth(b) - depth(a))[0];
+    if (best && depth(best) > 0) return best.flatMap((i) => problemsOfIssue(i, path));
+  }
+  let message = issue.message;
+  if (issue.code === 'invalid_type' && /received undefined/.test(message)) message = `required (${issue.expected})`;
+  return [{ path: formatPath(path), message }];
+}
+
 function problemsOf(error: z.ZodError): ConfigProblem[] {
-  return error.issues.map((issue) => {
-    let message = issue.message;
-    if (issue.code === 'unrecognized_keys') message = `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
-    if (issue.code === 'invalid_type' && /received undefined/.test(message)) message = `required (${issue.expected})`;
-    return { path: formatPath(issue.path), message };
+  return error.issues.flatMap((issue) => problemsOfIssue(issue, []));
+}
+
+/** Adds the line and column of each problem's path in `text`, and puts them in file order. */
+export function locateProblems(text: string, problems: readonly ConfigProblem[]): ConfigProblem[] {
+  if (problems.length === 0) return [];
+  const where = locator(text);
+  const located = problems.map((p) => (p.line !== undefined ? p : { ...p, ...where(p.path) }));
+  return located.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
+}
+
+/** The YAML parser's own errors, each with its position. */
+function yamlErrors(errors: readonly YAMLError[]): ConfigProblem[] {
+  return errors.slice(0, 10).map((e) => {
+    const pos = e.linePos?.[0];
+    return { path: '', message: `cannot parse: ${e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '')}`, ...(pos ? { line: pos.line, column: pos.col } : {}) };
   });
 }
 
 /** Parses text (YAML, or JSON for .json files) and validates it. Throws ConfigError. */
 export function parseConfig(text: string, file = '<config>'): ShuttleConfig {
   let raw: unknown;
-  try {
-    raw = extname(file) === '.json' ? JSON.parse(text) : YAML.parse(text, { prettyErrors: true });
-  } catch (err) {
-    throw new ConfigError(file, [{ path: '', message: `cannot parse: ${(err as Error).message}` }]);
+  if (extname(file) === '.json') {
+    try {
+      raw = JSON.parse(text);
+    } catch (err) {
+      throw new ConfigError(file, [{ path: '', message: `cannot parse: ${(err as Error).message}` }]);
+    }
+  } else {
+    const doc = YAML.parseDocument(text, { prettyErrors: true });
+    if (doc.errors.length > 0) throw new ConfigError(file, yamlErrors(doc.errors));
+    raw = doc.toJS();
   }
   const result = configSchema.safeParse(raw ?? {});
   const problems = result.success ? [] : problemsOf(result.error);
   for (const p of crossReferenceProblems(raw)) problems.push({ path: formatPath(p.path), message: p.message });
-  if (!result.success || problems.length > 0) throw new ConfigError(file, problems);
+  if (!result.success || problems.length > 0) throw new ConfigError(file, locateProblems(text, problems));
   return deepFreeze(result.data);
 }
 
@@ -75,8 +122,9 @@ export async function loadConfigFile(file: string): Promise<LoadedConfig> {
     throw new ConfigError(file, [{ path: '', message: `cannot read: ${(err as Error).message}` }]);
   }
   const config = parseConfig(text, file);
-  const { secrets, problems } = await loadSecrets(config, file);
-  if (problems.length > 0) throw new ConfigError(file, problems);
+  const [{ secrets, problems }, logProblems] = await Promise.all([loadSecrets(config, file), accessLogProblems(config, file)]);
+  problems.push(...logProblems);
+  if (problems.length > 0) throw new ConfigError(file, locateProblems(text, problems));
   return { config, secrets };
 }
 

@@ -12,6 +12,8 @@ export interface ReloadStatus {
   generation: number;
   hash: string;
   errors: string[];
+  /** What the reload changed (`log.level`, `cluster b added`); empty when refused or unchanged. */
+  changed?: string[];
   time: string;
 }
 

@@ -3,6 +3,7 @@
  * by the Host header, then the first route whose match fits, then its action.
  */
 import { z } from 'zod';
+import { regexProblem } from '../regex/safe-regex.ts';
 
 /**
  * A duration always carries its unit, as in Envoy: a bare number is refused rather than silently
@@ -18,35 +19,41 @@ export const duration = z.union([z.number(), z.string()]).transform((value, ctx)
   if (m) return Math.round(Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h']);
   ctx.addIssue({ code: 'custom', message: /^\d+(\.\d+)?$/.test(value.trim()) ? `a duration needs a unit: write ${value.trim()}s or ${value.trim()}ms` : 'expected a duration such as 250ms, 5s, 1m or 1h' });
   return z.NEVER;
-});
+}).meta({ 'x-shuttle': 'duration' }); // its JSON Schema: src/config/json-schema.ts
 
 /** A route's per-filter config (checked against the listener's filters in filter-schema.ts). */
 const perFilterConfig = z.record(z.string().min(1), z.unknown());
 
-export const regex = z.string().refine((s) => {
-  try {
-    new RegExp(s);
-    return true;
-  } catch {
-    return false;
-  }
-}, { message: 'invalid regular expression' });
+/** A regular expression in RE2 syntax, matched against the whole value (src/regex/safe-regex.ts). */
+export const regex = z.string().superRefine((pattern, ctx) => {
+  const problem = regexProblem(pattern);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
 
 export const headerName = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'expected a header name');
 
-/** A header or query parameter condition: exactly one of exact, regex, present. */
+/**
+ * A header or query parameter condition: exactly one of exact, regex, present. As in Envoy, header
+ * names compare case-insensitively, query parameter names case-sensitively, and values
+ * case-sensitively unless `ignore_case` (exact only; a regex says `(?i)` itself).
+ */
 export const valueMatcher = z.object({
   name: z.string().min(1),
   exact: z.string().optional(),
   regex: regex.optional(),
   present: z.boolean().optional(),
+  ignore_case: z.boolean().default(false),
   invert: z.boolean().default(false),
-}).strict().refine((m) => [m.exact, m.regex, m.present].filter((v) => v !== undefined).length === 1, { message: 'give exactly one of exact, regex, present' });
+}).strict()
+  .refine((m) => [m.exact, m.regex, m.present].filter((v) => v !== undefined).length === 1, { message: 'give exactly one of exact, regex, present' })
+  .refine((m) => !m.ignore_case || m.exact !== undefined, { message: 'ignore_case applies to exact; a regex is made case-insensitive with (?i)', path: ['ignore_case'] });
 
 const routeMatch = z.object({
   prefix: z.string().startsWith('/').optional(),
   path: z.string().startsWith('/').optional(),
   regex: regex.optional(),
+  /** prefix and path compare case-sensitively unless false (Envoy's case_sensitive; a regex uses (?i)). */
+  case_sensitive: z.boolean().default(true),
   headers: z.array(valueMatcher).default([]),
   query_params: z.array(valueMatcher).default([]),
   methods: z.array(z.string().regex(/^[A-Z]+$/, 'expected an upper-case method')).optional(),
@@ -83,7 +90,7 @@ const retryPolicy = z.object({
 
 const route = z.object({
   name: z.string().optional(),
-  match: routeMatch.default({ prefix: '/', headers: [], query_params: [] }),
+  match: routeMatch.default({ prefix: '/', case_sensitive: true, headers: [], query_params: [] }),
   cluster: z.string().optional(),
   weighted_clusters: z.array(z.object({ name: z.string(), weight: z.number().int().min(0).max(10_000) }).strict()).min(1).optional(),
   direct_response: z.object({ status: z.number().int().min(200).max(599), body: z.string().default('') }).strict().optional(),

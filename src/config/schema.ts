@@ -49,7 +49,7 @@ const hostEntry = z.unknown().transform((value, ctx): SocketAddress & { weight: 
   }
   ctx.addIssue({ code: 'custom', message: 'expected host:port or { address: host:port, weight: N }' });
   return z.NEVER;
-});
+}).meta({ 'x-shuttle-schema': { anyOf: [{ type: 'string', description: 'host:port' }, { type: 'object', properties: { address: { type: 'string', description: 'host:port' }, weight: { type: 'integer', minimum: 1, maximum: 1000, default: 1 } }, required: ['address'], additionalProperties: false }] } });
 
 /** Active health checking, run once per process (not per worker). */
 const healthCheck = z.object({
@@ -139,6 +139,24 @@ const cluster = z.object({
   circuit_breakers: circuitBreakers.optional(),
 }).strict();
 
+/** Every field an access line may carry (per protocol, those that apply), `time` first. */
+export const ACCESS_LOG_FIELDS = [
+  'time', 'listener', 'conn', 'protocol', 'downstream', 'method', 'authority', 'path', 'service', 'status', 'grpc_status',
+  'bytes_received', 'bytes_sent', 'duration_ms', 'route', 'cluster', 'upstream', 'sni', 'tls', 'attempts', 'retries',
+  'oneway', 'error', 'response_flags', 'request_id', 'trace_id', 'jwt_sub',
+] as const;
+
+/**
+ * An access log of its own: a file (appended to by every worker thread; relative to the config
+ * file's folder; reopened on SIGUSR1 for log rotation), or stdout when `path` is absent, with the
+ * fields chosen. A file log is written whatever log.level says.
+ */
+const accessLog = z.object({
+  path: z.string().min(1).optional(),
+  /** Default: every field. `msg: "access"` stays on stdout lines (it tells them from other lines). */
+  fields: z.array(z.enum(ACCESS_LOG_FIELDS)).min(1).optional(),
+}).strict();
+
 export const LISTENER_PROTOCOLS = ['tcp', 'http', 'bolt', 'dubbo', 'auto'] as const;
 
 const listener = z.object({
@@ -152,8 +170,11 @@ const listener = z.object({
   http: httpOptions.default(httpOptions.parse({})),
   /** bolt (and auto): RPC routes and limits. */
   rpc: rpcOptions.optional(),
-  /** One access-log line per connection (tcp) or request (http). */
-  access_log: z.boolean().default(true),
+  /**
+   * One access-log line per connection (tcp), request (http) or call (bolt, dubbo): `true` (in the
+   * log on stdout, every field), `false`, or `{ path, fields }` (see accessLog).
+   */
+  access_log: z.union([z.boolean(), accessLog], { error: 'expected true, false or { path, fields }' }).default(true),
   /** Close a proxied connection after this long with no byte in either direction (Envoy: 1h). */
   idle_timeout: positiveDuration.default(3_600_000),
   /** Hosts tried in turn when connecting upstream fails (Envoy: max_connect_attempts). */
@@ -212,6 +233,8 @@ const workers = z.object({
 }).strict();
 
 export const configSchema = z.object({
+  /** The JSON Schema a JSON config names for its editor (ignored; YAML uses a modeline comment). */
+  $schema: z.string().optional(),
   version: z.literal(1, { error: 'expected version: 1' }),
   workers: workers.default({ replace_on_reload: false }),
   admin: admin.default({ address: { host: '127.0.0.1', port: 9901 }, allow_remote: false, allowed_hosts: [] }),
@@ -285,3 +308,5 @@ export type CircuitBreakersConfig = NonNullable<ClusterConfig['circuit_breakers'
 export type OutlierDetectionConfig = NonNullable<ClusterConfig['outlier_detection']>;
 export type LbPolicy = (typeof LB_POLICIES)[number];
 export type LogLevel = (typeof LOG_LEVELS)[number];
+export type AccessLogConfig = ListenerConfig['access_log'];
+export type AccessLogField = (typeof ACCESS_LOG_FIELDS)[number];

@@ -5,6 +5,7 @@
  *        ─▶ first route whose match fits (path prefix/exact/regex, method, headers, query)
  *        ─▶ action: cluster | weighted clusters | direct response | redirect
  */
+import { compileSafeRegex } from '../regex/safe-regex.ts';
 import type { HeaderToAdd, RetryPolicyConfig, RouteConfig, ValueMatcherConfig, VirtualHostConfig } from '../config/route-schema.ts';
 
 export interface RequestView {
@@ -64,12 +65,14 @@ export function clusterPicker(cluster: string | undefined, weighted: readonly { 
  * Header names are case-insensitive (looked up lower-cased); query parameter names are not.
  */
 export function valueMatcher<R>(m: ValueMatcherConfig, get: (req: R, name: string) => string | undefined, caseSensitiveName = false): (req: R) => boolean {
-  const re = m.regex !== undefined ? new RegExp(`^(?:${m.regex})$`) : undefined;
+  const re = m.regex !== undefined ? compileSafeRegex(m.regex) : undefined;
   const name = caseSensitiveName ? m.name : m.name.toLowerCase();
+  const exact = m.ignore_case ? m.exact?.toLowerCase() : m.exact;
   const test = (v: string | undefined): boolean => {
     if (m.present !== undefined) return (v !== undefined) === m.present;
     if (v === undefined) return false;
-    return re ? re.test(v) : v === m.exact;
+    if (re) return re.matches(v);
+    return (m.ignore_case ? v.toLowerCase() : v) === exact;
   };
   return (req) => test(get(req, name)) !== m.invert;
 }
@@ -77,18 +80,23 @@ export function valueMatcher<R>(m: ValueMatcherConfig, get: (req: R, name: strin
 function compileRoute(config: RouteConfig, virtualHost: string, index: number): { route: Route; matches: Matcher } {
   const m = config.match;
   const checks: Matcher[] = [];
-  if (m.path !== undefined) checks.push((r) => r.path === m.path);
-  else if (m.regex !== undefined) {
-    const re = new RegExp(`^(?:${m.regex})$`);
-    checks.push((r) => re.test(r.path));
-  } else if (m.prefix !== undefined && m.prefix !== '/') checks.push((r) => r.path.startsWith(m.prefix!));
+  if (m.path !== undefined) {
+    const path = m.case_sensitive ? m.path : m.path.toLowerCase();
+    checks.push(m.case_sensitive ? (r) => r.path === path : (r) => r.path.toLowerCase() === path);
+  } else if (m.regex !== undefined) {
+    const re = compileSafeRegex(m.regex);
+    checks.push((r) => re.matches(r.path));
+  } else if (m.prefix !== undefined && m.prefix !== '/') {
+    const prefix = m.case_sensitive ? m.prefix : m.prefix.toLowerCase();
+    checks.push(m.case_sensitive ? (r) => r.path.startsWith(prefix) : (r) => r.path.toLowerCase().startsWith(prefix));
+  }
   if (m.methods) {
     const methods = new Set(m.methods);
     checks.push((r) => methods.has(r.method));
   }
   for (const h of m.headers) checks.push(valueMatcher(h, (req, name) => req.header(name)));
   for (const q of m.query_params) checks.push(valueMatcher(q, (req: RequestView, name) => queryParam(req.query, name), true));
-  if (m.peer_identity) checks.push(valueMatcher({ name: '', invert: false, ...m.peer_identity }, (req: RequestView) => req.peerIdentity || undefined, true));
+  if (m.peer_identity) checks.push(valueMatcher({ name: '', invert: false, ignore_case: false, ...m.peer_identity }, (req: RequestView) => req.peerIdentity || undefined, true));
 
   const pick = clusterPicker(config.cluster, config.weighted_clusters);
   const route: Route = {

@@ -3,6 +3,7 @@
  * headers (Bolt header map, Dubbo attachments) picks the cluster.
  */
 import type { RpcRouteConfig } from '../config/route-schema.ts';
+import { compileSafeRegex } from '../regex/safe-regex.ts';
 import { clusterPicker, valueMatcher } from './router.ts';
 
 export interface RpcCall {
@@ -34,8 +35,8 @@ export class RpcRouter {
       if (m.protocol !== undefined) checks.push((c) => c.protocol === m.protocol);
       if (m.service !== undefined) checks.push((c) => c.service === m.service);
       if (m.service_regex !== undefined) {
-        const re = new RegExp(`^(?:${m.service_regex})$`);
-        checks.push((c) => re.test(c.service));
+        const re = compileSafeRegex(m.service_regex);
+        checks.push((c) => re.matches(c.service));
       }
       if (m.method !== undefined) checks.push((c) => c.method === m.method);
       for (const h of m.headers) checks.push(valueMatcher<RpcCall>(h, (c, name) => c.header(name)));

@@ -7,6 +7,7 @@ import type net from 'node:net';
 import type { ShuttleConfig, LogLevel } from '../config/schema.ts';
 import type { Secrets } from '../config/secrets.ts';
 import type { EntityIds } from '../shared/directory.ts';
+import type { LogFormat } from '../log/logger.ts';
 
 export type BalanceMode = 'handoff' | 'reuseport';
 
@@ -32,6 +33,11 @@ export interface WorkerInit {
   readonly events: SharedArrayBuffer;
   readonly balance: BalanceMode;
   readonly logLevel: LogLevel;
+  readonly logFormat: LogFormat;
+  /** Pretty logs in colour (stdout is a terminal). */
+  readonly colorize: boolean;
+  /** The config file: access-log paths are relative to its folder. */
+  readonly configFile: string;
 }
 
 /** A config generation as workers receive it: msgpackr-encoded once, in shared memory. */
@@ -48,8 +54,10 @@ export type MainToWorker =
   | { type: 'drain'; deadlineMs: number }
   /** Die now (a kill from the admin, or after a fatal error): every message before this one was seen. */
   | { type: 'exit-now' }
-  /** A new log level for worker threads (the admin's /logging). */
+  /** A new log level for worker threads (a reload that changes log.level, the admin's /logging). */
   | { type: 'log-level'; level: LogLevel }
+  /** Open the access-log files again by name (log rotation, SIGUSR1). */
+  | { type: 'reopen-logs' }
   /** New TLS session ticket keys (rotation): the same in every worker. */
   | { type: 'ticket-keys'; keys: Uint8Array }
   /** A new generation: `snapshot` holds a msgpackr-encoded ConfigSnapshot. */

@@ -17,7 +17,8 @@ import { formatAddress } from '../config/address.ts';
 import { deepFreeze } from '../config/load.ts';
 import type { ListenerConfig, ShuttleConfig } from '../config/schema.ts';
 import { ShuttleError } from '../errors.ts';
-import { createLogger } from '../log/logger.ts';
+import { createLogger, type Logger } from '../log/logger.ts';
+import { AccessLogs } from '../log/access-log.ts';
 import { PoolRegistry, RetryBudget, type HttpListenerSnapshot, type HttpProxyContext } from '../proxy/http/context.ts';
 import { HttpConnectionManager, type HttpProtocol } from '../proxy/http/connection-manager.ts';
 import { boltProtocol } from '../proxy/rpc/bolt.ts';
@@ -54,7 +55,12 @@ import { WorkerTelemetry } from './telemetry.ts';
 const init = workerData as WorkerInit;
 const stopProfiler = startProfiler(init.workerId);
 const port = parentPort!;
-const { logger, flush, flushSync } = createLogger({ level: init.logLevel, worker: init.workerId });
+const { logger, flush, flushSync: flushLogSync } = createLogger({ level: init.logLevel, worker: init.workerId, format: init.logFormat, colorize: init.colorize });
+const accessLogs = new AccessLogs(logger, init.configFile);
+const flushSync = () => {
+  accessLogs.flushSync();
+  flushLogSync();
+};
 const loadTable = new LoadTable(init.loadTable);
 const health = new HealthTable(init.health, MAX_HOSTS);
 const reporter = new UpstreamReporter(new Ring(init.events), health);
@@ -81,6 +87,8 @@ interface ListenerRuntime {
   id: number;
   http: (HttpProxyContext & { own: HttpListenerSnapshot }) | undefined;
   rpc: (RpcProxyContext & { own: RpcListenerSnapshot }) | undefined;
+  /** What this listener's proxies log through (its access log may go elsewhere). */
+  logger: Logger;
 }
 
 /** One config generation, as this worker runs it. */
@@ -155,11 +163,12 @@ function buildRuntime(generation: number, config: ShuttleConfig, ids: EntityIds,
     let http: ListenerRuntime['http'];
     let rpc: ListenerRuntime['rpc'];
     const filterContext = { policy, logger, count: (c: FilterCounter) => telemetry.filterDecision(id, c), fetch: fetchFromCluster };
+    const listenerLogger = accessLogs.loggerFor(l);
     if (l.rpc) {
       const filters = l.rpc_filters.length > 0 ? new RpcFilterChain(l.name, l.rpc_filters, l.rpc.routes, filterContext) : undefined;
       if (filters) chains.push(filters);
       const own: RpcListenerSnapshot = { listener: l, listenerIndex: id, router: new RpcRouter(l.rpc.routes), clusters, telemetry, filters };
-      rpc = { snapshot: () => runtime.listeners.get(l.name)?.rpc?.own ?? own, own, pools: muxPools, logger };
+      rpc = { snapshot: () => runtime.listeners.get(l.name)?.rpc?.own ?? own, own, pools: muxPools, logger: listenerLogger };
     }
     if (l.virtual_hosts) {
       const filters = l.http_filters.length > 0 ? new HttpFilterChain(l.name, l.http_filters, (l.virtual_hosts ?? []).flatMap((vh) => vh.routes), filterContext) : undefined;
@@ -171,11 +180,11 @@ function buildRuntime(generation: number, config: ShuttleConfig, ids: EntityIds,
         own,
         pools,
         retryBudget,
-        logger,
+        logger: listenerLogger,
         draining: () => draining || !runtime.listeners.has(l.name),
       };
     }
-    listeners.set(l.name, { config: l, id, http, rpc, tls: l.tls ? terminatorFor(l, secrets) : undefined });
+    listeners.set(l.name, { config: l, id, http, rpc, logger: listenerLogger, tls: l.tls ? terminatorFor(l, secrets) : undefined });
   });
   for (const name of terminators.keys()) if (!config.listeners.some((l) => l.name === name && l.tls)) terminators.delete(name);
   return { generation, config, telemetry, clusters, listeners, chains };
@@ -286,7 +295,7 @@ function startTcp(socket: net.Socket, id: string, entry: ListenerRuntime, cluste
     listener: entry.config,
     listenerIndex: entry.id,
     cluster,
-    logger,
+    logger: entry.logger,
     telemetry: runtime.telemetry,
     onClose: closed,
     initial: initial !== undefined && initial.length > 0 ? initial : undefined,
@@ -331,6 +340,7 @@ async function applyConfig(shared: SharedArrayBuffer): Promise<void> {
   const snap = decodeSnapshot(shared);
   const previous = runtime;
   runtime = buildRuntime(snap.generation, snap.config, snap.ids, snap.secrets);
+  accessLogs.retain(snap.config);
   for (const chain of previous.chains) chain.close();
   const hostIds = new Set(snap.ids.hosts.flat());
   pools.retain(runtime.clusters, hostIds);
@@ -346,7 +356,7 @@ async function applyConfig(shared: SharedArrayBuffer): Promise<void> {
     for (const l of snap.config.listeners) {
       const own = ownServers.get(l.name);
       const prev = previous.listeners.get(l.name)?.config;
-      const moved = prev && (prev.address.host !== l.address.host || prev.address.port !== l.address.port);
+      const moved = prev && (prev.address.host !== l.address.host || prev.address.port !== l.address.port || prev.backlog !== l.backlog);
       if (own && !moved) continue;
       const old = own?.server;
       await listenOwn(l);
@@ -382,6 +392,7 @@ function exit(): void {
   if (exiting) return;
   exiting = true;
   logger.info('worker stopped');
+  accessLogs.flushSync();
   void Promise.all([flush(), stopProfiler?.()]).then(() => process.exit(0));
 }
 
@@ -415,6 +426,9 @@ port.on('message', (msg: MainToWorker) => {
       process.exit(1);
     case 'log-level':
       logger.level = msg.level;
+      break;
+    case 'reopen-logs':
+      accessLogs.reopen();
       break;
     case 'ticket-keys':
       for (const t of terminators.values()) t.setTicketKeys(msg.keys);

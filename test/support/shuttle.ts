@@ -17,6 +17,9 @@ export interface StartOptions {
   balance?: 'handoff' | 'reuseport';
   args?: string[];
   env?: NodeJS.ProcessEnv;
+  /** Another install's CLI and Node (the production-install test); default: this checkout's. */
+  bin?: string;
+  node?: string;
 }
 
 export function writeTempConfig(config: unknown, ext: 'json' | 'yaml' = 'json'): string {
@@ -55,8 +58,8 @@ export class ShuttleProcess {
   exitCode: number | null | undefined;
 
   constructor(configFile: string, opts: StartOptions = {}) {
-    const args = [SHUTTLE_BIN, 'start', '-c', configFile, '--threads', String(opts.threads ?? 2), '--balance', opts.balance ?? 'handoff', ...(opts.args ?? [])];
-    this.child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
+    const args = [opts.bin ?? SHUTTLE_BIN, 'start', '-c', configFile, '--threads', String(opts.threads ?? 2), '--balance', opts.balance ?? 'handoff', ...(opts.args ?? [])];
+    this.child = spawn(opts.node ?? process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
     let buffered = '';
     this.child.stdout!.on('data', (chunk: Buffer) => {
       buffered += chunk;

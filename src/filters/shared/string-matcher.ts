@@ -1,4 +1,5 @@
 /** exact / prefix / suffix / regex conditions on a string (CORS origins, RBAC names, SNI). */
+import { compileSafeRegex } from '../../regex/safe-regex.ts';
 import type { StringMatcherConfig } from '../rbac/config.ts';
 
 export function stringMatcher(m: StringMatcherConfig): (value: string) => boolean {
@@ -14,6 +15,6 @@ export function stringMatcher(m: StringMatcherConfig): (value: string) => boolea
     const s = m.suffix;
     return (v) => v.endsWith(s);
   }
-  const re = new RegExp(`^(?:${m.regex})$`);
-  return (v) => re.test(v);
+  const re = compileSafeRegex(m.regex!);
+  return (v) => re.matches(v);
 }
