@@ -28,7 +28,7 @@ const provider = z.object({
     }).optional(),
   remote_jwks: z.object({
     /** Where the JWKS is: its path and Host; fetched from a host of `cluster`. */
-    uri: z.url(),
+    uri: z.string().regex(/^https?:\/\/[^\s/]+\/\S*$/, 'expected an http(s) URL such as https://issuer.example.com/.well-known/jwks.json'),
     cluster: z.string().min(1),
     timeout: duration.default(5_000),
     /** How long fetched keys are used before they are fetched again. */
