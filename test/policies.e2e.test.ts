@@ -147,8 +147,10 @@ describe('circuit breakers', () => {
       await open.close();
     }
     // Both workers served some of the 10 (the limit held across threads, not per thread).
-    const workers = new Set(shuttle.logs.filter((l) => l.msg === 'access' && l.path === '/hold' && l.status === 200).map((l) => l.worker));
-    expect(workers.size).toBe(2);
+    // Access lines are written after the response, asynchronously: wait for all ten.
+    const served = () => shuttle.logs.filter((l) => l.msg === 'access' && l.path === '/hold' && l.status === 200);
+    await eventually(async () => served().length, (n) => n === 10, 10_000);
+    expect(new Set(served().map((l) => l.worker)).size).toBe(2);
     await eventually(() => metric('shuttle_cluster_upstream_rq_pending_overflow_total', 'cluster="held-limited"'), (n) => n === 1);
     await eventually(() => metric('shuttle_listener_downstream_rq_response_flag_total', 'listener="web",flag="UO"'), (n) => n >= 1);
     expect(await metric('shuttle_cluster_circuit_breakers_remaining', 'cluster="held-limited",priority="default",resource="requests"')).toBe(10);

@@ -88,8 +88,9 @@ describe('L4 TCP proxy (2 worker threads)', () => {
     for (const c of clients) c.socket.end();
     await eventually(() => workers(admin), (l) => l.workers.every((w) => w.active_connections === 0));
     // Each worker wrote access-log lines of its own.
-    const workerIds = new Set(shuttle.logs.filter((l) => l.msg === 'access').map((l) => l.worker));
-    expect(workerIds.size).toBe(2);
+    // Access lines are written asynchronously after the close: wait for all ten.
+    const lines = await eventually(async () => shuttle.logs.filter((l) => l.msg === 'access'), (l) => l.length >= 10, 10_000);
+    expect(new Set(lines.map((l) => l.worker)).size).toBe(2);
   });
 
   it('hands new connections to the worker with the fewest active connections', async () => {
