@@ -34,9 +34,10 @@ export class OutgoingMigration {
   }
 
   start(connections: Iterable<Connection>, windowMs: number): void {
-    this.active = true;
     const startedAt = performance.now();
+    // Not active while starting: a connection that answers at once must not settle the others.
     for (const c of [...connections]) this.begin(c, startedAt);
+    this.active = true;
     this.windowTimer = setTimeout(() => {
       for (const [c, cancel] of [...this.waiting]) {
         this.waiting.delete(c);
@@ -98,14 +99,19 @@ export class OutgoingMigration {
     const m = c as Partial<Migratable>;
     if (typeof m.startMigration !== 'function') return this.fallBack(c, 'unsupported');
     let answered = false;
+    let registered = false;
     const cancel = m.startMigration((result) => {
       answered = true;
-      if (!this.waiting.delete(c) && !this.active) return;
+      // Waiting no more: cancelled meanwhile (window over, aborted): nothing to do.
+      if (registered && !this.waiting.delete(c)) return;
       if (typeof result === 'string') this.fallBack(c, result);
       else this.post(c, result, startedAt);
       this.checkSettled();
     });
-    if (!answered) this.waiting.set(c, cancel);
+    if (!answered) {
+      this.waiting.set(c, cancel);
+      registered = true;
+    }
   }
 
   private post(conn: Connection, ready: MigrationReady, startedAt: number): void {
