@@ -12,6 +12,7 @@ import type net from 'node:net';
 import { connectUpstream } from './connector.ts';
 import type { UpstreamTls } from '../net/tls-client.ts';
 import { FrameBuffer } from '../codecs/frame-buffer.ts';
+import { beginBatch, endBatch, SocketOutput } from './socket-output.ts';
 import type { Host } from '../cluster/host.ts';
 import type { WorkerTelemetry } from '../workers/telemetry.ts';
 
@@ -35,6 +36,9 @@ export interface MuxPending<F> {
 
 const ID_SPACE = 2 ** 32;
 
+/** Upstream bytes are counted by the connector; backpressure toward upstreams is not applied here. */
+const UNWATCHED = { onWritten() {}, onFull() {} };
+
 export class MuxConnection<F> {
   readonly socket: net.Socket;
   private readonly codec: MuxCodec<F>;
@@ -48,13 +52,27 @@ export class MuxConnection<F> {
   /** No new requests come here: the connection ends once the last one in flight is answered. */
   private draining = false;
   private readonly onGone: (c: MuxConnection<F>) => void;
+  /**
+   * Requests sent during one event leave in one write: at many calls in flight, one client read
+   * carries many frames for the same upstream connection (see socket-output.ts).
+   */
+  private readonly output: SocketOutput;
 
   constructor(socket: net.Socket, codec: MuxCodec<F>, maxFrameBytes: number, onGone: (c: MuxConnection<F>) => void) {
     this.socket = socket;
     this.codec = codec;
     this.maxFrameBytes = maxFrameBytes;
     this.onGone = onGone;
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    this.output = new SocketOutput(socket, UNWATCHED);
+    socket.on('data', (chunk: Buffer) => {
+      // Every answer of this read goes to its client in one write per client connection.
+      beginBatch();
+      try {
+        this.onData(chunk);
+      } finally {
+        endBatch();
+      }
+    });
     socket.on('error', () => {});
     socket.once('close', () => this.fail(this.connected ? 'closed' : 'connect', new Error(this.connected ? 'upstream connection closed' : 'upstream connect failed')));
   }
@@ -71,7 +89,7 @@ export class MuxConnection<F> {
     this.nextId = (id + 1) % ID_SPACE;
     this.codec.setRequestId(frame, id);
     if (pending) this.pending.set(id, pending);
-    this.socket.write(this.codec.raw(frame));
+    this.output.push(this.codec.raw(frame));
     return id;
   }
 
@@ -88,7 +106,10 @@ export class MuxConnection<F> {
   }
 
   private endIfDrained(): void {
-    if (this.draining && this.pending.size === 0 && !this.closed) this.socket.end();
+    if (this.draining && this.pending.size === 0 && !this.closed) {
+      this.output.flush();
+      this.socket.end();
+    }
   }
 
   private onData(chunk: Buffer): void {
@@ -102,7 +123,7 @@ export class MuxConnection<F> {
         const frame = decoded.frame;
         if (!this.codec.isResponse(frame)) {
           const reply = this.codec.heartbeatReply(frame);
-          if (reply) this.socket.write(reply);
+          if (reply) this.output.push(reply);
           continue;
         }
         const id = this.codec.requestId(frame);

@@ -6,6 +6,7 @@
  */
 import type net from 'node:net';
 import { FrameBuffer } from '../../codecs/frame-buffer.ts';
+import { beginBatch, endBatch, SocketOutput, type OutputOwner } from '../../stream/socket-output.ts';
 import { Deadline, deadlines } from '../../stream/deadlines.ts';
 import type { Cluster } from '../../cluster/cluster-manager.ts';
 import type { Host } from '../../cluster/host.ts';
@@ -35,7 +36,7 @@ const FLAG_OF_FAILURE: Partial<Record<RpcFailure, ResponseFlag>> = { no_host: 'U
 /** How long an idle connection is kept during a drain, for a call already on its way. */
 const DRAIN_IDLE_GRACE_MS = 1_000;
 
-export class RpcConnection<F> implements Migratable {
+export class RpcConnection<F> implements Migratable, OutputOwner {
   readonly socket: net.Socket;
   readonly id: string;
   readonly protocol: RpcProtocol<F>;
@@ -43,6 +44,11 @@ export class RpcConnection<F> implements Migratable {
   private readonly onClose: (c: RpcConnection<F>) => void;
   /** Bytes of a frame still arriving. */
   private readonly frames = new FrameBuffer();
+  /**
+   * Answers written during one event (one upstream read often completes many calls) leave in
+   * one write (see stream/socket-output.ts).
+   */
+  private readonly output: SocketOutput;
   private inFlight = 0;
   private draining = false;
   private drainTimer: NodeJS.Timeout | undefined;
@@ -68,6 +74,7 @@ export class RpcConnection<F> implements Migratable {
     this.protocol = protocol;
     this.ctx = ctx;
     this.onClose = onClose;
+    this.output = new SocketOutput(socket, this);
   }
 
   /** What RPC filters see of a call on this connection. */
@@ -89,7 +96,15 @@ export class RpcConnection<F> implements Migratable {
     const s = this.socket;
     const snap = this.ctx.snapshot();
     s.setNoDelay(true);
-    s.on('data', (chunk: Buffer) => this.onData(chunk));
+    s.on('data', (chunk: Buffer) => {
+      // Every call of this read goes upstream in one write per upstream connection.
+      beginBatch();
+      try {
+        this.onData(chunk);
+      } finally {
+        endBatch();
+      }
+    });
     s.on('error', () => {});
     s.on('end', () => {
       // (allowHalfOpen: the answers to calls already sent still go out.)
@@ -150,7 +165,7 @@ export class RpcConnection<F> implements Migratable {
 
   private tryMigrate(): void {
     if (this.migration === undefined || this.cancelFlush !== undefined || this.inFlight > 0) return;
-    this.cancelFlush = whenFlushed([this.socket], () => 0, (ok) => {
+    this.cancelFlush = whenFlushed([this.socket], () => this.output.pending, (ok) => {
       this.cancelFlush = undefined;
       const done = this.migration;
       this.migration = undefined;
@@ -176,6 +191,7 @@ export class RpcConnection<F> implements Migratable {
       this.readingPaused = false;
       this.socket.resume();
     }
+    this.output.flush();
     this.socket.end();
   }
 
@@ -221,17 +237,25 @@ export class RpcConnection<F> implements Migratable {
 
   write(data: Buffer): void {
     if (this.closed) return;
+    this.output.push(data);
+  }
+
+  // ---- OutputOwner --------------------------------------------------------------------------
+
+  onWritten(bytes: number): void {
     const snap = this.ctx.snapshot();
-    snap.telemetry.row[snap.telemetry.layout.listener(snap.listenerIndex) + L.downstream_cx_tx_bytes_total] += data.length;
-    if (!this.socket.write(data) && !this.readingPaused) {
-      // The client is not reading its answers: take no new calls from it until it does.
-      this.readingPaused = true;
-      this.socket.pause();
-      this.socket.once('drain', () => {
-        this.readingPaused = false;
-        this.socket.resume();
-      });
-    }
+    snap.telemetry.row[snap.telemetry.layout.listener(snap.listenerIndex) + L.downstream_cx_tx_bytes_total] += bytes;
+  }
+
+  onFull(): void {
+    if (this.readingPaused) return;
+    // The client is not reading its answers: take no new calls from it until it does.
+    this.readingPaused = true;
+    this.socket.pause();
+    this.socket.once('drain', () => {
+      this.readingPaused = false;
+      this.socket.resume();
+    });
   }
 
   private onFrame(frame: F, snap: RpcListenerSnapshot): void {
