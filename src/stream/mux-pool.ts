@@ -36,6 +36,9 @@ export interface MuxPending<F> {
 
 const ID_SPACE = 2 ** 32;
 
+/** Every upstream RPC connection of a thread reads into this buffer; a read is decoded before the next. */
+const muxReadBuffer = Buffer.allocUnsafeSlow(64 * 1024);
+
 /** Upstream bytes are counted by the connector; backpressure toward upstreams is not applied here. */
 const UNWATCHED = { onWritten() {}, onFull() {} };
 
@@ -58,21 +61,14 @@ export class MuxConnection<F> {
    */
   private readonly output: SocketOutput;
 
-  constructor(socket: net.Socket, codec: MuxCodec<F>, maxFrameBytes: number, onGone: (c: MuxConnection<F>) => void) {
+  /** `sharedReads`: the socket reads into the thread's shared buffer (onRead); else 'data' events. */
+  constructor(socket: net.Socket, codec: MuxCodec<F>, maxFrameBytes: number, onGone: (c: MuxConnection<F>) => void, sharedReads = false) {
     this.socket = socket;
     this.codec = codec;
     this.maxFrameBytes = maxFrameBytes;
     this.onGone = onGone;
     this.output = new SocketOutput(socket, UNWATCHED);
-    socket.on('data', (chunk: Buffer) => {
-      // Every answer of this read goes to its client in one write per client connection.
-      beginBatch();
-      try {
-        this.onData(chunk);
-      } finally {
-        endBatch();
-      }
-    });
+    if (!sharedReads) socket.on('data', (chunk: Buffer) => this.onRead(chunk, false));
     socket.on('error', () => {});
     socket.once('close', () => this.fail(this.connected ? 'closed' : 'connect', new Error(this.connected ? 'upstream connection closed' : 'upstream connect failed')));
   }
@@ -112,8 +108,21 @@ export class MuxConnection<F> {
     }
   }
 
-  private onData(chunk: Buffer): void {
-    const buf = this.frames.append(chunk);
+  /**
+   * A read. Every answer it completes goes to its client in one write per client connection,
+   * flushed before the next read (`volatile`: the chunk is the shared read buffer, reused then).
+   */
+  onRead(chunk: Buffer, volatile: boolean): void {
+    beginBatch();
+    try {
+      this.onData(chunk, volatile);
+    } finally {
+      endBatch();
+    }
+  }
+
+  private onData(chunk: Buffer, volatile: boolean): void {
+    const buf = this.frames.append(chunk, volatile);
     let offset = 0;
     try {
       for (;;) {
@@ -190,13 +199,23 @@ export class MuxPool<F> {
     // Requests may be written while it connects: they wait in the socket, and fail as `connect`
     // (nothing sent) if it never does.
     let conn: MuxConnection<F> | undefined;
-    const socket = connectUpstream(this.host, this.telemetry, { timeoutMs: this.connectTimeout, tls: this.tls }, (err) => {
+    // Plain TCP reads into the thread's shared buffer: no Buffer and no stream machinery per read.
+    // (A TLS socket reads through its own buffers.)
+    const shared = this.tls === undefined;
+    const socket = connectUpstream(this.host, this.telemetry, {
+      timeoutMs: this.connectTimeout,
+      tls: this.tls,
+      onread: shared ? { buffer: muxReadBuffer, callback: (bytes: number) => {
+        conn?.onRead(muxReadBuffer.subarray(0, bytes), true);
+        return true;
+      } } : undefined,
+    }, (err) => {
       if (!err && conn) conn.connected = true;
     });
     conn = new MuxConnection<F>(socket, this.codec, this.maxFrameBytes, (c) => {
       const i = this.conns.indexOf(c);
       if (i >= 0) this.conns.splice(i, 1);
-    });
+    }, shared);
     this.conns.push(conn);
     return conn;
   }

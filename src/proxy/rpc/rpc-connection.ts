@@ -235,9 +235,10 @@ export class RpcConnection<F> implements Migratable, OutputOwner {
     this.frames.consumed(offset);
   }
 
+  /** Answers are often views of an upstream read buffer that is reused after this event: copied when joined. */
   write(data: Buffer): void {
     if (this.closed) return;
-    this.output.push(data);
+    this.output.push(data, true);
   }
 
   // ---- OutputOwner --------------------------------------------------------------------------
