@@ -12,7 +12,7 @@ import type { Cluster } from '../../cluster/cluster-manager.ts';
 import type { Host } from '../../cluster/host.ts';
 import type { RpcCall, RpcRoute } from '../../router/rpc-router.ts';
 import { C, H, L } from '../../shared/stats-table.ts';
-import type { MuxFailure } from '../../stream/mux-pool.ts';
+import type { MuxConnection, MuxFailure, MuxPending } from '../../stream/mux-pool.ts';
 import type { MuxPoolRegistry, RpcListenerSnapshot, RpcProxyContext } from './context.ts';
 import type { RpcFailure, RpcProtocol } from './protocol.ts';
 import { ERRORS, type ErrorCode } from '../../errors.ts';
@@ -294,7 +294,7 @@ function twoSignificantDigits(ms: number): number {
 }
 
 /** One RPC call through the proxy. */
-class RpcCallRun<F> {
+class RpcCallRun<F> implements MuxPending<F> {
   private readonly conn: RpcConnection<F>;
   private readonly frame: F;
   private readonly call: RpcCall;
@@ -304,7 +304,11 @@ class RpcCallRun<F> {
   private readonly route: RpcRoute | undefined;
   private readonly tried = new Set<Host>();
   private readonly startedAt = performance.now();
-  private cancel: (() => void) | undefined;
+  /** The current try: its host, and the upstream connection and id it was sent under. */
+  private host: Host | undefined;
+  private cluster: Cluster | undefined;
+  private upstream: MuxConnection<F> | undefined;
+  private upstreamId = 0;
   private timer: Deadline | undefined;
   private done = false;
   private retries = 0;
@@ -380,28 +384,46 @@ class RpcCallRun<F> {
     const pools = this.conn.ctx.pools[this.conn.protocol.name] as unknown as MuxPoolRegistry<F>;
     const upstream = pools.get(host, cluster, listener.rpc!, telemetry).connection();
     telemetry.row[telemetry.layout.host(host.index) + H.upstream_rq_total]++;
-    const id = upstream.send(this.frame, this.oneway ? undefined : {
-      onResponse: (resp: F) => this.finish(this.conn.protocol.statusOf(resp), null, host, this.conn.protocol.restoreId(resp, this.clientId)),
-      onFail: (kind: MuxFailure) => {
-        telemetry.row[telemetry.layout.host(host.index) + H.upstream_rq_error]++;
-        // Not sent (connect failed): another host may take it. Sent and lost: only an idempotent
-        // route retries; otherwise the caller decides.
-        if (this.done) return;
-        if (kind === 'connect') return this.attempt(cluster);
-        if (this.retries < (this.route?.retries ?? 0)) {
-          this.retries++;
-          return this.attempt(cluster);
-        }
-        this.fail('upstream_lost', 'SHUTTLE_E_UPSTREAM_RESET', host);
-      },
-    });
-    this.cancel = () => upstream.cancel(id);
+    // The call itself hears the answer (MuxPending): no closure per call.
+    this.host = host;
+    this.cluster = cluster;
+    this.upstream = upstream;
+    this.upstreamId = upstream.send(this.frame, this.oneway ? undefined : this);
     if (this.oneway) this.finish(0, null, host, undefined);
+  }
+
+  // ---- MuxPending: the upstream's answer to the current try --------------------------------------
+
+  onResponse(resp: F): void {
+    this.upstream = undefined;
+    this.finish(this.conn.protocol.statusOf(resp), null, this.host ?? null, this.conn.protocol.restoreId(resp, this.clientId));
+  }
+
+  onFail(kind: MuxFailure): void {
+    this.upstream = undefined;
+    const host = this.host!;
+    const telemetry = this.snap.telemetry;
+    telemetry.row[telemetry.layout.host(host.index) + H.upstream_rq_error]++;
+    // Not sent (connect failed): another host may take it. Sent and lost: only an idempotent
+    // route retries; otherwise the caller decides.
+    if (this.done) return;
+    if (kind === 'connect') return this.attempt(this.cluster!);
+    if (this.retries < (this.route?.retries ?? 0)) {
+      this.retries++;
+      return this.attempt(this.cluster!);
+    }
+    this.fail('upstream_lost', 'SHUTTLE_E_UPSTREAM_RESET', host);
+  }
+
+  /** Forgets the request upstream (timed out, client gone): a late answer is dropped. */
+  private cancelUpstream(): void {
+    this.upstream?.cancel(this.upstreamId);
+    this.upstream = undefined;
   }
 
   private fail(failure: RpcFailure, code: string, host: Host | null, message = code): void {
     if (this.done) return;
-    this.cancel?.();
+    this.cancelUpstream();
     const flag = FLAG_OF_FAILURE[failure];
     if (flag !== undefined) this.flags |= 1 << RESPONSE_FLAG_INDEX[flag];
     let reply: Buffer | undefined;
@@ -420,7 +442,7 @@ class RpcCallRun<F> {
   /** The client went away: forget the upstream request, answer nobody. */
   abandon(): void {
     if (this.done) return;
-    this.cancel?.();
+    this.cancelUpstream();
     this.finish(-1, 'SHUTTLE_E_DOWNSTREAM_RESET', null, undefined);
   }
 
