@@ -400,7 +400,9 @@ describe('connection migration in upgrades', () => {
     expect(slowText).toMatch(/\r\nconnection: close\r\n/i);
     expect(slowText.endsWith('\r\n\r\napp /slow')).toBe(true);
     expect(moved).toMatchObject({ migrated: 0, drained: 2, drained_by_reason: { http2: 1, deadline: 1 } });
-    // The new process counts what drained, by reason.
+    // The new process counts what drained, by reason (asked once the old one, which shared the
+    // admin socket until it exited, is gone).
+    await eventually(async () => alive(shuttle.pid), (a) => !a, 30_000);
     await eventually(() => metric(admin, 'shuttle_upgrade_connections_drained_total{reason="http2"}'), (n) => n === 1, 10_000);
     expect(await metric(admin, 'shuttle_upgrade_connections_drained_total{reason="deadline"}')).toBe(1);
   }, 90_000);

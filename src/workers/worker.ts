@@ -390,7 +390,8 @@ function drain(deadlineMs: number): void {
   // close with the worker.
   logger.info({ open: open.size, deadline_ms: deadlineMs }, 'draining');
   if (open.size === 0) return exit();
-  for (const c of open.keys()) c.drain();
+  // (One on its way to the new process is not ours to end: the new process may serve it already.)
+  for (const c of open.keys()) if (!migration.holds(c)) c.drain();
   setTimeout(() => {
     logger.warn({ open: open.size }, 'drain deadline passed; closing the remaining connections');
     for (const c of open.keys()) c.abort(new ShuttleError('SHUTTLE_E_DRAIN_DEADLINE', 'internal'));
