@@ -116,8 +116,7 @@ describe('gRPC through Shuttle', () => {
     // The proxy never holds the stream (flow control: a few windows per stream); RSS still moves
     // with garbage read buffers until V8 collects them, later on a busy machine (seen: 64.4 MiB
     // of garbage once): this bound catches only a proxy that holds the stream twice over;
-    // http2.e2e.test.ts shows the
-    // exact bound with a reader that stops.
+    // http2.e2e.test.ts shows the exact bound with a reader that stops.
     console.log(`64 MiB client stream: proxy RSS ${Math.round(before / 2 ** 20)} MiB → peak ${Math.round(peak / 2 ** 20)} MiB`);
     expect(peak - before).toBeLessThan(2 * total);
   }, 60_000);
