@@ -62,7 +62,7 @@ export interface MigrationReady {
 export type MigrationDone = (result: MigrationReady | FallbackReason) => void;
 
 /** Why a connection drained instead of moving (a metric label). */
-export type FallbackReason = 'tls' | 'http2' | 'half_closed' | 'connecting' | 'deadline' | 'closed' | 'refused' | 'aborted' | 'unsupported';
+export type FallbackReason = 'tls' | 'half_closed' | 'connecting' | 'deadline' | 'closed' | 'refused' | 'aborted' | 'unsupported';
 
 /** A connection that can move: starts waiting for its safe point; returns a cancel. */
 export interface Migratable {
