@@ -19,6 +19,9 @@
  *   npm run bench:conn       (env: REPS=3 DURATION=4 CONNECTIONS=10 SCENARIOS=http-close,tcp-close
  *                             TARGETS=shuttle,nginx,haproxy THREADS=1,2)
  *
+ * BASELINE=DIR adds "... base" targets: the same Shuttle targets run from another checkout (a git
+ * worktree of an older commit), for an A/B in one run (with e.g. THREADS=1 TARGETS=shuttle,nginx).
+ *
  * On a bigger machine, give the proxy more threads and the client more: e.g.
  * `THREADS=1,4,8 CONNECTIONS=64 WRK_THREADS=4 npm run bench:conn`.
  */
@@ -54,7 +57,7 @@ interface Target {
 }
 interface Sample { rate: number; cpuUs: number; mainUs: number; mainUtil: number; errors: number }
 
-async function shuttleTarget(threads: number, balance: 'handoff' | 'reuseport', up: { http: number; echo: number }): Promise<Target> {
+async function shuttleTarget(threads: number, balance: 'handoff' | 'reuseport', up: { http: number; echo: number }, checkout?: string): Promise<Target> {
   const [httpPort, tcpPort] = [await freePort(), await freePort()];
   const { child } = await startShuttleWith({
     listeners: [
@@ -65,10 +68,10 @@ async function shuttleTarget(threads: number, balance: 'handoff' | 'reuseport', 
       { name: 'l4', address: `127.0.0.1:${tcpPort}`, protocol: 'tcp', access_log: false, backlog: 4096, cluster: 'echo' },
     ],
     clusters: [{ name: 'web', hosts: [`127.0.0.1:${up.http}`] }, { name: 'echo', hosts: [`127.0.0.1:${up.echo}`] }],
-  }, threads, { balance, nofile: NOFILE });
+  }, threads, { balance, nofile: NOFILE, checkout });
   const pids = () => [child.pid!];
   return {
-    name: `shuttle ${balance} ${threads}t`,
+    name: `shuttle ${balance} ${threads}t${checkout ? ' base' : ''}`,
     shuttlePid: child.pid,
     endpoints: { 'http-close': { port: httpPort, pids }, 'tcp-close': { port: tcpPort, pids } },
     stop: () => stop(child),
@@ -197,7 +200,12 @@ const targets: Target[] = [];
 const results = new Map<string, Sample[]>();
 try {
   if (WANTED.includes('shuttle')) {
-    for (const balance of ['handoff', 'reuseport'] as const) for (const n of THREADS) targets.push(await shuttleTarget(n, balance, up));
+    for (const balance of ['handoff', 'reuseport'] as const) {
+      for (const n of THREADS) {
+        targets.push(await shuttleTarget(n, balance, up));
+        if (process.env.BASELINE) targets.push(await shuttleTarget(n, balance, up, process.env.BASELINE));
+      }
+    }
   }
   if (WANTED.includes('nginx')) targets.push(await nginxTarget(up));
   if (WANTED.includes('haproxy')) {
