@@ -17,7 +17,10 @@
  * acceptor could accept per second if it did nothing else. Medians of REPS runs.
  *
  *   npm run bench:conn       (env: REPS=3 DURATION=4 CONNECTIONS=10 SCENARIOS=http-close,tcp-close
- *                             TARGETS=shuttle,nginx,haproxy THREADS=1,2)
+ *                             TARGETS=shuttle,nginx,haproxy,floor THREADS=1,2)
+ *
+ * "node server floor" (http-close only) is not a proxy: a bare Node `net` server that answers and
+ * closes, i.e. what Node's sockets alone cost per connection, for reading Shuttle's figures.
  *
  * BASELINE=DIR adds "... base" targets: the same Shuttle targets run from another checkout (a git
  * worktree of an older commit), for an A/B in one run (with e.g. THREADS=1 TARGETS=shuttle,nginx).
@@ -39,11 +42,12 @@ const CONNECTIONS = Number(process.env.CONNECTIONS ?? 10);
 const WRK_THREADS = Number(process.env.WRK_THREADS ?? 1);
 const THREADS = (process.env.THREADS ?? '1,2').split(',').map(Number);
 const SCENARIOS = (process.env.SCENARIOS ?? 'http-close,tcp-close').split(',') as Scenario[];
-const WANTED = (process.env.TARGETS ?? 'shuttle,nginx,haproxy').split(',');
+const WANTED = (process.env.TARGETS ?? 'shuttle,nginx,haproxy,floor').split(',');
 const MAX_TCP_CONNECTIONS = 2_000_000; // a hard bound on the client loop
 const NOFILE = Math.min(65536, hardFileLimit());
 const MESSAGE = Buffer.alloc(64, 'x');
 const UPSTREAM = fileURLToPath(new URL('./support/upstream.ts', import.meta.url));
+const NODE_FLOOR = fileURLToPath(new URL('./support/node-close-server.ts', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'shuttle-conn-bench-'));
 
 type Scenario = 'http-close' | 'tcp-close';
@@ -208,6 +212,12 @@ try {
     }
   }
   if (WANTED.includes('nginx')) targets.push(await nginxTarget(up));
+  if (WANTED.includes('floor')) {
+    // Not a proxy: what Node's sockets alone cost to accept, answer and close a connection.
+    const port = await freePort();
+    const { child } = await spawnUntil(process.execPath, [NODE_FLOOR, String(port)], (l) => l === 'ready', 15_000, NOFILE);
+    targets.push({ name: 'node server floor', endpoints: { 'http-close': { port, pids: () => [child.pid!] } }, stop: () => stop(child) });
+  }
   if (WANTED.includes('haproxy')) {
     if (has('haproxy')) targets.push(await haproxyTarget(up));
     else console.error('haproxy not found: skipping it');

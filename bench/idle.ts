@@ -13,7 +13,9 @@
  * a reused process would hide the cost). Per connection: (RSS with the connections open − RSS
  * before them) / IDLE, summed over the proxy's processes (nginx: master and worker), from /proc.
  * The Bolt scenario opens min(IDLE, (open-file hard limit − 200) / 2) connections: a byte pipe
- * needs two descriptors per client.
+ * needs two descriptors per client; HAProxy, which reserves two per connection, gets at most
+ * (limit − 100) / 2 − 50 (9,900 under this machine's hard limit of 20,000, which root cannot raise
+ * here). Figures are per connection, so the counts compare.
  *
  * Soak: wrk against Shuttle (SOAK_THREADS threads, handoff mode), alternating keep-alive and
  * `Connection: close` phases until SOAK_REQUESTS requests (or SOAK_SECONDS); RSS (all threads)
@@ -21,7 +23,7 @@
  * are not exported) sampled after warm-up and after every phase; growth reported.
  *
  *   npm run bench:idle       (env: REPS=1 IDLE=10000 SCENARIOS=http,bolt TARGETS=shuttle,nginx,haproxy
- *                             THREADS=1,2 SOAK_REQUESTS=2000000 SOAK_SECONDS=150 SOAK_THREADS=2; SOAK_REQUESTS=0 skips it)
+ *                             THREADS=1,2 SOAK_REQUESTS=1500000 SOAK_SECONDS=90 SOAK_THREADS=2; SOAK_REQUESTS=0 skips it)
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
@@ -36,18 +38,26 @@ const IDLE = Number(process.env.IDLE ?? 10_000);
 const SCENARIOS = (process.env.SCENARIOS ?? 'http,bolt').split(',') as Scenario[];
 const WANTED = (process.env.TARGETS ?? 'shuttle,nginx,haproxy').split(',');
 const THREADS = (process.env.THREADS ?? '1,2').split(',').map(Number);
-const SOAK_REQUESTS = Number(process.env.SOAK_REQUESTS ?? 2_000_000);
-const SOAK_SECONDS = Number(process.env.SOAK_SECONDS ?? 150);
+const SOAK_REQUESTS = Number(process.env.SOAK_REQUESTS ?? 1_500_000);
+const SOAK_SECONDS = Number(process.env.SOAK_SECONDS ?? 90);
 const SOAK_THREADS = Number(process.env.SOAK_THREADS ?? 2);
 const NOFILE = hardFileLimit();
 const BOLT_IDLE = Math.min(IDLE, Math.floor((NOFILE - 200) / 2));
+/** HAProxy refuses to start unless 2 × maxconn fits the open-file limit. */
+const HAPROXY_MAXCONN = Math.floor((NOFILE - 100) / 2);
 const OPENING = 200; // connections being opened at once (below the listen backlog)
 const SETTLE_MS = 2_000;
 const UPSTREAM = fileURLToPath(new URL('./support/upstream.ts', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'shuttle-idle-bench-'));
 
 type Scenario = 'http' | 'bolt';
-interface Proxy { port: number; pids: () => number[]; stop(): Promise<void> }
+interface Proxy {
+  port: number;
+  pids: () => number[];
+  stop(): Promise<void>;
+  /** At most this many connections (HAProxy reserves two descriptors per connection it accepts). */
+  maxIdle?: number;
+}
 interface TargetSpec { name: string; start(scenario: Scenario): Promise<Proxy | undefined> }
 
 /** A SOFA Bolt v1 heartbeat request (22 bytes: all lengths 0). */
@@ -171,7 +181,7 @@ function haproxySpec(up: { http: number; echo: number }): TargetSpec {
       writeFileSync(cfg, `
 global
   nbthread 1
-  maxconn ${Math.floor((NOFILE - 100) / 2)}
+  maxconn ${HAPROXY_MAXCONN}
 defaults
   timeout connect 5s
   timeout client 300s
@@ -183,13 +193,13 @@ ${scenario === 'http' ? `  mode http\n  option http-keep-alive\n  http-reuse alw
 `);
       const child: ChildProcess = spawn('haproxy', ['-db', '-f', cfg], { stdio: ['ignore', 'ignore', 'inherit'] });
       await waitForPort(port);
-      return { port, pids: () => [child.pid!], stop: () => stop(child) };
+      return { port, pids: () => [child.pid!], stop: () => stop(child), maxIdle: HAPROXY_MAXCONN - 50 };
     },
   };
 }
 
 /** One fresh proxy: RSS before, open n idle connections, settle, RSS after; bytes per connection. */
-async function idleOnce(spec: TargetSpec, scenario: Scenario): Promise<{ perConn: number; before: number } | undefined> {
+async function idleOnce(spec: TargetSpec, scenario: Scenario): Promise<{ perConn: number; before: number; n: number } | undefined> {
   const proxy = await spec.start(scenario);
   if (!proxy) return undefined;
   try {
@@ -198,12 +208,12 @@ async function idleOnce(spec: TargetSpec, scenario: Scenario): Promise<{ perConn
     await sleep(500);
     const pids = proxy.pids();
     const before = rssOf(pids);
-    const n = scenario === 'bolt' ? BOLT_IDLE : IDLE;
+    const n = Math.min(scenario === 'bolt' ? BOLT_IDLE : IDLE, proxy.maxIdle ?? Infinity);
     const sockets = await openMany(proxy.port, scenario, n);
     await sleep(SETTLE_MS);
     const after = rssOf(pids);
     await closeAll(sockets);
-    return { perConn: (after - before) / n, before };
+    return { perConn: (after - before) / n, before, n };
   } finally {
     await proxy.stop();
   }
@@ -292,7 +302,7 @@ if (WANTED.includes('nginx')) specs.push(nginxSpec(up));
 if (WANTED.includes('haproxy') && has('haproxy')) specs.push(haproxySpec(up));
 if (!existsSync(NGINX_STREAM_MODULE)) console.error(`nginx stream module missing (${NGINX_STREAM_MODULE}; apt-get install libnginx-mod-stream): no nginx bolt baseline`);
 
-const results = new Map<string, { perConn: number; before: number }[]>();
+const results = new Map<string, { perConn: number; before: number; n: number }[]>();
 let soakSamples: SoakSample[] = [];
 let slotBytes = NaN;
 try {
@@ -304,7 +314,7 @@ try {
         if (!r) continue;
         const key = `${spec.name}|${scenario}`;
         results.set(key, [...(results.get(key) ?? []), r]);
-        process.stderr.write(`rep ${rep + 1}/${REPS} ${scenario} ${spec.name.padEnd(22)} ${(r.perConn / 1024).toFixed(2)} KiB per idle connection (RSS before ${(r.before / 2 ** 20).toFixed(1)} MiB)\n`);
+        process.stderr.write(`rep ${rep + 1}/${REPS} ${scenario} ${spec.name.padEnd(22)} ${(r.perConn / 1024).toFixed(2)} KiB per idle connection (${r.n} connections, RSS before ${(r.before / 2 ** 20).toFixed(1)} MiB)\n`);
       }
     }
   }
@@ -315,7 +325,7 @@ try {
 }
 
 console.log(`\nMemory per idle connection: ${IDLE} HTTP/1.1 keep-alive, ${BOLT_IDLE} Bolt connections; RSS delta / connections, medians of ${REPS} runs (node ${process.version}, ${new Date().toISOString()})`);
-console.log(`nginx preallocates ${slotBytes.toFixed(0)} bytes per worker_connections slot at start (in its "before" RSS); "nginx 1w" below includes the slots a connection takes (http 1, bolt 2).`);
+if (!Number.isNaN(slotBytes)) console.log(`nginx preallocates ${slotBytes.toFixed(0)} bytes per worker_connections slot at start (in its "before" RSS); "nginx 1w" below includes the slots a connection takes (http 1, bolt 2).`);
 for (const scenario of SCENARIOS) {
   const slots = scenario === 'http' ? 1 : 2;
   const perOf = (name: string) => {
@@ -326,10 +336,10 @@ for (const scenario of SCENARIOS) {
   const rows = specs.filter((s) => results.has(`${s.name}|${scenario}`)).map((s) => {
     const rs = results.get(`${s.name}|${scenario}`)!;
     const per = perOf(s.name);
-    return [s.name, (per / 1024).toFixed(2), Number.isNaN(ref) ? '-' : (per / ref).toFixed(2), (median(rs.map((r) => r.before)) / 2 ** 20).toFixed(1), rs.map((r) => (r.perConn / 1024).toFixed(2)).join(' ')];
+    return [s.name, rs[0].n, (per / 1024).toFixed(2), Number.isNaN(ref) ? '-' : (per / ref).toFixed(2), (median(rs.map((r) => r.before)) / 2 ** 20).toFixed(1), rs.map((r) => (r.perConn / 1024).toFixed(2)).join(' ')];
   });
   console.log(`\n### ${scenario}\n`);
-  console.log(table(['target', 'KiB per idle conn', 'x nginx', 'RSS before (MiB)', 'runs: RSS delta (KiB)'], rows));
+  console.log(table(['target', 'connections', 'KiB per idle conn', 'x nginx', 'RSS before (MiB)', 'runs: RSS delta (KiB)'], rows));
 }
 console.log('\nTarget: idle memory per connection ≤ 2× nginx.');
 if (soakSamples.length > 1) {
