@@ -19,8 +19,8 @@
  *
  * Soak: wrk against Shuttle (SOAK_THREADS threads, handoff mode), alternating keep-alive and
  * `Connection: close` phases until SOAK_REQUESTS requests (or SOAK_SECONDS); RSS (all threads)
- * and the main thread's V8 heap (admin /metrics, shuttle_nodejs_heap_size_used_bytes; worker heaps
- * are not exported) sampled after warm-up and after every phase; growth reported.
+ * and V8 heaps (admin /metrics: shuttle_worker_heap_used_bytes summed over workers, and the main
+ * thread's shuttle_nodejs_heap_size_used_bytes) sampled after warm-up and after every phase.
  *
  *   npm run bench:idle       (env: REPS=1 IDLE=10000 SCENARIOS=http,bolt TARGETS=shuttle,nginx,haproxy
  *                             THREADS=1,2 SOAK_REQUESTS=1500000 SOAK_SECONDS=90 SOAK_THREADS=2; SOAK_REQUESTS=0 skips it)
@@ -35,7 +35,7 @@ import { freePort, hardFileLimit, has, median, NGINX_STREAM_MODULE, processFamil
 
 const REPS = Number(process.env.REPS ?? 1);
 const IDLE = Number(process.env.IDLE ?? 10_000);
-const SCENARIOS = (process.env.SCENARIOS ?? 'http,bolt').split(',') as Scenario[];
+const SCENARIOS = (process.env.SCENARIOS ?? 'http,bolt').split(',').filter(Boolean) as Scenario[]; // SCENARIOS= : soak only
 const WANTED = (process.env.TARGETS ?? 'shuttle,nginx,haproxy').split(',');
 const THREADS = (process.env.THREADS ?? '1,2').split(',').map(Number);
 const SOAK_REQUESTS = Number(process.env.SOAK_REQUESTS ?? 1_500_000);
@@ -237,12 +237,13 @@ async function nginxSlotBytes(up: { http: number; echo: number }): Promise<numbe
   return (big - small) / (NOFILE - 100 - 256);
 }
 
-interface SoakSample { label: string; requests: number; rss: number; heap: number }
+interface SoakSample { label: string; requests: number; rss: number; heap: number; workerHeap: number }
 
+/** The sum of a metric's samples (all label sets) in the admin's /metrics text. */
 async function metric(admin: string, name: string): Promise<number> {
   const text = await (await fetch(`http://${admin}/metrics`)).text();
-  const m = new RegExp(`^${name}(?:\\{[^}]*\\})? ([\\d.e+]+)$`, 'm').exec(text);
-  return m ? Number(m[1]) : NaN;
+  const values = [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? ([\\d.e+]+)$`, 'gm'))].map((m) => Number(m[1]));
+  return values.length ? values.reduce((a, b) => a + b, 0) : NaN;
 }
 
 function wrkPhase(port: number, seconds: number, close: boolean): number {
@@ -264,9 +265,9 @@ async function soak(upstreamPort: number): Promise<SoakSample[]> {
   }, SOAK_THREADS, { nofile: NOFILE });
   const samples: SoakSample[] = [];
   const sample = async (label: string, requests: number) => {
-    const s = { label, requests, rss: rssBytes(child.pid!), heap: await metric(admin, 'shuttle_nodejs_heap_size_used_bytes') };
+    const s = { label, requests, rss: rssBytes(child.pid!), heap: await metric(admin, 'shuttle_nodejs_heap_size_used_bytes'), workerHeap: await metric(admin, 'shuttle_worker_heap_used_bytes') };
     samples.push(s);
-    process.stderr.write(`soak ${label}: ${requests} requests, RSS ${(s.rss / 2 ** 20).toFixed(1)} MiB, main heap ${(s.heap / 2 ** 20).toFixed(1)} MiB\n`);
+    process.stderr.write(`soak ${label}: ${requests} requests, RSS ${(s.rss / 2 ** 20).toFixed(1)} MiB, worker heaps ${(s.workerHeap / 2 ** 20).toFixed(1)} MiB, main heap ${(s.heap / 2 ** 20).toFixed(1)} MiB\n`);
   };
   try {
     let requests = wrkPhase(port, 5, false) + wrkPhase(port, 3, true); // warm-up
@@ -306,7 +307,7 @@ const results = new Map<string, { perConn: number; before: number; n: number }[]
 let soakSamples: SoakSample[] = [];
 let slotBytes = NaN;
 try {
-  if (specs.some((s) => s.name === 'nginx 1w')) slotBytes = await nginxSlotBytes(up);
+  if (SCENARIOS.length > 0 && specs.some((s) => s.name === 'nginx 1w')) slotBytes = await nginxSlotBytes(up);
   for (let rep = 0; rep < REPS; rep++) {
     for (const scenario of SCENARIOS) {
       for (const spec of specs) {
@@ -347,6 +348,7 @@ if (soakSamples.length > 1) {
   const last = soakSamples[soakSamples.length - 1];
   const mib = (b: number) => (b / 2 ** 20).toFixed(1);
   console.log(`\n### soak (Shuttle handoff ${SOAK_THREADS}t, wrk -c50 alternating 8 s keep-alive and 3 s Connection: close)\n`);
-  console.log(table(['sample', 'requests', 'RSS MiB', 'main heap MiB'], soakSamples.map((s) => [s.label, s.requests, mib(s.rss), mib(s.heap)])));
-  console.log(`\nAfter warm-up → end (${last.requests - first.requests} requests): RSS ${mib(first.rss)} → ${mib(last.rss)} MiB (${((last.rss / first.rss - 1) * 100).toFixed(1)}%, max ${mib(Math.max(...soakSamples.map((s) => s.rss)))}), main heap ${mib(first.heap)} → ${mib(last.heap)} MiB`);
+  console.log(table(['sample', 'requests', 'RSS MiB', 'worker heaps MiB', 'main heap MiB'], soakSamples.map((s) => [s.label, s.requests, mib(s.rss), mib(s.workerHeap), mib(s.heap)])));
+  const max = (k: 'rss' | 'workerHeap') => mib(Math.max(...soakSamples.map((s) => s[k])));
+  console.log(`\nAfter warm-up → end (${last.requests - first.requests} requests): RSS ${mib(first.rss)} → ${mib(last.rss)} MiB (${((last.rss / first.rss - 1) * 100).toFixed(1)}%, max ${max('rss')}), worker heaps ${mib(first.workerHeap)} → ${mib(last.workerHeap)} MiB (max ${max('workerHeap')}), main heap ${mib(first.heap)} → ${mib(last.heap)} MiB`);
 }
