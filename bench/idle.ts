@@ -11,7 +11,9 @@
  * Targets: Shuttle (handoff and reuseport, 1 and 2 worker threads), nginx (1 worker), HAProxy
  * (1 thread); each measurement starts a fresh proxy (RSS rarely falls after connections close, so
  * a reused process would hide the cost). Per connection: (RSS with the connections open − RSS
- * before them) / IDLE, summed over the proxy's processes (nginx: master and worker), from /proc.
+ * before them) / IDLE, summed over the proxy's processes (nginx: master and worker), from /proc;
+ * for Shuttle also the growth of its workers' V8 heaps (admin /metrics) per connection: the rest
+ * is native (libuv handles, Node's socket wraps, malloc) and V8 heap slack.
  * The Bolt scenario opens min(IDLE, (open-file hard limit − 200) / 2) connections: a byte pipe
  * needs two descriptors per client; HAProxy, which reserves two per connection, gets at most
  * (limit − 100) / 2 − 50 (9,900 under this machine's hard limit of 20,000, which root cannot raise
@@ -57,6 +59,8 @@ interface Proxy {
   stop(): Promise<void>;
   /** At most this many connections (HAProxy reserves two descriptors per connection it accepts). */
   maxIdle?: number;
+  /** Shuttle: V8 heap in use summed over its workers (admin /metrics). */
+  workerHeap?: () => Promise<number>;
 }
 interface TargetSpec { name: string; start(scenario: Scenario): Promise<Proxy | undefined> }
 
@@ -140,11 +144,11 @@ function shuttleSpec(threads: number, balance: 'handoff' | 'reuseport', up: { ht
         ? { name: 'web', address: `127.0.0.1:${port}`, protocol: 'http', access_log: false, backlog: 4096,
             virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ match: { prefix: '/' }, cluster: 'up' }] }] }
         : { name: 'rpc', address: `127.0.0.1:${port}`, protocol: 'bolt', access_log: false, backlog: 4096, rpc: { routes: [{ cluster: 'up' }] } };
-      const { child } = await startShuttleWith({
+      const { child, admin } = await startShuttleWith({
         listeners: [listener],
         clusters: [{ name: 'up', hosts: [`127.0.0.1:${scenario === 'http' ? up.http : up.echo}`] }],
       }, threads, { balance, nofile: NOFILE });
-      return { port, pids: () => [child.pid!], stop: () => stop(child) };
+      return { port, pids: () => [child.pid!], stop: () => stop(child), workerHeap: () => metric(admin, 'shuttle_worker_heap_used_bytes') };
     },
   };
 }
@@ -199,7 +203,9 @@ ${scenario === 'http' ? `  mode http\n  option http-keep-alive\n  http-reuse alw
 }
 
 /** One fresh proxy: RSS before, open n idle connections, settle, RSS after; bytes per connection. */
-async function idleOnce(spec: TargetSpec, scenario: Scenario): Promise<{ perConn: number; before: number; n: number } | undefined> {
+interface IdleResult { perConn: number; before: number; n: number; heapPerConn: number }
+
+async function idleOnce(spec: TargetSpec, scenario: Scenario): Promise<IdleResult | undefined> {
   const proxy = await spec.start(scenario);
   if (!proxy) return undefined;
   try {
@@ -207,13 +213,15 @@ async function idleOnce(spec: TargetSpec, scenario: Scenario): Promise<{ perConn
     await closeAll(await openMany(proxy.port, scenario, 200));
     await sleep(500);
     const pids = proxy.pids();
+    const heapBefore = (await proxy.workerHeap?.()) ?? NaN;
     const before = rssOf(pids);
     const n = Math.min(scenario === 'bolt' ? BOLT_IDLE : IDLE, proxy.maxIdle ?? Infinity);
     const sockets = await openMany(proxy.port, scenario, n);
     await sleep(SETTLE_MS);
     const after = rssOf(pids);
+    const heapAfter = (await proxy.workerHeap?.()) ?? NaN;
     await closeAll(sockets);
-    return { perConn: (after - before) / n, before, n };
+    return { perConn: (after - before) / n, before, n, heapPerConn: (heapAfter - heapBefore) / n };
   } finally {
     await proxy.stop();
   }
@@ -303,7 +311,7 @@ if (WANTED.includes('nginx')) specs.push(nginxSpec(up));
 if (WANTED.includes('haproxy') && has('haproxy')) specs.push(haproxySpec(up));
 if (!existsSync(NGINX_STREAM_MODULE)) console.error(`nginx stream module missing (${NGINX_STREAM_MODULE}; apt-get install libnginx-mod-stream): no nginx bolt baseline`);
 
-const results = new Map<string, { perConn: number; before: number; n: number }[]>();
+const results = new Map<string, IdleResult[]>();
 let soakSamples: SoakSample[] = [];
 let slotBytes = NaN;
 try {
@@ -315,7 +323,7 @@ try {
         if (!r) continue;
         const key = `${spec.name}|${scenario}`;
         results.set(key, [...(results.get(key) ?? []), r]);
-        process.stderr.write(`rep ${rep + 1}/${REPS} ${scenario} ${spec.name.padEnd(22)} ${(r.perConn / 1024).toFixed(2)} KiB per idle connection (${r.n} connections, RSS before ${(r.before / 2 ** 20).toFixed(1)} MiB)\n`);
+        process.stderr.write(`rep ${rep + 1}/${REPS} ${scenario} ${spec.name.padEnd(22)} ${(r.perConn / 1024).toFixed(2)} KiB per idle connection${Number.isNaN(r.heapPerConn) ? '' : ` (worker V8 heap ${(r.heapPerConn / 1024).toFixed(2)} KiB)`} (${r.n} connections, RSS before ${(r.before / 2 ** 20).toFixed(1)} MiB)\n`);
       }
     }
   }
@@ -337,10 +345,11 @@ for (const scenario of SCENARIOS) {
   const rows = specs.filter((s) => results.has(`${s.name}|${scenario}`)).map((s) => {
     const rs = results.get(`${s.name}|${scenario}`)!;
     const per = perOf(s.name);
-    return [s.name, rs[0].n, (per / 1024).toFixed(2), Number.isNaN(ref) ? '-' : (per / ref).toFixed(2), (median(rs.map((r) => r.before)) / 2 ** 20).toFixed(1), rs.map((r) => (r.perConn / 1024).toFixed(2)).join(' ')];
+    const heap = median(rs.map((r) => r.heapPerConn));
+    return [s.name, rs[0].n, (per / 1024).toFixed(2), Number.isNaN(heap) ? '-' : (heap / 1024).toFixed(2), Number.isNaN(ref) ? '-' : (per / ref).toFixed(2), (median(rs.map((r) => r.before)) / 2 ** 20).toFixed(1), rs.map((r) => (r.perConn / 1024).toFixed(2)).join(' ')];
   });
   console.log(`\n### ${scenario}\n`);
-  console.log(table(['target', 'connections', 'KiB per idle conn', 'x nginx', 'RSS before (MiB)', 'runs: RSS delta (KiB)'], rows));
+  console.log(table(['target', 'connections', 'KiB per idle conn', 'of which worker V8 heap (KiB)', 'x nginx', 'RSS before (MiB)', 'runs: RSS delta (KiB)'], rows));
 }
 console.log('\nTarget: idle memory per connection ≤ 2× nginx.');
 if (soakSamples.length > 1) {
