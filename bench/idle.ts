@@ -282,8 +282,8 @@ async function soak(upstreamPort: number): Promise<SoakSample[]> {
     await sample('after warm-up', requests);
     const deadline = Date.now() + SOAK_SECONDS * 1000;
     for (let phase = 1; requests < SOAK_REQUESTS && Date.now() < deadline; phase++) {
-      requests += wrkPhase(port, 8, false);
-      requests += wrkPhase(port, 3, true);
+      requests += wrkPhase(port, 10, false);
+      requests += wrkPhase(port, 2, true);
       await sample(`phase ${phase}`, requests);
     }
   } finally {
@@ -356,7 +356,7 @@ if (soakSamples.length > 1) {
   const first = soakSamples[0];
   const last = soakSamples[soakSamples.length - 1];
   const mib = (b: number) => (b / 2 ** 20).toFixed(1);
-  console.log(`\n### soak (Shuttle handoff ${SOAK_THREADS}t, wrk -c50 alternating 8 s keep-alive and 3 s Connection: close)\n`);
+  console.log(`\n### soak (Shuttle handoff ${SOAK_THREADS}t, wrk -c50 alternating 10 s keep-alive and 2 s Connection: close)\n`);
   console.log(table(['sample', 'requests', 'RSS MiB', 'worker heaps MiB', 'main heap MiB'], soakSamples.map((s) => [s.label, s.requests, mib(s.rss), mib(s.workerHeap), mib(s.heap)])));
   const max = (k: 'rss' | 'workerHeap') => mib(Math.max(...soakSamples.map((s) => s[k])));
   console.log(`\nAfter warm-up → end (${last.requests - first.requests} requests): RSS ${mib(first.rss)} → ${mib(last.rss)} MiB (${((last.rss / first.rss - 1) * 100).toFixed(1)}%, max ${max('rss')}), worker heaps ${mib(first.workerHeap)} → ${mib(last.workerHeap)} MiB (max ${max('workerHeap')}), main heap ${mib(first.heap)} → ${mib(last.heap)} MiB`);
