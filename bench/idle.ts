@@ -29,6 +29,7 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -247,11 +248,28 @@ async function nginxSlotBytes(up: { http: number; echo: number }): Promise<numbe
 
 interface SoakSample { label: string; requests: number; rss: number; heap: number; workerHeap: number }
 
-/** The sum of a metric's samples (all label sets) in the admin's /metrics text. */
-async function metric(admin: string, name: string): Promise<number> {
-  const text = await (await fetch(`http://${admin}/metrics`)).text();
+/** The admin's /metrics text, on a connection of its own (no keep-alive race with the admin's idle timeout). */
+function metricsText(admin: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(`http://${admin}/metrics`, { agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => resolve(body));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+  });
+}
+
+/** The sum of a metric's samples (all label sets) in /metrics text. */
+function metricIn(text: string, name: string): number {
   const values = [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? ([\\d.e+]+)$`, 'gm'))].map((m) => Number(m[1]));
   return values.length ? values.reduce((a, b) => a + b, 0) : NaN;
+}
+
+async function metric(admin: string, name: string): Promise<number> {
+  return metricIn(await metricsText(admin), name);
 }
 
 function wrkPhase(port: number, seconds: number, close: boolean): number {
@@ -273,7 +291,8 @@ async function soak(upstreamPort: number): Promise<SoakSample[]> {
   }, SOAK_THREADS, { nofile: NOFILE });
   const samples: SoakSample[] = [];
   const sample = async (label: string, requests: number) => {
-    const s = { label, requests, rss: rssBytes(child.pid!), heap: await metric(admin, 'shuttle_nodejs_heap_size_used_bytes'), workerHeap: await metric(admin, 'shuttle_worker_heap_used_bytes') };
+    const text = await metricsText(admin);
+    const s = { label, requests, rss: rssBytes(child.pid!), heap: metricIn(text, 'shuttle_nodejs_heap_size_used_bytes'), workerHeap: metricIn(text, 'shuttle_worker_heap_used_bytes') };
     samples.push(s);
     process.stderr.write(`soak ${label}: ${requests} requests, RSS ${(s.rss / 2 ** 20).toFixed(1)} MiB, worker heaps ${(s.workerHeap / 2 ** 20).toFixed(1)} MiB, main heap ${(s.heap / 2 ** 20).toFixed(1)} MiB\n`);
   };
