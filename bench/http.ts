@@ -10,7 +10,7 @@
  * "shuttle L4 1t" is Shuttle's TCP proxy on the same traffic: the same sockets, reads and writes,
  * no HTTP parsing or routing. It is the floor of what Node's socket layer costs per request here.
  *
- *   npm run bench:http       (env: REPS=3 DURATION=5 CONNECTIONS=10,50)
+ *   npm run bench:http       (env: REPS=3 DURATION=5 CONNECTIONS=10,50 THREADS=1,2 WRK_THREADS=1)
  *
  * BASELINE=DIR adds "shuttle 1t base": the same Shuttle target run from another checkout (a git
  * worktree of an older commit), measured back to back in the same run. TARGETS=a,b keeps only the
@@ -26,6 +26,8 @@ import { cpuSplit, freePort, has, median, processFamily, spawnUntil, startNginx,
 const REPS = Number(process.env.REPS ?? 3);
 const DURATION = Number(process.env.DURATION ?? 5);
 const CONNECTIONS = (process.env.CONNECTIONS ?? '10,50').split(',').map(Number);
+const THREADS = (process.env.THREADS ?? '1,2').split(',').map(Number);
+const WRK_THREADS = process.env.WRK_THREADS ?? '1';
 const NODE_PROXY = fileURLToPath(new URL('./support/node-proxy.ts', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'shuttle-http-bench-'));
 
@@ -42,7 +44,7 @@ const nginx = (name: string, body: (port: number) => string) => startNginx(dir, 
 async function targets(upstreamPort: number): Promise<Target[]> {
   const out: Target[] = [{ name: 'direct', port: upstreamPort, pids: () => [], stop: async () => {} }];
 
-  for (const threads of [1, 2]) {
+  for (const threads of THREADS) {
     const port = await freePort();
     const child = await startShuttle({
       listeners: [{
@@ -122,7 +124,7 @@ function toMicros(v: string): number {
 }
 
 function wrk(port: number, connections: number): { rps: number; p50: number; p99: number; requests: number } {
-  const out = execFileSync('wrk', ['-t', '1', '-c', String(connections), '-d', `${DURATION}s`, '--latency', `http://127.0.0.1:${port}/`], { encoding: 'utf8', timeout: (DURATION + 30) * 1000 });
+  const out = execFileSync('wrk', ['-t', WRK_THREADS, '-c', String(connections), '-d', `${DURATION}s`, '--latency', `http://127.0.0.1:${port}/`], { encoding: 'utf8', timeout: (DURATION + 30) * 1000 });
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
   const requests = Number(/(\d+) requests in/.exec(out)?.[1]);
   const p50 = toMicros(/\s50%\s+(\S+)/.exec(out)?.[1] ?? '');

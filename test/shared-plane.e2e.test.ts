@@ -99,6 +99,8 @@ describe('shared plane', () => {
       const elu = metricValue(families, 'shuttle_worker_event_loop_utilization', { worker: w });
       expect(elu).toBeGreaterThanOrEqual(0);
       expect(elu).toBeLessThanOrEqual(1);
+      // Each worker is its own V8 isolate: its heap is reported beside the main thread's.
+      expect(metricValue(families, 'shuttle_worker_heap_used_bytes', { worker: w })).toBeGreaterThan(1e6);
     }
     expect(metricValue(families, 'shuttle_process_resident_memory_bytes')).toBeGreaterThan(1e6);
     // The same text under Envoy's path.

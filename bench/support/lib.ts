@@ -29,10 +29,38 @@ export function median(values: number[]): number {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
+/** utime + stime of one thread of a process (`tid` = `pid` for its main thread), in seconds. */
+export function threadCpuSeconds(pid: number, tid: number): number {
+  const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+}
+
+/** Resident set size of a process, in bytes (VmRSS from /proc). */
+export function rssBytes(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : NaN;
+}
+
+/** The hard open-file limit a child can raise its soft limit to (`ulimit -Hn`). */
+export function hardFileLimit(): number {
+  const v = execFileSync('sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).trim();
+  return v === 'unlimited' ? 1 << 20 : Number(v);
+}
+
+/**
+ * `[cmd, args]` rewritten to run under a raised open-file limit (`ulimit -n`, up to the hard
+ * limit); `exec` keeps the pid the command's own.
+ */
+export function withFileLimit(nofile: number | undefined, cmd: string, args: string[]): [string, string[]] {
+  if (!nofile) return [cmd, args];
+  return ['sh', ['-c', `ulimit -n ${Math.min(nofile, hardFileLimit())} && exec "$@"`, 'sh', cmd, ...args]];
+}
+
 /** Spawns a process and resolves once a line of its stdout matches. */
-export function spawnUntil(cmd: string, args: string[], ready: (line: string) => boolean, timeoutMs = 15_000): Promise<{ child: ChildProcess; line: string }> {
+export function spawnUntil(cmd: string, args: string[], ready: (line: string) => boolean, timeoutMs = 15_000, nofile?: number): Promise<{ child: ChildProcess; line: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(...withFileLimit(nofile, cmd, args), { stdio: ['ignore', 'pipe', 'inherit'] });
     let buf = '';
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
@@ -112,14 +140,29 @@ const SHUTTLE_BIN = new URL('../../bin/shuttle.js', import.meta.url).pathname;
  * `checkout`: another checkout of Shuttle to run instead (a baseline, e.g. a git worktree).
  */
 export async function startShuttle(config: object, threads: number, checkout?: string): Promise<ChildProcess> {
+  return (await startShuttleWith(config, threads, { checkout })).child;
+}
+
+export interface ShuttleOptions {
+  /** Another checkout of Shuttle to run instead (a baseline, e.g. a git worktree). */
+  checkout?: string;
+  /** `--balance`: handoff (the default) or reuseport (every listener needs a fixed port). */
+  balance?: 'handoff' | 'reuseport';
+  /** Open-file limit to run under (many connections). */
+  nofile?: number;
+}
+
+/** startShuttle with options; also resolves the admin address Shuttle logged when ready. */
+export async function startShuttleWith(config: object, threads: number, opts: ShuttleOptions = {}): Promise<{ child: ChildProcess; admin: string }> {
   const { mkdtempSync, writeFileSync } = await import('node:fs');
   const { tmpdir } = await import('node:os');
   const { join } = await import('node:path');
   const file = join(mkdtempSync(join(tmpdir(), 'shuttle-bench-')), 'shuttle.json');
   writeFileSync(file, JSON.stringify({ version: 1, admin: { address: '127.0.0.1:0' }, log: { level: 'warn' }, ...config }));
-  const bin = checkout ? join(checkout, 'bin', 'shuttle.js') : SHUTTLE_BIN;
-  const { child } = await spawnUntil(process.execPath, [bin, 'start', '-c', file, '--threads', String(threads), '--log-level', 'info'], (l) => l.includes('"shuttle ready"'));
-  return child;
+  const bin = opts.checkout ? join(opts.checkout, 'bin', 'shuttle.js') : SHUTTLE_BIN;
+  const args = [bin, 'start', '-c', file, '--threads', String(threads), '--log-level', 'info', ...(opts.balance ? ['--balance', opts.balance] : [])];
+  const { child, line } = await spawnUntil(process.execPath, args, (l) => l.includes('"shuttle ready"'), 15_000, opts.nofile);
+  return { child, admin: String(JSON.parse(line).admin ?? '') };
 }
 
 /** Whether a command is on the PATH. */
@@ -142,21 +185,36 @@ export function processFamily(pid: number): number[] {
   }
 }
 
+export interface NginxOptions {
+  /** Main-context directives placed first (`load_module ...;`). */
+  main?: string;
+  workerConnections?: number;
+  /** Open-file limit for nginx (and `worker_rlimit_nofile`). */
+  nofile?: number;
+  /** A `stream` block's body, given the port (then `body` should bind nothing: `() => ''`). */
+  stream?: (port: number) => string;
+}
+
+/** The nginx stream module's file, when the package that ships it is installed (libnginx-mod-stream). */
+export const NGINX_STREAM_MODULE = '/usr/lib/nginx/modules/ngx_stream_module.so';
+
 /**
  * Starts nginx (1 worker, no access log, keep-alive without limit) with `body(port)` inside its
  * `http` block, its files in `dir`; resolves once it listens.
  */
-export async function startNginx(dir: string, name: string, body: (port: number) => string, httpExtra = ''): Promise<{ port: number; child: ChildProcess }> {
+export async function startNginx(dir: string, name: string, body: (port: number) => string, httpExtra = '', opts: NginxOptions = {}): Promise<{ port: number; child: ChildProcess }> {
   const { writeFileSync } = await import('node:fs');
   const { join } = await import('node:path');
   const port = await freePort();
   const conf = join(dir, `${name}.conf`);
-  writeFileSync(conf, `worker_processes 1; daemon off; master_process on; pid ${join(dir, `${name}.pid`)}; error_log ${join(dir, `${name}.err`)} warn;
-events { worker_connections 4096; }
+  writeFileSync(conf, `${opts.main ?? ''} worker_processes 1; daemon off; master_process on; pid ${join(dir, `${name}.pid`)}; error_log ${join(dir, `${name}.err`)} warn;
+${opts.nofile ? `worker_rlimit_nofile ${opts.nofile};` : ''}
+events { worker_connections ${opts.workerConnections ?? 4096}; }
 http { access_log off; keepalive_requests 10000000; ${httpExtra}
   client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
-${body(port)} }`);
-  const child = spawn('nginx', ['-c', conf], { stdio: ['ignore', 'ignore', 'inherit'] });
+${body(port)} }
+${opts.stream ? `stream { ${opts.stream(port)} }` : ''}`);
+  const child = spawn(...withFileLimit(opts.nofile, 'nginx', ['-c', conf]), { stdio: ['ignore', 'ignore', 'inherit'] });
   await waitForPort(port);
   return { port, child };
 }

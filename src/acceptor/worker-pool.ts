@@ -357,6 +357,22 @@ export class WorkerPool {
     }));
   }
 
+  /**
+   * V8 heap in use by each worker (each is its own isolate: the process metrics show the main
+   * thread's heap only). Asked of the runtime at scrape time; a worker exiting meanwhile is left out.
+   */
+  async heapUsed(): Promise<{ slot: number; bytes: number }[]> {
+    const live = this.slots.filter((s) => s.worker !== undefined);
+    const read = await Promise.all(live.map(async (s) => {
+      try {
+        return { slot: s.index, bytes: (await s.worker!.getHeapStatistics()).used_heap_size };
+      } catch {
+        return undefined;
+      }
+    }));
+    return read.filter((r) => r !== undefined);
+  }
+
   /** Events dropped because a worker's ring was full (see Ring). */
   get droppedEvents(): number {
     return this.slots.reduce((n, s) => n + (s.events?.dropped ?? 0), 0);

@@ -115,6 +115,11 @@ export function createMetricsRegistry(src: MetricsSources): Registry {
     this.reset();
     for (const w of src.pool.info()) if (w.eventLoopUtilization !== null) this.set({ worker: String(w.slot) }, w.eventLoopUtilization);
   } });
+  new Gauge({ name: 'shuttle_worker_heap_used_bytes', help: 'V8 heap a worker uses (shuttle_nodejs_heap_* are the main thread\'s)', labelNames: ['worker'], registers: [register], async collect() {
+    const heaps = await src.pool.heapUsed();
+    this.reset();
+    for (const h of heaps) this.set({ worker: String(h.slot) }, h.bytes);
+  } });
   new Counter({ name: 'shuttle_worker_restarts_total', help: 'workers replaced after an unexpected exit', registers: [register], collect() {
     this.reset();
     this.inc(src.pool.totalRestarts);
