@@ -24,7 +24,8 @@ const address = (opts: { allowPortZero: boolean }) =>
     return parsed;
   });
 
-const name = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'expected a name of 1-64 letters, digits, "_", "." or "-"');
+// ":" and "|" for the names xDS control planes give (Istio: outbound|8080||reviews.default.svc.cluster.local).
+const name = z.string().regex(/^[A-Za-z0-9_.:|-]{1,255}$/, 'expected a name of 1-255 letters, digits, "_", ".", "-", ":" or "|"');
 
 export const LB_POLICIES = ['round_robin', 'weighted_round_robin', 'random', 'least_connections'] as const;
 
@@ -246,6 +247,15 @@ export const configSchema = z.object({
   listeners: z.array(listener).min(1, 'at least one listener is required'),
   clusters: z.array(cluster).min(1, 'at least one cluster is required'),
 }).strict();
+
+/**
+ * A config built from xDS (src/xds/): the same fields, but it may start with no listener and no
+ * cluster until the control plane sends them.
+ */
+export const xdsConfigSchema = configSchema.extend({
+  listeners: z.array(listener),
+  clusters: z.array(cluster),
+});
 
 /**
  * Cross-references (unknown cluster, duplicate names and addresses), checked on the raw input so

@@ -1,0 +1,201 @@
+/**
+ * `shuttle start --bootstrap FILE`: Envoy's v3 Bootstrap (YAML or JSON, proto3 JSON field names
+ * in snake_case or camelCase), the subset Shuttle honours:
+ *
+ *   node                      id, cluster, locality, metadata (sent to the control plane as is)
+ *   dynamic_resources         ads_config (GRPC, V3, envoy_grpc cluster, set_node_on_first_message_only),
+ *                             cds_config / lds_config: { ads: {} }
+ *   static_resources.clusters mapped as xDS clusters are (mapping.ts); one of them is the xDS server's
+ *   admin.address             the admin API
+ *
+ * Everything else is reported, each field by its path, as a warning (it has no effect) or, where
+ * Shuttle could not work as the file means, as an error.
+ */
+import { readFile } from 'node:fs/promises';
+import YAML from 'yaml';
+import { Fields, XdsFieldError, type Message } from './fields.ts';
+import { mapCluster, socketAddress } from './mapping.ts';
+
+export interface BootstrapProblem {
+  path: string;
+  message: string;
+}
+
+export class BootstrapError extends Error {
+  readonly problems: BootstrapProblem[];
+  constructor(file: string, problems: BootstrapProblem[]) {
+    super(`invalid bootstrap ${file}:\n${problems.map((p) => `${file}: ${p.path ? `${p.path}: ` : ''}${p.message}`).join('\n')}`);
+    this.problems = problems;
+  }
+}
+
+export interface Bootstrap {
+  /** envoy.config.core.v3.Node, as sent in DiscoveryRequests (metadata as a Struct). */
+  node: Message;
+  nodeId: string;
+  ads: {
+    /** The xDS server's cluster, and the address gRPC dials. */
+    cluster: string;
+    target: string;
+    setNodeOnFirstMessageOnly: boolean;
+    cds: boolean;
+    lds: boolean;
+  };
+  /** Static clusters other than the xDS server's, as Shuttle config. */
+  clusters: Record<string, unknown>[];
+  admin?: string;
+  /** Fields present but without effect, by path. */
+  warnings: BootstrapProblem[];
+}
+
+/** Keys whose values are user data (metadata maps), not proto field names: left as written. */
+const OPAQUE = new Set(['metadata', 'filter_metadata', 'typed_filter_metadata', 'fields']);
+
+/** camelCase proto3 JSON names → snake_case proto field names, outside user data. */
+function snakeKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(snakeKeys);
+  if (!value || typeof value !== 'object') return value;
+  return Object.fromEntries(Object.entries(value).map(([k, v]) => {
+    const key = k === '@type' ? k : k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+    return [key, OPAQUE.has(key) ? v : snakeKeys(v)];
+  }));
+}
+
+/** A JSON value → google.protobuf.Value (how Node.metadata travels). */
+function toValue(v: unknown): Message {
+  if (v === null || v === undefined) return { null_value: 'NULL_VALUE' };
+  if (typeof v === 'number') return { number_value: v };
+  if (typeof v === 'string') return { string_value: v };
+  if (typeof v === 'boolean') return { bool_value: v };
+  if (Array.isArray(v)) return { list_value: { values: v.map(toValue) } };
+  return { struct_value: toStruct(v as Message) };
+}
+
+export function toStruct(m: Message): Message {
+  return { fields: Object.fromEntries(Object.entries(m).map(([k, v]) => [k, toValue(v)])) };
+}
+
+export async function loadBootstrap(file: string): Promise<Bootstrap> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new BootstrapError(file, [{ path: '', message: `cannot read: ${(err as Error).message}` }]);
+  }
+  let raw: unknown;
+  try {
+    raw = file.endsWith('.json') ? JSON.parse(text) : YAML.parse(text);
+  } catch (err) {
+    throw new BootstrapError(file, [{ path: '', message: `cannot parse: ${(err as Error).message.split('\n')[0]}` }]);
+  }
+  try {
+    return parseBootstrap(snakeKeys(raw));
+  } catch (err) {
+    if (err instanceof XdsFieldError) throw new BootstrapError(file, [{ path: err.path, message: err.reason }]);
+    throw err;
+  }
+}
+
+/** Fields left unread become warnings (they have no effect), not errors. */
+function warnRest(f: Fields, warnings: BootstrapProblem[], why = 'not honoured by Shuttle: no effect'): void {
+  for (const path of f.unread()) warnings.push({ path, message: why });
+}
+
+export function parseBootstrap(raw: unknown): Bootstrap {
+  const warnings: BootstrapProblem[] = [];
+  const root = new Fields(raw ?? {}, '');
+
+  // node
+  const nodeIn = root.message('node') ?? root.fail('node', 'required (the control plane knows this proxy by node.id)');
+  const nodeId = nodeIn.requiredStr('id');
+  const node: Message = { id: nodeId, user_agent_name: 'shuttle' };
+  const cluster = nodeIn.str('cluster');
+  if (cluster) node.cluster = cluster;
+  const locality = nodeIn.raw('locality');
+  if (locality && typeof locality === 'object') node.locality = locality;
+  const metadata = nodeIn.raw('metadata');
+  if (metadata && typeof metadata === 'object' && !Array.isArray(metadata)) node.metadata = toStruct(metadata as Message);
+  warnRest(nodeIn, warnings);
+
+  // dynamic_resources
+  const dyn = root.message('dynamic_resources') ?? root.fail('dynamic_resources', 'required: Shuttle reads its listeners and clusters from ADS');
+  const adsConfig = dyn.message('ads_config') ?? dyn.fail('ads_config', 'required (Shuttle speaks ADS only)');
+  const apiType = adsConfig.str('api_type') ?? 'GRPC';
+  if (apiType === 'DELTA_GRPC') warnings.push({ path: adsConfig.at('api_type'), message: 'DELTA_GRPC is not supported yet: Shuttle uses state-of-the-world ADS (which Istio also serves)' });
+  else if (apiType !== 'GRPC' && apiType !== 'AGGREGATED_GRPC') adsConfig.fail('api_type', `${apiType} is not supported (GRPC is)`);
+  const version = adsConfig.str('transport_api_version');
+  if (version !== undefined && version !== 'V3') adsConfig.fail('transport_api_version', 'only V3 is supported');
+  const services = adsConfig.list('grpc_services');
+  if (services.length !== 1) adsConfig.fail('grpc_services', 'exactly one gRPC service (envoy_grpc) is required');
+  const envoyGrpc = services[0].message('envoy_grpc') ?? services[0].fail('envoy_grpc', 'only envoy_grpc services are supported (google_grpc is not)');
+  const xdsCluster = envoyGrpc.requiredStr('cluster_name');
+  warnRest(envoyGrpc, warnings);
+  warnRest(services[0], warnings);
+  const setNodeOnce = adsConfig.bool('set_node_on_first_message_only') ?? false;
+  warnRest(adsConfig, warnings);
+  const adsOnly = (key: string): boolean => {
+    const source = dyn.message(key);
+    if (!source) return false;
+    if (!source.has('ads')) source.fail('ads', 'only { ads: {} } is supported');
+    source.raw('ads');
+    const v = source.str('resource_api_version');
+    if (v !== undefined && v !== 'V3') source.fail('resource_api_version', 'only V3 is supported');
+    warnRest(source, warnings);
+    return true;
+  };
+  const cds = adsOnly('cds_config');
+  const lds = adsOnly('lds_config');
+  if (!cds && !lds) dyn.fail('cds_config', 'cds_config and/or lds_config ({ ads: {} }) is required');
+  warnRest(dyn, warnings);
+
+  // static_resources
+  const clusters: Record<string, unknown>[] = [];
+  let target: string | undefined;
+  const statics = root.message('static_resources');
+  if (statics) {
+    for (const c of statics.list('clusters')) {
+      const name = c.str('name');
+      if (name === xdsCluster) {
+        target = xdsTarget(c, warnings);
+        continue;
+      }
+      const mapped = mapCluster(resourceCopy(c), c.path);
+      clusters.push({ ...mapped.config, hosts: mapped.hosts ?? c.fail('type', 'static clusters need their endpoints in load_assignment (EDS is for dynamic clusters)') });
+    }
+    if (statics.list('listeners').length > 0) warnings.push({ path: statics.at('listeners'), message: 'static listeners are not honoured yet: listeners come from LDS' });
+    warnRest(statics, warnings);
+  }
+  if (!target) throw new XdsFieldError('static_resources.clusters', `no static cluster named "${xdsCluster}" (the ADS server's cluster)`);
+
+  // admin
+  let admin: string | undefined;
+  const adminIn = root.message('admin');
+  if (adminIn) {
+    const address = adminIn.message('address');
+    if (address) admin = socketAddress(address);
+    warnRest(adminIn, warnings);
+  }
+  warnRest(root, warnings);
+  return { node, nodeId, ads: { cluster: xdsCluster, target, setNodeOnFirstMessageOnly: setNodeOnce, cds, lds }, clusters, admin, warnings };
+}
+
+function resourceCopy(f: Fields): Message {
+  const out: Message = {};
+  for (const k of f.keys()) out[k] = f.raw(k);
+  return out;
+}
+
+/** The xDS server's address: the first endpoint of its cluster (STATIC, or a DNS name gRPC resolves). */
+function xdsTarget(c: Fields, warnings: BootstrapProblem[]): string {
+  const type = c.str('type') ?? 'STATIC';
+  if (!['STATIC', 'STRICT_DNS', 'LOGICAL_DNS'].includes(type)) c.fail('type', `the xDS server's cluster must be STATIC, STRICT_DNS or LOGICAL_DNS, not ${type}`);
+  const la = c.requiredMessage('load_assignment');
+  const endpoints = la.list('endpoints');
+  const lbs = endpoints[0]?.list('lb_endpoints') ?? [];
+  const endpoint = lbs[0]?.message('endpoint') ?? la.fail('endpoints', 'the xDS server cluster needs an endpoint');
+  const address = socketAddress(endpoint.requiredMessage('address'));
+  if (endpoints.length > 1 || lbs.length > 1) warnings.push({ path: la.at('endpoints'), message: `only the first endpoint (${address}) is used for the xDS server` });
+  if (c.has('transport_socket')) c.fail('transport_socket', 'TLS to the xDS server is not supported yet (plaintext gRPC only)');
+  for (const k of c.keys()) if (!['name', 'type', 'load_assignment'].includes(k)) warnings.push({ path: c.at(k), message: 'not honoured for the xDS server\'s cluster: no effect' });
+  return address;
+}

@@ -1,0 +1,271 @@
+/**
+ * Shuttle as an xDS client: the accepted resources of each type, Envoy's warming order, and the
+ * generations they make.
+ *
+ *   CDS (all clusters) ─▶ EDS for the EDS clusters ─▶ LDS (asked for once the first clusters are
+ *   warm) ─▶ RDS for the listeners' route configs
+ *
+ * A response is mapped (mapping.ts), composed with everything else accepted, and validated by the
+ * config schema before it is ACKed; any problem NACKs it with the field path, and nothing of it is
+ * kept. A cluster still waiting for its endpoints, or a listener for its routes or clusters, is
+ * "warming": the generation keeps its previous version (or leaves a new one out) until it is
+ * complete, so nothing half-made is applied. Each new generation goes through the same path as a
+ * SIGHUP reload (server.ts), one at a time; the last good one keeps serving when the control
+ * plane is away.
+ */
+import { crossReferenceProblems, xdsConfigSchema, type ShuttleConfig } from '../config/schema.ts';
+import { deepFreeze, formatPath } from '../config/load.ts';
+import type { Logger } from '../log/logger.ts';
+import { AdsClient, type DecodedResource } from './ads-client.ts';
+import type { Bootstrap } from './bootstrap.ts';
+import { XdsFieldError } from './fields.ts';
+import { mapCluster, mapListener, mapLoadAssignment, mapRouteConfiguration, type MappedCluster, type MappedListener } from './mapping.ts';
+import { TYPE, TYPE_NAMES, type TypeUrl } from './protos.ts';
+
+type Raw = Record<string, unknown>;
+
+interface Accepted {
+  clusters: Map<string, MappedCluster>;
+  endpoints: Map<string, Raw[]>;
+  listeners: Map<string, MappedListener>;
+  routes: Map<string, Raw[]>;
+}
+
+export interface TypeStatus {
+  version: string;
+  last_update: string | null;
+  accepted: number;
+  rejected: number;
+  last_nack: { version: string; nonce: string; message: string; time: string } | null;
+  /** Each resource with the version that last changed it. */
+  resources: Record<string, { version: string; last_update: string }>;
+}
+
+export interface XdsStatus {
+  server: string;
+  node_id: string;
+  connected: boolean;
+  last_disconnect: { reason: string; time: string } | null;
+  warming: { clusters: string[]; listeners: string[] };
+  types: Record<'cds' | 'eds' | 'lds' | 'rds', TypeStatus>;
+  last_apply_error: string | null;
+}
+
+export interface XdsManagerOptions {
+  bootstrap: Bootstrap;
+  /** The top of every generation: version, admin, log, … (listeners and clusters come from here). */
+  base: Raw;
+  logger: Logger;
+  /** Applies a generation the way a reload does; resolves when workers run it. */
+  apply: (config: ShuttleConfig) => Promise<void>;
+}
+
+const newStatus = (): TypeStatus => ({ version: '', last_update: null, accepted: 0, rejected: 0, last_nack: null, resources: {} });
+
+export class XdsManager {
+  private readonly opts: XdsManagerOptions;
+  private readonly logger: Logger;
+  private readonly ads: AdsClient;
+  private state: Accepted = { clusters: new Map(), endpoints: new Map(), listeners: new Map(), routes: new Map() };
+  /** The last composed generation's clusters and listeners by name: what warming ones fall back to. */
+  private lastClusters = new Map<string, Raw>();
+  private lastListeners = new Map<string, Raw>();
+  private ldsStarted = false;
+  private readonly status: XdsStatus;
+  private pending: ShuttleConfig | undefined;
+  private applying: Promise<void> | undefined;
+  private lastApplied = '';
+
+  constructor(opts: XdsManagerOptions) {
+    this.opts = opts;
+    this.logger = opts.logger;
+    const b = opts.bootstrap;
+    this.status = {
+      server: b.ads.target, node_id: b.nodeId, connected: false, last_disconnect: null, warming: { clusters: [], listeners: [] },
+      types: { cds: newStatus(), eds: newStatus(), lds: newStatus(), rds: newStatus() }, last_apply_error: null,
+    };
+    this.ads = new AdsClient({
+      target: b.ads.target, node: b.node, setNodeOnFirstMessageOnly: b.ads.setNodeOnFirstMessageOnly,
+      onResponse: (t, v, r) => this.onResponse(t, v, r),
+      events: {
+        connected: () => {
+          this.status.connected = true;
+          this.logger.info({ server: b.ads.target }, 'xds: connected');
+        },
+        disconnected: (reason, retryInMs) => {
+          this.status.connected = false;
+          this.status.last_disconnect = { reason, time: new Date().toISOString() };
+          this.logger.warn({ server: b.ads.target, reason, retry_in_ms: retryInMs }, 'xds: stream lost; the running config keeps serving');
+        },
+        acked: (t, version) => this.logger.info({ type: TYPE_NAMES[t], version }, 'xds: ACK'),
+        nacked: (t, version, nonce, message) => {
+          const s = this.status.types[TYPE_NAMES[t]];
+          s.rejected++;
+          s.last_nack = { version, nonce, message, time: new Date().toISOString() };
+          this.logger.error({ type: TYPE_NAMES[t], version, nonce, error: message }, 'xds: NACK; the previous config keeps serving');
+        },
+      },
+    });
+  }
+
+  start(): void {
+    this.ads.start();
+    if (this.opts.bootstrap.ads.cds) this.ads.subscribe(TYPE.cluster, '*');
+    else this.startLds();
+  }
+
+  stop(): void {
+    this.ads.stop();
+  }
+
+  xdsStatus(): XdsStatus {
+    return this.status;
+  }
+
+  private startLds(): void {
+    if (this.ldsStarted || !this.opts.bootstrap.ads.lds) return;
+    this.ldsStarted = true;
+    this.ads.subscribe(TYPE.listener, '*');
+  }
+
+  /** Maps, composes and validates a response; null (ACK) or the NACK's message. */
+  private onResponse(typeUrl: TypeUrl, version: string, resources: DecodedResource[]): string | null {
+    const type = TYPE_NAMES[typeUrl];
+    const names = new Set<string>();
+    for (const r of resources) {
+      if (names.has(r.name)) return `${type} resource "${r.name}" appears twice`;
+      names.add(r.name);
+    }
+    const next: Accepted = { ...this.state };
+    /** Maps one resource; a field it cannot honour NACKs the response, naming the resource and field. */
+    const map = <T>(r: DecodedResource, fn: (m: Raw) => T): T => {
+      try {
+        return fn(r.value);
+      } catch (err) {
+        if (err instanceof XdsFieldError) throw new Error(`${type} resource "${r.name}": ${err.path}: ${err.reason}`);
+        throw err;
+      }
+    };
+    if (typeUrl === TYPE.cluster) next.clusters = new Map(resources.map((r) => [r.name, map(r, mapCluster)]));
+    else if (typeUrl === TYPE.listener) next.listeners = new Map(resources.map((r) => [r.name, map(r, mapListener)]));
+    // EDS and RDS: a response names what it carries; others asked for stay as they were.
+    else if (typeUrl === TYPE.endpoint) next.endpoints = new Map([...this.state.endpoints, ...resources.map((r) => [r.name, map(r, mapLoadAssignment).hosts] as const)]);
+    else if (typeUrl === TYPE.route) next.routes = new Map([...this.state.routes, ...resources.map((r) => [r.name, map(r, mapRouteConfiguration).virtual_hosts] as const)]);
+    // Drop endpoints and routes no cluster or listener asks for any more.
+    const edsNames = new Set([...next.clusters.values()].flatMap((c) => (c.edsName ? [c.edsName] : [])));
+    const rdsNames = new Set([...next.listeners.values()].flatMap((l) => (l.rdsName ? [l.rdsName] : [])));
+    next.endpoints = new Map([...next.endpoints].filter(([n]) => edsNames.has(n)));
+    next.routes = new Map([...next.routes].filter(([n]) => rdsNames.has(n)));
+
+    const composed = this.compose(next);
+    const parsed = xdsConfigSchema.safeParse(composed.config);
+    const problems = parsed.success ? [] : parsed.error.issues.map((i) => `${this.describePath(composed.config, i.path)}: ${i.message}`);
+    for (const p of crossReferenceProblems(composed.config)) problems.push(`${this.describePath(composed.config, p.path)}: ${p.message}`);
+    if (!parsed.success || problems.length > 0) return `${type} version ${version}: the config it makes is invalid: ${problems.slice(0, 5).join('; ')}`;
+
+    // Accepted.
+    const now = new Date().toISOString();
+    const s = this.status.types[type];
+    const before = typeUrl === TYPE.cluster ? this.state.clusters : typeUrl === TYPE.listener ? this.state.listeners : typeUrl === TYPE.endpoint ? this.state.endpoints : this.state.routes;
+    for (const r of resources) {
+      const after = (typeUrl === TYPE.cluster ? next.clusters : typeUrl === TYPE.listener ? next.listeners : typeUrl === TYPE.endpoint ? next.endpoints : next.routes).get(r.name);
+      if (JSON.stringify(before.get(r.name)) !== JSON.stringify(after) || !s.resources[r.name]) s.resources[r.name] = { version, last_update: now };
+    }
+    for (const n of Object.keys(s.resources)) if (!(typeUrl === TYPE.cluster ? next.clusters : typeUrl === TYPE.listener ? next.listeners : typeUrl === TYPE.endpoint ? next.endpoints : next.routes).has(n)) delete s.resources[n];
+    s.version = version;
+    s.last_update = now;
+    s.accepted++;
+    this.state = next;
+    this.lastClusters = new Map((composed.config.clusters as Raw[]).map((c) => [c.name as string, c]));
+    this.lastListeners = new Map((composed.config.listeners as Raw[]).map((l) => [l.name as string, l]));
+    this.status.warming = { clusters: composed.warmingClusters, listeners: composed.warmingListeners };
+    for (const t of ['eds', 'rds'] as const) for (const n of Object.keys(this.status.types[t].resources)) if (!(t === 'eds' ? next.endpoints : next.routes).has(n)) delete this.status.types[t].resources[n];
+
+    // What to ask for next: endpoints of EDS clusters, routes of listeners, listeners once clusters are warm.
+    if (edsNames.size > 0 || this.ads.subscribed(TYPE.endpoint)) this.ads.subscribe(TYPE.endpoint, [...edsNames]);
+    if (rdsNames.size > 0 || this.ads.subscribed(TYPE.route)) this.ads.subscribe(TYPE.route, [...rdsNames]);
+    if (composed.warmingClusters.length === 0) this.startLds();
+
+    this.schedule(deepFreeze(parsed.data) as ShuttleConfig);
+    return null;
+  }
+
+  /** The generation the accepted resources make, warming ones replaced by their previous version. */
+  private compose(next: Accepted): { config: Raw; warmingClusters: string[]; warmingListeners: string[] } {
+    const warmingClusters: string[] = [];
+    const warmingListeners: string[] = [];
+    const clusters: Raw[] = [...this.opts.bootstrap.clusters];
+    for (const c of next.clusters.values()) {
+      const hosts = c.hosts ?? (c.edsName ? next.endpoints.get(c.edsName) : undefined);
+      if (hosts) {
+        clusters.push({ ...c.config, hosts });
+        continue;
+      }
+      warmingClusters.push(c.name);
+      const previous = this.lastClusters.get(c.name);
+      if (previous) clusters.push(previous);
+    }
+    const clusterNames = new Set(clusters.map((c) => c.name));
+    const listeners: Raw[] = [];
+    for (const l of next.listeners.values()) {
+      const virtualHosts = l.rdsName ? next.routes.get(l.rdsName) : (l.config.virtual_hosts as Raw[] | undefined);
+      const candidate = l.config.protocol === 'http' ? (virtualHosts ? { ...l.config, virtual_hosts: virtualHosts } : undefined) : l.config;
+      if (candidate && referencedClusters(candidate).every((n) => clusterNames.has(n))) {
+        listeners.push(candidate);
+        continue;
+      }
+      warmingListeners.push(l.name);
+      const previous = this.lastListeners.get(l.name);
+      if (previous && referencedClusters(previous).every((n) => clusterNames.has(n))) listeners.push(previous);
+    }
+    return { config: { ...this.opts.base, listeners, clusters }, warmingClusters, warmingListeners };
+  }
+
+  /** A problem's place in the composed config, named by the xDS resource it came from. */
+  private describePath(config: Raw, path: readonly PropertyKey[]): string {
+    const [kind, index, ...rest] = path;
+    const list = (config[kind as string] as Raw[] | undefined) ?? [];
+    const item = typeof index === 'number' ? list[index] : undefined;
+    if (!item) return formatPath(path);
+    return `${kind === 'listeners' ? 'listener' : 'cluster'} "${String(item.name)}": ${formatPath(rest) || '(whole)'}`;
+  }
+
+  /** Generations are applied one at a time; a newer one replaces any still waiting. */
+  private schedule(config: ShuttleConfig): void {
+    this.pending = config;
+    if (this.applying) return;
+    this.applying = (async () => {
+      while (this.pending) {
+        const next = this.pending;
+        this.pending = undefined;
+        const key = JSON.stringify(next);
+        if (key === this.lastApplied) continue;
+        try {
+          await this.opts.apply(next);
+          this.lastApplied = key;
+          this.status.last_apply_error = null;
+        } catch (err) {
+          this.status.last_apply_error = (err as Error).message;
+          this.logger.error({ err: (err as Error).message }, 'xds: applying a generation failed');
+        }
+      }
+    })().finally(() => {
+      this.applying = undefined;
+      if (this.pending) this.schedule(this.pending);
+    });
+  }
+}
+
+/** Clusters a listener's routes or TCP proxy send to. */
+function referencedClusters(listener: Raw): string[] {
+  const out: string[] = [];
+  if (typeof listener.cluster === 'string') out.push(listener.cluster);
+  for (const vh of (listener.virtual_hosts as Raw[] | undefined) ?? []) {
+    for (const r of (vh.routes as Raw[] | undefined) ?? []) {
+      if (typeof r.cluster === 'string') out.push(r.cluster);
+      for (const w of (r.weighted_clusters as Raw[] | undefined) ?? []) out.push(w.name as string);
+      for (const m of (r.request_mirror_policies as Raw[] | undefined) ?? []) out.push(m.cluster as string);
+    }
+  }
+  return out;
+}

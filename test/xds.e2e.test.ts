@@ -1,0 +1,266 @@
+/**
+ * Shuttle as an xDS client (issue 17), end to end: the real CLI started with `--bootstrap` (no
+ * static listener), a test ADS control plane on @grpc/grpc-js (test/support/xds-server.ts, first
+ * checked against @grpc/grpc-js-xds, a third-party xDS client), real node:http and net upstreams.
+ * The tests share one Shuttle and run in order: each starts from the config the previous left.
+ */
+import { createRequire } from 'node:module';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Agent, request } from 'undici';
+import YAML from 'yaml';
+import { httpUpstream, type HttpUpstream } from './support/http.ts';
+import { echoServer, type Upstream } from './support/net.ts';
+import { loop, tcpEcho } from './support/load.ts';
+import { parseSamples, total } from './support/prometheus.ts';
+import { ShuttleProcess, writeTempConfig } from './support/shuttle.ts';
+import { eventually } from './support/wait.ts';
+import { echoClient, echoServer as grpcEchoServer, unary } from './support/grpc.ts';
+import {
+  apiListener, bootstrapFor, edsCluster, httpListener, loadAssignment, routeConfig, tcpListener, XdsControlPlane,
+} from './support/xds-server.ts';
+
+const require = createRequire(import.meta.url);
+const cleanup: (() => Promise<unknown> | unknown)[] = [];
+afterAll(async () => {
+  for (const f of cleanup.splice(0).reverse()) await f();
+});
+
+describe('the test control plane speaks real xDS', () => {
+  it('@grpc/grpc-js-xds resolves xds:/// through it and routes its calls as pushed', { timeout: 30_000 }, async () => {
+    const a = await grpcEchoServer('a');
+    const b = await grpcEchoServer('b');
+    cleanup.push(() => a.close(), () => b.close());
+    const cp = new XdsControlPlane();
+    await cp.start();
+    cleanup.push(() => cp.kill());
+    cp.set('lds', [apiListener('echo.test', 'echo-routes')]);
+    cp.set('rds', [routeConfig('echo-routes', [{ match: { prefix: '' }, route: { cluster: 'echo-a' } }])]);
+    cp.set('cds', [edsCluster('echo-a'), edsCluster('echo-b')]);
+    cp.set('eds', [loadAssignment('echo-a', [{ port: a.port }]), loadAssignment('echo-b', [{ port: b.port }])]);
+
+    const xds = require('@grpc/grpc-js-xds') as { register(): void };
+    xds.register();
+    const client = echoClient('xds:///echo.test', {
+      'grpc.TEST_ONLY_DO_NOT_USE_IN_PROD.xds_bootstrap_config': JSON.stringify({
+        xds_servers: [{ server_uri: `127.0.0.1:${cp.port}`, channel_creds: [{ type: 'insecure' }], server_features: ['xds_v3'] }],
+        node: { id: 'grpc-js-xds-client', locality: {} },
+      }),
+    });
+    cleanup.push(() => client.close());
+    const servedBy = async () => (await unary(client, { text: 'hi' }, { deadlineMs: 5_000 })).msg.text;
+    expect(await servedBy()).toBe('a:hi');
+    // Every response it was sent, it ACKed with that version and nonce; it NACKed nothing.
+    expect(cp.nacks()).toEqual([]);
+    for (const type of ['lds', 'rds', 'cds', 'eds'] as const) expect(cp.replies(type).some((r) => r.version_info === cp.version(type)), type).toBe(true);
+
+    cp.set('rds', [routeConfig('echo-routes', [{ match: { prefix: '' }, route: { cluster: 'echo-b' } }])]);
+    await eventually(servedBy, (t) => t === 'b:hi', 10_000);
+    expect(cp.nacks()).toEqual([]);
+  });
+});
+
+describe('shuttle --bootstrap', () => {
+  const cp = new XdsControlPlane();
+  let shuttle: ShuttleProcess;
+  let admin: string;
+  let a1: HttpUpstream;
+  let a2: HttpUpstream;
+  let b: HttpUpstream;
+  let echo: Upstream;
+  const agent = new Agent({ keepAliveTimeout: 10_000, connections: 16 });
+  const ports: Record<string, number> = {};
+
+  const listeners = async () => {
+    const res = await fetch(`${admin}/listeners`);
+    return (await res.json()) as { name: string; address: string }[];
+  };
+  const configDump = async () => (await (await fetch(`${admin}/config_dump`)).json()) as Record<string, any>;
+  const get = async (path: string, headers: Record<string, string> = {}) => {
+    const res = await request(`http://127.0.0.1:${ports.web}${path}`, { dispatcher: agent, headers });
+    return { status: res.statusCode, headers: res.headers, body: await res.body.text() };
+  };
+  const servedBy = async (path = '/') => {
+    const r = await get(path);
+    if (r.status !== 200) throw new Error(`status ${r.status}: ${r.body}`);
+    return r.headers['x-upstream'] as string;
+  };
+  const routes = (cluster: string | { weighted: [string, number][] }) => [
+    { name: 'direct', match: { path: '/direct' }, direct_response: { status: 418, body: { inline_string: 'teapot' } } },
+    { name: 'moved', match: { prefix: '/old/' }, redirect: { path_redirect: '/new', response_code: 'FOUND' } },
+    { name: 'by-header', match: { prefix: '/', headers: [{ name: 'x-canary', string_match: { exact: 'yes' } }] }, route: { cluster: 'web-b' } },
+    { name: 'api', match: { safe_regex: { regex: '/api/v[0-9]+/.*' } }, route: { cluster: 'web-b', prefix_rewrite: '/internal/', timeout: { seconds: 5 }, retry_policy: { retry_on: 'connect-failure,reset', num_retries: { value: 2 } } } },
+    { name: 'default', match: { prefix: '/' }, route: typeof cluster === 'string' ? { cluster } : { weighted_clusters: { clusters: cluster.weighted.map(([name, weight]) => ({ name, weight: { value: weight } })) } } },
+  ];
+
+  beforeAll(async () => {
+    [a1, a2, b] = await Promise.all([httpUpstream('a1'), httpUpstream('a2'), httpUpstream('b')]);
+    echo = await echoServer();
+    cleanup.push(() => a1.close(), () => a2.close(), () => b.close(), () => echo.close(), () => agent.close());
+    await cp.start();
+    cleanup.push(() => cp.kill());
+    cp.set('cds', [edsCluster('web-a'), edsCluster('web-b', { lb_policy: 'LEAST_REQUEST', circuit_breakers: { thresholds: [{ max_connections: { value: 1000 } }] } }), edsCluster('tcp-echo')]);
+    cp.set('eds', [loadAssignment('web-a', [{ port: a1.port }, { port: a2.port }]), loadAssignment('web-b', [{ port: b.port }]), loadAssignment('tcp-echo', [{ port: echo.port }])]);
+    cp.set('lds', [httpListener('web', 0, 'web-routes'), tcpListener('tcp', 0, 'tcp-echo')]);
+    cp.set('rds', [routeConfig('web-routes', routes('web-a'))]);
+    const bootstrap = { ...bootstrapFor(cp), layered_runtime: { layers: [] } };
+    shuttle = new ShuttleProcess(writeTempConfig(YAML.stringify(bootstrap), 'yaml'), { configFlag: '--bootstrap', threads: 2 });
+    cleanup.push(() => shuttle.stop());
+    admin = (await shuttle.ready()).admin;
+  });
+
+  it('starts with no listener, receives CDS, EDS, LDS and RDS in warming order and proxies HTTP/1.1 and TCP', { timeout: 30_000 }, async () => {
+    const bound = await eventually(listeners, (l) => l.length === 2, 10_000);
+    for (const l of bound) ports[l.name] = Number(l.address.slice(l.address.lastIndexOf(':') + 1));
+    expect(Object.keys(ports).sort()).toEqual(['tcp', 'web']);
+
+    const served = new Set<string>();
+    for (let i = 0; i < 8; i++) served.add(await servedBy());
+    expect([...served].sort()).toEqual(['a1', 'a2']);
+    await tcpEcho(ports.tcp);
+
+    // Envoy's order: CDS; EDS for its clusters; LDS only once those are warm; RDS for the listener.
+    const first = (type: string) => cp.requests.findIndex((r) => r.type === type);
+    const firstResponse = (type: string) => cp.responses.findIndex((r) => r.type === type);
+    expect(first('cds')).toBe(0);
+    expect(first('eds')).toBeGreaterThan(first('cds'));
+    const edsAck = cp.requests.findIndex((r) => r.type === 'eds' && r.response_nonce === cp.responses[firstResponse('eds')].nonce);
+    expect(first('lds')).toBeGreaterThan(edsAck);
+    expect(first('rds')).toBeGreaterThan(first('lds'));
+    expect(cp.requests.find((r) => r.type === 'eds')!.resource_names).toEqual(['tcp-echo', 'web-a', 'web-b']);
+    expect(cp.requests.find((r) => r.type === 'rds')!.resource_names).toEqual(['web-routes']);
+    // Every response ACKed with its version and nonce; the node only on the first request.
+    for (const type of ['cds', 'eds', 'lds', 'rds'] as const) {
+      const sent = cp.responses.filter((r) => r.type === type);
+      for (const res of sent) expect(cp.requests.some((r) => r.type === type && r.response_nonce === res.nonce && r.version_info === res.version && !r.error_detail), `${type} ${res.nonce}`).toBe(true);
+    }
+    expect(cp.requests[0].node?.id).toBe('shuttle-test');
+    expect(cp.requests.slice(1).every((r) => r.node === undefined)).toBe(true);
+    // The bootstrap field Shuttle does not honour is reported by its path.
+    await shuttle.waitForLog((l) => l.msg === 'bootstrap field not honoured: layered_runtime' && l.field === 'layered_runtime');
+
+    // Route features through the mapping: direct response, redirect, header match, regex + prefix rewrite.
+    expect(await get('/direct')).toMatchObject({ status: 418, body: 'teapot' });
+    const moved = await get('/old/x');
+    expect(moved.status).toBe(302);
+    expect(moved.headers.location).toMatch(/\/new$/);
+    expect((await get('/', { 'x-canary': 'yes' })).headers['x-upstream']).toBe('b');
+    const api = await get('/api/v2/users');
+    expect(api.headers['x-upstream']).toBe('b');
+    expect(api.body).toBe('b GET /internal/v2/users');
+  });
+
+  it('a route change pushed under load moves traffic with 0 failed requests', { timeout: 30_000 }, async () => {
+    const seen: Record<string, number> = {};
+    const load = loop(async () => {
+      const who = await servedBy('/load');
+      seen[who] = (seen[who] ?? 0) + 1;
+    });
+    await eventually(async () => load.counts.ok, (n) => n >= 50, 10_000);
+    const version = cp.set('rds', [routeConfig('web-routes', routes({ weighted: [['web-a', 0], ['web-b', 100]] }))]);
+    await eventually(async () => cp.replies('rds').some((r) => r.version_info === version), (ok) => ok, 10_000);
+    await eventually(async () => seen.b ?? 0, (n) => n >= 50, 10_000);
+    const bBefore = b.requests.length;
+    const aBefore = a1.requests.length + a2.requests.length;
+    await eventually(async () => b.requests.length - bBefore, (n) => n >= 50, 10_000);
+    await load.stop();
+    expect(load.counts.failed + load.counts.refused, load.counts.errors.join('; ')).toBe(0);
+    expect(seen.a1 + seen.a2).toBeGreaterThan(0);
+    // Once applied, every new request goes to b.
+    expect(a1.requests.length + a2.requests.length - aBefore).toBeLessThanOrEqual(16);
+    for (let i = 0; i < 10; i++) expect(await servedBy()).toBe('b');
+  });
+
+  it('an endpoint removed by EDS stops receiving traffic', { timeout: 30_000 }, async () => {
+    cp.set('rds', [routeConfig('web-routes', routes('web-a'))]);
+    await eventually(() => servedBy(), (w) => w.startsWith('a'), 10_000);
+    cp.set('eds', [loadAssignment('web-a', [{ port: a1.port }]), loadAssignment('web-b', [{ port: b.port }]), loadAssignment('tcp-echo', [{ port: echo.port }])]);
+    // Once the change is in, 20 requests in a row reach a1 only.
+    await eventually(async () => {
+      const who = new Set<string>();
+      for (let i = 0; i < 20; i++) who.add(await servedBy());
+      return [...who];
+    }, (w) => w.length === 1 && w[0] === 'a1', 10_000);
+    // Unhealthy endpoints are left out too.
+    cp.set('eds', [loadAssignment('web-a', [{ port: a1.port, health: 'UNHEALTHY' }, { port: a2.port }]), loadAssignment('web-b', [{ port: b.port }]), loadAssignment('tcp-echo', [{ port: echo.port }])]);
+    await eventually(async () => {
+      const who = new Set<string>();
+      for (let i = 0; i < 20; i++) who.add(await servedBy());
+      return [...who];
+    }, (w) => w.length === 1 && w[0] === 'a2', 10_000);
+  });
+
+  it('an invalid resource is NACKed with its field path and the previous config keeps serving', { timeout: 30_000 }, async () => {
+    const generation = (await configDump()).generation;
+    const bad = routes('web-b');
+    bad[4] = { ...bad[4], route: { cluster: 'web-b', hash_policy: [{ header: { header_name: 'x-user' } }] } };
+    const badVersion = cp.set('rds', [routeConfig('web-routes', bad)]);
+    const nack = await eventually(async () => cp.nacks('rds'), (n) => n.length > 0, 10_000);
+    expect(nack[0].error_detail?.message).toBe('rds resource "web-routes": virtual_hosts[0].routes[4].route.hash_policy: not supported by Shuttle (yet): refused rather than ignored');
+    expect(nack[0].error_detail?.code).toBe(3);
+    // The NACK names the last accepted version, not the refused one.
+    expect(nack[0].version_info).not.toBe(badVersion);
+    expect(nack[0].version_info).toBe(cp.responses.filter((r) => r.type === 'rds').at(-2)!.version);
+    // Nothing of it applied: the previous routes serve (web-a), the generation is unchanged.
+    for (let i = 0; i < 5; i++) expect(await servedBy()).toBe('a2');
+    const dump = await configDump();
+    expect(dump.generation).toBe(generation);
+    expect(dump.xds.types.rds.last_nack.message).toBe(nack[0].error_detail?.message);
+    expect(dump.xds.types.rds.last_nack.version).toBe(badVersion);
+    expect(dump.xds.types.rds.version).toBe(nack[0].version_info);
+    expect(dump.xds.types.cds.resources['web-a'].version).toMatch(/^cds-/);
+    const metrics = parseSamples(await (await fetch(`${admin}/metrics`)).text());
+    expect(total(metrics, 'shuttle_xds_updates_rejected_total', { type: 'rds' })).toBe(1);
+    expect(total(metrics, 'shuttle_xds_updates_accepted_total', { type: 'cds' })).toBeGreaterThanOrEqual(1);
+    expect(total(metrics, 'shuttle_xds_connected')).toBe(1);
+
+    // A cross-reference the mapping cannot see alone: a listener whose cluster is unknown warms, it is not applied.
+    const goodVersion = cp.set('rds', [routeConfig('web-routes', routes('web-b'))]);
+    await eventually(async () => cp.replies('rds').some((r) => r.version_info === goodVersion && !r.error_detail), (ok) => ok, 10_000);
+    await eventually(() => servedBy(), (w) => w === 'b', 10_000);
+  });
+
+  it('the control plane killed and restarted: traffic unaffected, Shuttle reconnects and re-syncs', { timeout: 40_000 }, async () => {
+    const load = loop(async () => {
+      await servedBy('/load');
+      await tcpEcho(ports.tcp);
+    });
+    await eventually(async () => load.counts.ok, (n) => n >= 20, 10_000);
+    const streamsBefore = new Set(cp.requests.map((r) => r.stream)).size;
+    const accepted = { cds: cp.version('cds'), lds: cp.version('lds') };
+    cp.kill();
+    await shuttle.waitForLog((l) => l.msg === 'xds: stream lost; the running config keeps serving', 10_000);
+    await eventually(async () => total(parseSamples(await (await fetch(`${admin}/metrics`)).text()), 'shuttle_xds_connected'), (v) => v === 0, 10_000);
+    const okWhileDown = load.counts.ok;
+    await eventually(async () => load.counts.ok - okWhileDown, (n) => n >= 20, 10_000);
+
+    // Back on the same port, with a change made while it was away.
+    cp.set('rds', [routeConfig('web-routes', routes('web-a'))]);
+    await cp.start();
+    const resync = await eventually(async () => cp.requests.filter((r) => r.stream > streamsBefore && r.type === 'cds'), (r) => r.length > 0, 20_000);
+    // The new stream asks again with the versions accepted before the loss.
+    expect(resync[0].version_info).toBe(accepted.cds);
+    expect(resync[0].response_nonce).toBe('');
+    expect(resync[0].node?.id).toBe('shuttle-test');
+    await eventually(async () => cp.requests.some((r) => r.stream > streamsBefore && r.type === 'lds' && r.version_info === accepted.lds), (ok) => ok, 10_000);
+    await eventually(() => servedBy(), (w) => w === 'a2', 10_000);
+    await load.stop();
+    expect(load.counts.failed + load.counts.refused, load.counts.errors.join('; ')).toBe(0);
+    expect(total(parseSamples(await (await fetch(`${admin}/metrics`)).text()), 'shuttle_xds_connected')).toBe(1);
+  });
+});
+
+describe('bootstrap problems', () => {
+  it('refuses a bootstrap that cannot work, naming the field', async () => {
+    const cp = new XdsControlPlane();
+    const bad = bootstrapFor(cp) as Record<string, any>;
+    bad.dynamic_resources.cds_config = { path: '/etc/envoy/cds.yaml' };
+    const shuttle = new ShuttleProcess(writeTempConfig(bad), { configFlag: '--bootstrap', threads: 1 });
+    cleanup.push(() => shuttle.stop());
+    expect(await shuttle.waitForExit()).toBe(1);
+    expect(shuttle.stderr).toContain('dynamic_resources.cds_config.ads: only { ads: {} } is supported');
+  });
+});
+
+
+
+
