@@ -84,11 +84,12 @@ describe('shuttle --bootstrap', () => {
     if (r.status !== 200) throw new Error(`status ${r.status}: ${r.body}`);
     return r.headers['x-upstream'] as string;
   };
-  const routes = (cluster: string | { weighted: [string, number][] }) => [
+  const routes = (cluster: string | { weighted: [string, number][] }): Record<string, unknown>[] => [
     { name: 'direct', match: { path: '/direct' }, direct_response: { status: 418, body: { inline_string: 'teapot' } } },
     { name: 'moved', match: { prefix: '/old/' }, redirect: { path_redirect: '/new', response_code: 'FOUND' } },
     { name: 'by-header', match: { prefix: '/', headers: [{ name: 'x-canary', string_match: { exact: 'yes' } }] }, route: { cluster: 'web-b' } },
-    { name: 'api', match: { safe_regex: { regex: '/api/v[0-9]+/.*' } }, route: { cluster: 'web-b', prefix_rewrite: '/internal/', timeout: { seconds: 5 }, retry_policy: { retry_on: 'connect-failure,reset', num_retries: { value: 2 } } } },
+    { name: 'api', match: { prefix: '/api/' }, route: { cluster: 'web-b', prefix_rewrite: '/internal/', timeout: { seconds: 5 }, retry_policy: { retry_on: 'connect-failure,reset', num_retries: { value: 2 } } } },
+    { name: 'versioned', match: { safe_regex: { regex: '/v[0-9]+/.*' } }, route: { cluster: 'web-b' } },
     { name: 'default', match: { prefix: '/' }, route: typeof cluster === 'string' ? { cluster } : { weighted_clusters: { clusters: cluster.weighted.map(([name, weight]) => ({ name, weight: { value: weight } })) } } },
   ];
 
@@ -147,6 +148,8 @@ describe('shuttle --bootstrap', () => {
     const api = await get('/api/v2/users');
     expect(api.headers['x-upstream']).toBe('b');
     expect(api.body).toBe('b GET /internal/v2/users');
+    expect((await get('/v3/x')).body).toBe('b GET /v3/x');
+    expect(['a1', 'a2']).toContain((await get('/v3')).headers['x-upstream']); // the regex matches whole paths only
   });
 
   it('a route change pushed under load moves traffic with 0 failed requests', { timeout: 30_000 }, async () => {
@@ -192,10 +195,10 @@ describe('shuttle --bootstrap', () => {
   it('an invalid resource is NACKed with its field path and the previous config keeps serving', { timeout: 30_000 }, async () => {
     const generation = (await configDump()).generation;
     const bad = routes('web-b');
-    bad[4] = { ...bad[4], route: { cluster: 'web-b', hash_policy: [{ header: { header_name: 'x-user' } }] } };
+    bad[5] = { ...bad[5], route: { cluster: 'web-b', hash_policy: [{ header: { header_name: 'x-user' } }] } };
     const badVersion = cp.set('rds', [routeConfig('web-routes', bad)]);
     const nack = await eventually(async () => cp.nacks('rds'), (n) => n.length > 0, 10_000);
-    expect(nack[0].error_detail?.message).toBe('rds resource "web-routes": virtual_hosts[0].routes[4].route.hash_policy: not supported by Shuttle (yet): refused rather than ignored');
+    expect(nack[0].error_detail?.message).toBe('rds resource "web-routes": virtual_hosts[0].routes[5].route.hash_policy: not supported by Shuttle (yet): refused rather than ignored');
     expect(nack[0].error_detail?.code).toBe(3);
     // The NACK names the last accepted version, not the refused one.
     expect(nack[0].version_info).not.toBe(badVersion);

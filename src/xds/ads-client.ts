@@ -76,6 +76,8 @@ export class AdsClient {
   private attempt = 0;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
+  /** Requests for other types that a response's handler asked for: sent after its ACK or NACK. */
+  private deferred: TypeUrl[] | undefined;
   connected = false;
 
   constructor(opts: { target: string; node: Record<string, unknown>; setNodeOnFirstMessageOnly: boolean; onResponse: ResponseHandler; events: AdsEvents }) {
@@ -112,7 +114,8 @@ export class AdsClient {
     if (state && JSON.stringify(state.names) === JSON.stringify(sorted)) return;
     if (state) state.names = sorted;
     else this.types.set(typeUrl, { names: sorted, version: '', nonce: '' });
-    this.send(typeUrl);
+    if (this.deferred) this.deferred.push(typeUrl);
+    else this.send(typeUrl);
   }
 
   /** The subscription of a type, if any. */
@@ -176,11 +179,14 @@ export class AdsClient {
     if (!state) return; // a type never asked for: nothing to ACK it against
     state.nonce = nonce;
     let error: string | null;
+    this.deferred = [];
     try {
       error = this.handler(typeUrl, version, decodeResources(typeUrl, res.resources));
     } catch (err) {
       error = (err as Error).message;
     }
+    const followUps = this.deferred;
+    this.deferred = undefined;
     if (error === null) {
       state.version = version;
       this.send(typeUrl);
@@ -190,6 +196,7 @@ export class AdsClient {
       this.send(typeUrl, message);
       this.events.nacked(typeUrl, version, nonce, message);
     }
+    for (const t of new Set(followUps)) this.send(t);
   }
 }
 

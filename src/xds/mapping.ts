@@ -515,7 +515,11 @@ function mapRoute(r: Fields): Raw {
   const action = r.message('route');
   const direct = r.message('direct_response');
   const redirect = r.message('redirect');
-  if (action) Object.assign(out, routeAction(action));
+  if (action) {
+    Object.assign(out, routeAction(action));
+    // Shuttle rewrites the matched prefix; Envoy's rewrite of a whole path or regex match is not mapped.
+    if (out.prefix_rewrite !== undefined && (out.match as Raw).prefix === undefined) throw new XdsFieldError(`${action.path}.prefix_rewrite`, 'prefix_rewrite is supported with a prefix match only');
+  }
   else if (direct) {
     const status = direct.num('status') ?? 0;
     if (status < 200 || status > 599) direct.fail('status', 'Shuttle sends direct responses with statuses 200 to 599');
