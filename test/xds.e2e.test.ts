@@ -59,7 +59,7 @@ describe('the test control plane speaks real xDS', () => {
   });
 });
 
-describe('shuttle --bootstrap', () => {
+describe.each(['sotw', 'delta'] as const)('shuttle --bootstrap, %s xDS', (variant) => {
   const cp = new XdsControlPlane();
   let shuttle: ShuttleProcess;
   let admin: string;
@@ -103,7 +103,7 @@ describe('shuttle --bootstrap', () => {
     cp.set('eds', [loadAssignment('web-a', [{ port: a1.port }, { port: a2.port }]), loadAssignment('web-b', [{ port: b.port }]), loadAssignment('tcp-echo', [{ port: echo.port }])]);
     cp.set('lds', [httpListener('web', 0, 'web-routes'), tcpListener('tcp', 0, 'tcp-echo')]);
     cp.set('rds', [routeConfig('web-routes', routes('web-a'))]);
-    const bootstrap = { ...bootstrapFor(cp), layered_runtime: { layers: [] } };
+    const bootstrap = { ...bootstrapFor(cp, 'shuttle-test', variant), layered_runtime: { layers: [] } };
     shuttle = new ShuttleProcess(writeTempConfig(YAML.stringify(bootstrap), 'yaml'), { configFlag: '--bootstrap', threads: 2 });
     cleanup.push(() => shuttle.stop());
     admin = (await shuttle.ready()).admin;
@@ -160,7 +160,7 @@ describe('shuttle --bootstrap', () => {
     });
     await eventually(async () => load.counts.ok, (n) => n >= 50, 10_000);
     const version = cp.set('rds', [routeConfig('web-routes', routes({ weighted: [['web-a', 0], ['web-b', 100]] }))]);
-    await eventually(async () => cp.replies('rds').some((r) => r.version_info === version), (ok) => ok, 10_000);
+    await eventually(async () => cp.answered('rds', version), (ok) => ok, 10_000);
     await eventually(async () => seen.b ?? 0, (n) => n >= 50, 10_000);
     const bBefore = b.requests.length;
     const aBefore = a1.requests.length + a2.requests.length;
@@ -200,17 +200,20 @@ describe('shuttle --bootstrap', () => {
     const nack = await eventually(async () => cp.nacks('rds'), (n) => n.length > 0, 10_000);
     expect(nack[0].error_detail?.message).toBe('rds resource "web-routes": virtual_hosts[0].routes[5].route.hash_policy: not supported by Shuttle (yet): refused rather than ignored');
     expect(nack[0].error_detail?.code).toBe(3);
-    // The NACK names the last accepted version, not the refused one.
-    expect(nack[0].version_info).not.toBe(badVersion);
-    expect(nack[0].version_info).toBe(cp.responses.filter((r) => r.type === 'rds').at(-2)!.version);
+    const accepted = cp.responses.filter((r) => r.type === 'rds').at(-2)!.version;
+    expect(cp.answered('rds', badVersion, true)).toBe(true);
+    // SotW: the NACK names the last accepted version, not the refused one (delta has no version in requests).
+    if (variant === 'sotw') expect(nack[0].version_info).toBe(accepted);
     // Nothing of it applied: the previous routes serve (web-a), the generation is unchanged.
     for (let i = 0; i < 5; i++) expect(await servedBy()).toBe('a2');
     const dump = await configDump();
     expect(dump.generation).toBe(generation);
     expect(dump.xds.types.rds.last_nack.message).toBe(nack[0].error_detail?.message);
     expect(dump.xds.types.rds.last_nack.version).toBe(badVersion);
-    expect(dump.xds.types.rds.version).toBe(nack[0].version_info);
-    expect(dump.xds.types.cds.resources['web-a'].version).toMatch(/^cds-/);
+    expect(dump.xds.types.rds.version).toBe(accepted);
+    expect(dump.xds.variant).toBe(variant);
+    // Each resource's version: the response's (SotW) or its own (delta: the fixture's hash).
+    expect(dump.xds.types.cds.resources['web-a'].version).toMatch(variant === 'sotw' ? /^cds-\d+$/ : /^[0-9a-f]{12}$/);
     const metrics = parseSamples(await (await fetch(`${admin}/metrics`)).text());
     expect(total(metrics, 'shuttle_xds_updates_rejected_total', { type: 'rds' })).toBe(1);
     expect(total(metrics, 'shuttle_xds_updates_accepted_total', { type: 'cds' })).toBeGreaterThanOrEqual(1);
@@ -218,7 +221,7 @@ describe('shuttle --bootstrap', () => {
 
     // A cross-reference the mapping cannot see alone: a listener whose cluster is unknown warms, it is not applied.
     const goodVersion = cp.set('rds', [routeConfig('web-routes', routes('web-b'))]);
-    await eventually(async () => cp.replies('rds').some((r) => r.version_info === goodVersion && !r.error_detail), (ok) => ok, 10_000);
+    await eventually(async () => cp.answered('rds', goodVersion), (ok) => ok, 10_000);
     await eventually(() => servedBy(), (w) => w === 'b', 10_000);
   });
 
@@ -240,11 +243,17 @@ describe('shuttle --bootstrap', () => {
     cp.set('rds', [routeConfig('web-routes', routes('web-a'))]);
     await cp.start();
     const resync = await eventually(async () => cp.requests.filter((r) => r.stream > streamsBefore && r.type === 'cds'), (r) => r.length > 0, 20_000);
-    // The new stream asks again with the versions accepted before the loss.
-    expect(resync[0].version_info).toBe(accepted.cds);
+    // The new stream asks again with what was accepted before the loss: the versions (SotW) or the resources held (delta).
     expect(resync[0].response_nonce).toBe('');
     expect(resync[0].node?.id).toBe('shuttle-test');
-    await eventually(async () => cp.requests.some((r) => r.stream > streamsBefore && r.type === 'lds' && r.version_info === accepted.lds), (ok) => ok, 10_000);
+    if (variant === 'sotw') {
+      expect(resync[0].version_info).toBe(accepted.cds);
+      await eventually(async () => cp.requests.some((r) => r.stream > streamsBefore && r.type === 'lds' && r.version_info === accepted.lds), (ok) => ok, 10_000);
+    } else {
+      expect(Object.keys(resync[0].initial_resource_versions ?? {}).sort()).toEqual(['tcp-echo', 'web-a', 'web-b']);
+      const lds = await eventually(async () => cp.requests.filter((r) => r.stream > streamsBefore && r.type === 'lds'), (r) => r.length > 0, 10_000);
+      expect(Object.keys(lds[0].initial_resource_versions ?? {}).sort()).toEqual(['tcp', 'web']);
+    }
     await eventually(() => servedBy(), (w) => w === 'a2', 10_000);
     await load.stop();
     expect(load.counts.failed + load.counts.refused, load.counts.errors.join('; ')).toBe(0);

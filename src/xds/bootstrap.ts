@@ -3,7 +3,7 @@
  * in snake_case or camelCase), the subset Shuttle honours:
  *
  *   node                      id, cluster, locality, metadata (sent to the control plane as is)
- *   dynamic_resources         ads_config (GRPC, V3, envoy_grpc cluster, set_node_on_first_message_only),
+ *   dynamic_resources         ads_config (GRPC or DELTA_GRPC, V3, envoy_grpc cluster, set_node_on_first_message_only),
  *                             cds_config / lds_config: { ads: {} }
  *   static_resources.clusters mapped as xDS clusters are (mapping.ts); one of them is the xDS server's
  *   admin.address             the admin API
@@ -38,6 +38,8 @@ export interface Bootstrap {
     cluster: string;
     target: string;
     setNodeOnFirstMessageOnly: boolean;
+    /** DELTA_GRPC: incremental xDS; GRPC: state of the world. */
+    delta: boolean;
     cds: boolean;
     lds: boolean;
   };
@@ -121,8 +123,7 @@ export function parseBootstrap(raw: unknown): Bootstrap {
   const dyn = root.message('dynamic_resources') ?? root.fail('dynamic_resources', 'required: Shuttle reads its listeners and clusters from ADS');
   const adsConfig = dyn.message('ads_config') ?? dyn.fail('ads_config', 'required (Shuttle speaks ADS only)');
   const apiType = adsConfig.str('api_type') ?? 'GRPC';
-  if (apiType === 'DELTA_GRPC') warnings.push({ path: adsConfig.at('api_type'), message: 'DELTA_GRPC is not supported yet: Shuttle uses state-of-the-world ADS (which Istio also serves)' });
-  else if (apiType !== 'GRPC' && apiType !== 'AGGREGATED_GRPC') adsConfig.fail('api_type', `${apiType} is not supported (GRPC is)`);
+  if (!['GRPC', 'AGGREGATED_GRPC', 'DELTA_GRPC', 'AGGREGATED_DELTA_GRPC'].includes(apiType)) adsConfig.fail('api_type', `${apiType} is not supported (GRPC and DELTA_GRPC are)`);
   const version = adsConfig.str('transport_api_version');
   if (version !== undefined && version !== 'V3') adsConfig.fail('transport_api_version', 'only V3 is supported');
   const services = adsConfig.list('grpc_services');
@@ -176,7 +177,7 @@ export function parseBootstrap(raw: unknown): Bootstrap {
     warnRest(adminIn, warnings);
   }
   warnRest(root, warnings);
-  return { node, nodeId, ads: { cluster: xdsCluster, target, setNodeOnFirstMessageOnly: setNodeOnce, cds, lds }, clusters, admin, warnings };
+  return { node, nodeId, ads: { cluster: xdsCluster, target, setNodeOnFirstMessageOnly: setNodeOnce, delta: apiType.includes('DELTA'), cds, lds }, clusters, admin, warnings };
 }
 
 function resourceCopy(f: Fields): Message {

@@ -43,6 +43,8 @@ export interface TypeStatus {
 
 export interface XdsStatus {
   server: string;
+  /** 'sotw' (state of the world) or 'delta' (incremental). */
+  variant: 'sotw' | 'delta';
   node_id: string;
   connected: boolean;
   last_disconnect: { reason: string; time: string } | null;
@@ -81,12 +83,12 @@ export class XdsManager {
     this.logger = opts.logger;
     const b = opts.bootstrap;
     this.status = {
-      server: b.ads.target, node_id: b.nodeId, connected: false, last_disconnect: null, warming: { clusters: [], listeners: [] },
+      server: b.ads.target, variant: b.ads.delta ? 'delta' : 'sotw', node_id: b.nodeId, connected: false, last_disconnect: null, warming: { clusters: [], listeners: [] },
       types: { cds: newStatus(), eds: newStatus(), lds: newStatus(), rds: newStatus() }, last_apply_error: null,
     };
     this.ads = new AdsClient({
-      target: b.ads.target, node: b.node, setNodeOnFirstMessageOnly: b.ads.setNodeOnFirstMessageOnly,
-      onResponse: (t, v, r) => this.onResponse(t, v, r),
+      target: b.ads.target, node: b.node, setNodeOnFirstMessageOnly: b.ads.setNodeOnFirstMessageOnly, delta: b.ads.delta,
+      onResponse: (t, v, r, complete) => this.onResponse(t, v, r, complete),
       events: {
         connected: () => {
           this.status.connected = true;
@@ -129,7 +131,7 @@ export class XdsManager {
   }
 
   /** Maps, composes and validates a response; null (ACK) or the NACK's message. */
-  private onResponse(typeUrl: TypeUrl, version: string, resources: DecodedResource[]): string | null {
+  private onResponse(typeUrl: TypeUrl, version: string, resources: DecodedResource[], complete: boolean): string | null {
     const type = TYPE_NAMES[typeUrl];
     const names = new Set<string>();
     for (const r of resources) {
@@ -148,9 +150,9 @@ export class XdsManager {
     };
     if (typeUrl === TYPE.cluster) next.clusters = new Map(resources.map((r) => [r.name, map(r, mapCluster)]));
     else if (typeUrl === TYPE.listener) next.listeners = new Map(resources.map((r) => [r.name, map(r, mapListener)]));
-    // EDS and RDS: a response names what it carries; others asked for stay as they were.
-    else if (typeUrl === TYPE.endpoint) next.endpoints = new Map([...this.state.endpoints, ...resources.map((r) => [r.name, map(r, mapLoadAssignment).hosts] as const)]);
-    else if (typeUrl === TYPE.route) next.routes = new Map([...this.state.routes, ...resources.map((r) => [r.name, map(r, mapRouteConfiguration).virtual_hosts] as const)]);
+    // SotW EDS and RDS: a response names what it carries; others asked for stay as they were.
+    else if (typeUrl === TYPE.endpoint) next.endpoints = new Map([...(complete ? [] : this.state.endpoints), ...resources.map((r) => [r.name, map(r, mapLoadAssignment).hosts] as const)]);
+    else if (typeUrl === TYPE.route) next.routes = new Map([...(complete ? [] : this.state.routes), ...resources.map((r) => [r.name, map(r, mapRouteConfiguration).virtual_hosts] as const)]);
     // Drop endpoints and routes no cluster or listener asks for any more.
     const edsNames = new Set([...next.clusters.values()].flatMap((c) => (c.edsName ? [c.edsName] : [])));
     const rdsNames = new Set([...next.listeners.values()].flatMap((l) => (l.rdsName ? [l.rdsName] : [])));
@@ -169,7 +171,7 @@ export class XdsManager {
     const before = typeUrl === TYPE.cluster ? this.state.clusters : typeUrl === TYPE.listener ? this.state.listeners : typeUrl === TYPE.endpoint ? this.state.endpoints : this.state.routes;
     for (const r of resources) {
       const after = (typeUrl === TYPE.cluster ? next.clusters : typeUrl === TYPE.listener ? next.listeners : typeUrl === TYPE.endpoint ? next.endpoints : next.routes).get(r.name);
-      if (JSON.stringify(before.get(r.name)) !== JSON.stringify(after) || !s.resources[r.name]) s.resources[r.name] = { version, last_update: now };
+      if (JSON.stringify(before.get(r.name)) !== JSON.stringify(after) || !s.resources[r.name] || (r.version !== undefined && s.resources[r.name].version !== r.version)) s.resources[r.name] = { version: r.version ?? version, last_update: now };
     }
     for (const n of Object.keys(s.resources)) if (!(typeUrl === TYPE.cluster ? next.clusters : typeUrl === TYPE.listener ? next.listeners : typeUrl === TYPE.endpoint ? next.endpoints : next.routes).has(n)) delete s.resources[n];
     s.version = version;

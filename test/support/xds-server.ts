@@ -13,8 +13,15 @@
  *     (CDS and LDS: every resource; EDS and RDS: those named);
  *   - set() makes a new version and pushes it to every stream subscribed to that type.
  *
+ * Incremental (delta) streams are served too, as go-control-plane serves them: the first request
+ * of a type subscribes (an empty list on CDS/LDS: every resource) and says, in
+ * initial_resource_versions, what the client holds; each response carries the resources whose
+ * version differs from what was last sent to that stream, and the names removed since; a request
+ * with a response_nonce is the ACK or NACK of that response. A resource's version is a hash of it.
+ *
  * Resources are given as objects with "@type" (protobufjs encodes them into Any).
  */
+import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 
@@ -54,8 +61,13 @@ const ADS = (grpc.loadPackageDefinition(definition) as any).envoy.service.discov
 
 export interface RecordedRequest {
   stream: number;
+  delta: boolean;
   type: XdsType;
+  /** SotW: the version the client holds; delta: the system version of the response it answers (ACK or NACK), else ''. */
   version_info: string;
+  /** Delta only. */
+  unsubscribe?: string[];
+  initial_resource_versions?: Record<string, string>;
   response_nonce: string;
   resource_names: string[];
   error_detail?: { code?: number; message?: string };
@@ -75,6 +87,8 @@ interface StreamTypeState {
   names: string[];
   wildcard: boolean;
   lastNonce: string;
+  /** Delta: the version of each resource last sent (or held at the start), by name. */
+  sent: Map<string, string>;
 }
 
 type Resource = Record<string, unknown> & { name?: string; cluster_name?: string };
@@ -84,7 +98,7 @@ export class XdsControlPlane {
   port = 0;
   private readonly resources: Record<XdsType, Map<string, Resource>> = { cds: new Map(), eds: new Map(), lds: new Map(), rds: new Map() };
   private readonly versions: Record<XdsType, number> = { cds: 0, eds: 0, lds: 0, rds: 0 };
-  private readonly streams = new Map<number, { call: import('@grpc/grpc-js').ServerDuplexStream<any, any>; types: Map<XdsType, StreamTypeState> }>();
+  private readonly streams = new Map<number, { call: import('@grpc/grpc-js').ServerDuplexStream<any, any>; types: Map<XdsType, StreamTypeState>; delta: boolean }>();
   private nextStream = 1;
   private nonce = 0;
   readonly requests: RecordedRequest[] = [];
@@ -123,7 +137,7 @@ export class XdsControlPlane {
     const server = new grpc.Server();
     server.addService(ADS.service, {
       StreamAggregatedResources: (call: import('@grpc/grpc-js').ServerDuplexStream<any, any>) => this.onStream(call),
-      DeltaAggregatedResources: (call: import('@grpc/grpc-js').ServerDuplexStream<any, any>) => call.emit('error', { code: grpc.status.UNIMPLEMENTED, details: 'delta xDS is not served by this fixture' }),
+      DeltaAggregatedResources: (call: import('@grpc/grpc-js').ServerDuplexStream<any, any>) => this.onStream(call, true),
     });
     this.port = await new Promise<number>((resolve, reject) => server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
     this.server = server;
@@ -137,11 +151,11 @@ export class XdsControlPlane {
     this.streams.clear();
   }
 
-  private onStream(call: import('@grpc/grpc-js').ServerDuplexStream<any, any>): void {
+  private onStream(call: import('@grpc/grpc-js').ServerDuplexStream<any, any>, delta = false): void {
     const id = this.nextStream++;
-    const stream = { call, types: new Map<XdsType, StreamTypeState>() };
+    const stream = { call, types: new Map<XdsType, StreamTypeState>(), delta };
     this.streams.set(id, stream);
-    call.on('data', (req: Record<string, any>) => this.onRequest(id, req));
+    call.on('data', (req: Record<string, any>) => (delta ? this.onDeltaRequest(id, req) : this.onRequest(id, req)));
     call.on('error', () => this.streams.delete(id));
     call.on('end', () => {
       this.streams.delete(id);
@@ -155,22 +169,50 @@ export class XdsControlPlane {
     const type = TYPE_OF_URL[req.type_url];
     if (!stream || !type) return;
     const names = [...(req.resource_names ?? [])].sort();
-    this.requests.push({ stream: id, type, version_info: req.version_info ?? '', response_nonce: req.response_nonce ?? '', resource_names: names, error_detail: req.error_detail, node: req.node, time: Date.now() });
+    this.requests.push({ stream: id, delta: false, type, version_info: req.version_info ?? '', response_nonce: req.response_nonce ?? '', resource_names: names, error_detail: req.error_detail, node: req.node, time: Date.now() });
     const st = stream.types.get(type);
     const nonce = req.response_nonce ?? '';
     if (st && nonce !== '' && nonce !== st.lastNonce) return; // stale: an answer to a response superseded since
     const changed = !st || JSON.stringify(st.names) !== JSON.stringify(names);
-    const state = st ?? { names, wildcard: names.length === 0 && (type === 'cds' || type === 'lds'), lastNonce: '' };
+    const state = st ?? { names, wildcard: names.length === 0 && (type === 'cds' || type === 'lds'), lastNonce: '', sent: new Map() };
     state.names = names;
     stream.types.set(type, state);
     // A first request, or one for other names, is answered; an ACK or NACK of the latest is not.
     if (changed || nonce === '') this.respond(id, type);
   }
 
+  private onDeltaRequest(id: number, req: Record<string, any>): void {
+    const stream = this.streams.get(id);
+    const type = TYPE_OF_URL[req.type_url];
+    if (!stream || !type) return;
+    const subscribe: string[] = [...(req.resource_names_subscribe ?? [])].sort();
+    const unsubscribe: string[] = [...(req.resource_names_unsubscribe ?? [])].sort();
+    const nonce = req.response_nonce ?? '';
+    const answered = nonce ? this.responses.find((r) => r.stream === id && r.nonce === nonce) : undefined;
+    this.requests.push({
+      stream: id, delta: true, type, version_info: answered?.version ?? '', response_nonce: nonce, resource_names: subscribe, unsubscribe,
+      initial_resource_versions: req.initial_resource_versions, error_detail: req.error_detail, node: req.node, time: Date.now(),
+    });
+    let st = stream.types.get(type);
+    if (!st) {
+      const wildcard = (subscribe.length === 0 || subscribe.includes('*')) && (type === 'cds' || type === 'lds');
+      st = { names: subscribe.filter((n) => n !== '*'), wildcard, lastNonce: '', sent: new Map(Object.entries(req.initial_resource_versions ?? {})) };
+      stream.types.set(type, st);
+      return this.respond(id, type);
+    }
+    if (subscribe.length === 0 && unsubscribe.length === 0) return; // an ACK or NACK: nothing new to send
+    st.names = [...new Set([...st.names, ...subscribe])].filter((n) => !unsubscribe.includes(n)).sort();
+    for (const n of unsubscribe) st.sent.delete(n);
+    // Newly subscribed names are sent even if the client had them from an earlier subscription.
+    for (const n of subscribe) st.sent.delete(n);
+    this.respond(id, type);
+  }
+
   private respond(id: number, type: XdsType): void {
     const stream = this.streams.get(id);
     const st = stream?.types.get(type);
     if (!stream || !st) return;
+    if (stream.delta) return this.respondDelta(id, type);
     const all = [...this.resources[type].values()];
     const chosen = st.wildcard ? all : all.filter((r) => st.names.includes(nameOf(r)));
     if (this.versions[type] === 0) return; // nothing set yet: the client waits
@@ -180,6 +222,38 @@ export class XdsControlPlane {
     this.responses.push({ stream: id, type, version, nonce, names: chosen.map(nameOf) });
     stream.call.write({ version_info: version, type_url: TYPE[type], nonce, resources: chosen.map((r) => ({ '@type': TYPE[type], ...r })) });
   }
+
+  /** Delta: what changed for this stream since the last response (nothing changed: nothing sent). */
+  private respondDelta(id: number, type: XdsType): void {
+    const stream = this.streams.get(id)!;
+    const st = stream.types.get(type)!;
+    if (this.versions[type] === 0) return;
+    const wanted = [...this.resources[type].values()].filter((r) => st.wildcard || st.names.includes(nameOf(r)));
+    const changed = wanted.filter((r) => st.sent.get(nameOf(r)) !== versionOf(r));
+    const wantedNames = new Set(wanted.map(nameOf));
+    const removed = [...st.sent.keys()].filter((n) => !wantedNames.has(n) && (st.wildcard || st.names.includes(n)));
+    if (changed.length === 0 && removed.length === 0) return;
+    for (const r of changed) st.sent.set(nameOf(r), versionOf(r));
+    for (const n of removed) st.sent.delete(n);
+    const nonce = `n${++this.nonce}`;
+    st.lastNonce = nonce;
+    const version = this.version(type);
+    this.responses.push({ stream: id, type, version, nonce, names: changed.map(nameOf) });
+    stream.call.write({
+      system_version_info: version, type_url: TYPE[type], nonce, removed_resources: removed,
+      resources: changed.map((r) => ({ name: nameOf(r), version: versionOf(r), resource: { '@type': TYPE[type], ...r } })),
+    });
+  }
+
+  /** Whether the client ACKed (or NACKed: `nacked`) a response of this type and version. */
+  answered(type: XdsType, version: string, nacked = false): boolean {
+    return this.responses.some((res) => res.type === type && res.version === version
+      && this.requests.some((r) => r.stream === res.stream && r.type === type && r.response_nonce === res.nonce && !!r.error_detail === nacked));
+  }
+}
+
+function versionOf(r: Resource): string {
+  return createHash('sha256').update(JSON.stringify(r)).digest('hex').slice(0, 12);
 }
 
 function nameOf(r: Resource): string {
@@ -253,11 +327,11 @@ export function routeConfig(name: string, routes: Record<string, unknown>[], dom
 }
 
 /** The bootstrap Shuttle starts from: a node, ADS over gRPC to this control plane, an admin on port 0. */
-export function bootstrapFor(cp: XdsControlPlane, nodeId = 'shuttle-test'): Record<string, unknown> {
+export function bootstrapFor(cp: XdsControlPlane, nodeId = 'shuttle-test', variant: 'sotw' | 'delta' = 'sotw'): Record<string, unknown> {
   return {
     node: { id: nodeId, cluster: 'test', metadata: { ISTIO_VERSION: '1.24.0', LABELS: { app: 'shuttle' } } },
     dynamic_resources: {
-      ads_config: { api_type: 'GRPC', transport_api_version: 'V3', grpc_services: [{ envoy_grpc: { cluster_name: 'xds-grpc' } }], set_node_on_first_message_only: true },
+      ads_config: { api_type: variant === 'delta' ? 'DELTA_GRPC' : 'GRPC', transport_api_version: 'V3', grpc_services: [{ envoy_grpc: { cluster_name: 'xds-grpc' } }], set_node_on_first_message_only: true },
       cds_config: { ads: {}, resource_api_version: 'V3' },
       lds_config: { ads: {}, resource_api_version: 'V3' },
     },
