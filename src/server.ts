@@ -344,8 +344,10 @@ export async function startServer(opts: StartOptions): Promise<void> {
   };
   const upgrade = async () => {
     const attempt = ++upgradeAttempts;
-    if (upgrading || phase !== 'serving') {
-      const why = upgrading ? 'an upgrade is already in progress' : `this process is ${phase}`;
+    // With --bootstrap the new process would start with no listener and close the inherited ones
+    // until its control plane answers: not yet (docs/xds.md).
+    if (upgrading || phase !== 'serving' || xds) {
+      const why = xds ? 'in-place upgrade is not supported yet with --bootstrap (xDS): restart instead' : upgrading ? 'an upgrade is already in progress' : `this process is ${phase}`;
       logger.warn({ reason: why }, 'upgrade refused');
       upgradeReport(attempt, false, null, `upgrade refused: ${why}`);
       return;

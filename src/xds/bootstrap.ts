@@ -54,7 +54,7 @@ export interface Bootstrap {
 const OPAQUE = new Set(['metadata', 'filter_metadata', 'typed_filter_metadata', 'fields']);
 
 /** camelCase proto3 JSON names → snake_case proto field names, outside user data. */
-function snakeKeys(value: unknown): unknown {
+export function snakeKeys(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(snakeKeys);
   if (!value || typeof value !== 'object') return value;
   return Object.fromEntries(Object.entries(value).map(([k, v]) => {
