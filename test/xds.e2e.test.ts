@@ -190,6 +190,11 @@ describe.each(['sotw', 'delta'] as const)('shuttle --bootstrap, %s xDS', (varian
       for (let i = 0; i < 20; i++) who.add(await servedBy());
       return [...who];
     }, (w) => w.length === 1 && w[0] === 'a2', 10_000);
+    // A cluster left with no endpoint (scaled to zero) answers 503; its endpoints back, it serves again.
+    cp.set('eds', [loadAssignment('web-a', [{ port: a2.port }]), loadAssignment('web-b', []), loadAssignment('tcp-echo', [{ port: echo.port }])]);
+    await eventually(async () => (await get('/', { 'x-canary': 'yes' })).status, (s) => s === 503, 10_000);
+    cp.set('eds', [loadAssignment('web-a', [{ port: a1.port, health: 'UNHEALTHY' }, { port: a2.port }]), loadAssignment('web-b', [{ port: b.port }]), loadAssignment('tcp-echo', [{ port: echo.port }])]);
+    await eventually(async () => (await get('/', { 'x-canary': 'yes' })).headers['x-upstream'], (w) => w === 'b', 10_000);
   });
 
   it('an invalid resource is NACKed with its field path and the previous config keeps serving', { timeout: 30_000 }, async () => {

@@ -250,11 +250,12 @@ export const configSchema = z.object({
 
 /**
  * A config built from xDS (src/xds/): the same fields, but it may start with no listener and no
- * cluster until the control plane sends them.
+ * cluster until the control plane sends them, and a cluster may have no host.
  */
 export const xdsConfigSchema = configSchema.extend({
   listeners: z.array(listener),
-  clusters: z.array(cluster),
+  // An EDS cluster may have no endpoint (scaled to zero): its requests get "no healthy upstream".
+  clusters: z.array(cluster.extend({ hosts: z.array(hostEntry) })),
 });
 
 /**
