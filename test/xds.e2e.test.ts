@@ -264,6 +264,26 @@ describe.each(['sotw', 'delta'] as const)('shuttle --bootstrap, %s xDS', (varian
     expect(load.counts.failed + load.counts.refused, load.counts.errors.join('; ')).toBe(0);
     expect(total(parseSamples(await (await fetch(`${admin}/metrics`)).text()), 'shuttle_xds_connected')).toBe(1);
   });
+
+  it('a listener warms until its cluster and that cluster\'s endpoints are there: nothing half-made is applied', { timeout: 30_000 }, async () => {
+    const ldsVersion = cp.set('lds', [httpListener('web', 0, 'web-routes'), tcpListener('tcp', 0, 'tcp-echo'), tcpListener('late', 0, 'late-echo')]);
+    await eventually(async () => cp.answered('lds', ldsVersion), (ok) => ok, 10_000);
+    expect((await configDump()).xds.warming.listeners).toEqual(['late']);
+    const cdsVersion = cp.set('cds', [edsCluster('web-a'), edsCluster('web-b'), edsCluster('tcp-echo'), edsCluster('late-echo')]);
+    await eventually(async () => cp.answered('cds', cdsVersion), (ok) => ok, 10_000);
+    const warming = (await configDump()).xds.warming;
+    expect(warming).toEqual({ clusters: ['late-echo'], listeners: ['late'] });
+    expect((await listeners()).map((l) => l.name).sort()).toEqual(['tcp', 'web']);
+    // The cluster's endpoints arrive: the cluster and then the listener are applied together.
+    const late = await echoServer();
+    cleanup.push(() => late.close());
+    cp.set('eds', [loadAssignment('web-a', [{ port: a2.port }]), loadAssignment('web-b', [{ port: b.port }]), loadAssignment('tcp-echo', [{ port: echo.port }]), loadAssignment('late-echo', [{ port: late.port }])]);
+    const bound = await eventually(listeners, (l) => l.some((x) => x.name === 'late'), 10_000);
+    const address = bound.find((l) => l.name === 'late')!.address;
+    await tcpEcho(Number(address.slice(address.lastIndexOf(':') + 1)));
+    expect(late.connections).toBe(1);
+    expect((await configDump()).xds.warming).toEqual({ clusters: [], listeners: [] });
+  });
 });
 
 describe('bootstrap problems', () => {
