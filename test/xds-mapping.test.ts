@@ -13,6 +13,7 @@ import { decodeAny, TYPE, xdsType } from '../src/xds/protos.ts';
 
 const HCM = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 const ROUTER = 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router';
+const HPO = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
 
 /** Encodes as a control plane would, decodes as Shuttle does. */
 function wire(typeUrl: string, resource: Record<string, unknown>): Record<string, unknown> {
@@ -63,6 +64,14 @@ describe('xDS mapping', () => {
     expect(hosts).toEqual([{ address: '127.0.0.1:9001' }, { address: '127.0.0.1:9002', weight: 3 }]);
     const parsed = xdsConfigSchema.safeParse({ version: 1, listeners: [], clusters: [{ ...c.config, hosts }] });
     expect(parsed.error?.issues ?? []).toEqual([]);
+  });
+
+  it('maps HTTP protocol options: the protocol to the hosts, HTTP/2 settings, the pool', () => {
+    const options = (o: Record<string, unknown>) => mapCluster(wire(TYPE.cluster, { name: 'c', type: 'EDS', typed_extension_protocol_options: { [HPO]: { '@type': `type.googleapis.com/${HPO}`, ...o } } })).config;
+    expect(options({ explicit_http_config: { http2_protocol_options: { initial_stream_window_size: { value: 1 << 20 } } }, common_http_protocol_options: { idle_timeout: { seconds: 30 }, max_requests_per_connection: { value: 100 } } }))
+      .toMatchObject({ protocol: 'http2', http2: { initial_stream_window_size: 1 << 20 }, connection_pool: { idle_timeout: '30000ms', max_requests_per_connection: 100 } });
+    expect(options({ explicit_http_config: { http_protocol_options: {} } })).toMatchObject({ protocol: 'http1' });
+    expect(options({ auto_config: { http2_protocol_options: {} } })).toMatchObject({ protocol: 'auto', http2: {} });
   });
 
   it('maps an HTTP listener and its routes: matches, weighted clusters, retries, rewrites, headers, redirects, direct responses', () => {
@@ -117,6 +126,8 @@ describe('xDS mapping', () => {
       [() => mapCluster(wire(TYPE.cluster, { name: 'c', type: 'STRICT_DNS' })), 'type: STRICT_DNS clusters are not supported yet (EDS and STATIC are)'],
       [() => mapCluster(wire(TYPE.cluster, { name: 'c', type: 'EDS', lb_policy: 'RING_HASH' })), 'lb_policy: RING_HASH is not supported (ROUND_ROBIN, LEAST_REQUEST, RANDOM are)'],
       [() => mapCluster(wire(TYPE.cluster, { name: 'c', type: 'EDS', transport_socket: { name: 'tls' } })), 'transport_socket: not supported by Shuttle (yet): refused rather than ignored'],
+      [() => mapCluster(wire(TYPE.cluster, { name: 'c', type: 'EDS', typed_extension_protocol_options: { [HPO]: { '@type': `type.googleapis.com/${HPO}`, use_downstream_protocol_config: {} } } })), `typed_extension_protocol_options.${HPO}.use_downstream_protocol_config: not supported yet (explicit_http_config and auto_config are)`],
+      [() => mapCluster(wire(TYPE.cluster, { name: 'c', type: 'EDS', typed_extension_protocol_options: { [HPO]: { '@type': `type.googleapis.com/${HPO}`, explicit_http_config: { http2_protocol_options: { hpack_table_size: { value: 0 } } } } } })), `typed_extension_protocol_options.${HPO}.explicit_http_config.http2_protocol_options.hpack_table_size: not supported by Shuttle (yet): refused rather than ignored`],
       [() => mapLoadAssignment(wire(TYPE.endpoint, { cluster_name: 'c', endpoints: [{ priority: 1, lb_endpoints: [endpoint(1)] }] })), 'endpoints[0].priority: priorities above 0 (failover) are not supported yet'],
       [() => mapLoadAssignment(wire(TYPE.endpoint, { cluster_name: 'c', endpoints: [{ lb_endpoints: [endpoint(1), endpoint(1)] }] })), 'endpoints[0].lb_endpoints[1].endpoint: 127.0.0.1:1 appears twice'],
       [() => mapLoadAssignment(wire(TYPE.endpoint, { cluster_name: 'c', endpoints: [{ lb_endpoints: [endpoint(1, { load_balancing_weight: { value: 5000 } })] }] })), 'endpoints[0].lb_endpoints[0].load_balancing_weight: Shuttle takes weights from 1 to 1000'],

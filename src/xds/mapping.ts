@@ -100,10 +100,71 @@ export function mapCluster(resource: Message, path = ''): MappedCluster {
   if (checks.length === 1) config.health_check = healthCheck(checks[0]);
   const maxRequests = f.wrapped('max_requests_per_connection');
   if (maxRequests !== undefined) config.connection_pool = { max_requests_per_connection: maxRequests };
+  const protocolOptions = f.message('typed_extension_protocol_options');
+  if (protocolOptions) {
+    for (const key of protocolOptions.keys()) {
+      if (key !== HTTP_PROTOCOL_OPTIONS) protocolOptions.fail(key, `protocol options ${key} are not supported (${HTTP_PROTOCOL_OPTIONS} is)`);
+      Object.assign(config, httpProtocolOptions(protocolOptions.requiredMessage(key), config));
+    }
+    protocolOptions.done();
+  }
   // Names for stats and opaque data; DNS settings that matter only to DNS clusters.
   f.skip('metadata', 'alt_stat_name', 'dns_lookup_family', 'respect_dns_ttl', 'dns_refresh_rate', 'track_cluster_stats', 'per_connection_buffer_limit_bytes');
   f.done();
   return { name, edsName, hosts, config };
+}
+
+const HTTP_PROTOCOL_OPTIONS = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
+
+/**
+ * The protocol to a cluster's hosts (Istio sets it for gRPC and HTTP/2 services): explicit HTTP/1.1
+ * or HTTP/2, or auto (ALPN with TLS, else HTTP/1.1, as Envoy's auto_config); HTTP/2 settings; the
+ * pool's idle timeout and requests per connection.
+ */
+function httpProtocolOptions(o: Fields, cluster: Raw): Raw {
+  const out: Raw = {};
+  if (o.str('@type') !== `type.googleapis.com/${HTTP_PROTOCOL_OPTIONS}`) o.fail('@type', `expected type.googleapis.com/${HTTP_PROTOCOL_OPTIONS}`);
+  const explicit = o.message('explicit_http_config');
+  const auto = o.message('auto_config');
+  if (o.has('use_downstream_protocol_config')) o.fail('use_downstream_protocol_config', 'not supported yet (explicit_http_config and auto_config are)');
+  const protocolSettings = (p: Fields) => {
+    const h1 = p.message('http_protocol_options');
+    if (h1) h1.done(); // HTTP/1.1 with its defaults: any option set is refused
+    const h2 = p.message('http2_protocol_options');
+    if (h2) {
+      const http2: Raw = {};
+      for (const k of ['max_concurrent_streams', 'initial_stream_window_size', 'initial_connection_window_size'] as const) {
+        const v = h2.wrapped(k);
+        if (v !== undefined) http2[k] = v;
+      }
+      h2.done();
+      out.http2 = http2;
+    }
+    if (p.has('http3_protocol_options')) p.fail('http3_protocol_options', 'HTTP/3 is not supported');
+    return { h1: !!h1, h2: !!h2 };
+  };
+  if (explicit) {
+    const { h1, h2 } = protocolSettings(explicit);
+    explicit.done();
+    if (h1 === h2) explicit.fail('http2_protocol_options', 'give one of http_protocol_options, http2_protocol_options');
+    out.protocol = h2 ? 'http2' : 'http1';
+  } else if (auto) {
+    protocolSettings(auto);
+    auto.done();
+    out.protocol = 'auto';
+  }
+  const common = o.message('common_http_protocol_options');
+  if (common) {
+    const pool: Raw = { ...(cluster.connection_pool as Raw | undefined) };
+    const idle = common.durationMs('idle_timeout');
+    if (idle !== undefined) pool.idle_timeout = ms(idle);
+    const max = common.wrapped('max_requests_per_connection');
+    if (max !== undefined) pool.max_requests_per_connection = max;
+    common.done();
+    out.connection_pool = pool;
+  }
+  o.done();
+  return out;
 }
 
 /** The message behind a Fields (for re-reading a sub-message with its own mapper). */

@@ -74,7 +74,7 @@ export class XdsManager {
   private lastListeners = new Map<string, Raw>();
   private ldsStarted = false;
   private readonly status: XdsStatus;
-  private pending: ShuttleConfig | undefined;
+  private pending: { config: ShuttleConfig; cause: string; since: number } | undefined;
   private applying: Promise<void> | undefined;
   private lastApplied = '';
 
@@ -188,7 +188,7 @@ export class XdsManager {
     if (rdsNames.size > 0 || this.ads.subscribed(TYPE.route)) this.ads.subscribe(TYPE.route, [...rdsNames]);
     if (composed.warmingClusters.length === 0) this.startLds();
 
-    this.schedule(deepFreeze(parsed.data) as ShuttleConfig);
+    this.schedule(deepFreeze(parsed.data) as ShuttleConfig, type);
     return null;
   }
 
@@ -233,12 +233,12 @@ export class XdsManager {
   }
 
   /** Generations are applied one at a time; a newer one replaces any still waiting. */
-  private schedule(config: ShuttleConfig): void {
-    this.pending = config;
+  private schedule(config: ShuttleConfig, cause: string): void {
+    this.pending = { config, cause, since: performance.now() };
     if (this.applying) return;
     this.applying = (async () => {
       while (this.pending) {
-        const next = this.pending;
+        const { config: next, cause, since } = this.pending;
         this.pending = undefined;
         const key = JSON.stringify(next);
         if (key === this.lastApplied) continue;
@@ -246,6 +246,8 @@ export class XdsManager {
           await this.opts.apply(next);
           this.lastApplied = key;
           this.status.last_apply_error = null;
+          // From the response accepted to every worker running the generation.
+          this.logger.info({ cause, apply_ms: Math.round((performance.now() - since) * 10) / 10 }, 'xds: generation applied');
         } catch (err) {
           this.status.last_apply_error = (err as Error).message;
           this.logger.error({ err: (err as Error).message }, 'xds: applying a generation failed');
@@ -253,7 +255,7 @@ export class XdsManager {
       }
     })().finally(() => {
       this.applying = undefined;
-      if (this.pending) this.schedule(this.pending);
+      if (this.pending) this.schedule(this.pending.config, this.pending.cause);
     });
   }
 }
