@@ -38,6 +38,9 @@ import { H, StatsLayout, StatsTable } from './shared/stats-table.ts';
 import { RequestTable } from './shared/request-table.ts';
 import { HealthStats } from './cluster/health/health-stats.ts';
 import { announceReady, isSuccessor, receiveHandover, startSuccessor, type Handover } from './upgrade/handover.ts';
+import { MigrationRelay, fallbackTotal } from './upgrade/migration-relay.ts';
+import { receiveMigrations, type MigrationStats } from './upgrade/migration-intake.ts';
+import type { ChildProcess } from 'node:child_process';
 import { notifySystemd } from './upgrade/systemd.ts';
 import { connectSupervisor } from './supervisor/link.ts';
 import { inheritedSocketsClosed } from './upgrade/inherited-fds.ts';
@@ -82,6 +85,7 @@ export async function startServer(opts: StartOptions): Promise<void> {
   const directory = new Directory();
   let current: ConfigSnapshot = { generation: 1, config: opts.config, secrets: opts.secrets, ids: directory.assign(opts.config) };
   const reloadInfo: ReloadInfo = { attempts: 0, failures: 0, last_time: null, last_ok: null, last_error: null };
+  const migrationStats: MigrationStats = { adopted: 0, refused: 0, summary: undefined };
   const upgradeInfo: UpgradeInfo = { upgraded_from_pid: isSuccessor() ? Number(process.env.SHUTTLE_UPGRADE_FROM) || null : null, attempts: 0, last: null };
 
   // The shared plane: counters, host health, per-worker load and event rings.
@@ -128,7 +132,7 @@ export async function startServer(opts: StartOptions): Promise<void> {
     health: health.table,
     xds: xds ? () => xdsManager?.xdsStatus() : undefined,
     metrics: createMetricsRegistry({
-      xds: xds ? () => xdsManager?.xdsStatus() : undefined, stats, requests, health: health.table, healthStats, pool, info: () => ({ generation: current.generation, reload: reloadInfo }), certificates: () => certificateExpiries(current.config, current.secrets),
+      xds: xds ? () => xdsManager?.xdsStatus() : undefined, stats, requests, health: health.table, healthStats, pool, migration: migrationStats, info: () => ({ generation: current.generation, reload: reloadInfo }), certificates: () => certificateExpiries(current.config, current.secrets),
       breakers: () => current.config.clusters.flatMap((c, i) => (c.circuit_breakers ? [{ cluster: c.name, id: current.ids.clusters[i], config: c.circuit_breakers }] : [])) }),
   }, processFacts());
 
@@ -188,7 +192,10 @@ export async function startServer(opts: StartOptions): Promise<void> {
 
   if (opts.pidFile) writeFileSync(opts.pidFile, `${process.pid}\n`);
   phase = 'serving';
-  if (successor) announceReady();
+  if (successor) {
+    receiveMigrations(pool, logger, migrationStats);
+    announceReady();
+  }
   supervisor.ready();
   notifySystemd(logger, { READY: 1, MAINPID: process.pid });
   warnInsecureClusters(current.config, logger);
@@ -283,6 +290,8 @@ export async function startServer(opts: StartOptions): Promise<void> {
   /** An xDS generation: diffed against the running one, applied as a reload is (one at a time). */
   const applyXds = async (config: ShuttleConfig): Promise<void> => {
     while (reloading) await reloading;
+    // Draining (SIGTERM, /drain_listeners): no listener may be bound again.
+    if (phase !== 'serving') throw new Error(`not applied: this process is ${phase}`);
     let done!: () => void;
     reloading = new Promise<void>((resolve) => (done = resolve));
     try {
@@ -355,9 +364,15 @@ export async function startServer(opts: StartOptions): Promise<void> {
     upgrading = true;
     logger.info({ argv: process.argv.slice(1) }, 'upgrade: starting the new process');
     try {
-      const child = await startSuccessor({ listeners: acceptor.handles(), admin: admin.listening }, current.config.upgrade_timeout);
-      logger.info({ new_pid: child.pid, drain_timeout_ms: current.config.drain_timeout }, 'upgrade: the new process serves; this one drains');
+      const migrate = current.config.connection_migration;
+      const child = await startSuccessor({ listeners: acceptor.handles(), admin: admin.listening }, current.config.upgrade_timeout, migrate);
+      logger.info({ new_pid: child.pid, drain_timeout_ms: current.config.drain_timeout, connection_migration: migrate }, 'upgrade: the new process serves; this one drains');
       upgradeReport(attempt, true, child.pid ?? null, null);
+      if (migrate && !(await migrateConnections(child))) {
+        upgrading = false;
+        upgradeReport(attempt, false, child.pid ?? null, 'the new process exited while connections moved to it; this process serves on');
+        return;
+      }
       await retire();
     } catch (err) {
       upgrading = false;
@@ -372,6 +387,36 @@ export async function startServer(opts: StartOptions): Promise<void> {
     logger.info('SIGUSR1: reopening access-log files');
     pool.reopenLogs();
   });
+
+  /**
+   * Moves every connection to the new process (upgrade/migration.ts). Meanwhile this process's
+   * listeners stay open and what they accept goes to the new process, so that if it dies, this
+   * one takes up serving again, connections and listeners: false then.
+   */
+  async function migrateConnections(child: ChildProcess): Promise<boolean> {
+    const startedAt = performance.now();
+    acceptor.diverted = (listener, socket) => {
+      const handle = (socket as unknown as { _handle: net.Socket })._handle;
+      if (!child.connected) return void pool.dispatch(listener, socket);
+      child.send({ type: 'migrate-fresh', listener }, handle, (err) => {
+        if (err) pool.dispatch(listener, socket);
+        else socket.destroy(); // our descriptor only: the new process has its own
+      });
+    };
+    const windowMs = Math.max(1_000, Math.floor(current.config.drain_timeout / 2));
+    const outcome = await new MigrationRelay(child, pool, logger).run(windowMs);
+    acceptor.diverted = undefined;
+    const report = { migrated: outcome.migrated, drained: fallbackTotal(outcome.fallbacks), drained_by_reason: outcome.fallbacks, ms: Math.round(performance.now() - startedAt) };
+    if (outcome.aborted) {
+      logger.error(report, 'upgrade: the new process exited while connections moved to it; this process serves on (connections not moved yet stay here)');
+      if (opts.pidFile) writeFileSync(opts.pidFile, `${process.pid}\n`);
+      notifySystemd(logger, { READY: 1, MAINPID: process.pid });
+      return false;
+    }
+    child.send({ type: 'migrate-done', summary: outcome }, () => child.disconnect());
+    logger.info(report, 'upgrade: connections moved to the new process');
+    return true;
+  }
 
   // ---- stop -------------------------------------------------------------------------------
   let stopSignals = 0;

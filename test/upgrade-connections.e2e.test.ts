@@ -39,6 +39,8 @@ describe('upgrade and open connections', () => {
     const drainMs = 1_000;
     writeFileSync(configFile, JSON.stringify(testConfig({
       drain_timeout: `${drainMs}ms`,
+      // This is about the drain path (connection migration moves these instead: migration.e2e.test.ts).
+      connection_migration: false,
       listeners: [
         { name: 'web', address: `127.0.0.1:${web}`, protocol: 'http', access_log: false, virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ direct_response: { status: 200, body: 'ok' } }] }] },
         { name: 'tcp', address: `127.0.0.1:${tcp}`, protocol: 'tcp', cluster: 'echo', access_log: false },

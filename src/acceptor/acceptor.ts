@@ -16,6 +16,12 @@ export class Acceptor {
   private readonly pool: WorkerPool;
   private readonly logger: Logger;
 
+  /**
+   * While connections migrate in an upgrade, new ones go to the new process: the listening
+   * sockets stay open here, so that a rollback finds them (see upgrade/migration.ts).
+   */
+  diverted: ((listener: string, socket: net.Socket) => void) | undefined;
+
   constructor(pool: WorkerPool, logger: Logger) {
     this.pool = pool;
     this.logger = logger;
@@ -27,6 +33,7 @@ export class Acceptor {
    */
   listen(listener: ListenerConfig, inherited?: HandedListener): Promise<BoundListener> {
     const dispatch = (socket: net.Socket) => {
+      if (this.diverted) return this.diverted(listener.name, socket);
       if (!this.pool.dispatch(listener.name, socket)) this.logger.warn({ listener: listener.name, error: 'SHUTTLE_E_NO_WORKER' }, 'no worker ready; connection closed');
     };
     if (inherited) return Promise.resolve(this.adopt(listener, inherited, dispatch));

@@ -22,6 +22,7 @@ import type { StatsTable } from '../shared/stats-table.ts';
 import type { RequestTable } from '../shared/request-table.ts';
 import { encodeSnapshot } from '../shared/snapshot.ts';
 import type { BalanceMode, BoundListener, ConfigSnapshot, MainToWorker, WorkerInit, WorkerToMain } from '../workers/messages.ts';
+import type { MigratedState } from '../upgrade/migration.ts';
 
 const WORKER_ENTRY = new URL('../workers/worker.ts', import.meta.url);
 /** A worker that comes up and then dies this soon counts as crash-looping. */
@@ -218,6 +219,76 @@ export class WorkerPool {
     }
   }
 
+  // ---- connection migration (upgrade/migration.ts) ---------------------------------------------
+
+  /** Old process: migration reports from workers; new process: adoption answers. */
+  onMigration: ((slot: number, msg: WorkerToMain) => void) | undefined;
+
+  /**
+   * Old process: every worker moves its connections to the new process (or drains those that
+   * can't move); resolves when each has settled (or exited). Workers then exit once empty.
+   */
+  migrate(windowMs: number): Promise<void> {
+    const settled: Promise<void>[] = [];
+    for (const slot of this.slots) {
+      const worker = slot.worker;
+      if (!worker) continue;
+      clearTimeout(slot.restartTimer);
+      slot.expectingExit = true;
+      this.loadTable.setState(slot.index, WorkerState.DRAINING);
+      settled.push(new Promise<void>((resolve) => {
+        const onMessage = (m: WorkerToMain) => {
+          if (m.type === 'migrate-settled') done();
+        };
+        const done = () => {
+          worker.off('message', onMessage);
+          worker.off('exit', done);
+          resolve();
+        };
+        worker.on('message', onMessage);
+        worker.once('exit', done);
+      }));
+      worker.postMessage({ type: 'migrate', windowMs } satisfies MainToWorker);
+    }
+    return Promise.all(settled).then(() => {});
+  }
+
+  /** Old process, the new one gone mid-migration: workers serve again; any that exited meanwhile is replaced. */
+  abortMigration(): void {
+    for (const slot of this.slots) {
+      if (!slot.member) continue;
+      slot.expectingExit = false;
+      if (slot.worker) {
+        this.loadTable.setState(slot.index, WorkerState.READY);
+        slot.worker.postMessage({ type: 'migrate-abort' } satisfies MainToWorker);
+      } else {
+        this.spawn(slot).catch((err) => this.opts.logger.error({ err, slot: slot.index }, 'replacement worker failed to start'));
+      }
+    }
+  }
+
+  /** Old process: a message to the worker in `slot` (commit or roll back one connection). */
+  postTo(slot: number, msg: MainToWorker): void {
+    this.slots[slot]?.worker?.postMessage(msg);
+  }
+
+  /** New process: a connection moved from the old process goes to the least-loaded worker. */
+  adopt(id: string, state: MigratedState, sockets: net.Socket[]): boolean {
+    const index = this.loadTable.leastLoaded(this.rotor);
+    this.rotor = (this.rotor + 1) % this.slots.length;
+    const worker = index >= 0 ? this.slots[index].worker : undefined;
+    if (!worker) return false;
+    this.loadTable.connectionOpened(index);
+    try {
+      worker.postMessage({ type: 'adopt', id, state, sockets } satisfies MainToWorker, sockets);
+      return true;
+    } catch (err) {
+      this.loadTable.connectionClosed(index);
+      this.opts.logger.error({ err, slot: index }, 'moved connection hand-off failed');
+      return false;
+    }
+  }
+
   /**
    * Sends a new config generation to every worker; resolves when all have applied it (a worker
    * started from now on starts with it). Rejects if a worker fails to apply it or times out.
@@ -387,6 +458,8 @@ export class WorkerPool {
         } else if (msg.type === 'bounce') {
           this.loadTable.connectionClosed(slot.index);
           this.dispatch(msg.listener, msg.socket);
+        } else if (msg.type === 'migrate-out' || msg.type === 'migrate-fallback' || msg.type === 'migrate-settled' || msg.type === 'adopted') {
+          this.onMigration?.(slot.index, msg);
         } else if (msg.type === 'fatal') {
           this.kill(slot);
         } else if (msg.type === 'listen-failed') {

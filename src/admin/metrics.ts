@@ -2,7 +2,8 @@
  * /metrics: Prometheus text built by prom-client at scrape time from the shared tables. The admin
  * reads the workers' counters straight from shared memory; it never asks a worker.
  */
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { MigrationStats } from '../upgrade/migration-intake.ts';
 import type { WorkerPool } from '../acceptor/worker-pool.ts';
 import type { HealthTable } from '../shared/health-table.ts';
 import type { CircuitBreakersConfig } from '../config/schema.ts';
@@ -28,6 +29,8 @@ export interface MetricsSources {
   info: () => { generation: number; reload: { attempts: number; failures: number } };
   /** Seconds until each listener certificate expires. */
   certificates?: () => { listener: string; certificate: string; expiresAt: number }[];
+  /** Connections this process took over in its upgrade (connection migration). */
+  migration?: MigrationStats;
   /** Clusters with circuit breakers: their stable ids and thresholds. */
   breakers?: () => { cluster: string; id: number; config: CircuitBreakersConfig }[];
   /** Started with --bootstrap: the xDS client's state. */
@@ -140,6 +143,7 @@ export function createMetricsRegistry(src: MetricsSources): Registry {
       }
     }
   } });
+  registerMigrationMetrics(register, src.migration);
   new Gauge({ name: 'shuttle_config_generation', help: 'generation of the running config', registers: [register], collect() {
     this.set(src.info().generation);
   } });
@@ -216,5 +220,29 @@ function registerXdsMetrics(register: Registry, status: () => XdsStatus | undefi
       const last = s?.types[t].last_update;
       if (last) this.set({ type: t }, (Date.now() - Date.parse(last)) / 1000);
     }
+  } });
+}
+
+/** Connection migration in the upgrade that started this process (see upgrade/migration.ts). */
+function registerMigrationMetrics(register: Registry, m: MigrationStats | undefined): void {
+  if (!m) return;
+  new Counter({ name: 'shuttle_upgrade_connections_migrated_total', help: 'connections moved from the process this one upgraded, and served here', registers: [register], collect() {
+    this.reset();
+    this.inc(m.adopted);
+  } });
+  new Counter({ name: 'shuttle_upgrade_connections_refused_total', help: 'moved connections this process could not serve (they stayed with the old process)', registers: [register], collect() {
+    this.reset();
+    this.inc(m.refused);
+  } });
+  new Counter({ name: 'shuttle_upgrade_connections_drained_total', help: 'connections of the old process that could not move here and drained there, by reason', labelNames: ['reason'], registers: [register], collect() {
+    this.reset();
+    for (const [reason, n] of Object.entries(m.summary?.fallbacks ?? {})) this.inc({ reason }, n ?? 0);
+  } });
+  let observed: number[] | undefined;
+  new Histogram({ name: 'shuttle_upgrade_connection_migration_seconds', help: 'per moved connection: from the upgrade to this process serving it (waiting for a safe point included)', buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30], registers: [register], collect() {
+    const seconds = m.summary?.seconds;
+    if (seconds === undefined || seconds === observed) return;
+    observed = seconds;
+    for (const s of seconds) this.observe(s);
   } });
 }

@@ -47,4 +47,9 @@ export class FrameBuffer {
   get pending(): number {
     return this.end - this.start;
   }
+
+  /** A copy of the undecoded bytes (they travel with a migrated connection). */
+  copyPending(): Buffer {
+    return Buffer.from(this.buf.subarray(this.start, this.end));
+  }
 }

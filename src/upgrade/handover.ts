@@ -41,7 +41,7 @@ export interface Handover {
  * Old side: starts the new process and resolves with it once it is ready; rejects (after killing
  * it) if it exits first or is not ready within `deadlineMs`.
  */
-export function startSuccessor(handover: Handover, deadlineMs: number): Promise<ChildProcess> {
+export function startSuccessor(handover: Handover, deadlineMs: number, keepChannel = false): Promise<ChildProcess> {
   const child = spawn(process.execPath, process.argv.slice(1), {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     env: { ...process.env, ...successorEnv(), [UPGRADE_ENV]: String(process.pid) },
@@ -70,7 +70,8 @@ export function startSuccessor(handover: Handover, deadlineMs: number): Promise<
         if (handover.admin) child.send({ type: 'upgrade-admin' } satisfies ParentMessage, handover.admin);
         child.send({ type: 'upgrade-done' } satisfies ParentMessage);
       } else if (msg.type === 'upgrade-ready') {
-        child.disconnect();
+        // The channel stays open for connection migration (keepChannel); the caller closes it.
+        if (!keepChannel) child.disconnect();
         child.unref();
         settle();
       }
@@ -111,7 +112,10 @@ export function receiveHandover(timeoutMs = 10_000): Promise<Handover> {
   });
 }
 
-/** New side: tells the old process it serves now; the IPC channel is closed after. */
+/**
+ * New side: tells the old process it serves now. The old process closes the channel, after
+ * moving its connections here (connection migration) or at once.
+ */
 export function announceReady(): void {
-  process.send?.({ type: 'upgrade-ready', pid: process.pid } satisfies ChildMessage, () => process.disconnect?.());
+  process.send?.({ type: 'upgrade-ready', pid: process.pid } satisfies ChildMessage);
 }

@@ -8,6 +8,7 @@ import type { ShuttleConfig, LogLevel } from '../config/schema.ts';
 import type { Secrets } from '../config/secrets.ts';
 import type { EntityIds } from '../shared/directory.ts';
 import type { LogFormat } from '../log/logger.ts';
+import type { FallbackReason, MigratedState } from '../upgrade/migration.ts';
 
 export type BalanceMode = 'handoff' | 'reuseport';
 
@@ -61,7 +62,18 @@ export type MainToWorker =
   /** New TLS session ticket keys (rotation): the same in every worker. */
   | { type: 'ticket-keys'; keys: Uint8Array }
   /** A new generation: `snapshot` holds a msgpackr-encoded ConfigSnapshot. */
-  | { type: 'config'; generation: number; snapshot: SharedArrayBuffer };
+  | { type: 'config'; generation: number; snapshot: SharedArrayBuffer }
+  // ---- connection migration (upgrade/migration.ts) ----
+  /** Old process: move every connection to the new process; those not at a safe point within `windowMs` drain. */
+  | { type: 'migrate'; windowMs: number }
+  /** Old process: the new process serves connection `seq`: let go of it. */
+  | { type: 'migrate-commit'; seq: number }
+  /** Old process: the new process did not take connection `seq`: serve it here (it drains). */
+  | { type: 'migrate-rollback'; seq: number }
+  /** Old process: the new process is gone: every connection not moved yet is served here again. */
+  | { type: 'migrate-abort' }
+  /** New process: serve a connection moved from the old process (sockets: the downstream first). */
+  | { type: 'adopt'; id: string; state: MigratedState; sockets: net.Socket[] };
 
 export interface BoundListener {
   name: string;
@@ -76,4 +88,10 @@ export type WorkerToMain =
   /** A connection that reached a worker already exiting, handed back untouched to go elsewhere. */
   | { type: 'bounce'; listener: string; socket: net.Socket }
   /** An uncaught error: the worker marked itself EXITING and waits for exit-now. */
-  | { type: 'fatal'; error: string };
+  | { type: 'fatal'; error: string }
+  /** A connection at its safe point: its descriptors (reading stopped) and what the new process needs. */
+  | { type: 'migrate-out'; seq: number; fds: number[]; state: MigratedState; waitedMs: number }
+  | { type: 'migrate-fallback'; reason: FallbackReason }
+  /** Every connection of this worker moved or fell back to draining. */
+  | { type: 'migrate-settled' }
+  | { type: 'adopted'; id: string; ok: boolean; error?: string };

@@ -50,6 +50,8 @@ import { StatsLayout, StatsTable } from '../shared/stats-table.ts';
 import { RequestTable } from '../shared/request-table.ts';
 import type { BoundListener, MainToWorker, WorkerInit, WorkerToMain } from './messages.ts';
 import { startProfiler } from './profiler.ts';
+import { OutgoingMigration } from './outgoing-migration.ts';
+import type { MigratedState } from '../upgrade/migration.ts';
 import { WorkerTelemetry } from './telemetry.ts';
 
 const init = workerData as WorkerInit;
@@ -113,6 +115,8 @@ const open = new Map<ProxiedConnection, string>();
 const ownServers = new Map<string, { server: net.Server; address: string }>();
 let connectionSeq = 0;
 let draining = false;
+/** Old process in an upgrade: connections move to the new process (upgrade/migration.ts). */
+const migration = new OutgoingMigration(send, logger);
 
 /** ALPN a TLS listener offers unless its config says: what its protocol can serve. */
 function defaultAlpn(l: ListenerConfig): string[] {
@@ -197,7 +201,13 @@ function send(msg: WorkerToMain): void {
 function closed(c: ProxiedConnection): void {
   open.delete(c);
   loadTable.connectionClosed(init.slot);
-  if (draining && open.size === 0) exit();
+  migration.forget(c);
+  exitIfDone();
+}
+
+/** Draining (or migrating) with nothing left to serve: this worker is done. */
+function exitIfDone(): void {
+  if ((draining || migration.active) && open.size === 0 && migration.outstanding === 0) exit();
 }
 
 /** A connection that is already counted in this worker's load row. */
@@ -252,7 +262,7 @@ function serveProtocol(socket: net.Socket, id: string, entry: ListenerRuntime, t
 /** A connection closed before any pipeline took it. */
 function closedEarly(): void {
   loadTable.connectionClosed(init.slot);
-  if (draining && open.size === 0) exit();
+  exitIfDone();
 }
 
 /** TLS termination; the connection counts as open (drain, abort) while its handshake runs. */
@@ -387,6 +397,59 @@ function drain(deadlineMs: number): void {
   }, deadlineMs).unref();
 }
 
+/** Old process: every connection moves to the new process, or drains when it can't. */
+function migrate(windowMs: number): void {
+  if (draining || migration.active) return;
+  // No new connection comes here any more (the acceptor diverts them to the new process).
+  for (const { server } of ownServers.values()) server.close();
+  logger.info({ open: open.size, window_ms: windowMs }, 'connection migration: moving connections to the new process');
+  migration.start(open.keys(), windowMs);
+  exitIfDone();
+}
+
+/** New process: serves a connection moved from the old one, in the state it left it. */
+function adopt(id: string, state: MigratedState, sockets: net.Socket[]): void {
+  const refuse = (error: string) => {
+    for (const s of sockets) s.destroy(); // our copies only: the old process still holds the connection
+    loadTable.connectionClosed(init.slot);
+    send({ type: 'adopted', id, ok: false, error });
+  };
+  const entry = runtime.listeners.get(state.listener);
+  if (!entry || draining) return refuse(draining ? 'worker draining' : `no listener ${state.listener}`);
+  const [socket, upstream] = sockets;
+  socket.allowHalfOpen = true;
+  const connId = `${init.workerId}-${++connectionSeq}`;
+  const unread = 'unread' in state && state.unread !== undefined ? Buffer.from(state.unread) : undefined;
+  if (state.kind === 'http1') {
+    if (!entry.http) return refuse(`listener ${state.listener} serves no HTTP now`);
+    startHttp(socket, connId, 'HTTP/1.1', entry.http, entry.config.name, unread);
+  } else if (state.kind === 'bolt') {
+    if (!entry.rpc) return refuse(`listener ${state.listener} serves no RPC now`);
+    startRpc(socket, connId, boltProtocol, entry.rpc, entry.config.name, unread);
+  } else if (state.kind === 'dubbo') {
+    if (!entry.rpc) return refuse(`listener ${state.listener} serves no RPC now`);
+    startRpc(socket, connId, dubboProtocol, entry.rpc, entry.config.name, unread);
+  } else {
+    const cluster = runtime.clusters.get(state.cluster) ?? (entry.config.cluster !== undefined ? runtime.clusters.get(entry.config.cluster) : undefined);
+    if (!cluster || upstream === undefined) return refuse(`no cluster ${state.cluster}`);
+    const host = cluster.hosts.find((h) => h.address === state.upstream);
+    const session = new TcpProxySession(socket, {
+      id: connId,
+      listener: entry.config,
+      listenerIndex: entry.id,
+      cluster,
+      logger: entry.logger,
+      telemetry: runtime.telemetry,
+      onClose: closed,
+      sni: state.sni,
+      adopted: { upstream, host },
+    });
+    open.set(session, entry.config.name);
+    session.start();
+  }
+  send({ type: 'adopted', id, ok: true });
+}
+
 let exiting = false;
 function exit(): void {
   if (exiting) return;
@@ -435,6 +498,21 @@ port.on('message', (msg: MainToWorker) => {
       break;
     case 'drain':
       drain(msg.deadlineMs);
+      break;
+    case 'migrate':
+      migrate(msg.windowMs);
+      break;
+    case 'migrate-commit':
+      migration.commit(msg.seq);
+      break;
+    case 'migrate-rollback':
+      migration.rollback(msg.seq);
+      break;
+    case 'migrate-abort':
+      migration.abort();
+      break;
+    case 'adopt':
+      adopt(msg.id, msg.state, msg.sockets);
       break;
     case 'config':
       applyConfig(msg.snapshot).then(

@@ -17,6 +17,7 @@ import type { ServerCodec, ServerCodecCallbacks, StreamDecoder, StreamEncoder, S
 import { Deadline, type DeadlineQueue } from '../../stream/deadlines.ts';
 import { HeaderMap, isConnectionField, CONNECTION_FIELDS } from '../../stream/header-map.ts';
 import { beginBatch, endBatch, SocketOutput, type OutputOwner } from '../../stream/socket-output.ts';
+import { resumeReading, stopReading } from '../../upgrade/migration.ts';
 import { RequestDecoder } from './decoder.ts';
 import { HttpParseError } from './errors.ts';
 import { validHost, type HeadLimits, type RequestHead } from './head.ts';
@@ -297,6 +298,23 @@ export class Http1ServerCodec implements ServerCodec, OutputOwner {
       this.callbacks.onStreamCountChanged(1);
     }
     this.decodeSafely(undefined);
+  }
+
+  /**
+   * Connection migration (an upgrade): at an idle moment (no request under way, no byte of the
+   * next one read, the client reading its responses) stops reading at the handle, so the next
+   * request waits in the kernel for the new process. False when busy: ask again when idle.
+   */
+  pauseForMigration(): boolean {
+    if (this.closed || this.closing || this.goingAwayFlag || this.current !== undefined || this.headStarted || this.requestInProgress) return false;
+    if (this.decoder.buffered > 0 || this.socket.readableLength > 0 || this.readPauses > 0 || this.socket.writableNeedDrain) return false;
+    stopReading(this.socket);
+    return true;
+  }
+
+  /** The migration was rolled back: this process serves the connection on. */
+  resumeAfterMigration(): void {
+    resumeReading(this.socket);
   }
 
   /** A 101 went out: what the decoder holds beyond the request is the tunnel's first bytes. */

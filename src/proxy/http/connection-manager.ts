@@ -17,12 +17,13 @@ import type { ServerCodec, ServerCodecCallbacks, StreamDecoder, StreamEncoder } 
 import { L } from '../../shared/stats-table.ts';
 import { Deadline, deadlines, type DeadlineQueue } from '../../stream/deadlines.ts';
 import type { TlsInfo } from '../../net/tls-server.ts';
+import { isTlsSocket, whenFlushed, type Migratable, type MigrationDone } from '../../upgrade/migration.ts';
 import type { HttpListenerSnapshot, HttpProxyContext } from './context.ts';
 import { ProxyStream, type DownstreamConnection } from './proxy-stream.ts';
 
 export type HttpProtocol = 'HTTP/1.1' | 'HTTP/2';
 
-export class HttpConnectionManager implements ServerCodecCallbacks, DownstreamConnection {
+export class HttpConnectionManager implements ServerCodecCallbacks, DownstreamConnection, Migratable {
   readonly socket: net.Socket;
   readonly id: string;
   private readonly ctx: HttpProxyContext;
@@ -33,6 +34,9 @@ export class HttpConnectionManager implements ServerCodecCallbacks, DownstreamCo
   private readonly idleQueue: DeadlineQueue;
   private ip: string | undefined;
   private readonly onClosed: (c: HttpConnectionManager) => void;
+  /** Waiting for an idle moment to move to the new process (an upgrade). */
+  private migration: MigrationDone | undefined;
+  private cancelFlush: (() => void) | undefined;
 
   /** The connection's TLS (SNI, ALPN, the client's identity), when it has one. */
   readonly tls: TlsInfo | undefined;
@@ -85,6 +89,54 @@ export class HttpConnectionManager implements ServerCodecCallbacks, DownstreamCo
     this.codec.close();
   }
 
+  /**
+   * Connection migration: HTTP/1 moves between requests (at once if idle, else when the response
+   * in flight is done). HTTP/2 (HPACK state in nghttp2) and TLS cannot move: they drain.
+   */
+  startMigration(done: MigrationDone): () => void {
+    if (this.tls || isTlsSocket(this.socket)) {
+      done('tls');
+      return noop;
+    }
+    if (!(this.codec instanceof Http1ServerCodec)) {
+      done('http2');
+      return noop;
+    }
+    this.migration = done;
+    this.tryMigrate();
+    return () => {
+      this.migration = undefined;
+      if (this.cancelFlush === undefined) return;
+      // Paused already: this process goes on serving it.
+      this.cancelFlush();
+      this.cancelFlush = undefined;
+      this.idleTimer.arm(this.idleQueue);
+      (this.codec as Http1ServerCodec).resumeAfterMigration();
+    };
+  }
+
+  private tryMigrate(): void {
+    const codec = this.codec as Http1ServerCodec;
+    if (this.migration === undefined || this.cancelFlush !== undefined || !codec.pauseForMigration()) return;
+    this.idleTimer.cancel();
+    this.cancelFlush = whenFlushed([this.socket], () => codec.output.pending, (ok) => {
+      this.cancelFlush = undefined;
+      const done = this.migration;
+      this.migration = undefined;
+      if (!done) return;
+      if (!ok) return done('closed');
+      done({
+        sockets: [this.socket],
+        state: { kind: 'http1', listener: this.snap.listener.name },
+        commit: () => this.socket.destroy(),
+        rollback: () => {
+          this.idleTimer.arm(this.idleQueue);
+          codec.resumeAfterMigration();
+        },
+      });
+    });
+  }
+
   // ---- ServerCodecCallbacks ------------------------------------------------------------------
 
   newStream(encoder: StreamEncoder): StreamDecoder {
@@ -95,6 +147,8 @@ export class HttpConnectionManager implements ServerCodecCallbacks, DownstreamCo
     if (active > 0) this.idleTimer.cancel();
     else {
       this.idleTimer.arm(this.idleQueue);
+      // Moving to the new process: once this event is over (the codec resumes reading in it).
+      if (this.migration !== undefined) return void setImmediate(() => this.tryMigrate());
       // Draining and idle: nothing more will come.
       if (this.ctx.draining()) this.drain();
     }
@@ -102,6 +156,7 @@ export class HttpConnectionManager implements ServerCodecCallbacks, DownstreamCo
 
   onClose(): void {
     this.idleTimer.cancel();
+    this.cancelFlush?.();
     this.snap.telemetry.downstreamClosed(this.snap.listenerIndex);
     this.onClosed(this);
   }
@@ -116,3 +171,5 @@ export class HttpConnectionManager implements ServerCodecCallbacks, DownstreamCo
     this.ctx.logger.info({ conn: this.id, listener: snap.listener.name, status: error.httpStatus, error: error.code, reason: error.message }, 'bad request');
   }
 }
+
+function noop(): void {}

@@ -19,6 +19,7 @@ import type { RpcLocalReply, StreamInfo } from '../../filters/api.ts';
 import { RESPONSE_FLAG_INDEX, responseFlagsText, type ResponseFlag } from '../../filters/response-flags.ts';
 import { RpcFilterRun } from '../../filters/rpc-filter-run.ts';
 import type { TlsInfo } from '../../net/tls-server.ts';
+import { isTlsSocket, resumeReading, stopReading, whenFlushed, type Migratable, type MigrationDone } from '../../upgrade/migration.ts';
 
 /** The error code a filter's answer is logged with. */
 const FILTER_ERROR: Record<RpcLocalReply['kind'], ErrorCode> = {
@@ -34,7 +35,7 @@ const FLAG_OF_FAILURE: Partial<Record<RpcFailure, ResponseFlag>> = { no_host: 'U
 /** How long an idle connection is kept during a drain, for a call already on its way. */
 const DRAIN_IDLE_GRACE_MS = 1_000;
 
-export class RpcConnection<F> {
+export class RpcConnection<F> implements Migratable {
   readonly socket: net.Socket;
   readonly id: string;
   readonly protocol: RpcProtocol<F>;
@@ -53,6 +54,9 @@ export class RpcConnection<F> {
   private peerEnded = false;
   /** Calls in flight, cancelled if the client goes away. */
   readonly runs = new Set<RpcCallRun<F>>();
+  /** Moving to the new process (an upgrade): reading is stopped, calls in flight finish. */
+  private migration: MigrationDone | undefined;
+  private cancelFlush: (() => void) | undefined;
 
   /** The connection's TLS (SNI, the client's identity), when it has one. */
   readonly tls: TlsInfo | undefined;
@@ -94,6 +98,7 @@ export class RpcConnection<F> {
     });
     s.once('close', () => {
       this.closed = true;
+      this.cancelFlush?.();
       clearTimeout(this.drainTimer);
       for (const run of [...this.runs]) run.abandon();
       snap.telemetry.downstreamClosed(snap.listenerIndex);
@@ -113,6 +118,52 @@ export class RpcConnection<F> {
 
   abort(): void {
     this.socket.destroy();
+  }
+
+  /**
+   * Connection migration: reading stops at once (new calls wait in the kernel, for the new
+   * process), the calls in flight are answered here, then the connection moves with the bytes
+   * of a frame still arriving. Plain Bolt and Dubbo peers never see a thing.
+   */
+  startMigration(done: MigrationDone): () => void {
+    if (this.tls || isTlsSocket(this.socket)) {
+      done('tls');
+      return noop;
+    }
+    if (this.peerEnded || this.ending || this.closed || this.draining) {
+      done('half_closed');
+      return noop;
+    }
+    this.migration = done;
+    stopReading(this.socket);
+    // Bytes read but held back (a client that did not read its answers): decoded now, as calls in flight.
+    while (this.socket.readableLength > 0 && this.socket.read() !== null);
+    this.tryMigrate();
+    return () => {
+      // This process goes on serving it.
+      this.migration = undefined;
+      this.cancelFlush?.();
+      this.cancelFlush = undefined;
+      resumeReading(this.socket, !this.readingPaused);
+    };
+  }
+
+  private tryMigrate(): void {
+    if (this.migration === undefined || this.cancelFlush !== undefined || this.inFlight > 0) return;
+    this.cancelFlush = whenFlushed([this.socket], () => 0, (ok) => {
+      this.cancelFlush = undefined;
+      const done = this.migration;
+      this.migration = undefined;
+      if (!done) return;
+      if (!ok || this.closed) return done('closed');
+      done({
+        sockets: [this.socket],
+        state: { kind: this.protocol.name, listener: this.ctx.snapshot().listener.name, unread: this.frames.pending > 0 ? this.frames.copyPending() : undefined },
+        commit: () => this.socket.destroy(),
+        // (A client that is not reading its answers is read again at its 'drain', as before.)
+        rollback: () => resumeReading(this.socket, !this.readingPaused),
+      });
+    });
   }
 
   /**
@@ -201,6 +252,7 @@ export class RpcConnection<F> {
     if (reply) this.write(reply);
     this.inFlight--;
     if (this.peerEnded && this.inFlight === 0 && !this.closed) this.end();
+    if (this.migration !== undefined) return this.tryMigrate();
     this.closeIfIdle();
   }
 }
@@ -380,3 +432,5 @@ class RpcCallRun<F> {
     this.conn.callEnded(this, this.oneway ? undefined : reply);
   }
 }
+
+function noop(): void {}

@@ -17,6 +17,7 @@ import { ShuttleError, type ErrorCode } from '../../errors.ts';
 import type { Logger } from '../../log/logger.ts';
 import { H, L } from '../../shared/stats-table.ts';
 import type { WorkerTelemetry } from '../../workers/telemetry.ts';
+import { isTlsSocket, resumeReading, stopReading, whenFlushed, type Migratable, type MigrationDone } from '../../upgrade/migration.ts';
 
 export interface TcpProxyOptions {
   readonly id: string;
@@ -32,9 +33,11 @@ export interface TcpProxyOptions {
   readonly initial?: Buffer;
   /** The TLS server name (passthrough or terminated), for the access log. */
   readonly sni?: string;
+  /** A session moved here from the process this one upgraded: its upstream is connected already. */
+  readonly adopted?: { upstream: net.Socket; host: Host | undefined };
 }
 
-export class TcpProxySession {
+export class TcpProxySession implements Migratable {
   readonly id: string;
   private readonly opts: TcpProxyOptions;
   private readonly downstream: net.Socket;
@@ -49,6 +52,8 @@ export class TcpProxySession {
   /** Captured at start: a closed socket no longer knows its peer. */
   private peer = '';
   private finished = false;
+  /** Moved to the new process: closing our sockets must not touch the connections. */
+  private migrated = false;
 
   constructor(downstream: net.Socket, opts: TcpProxyOptions) {
     this.id = opts.id;
@@ -64,7 +69,56 @@ export class TcpProxySession {
     down.on('error', (err) => this.abort(new ShuttleError('SHUTTLE_E_DOWNSTREAM_RESET', 'downstream', err.message, { cause: err })));
     down.once('close', () => this.socketClosed(down));
     this.opts.telemetry.downstreamOpened(this.opts.listenerIndex);
-    this.connectNext();
+    const adopted = this.opts.adopted;
+    if (adopted) {
+      adopted.upstream.allowHalfOpen = true;
+      adopted.upstream.setNoDelay(true);
+      if (adopted.host) this.tried.add(adopted.host);
+      this.established(adopted.upstream, adopted.host);
+    } else {
+      this.connectNext();
+    }
+  }
+
+  /**
+   * Connection migration: reading stops both ways, what was read is written on, both sockets
+   * flush; then both connections move (the upstream one too: the upstream sees nothing).
+   */
+  startMigration(done: MigrationDone): () => void {
+    const down = this.downstream;
+    const up = this.upstream;
+    if (isTlsSocket(down) || (up !== undefined && isTlsSocket(up))) return refuse(done, 'tls');
+    if (up === undefined) return refuse(done, 'connecting');
+    if (this.error || down.readableEnded || up.readableEnded || down.writableEnded || up.writableEnded) return refuse(done, 'half_closed');
+    down.unpipe(up);
+    up.unpipe(down);
+    stopReading(down);
+    stopReading(up);
+    forwardBuffered(down, up);
+    forwardBuffered(up, down);
+    const serveHere = () => {
+      resumeReading(down, false);
+      resumeReading(up, false);
+      down.pipe(up);
+      up.pipe(down);
+    };
+    const cancelFlush = whenFlushed([down, up], () => 0, (ok) => {
+      if (!ok) return done('closed');
+      done({
+        sockets: [down, up],
+        state: { kind: 'tcp', listener: this.opts.listener.name, cluster: this.opts.cluster.name, upstream: this.host?.address ?? '', sni: this.opts.sni },
+        commit: () => {
+          this.migrated = true;
+          down.destroy();
+          up.destroy();
+        },
+        rollback: serveHere,
+      });
+    });
+    return () => {
+      cancelFlush();
+      serveHere();
+    };
   }
 
   /** L4 has no request boundary: a draining TCP connection runs until its peers close it. */
@@ -103,7 +157,7 @@ export class TcpProxySession {
     });
   }
 
-  private established(up: net.Socket, host: Host): void {
+  private established(up: net.Socket, host: Host | undefined): void {
     const down = this.downstream;
     this.upstream = up;
     this.host = host;
@@ -115,20 +169,23 @@ export class TcpProxySession {
     // Byte counters: a listener of our own beside pipe()'s, on the worker's own stats row.
     const row = this.opts.telemetry.row;
     const listenerBase = this.opts.telemetry.layout.listener(this.opts.listenerIndex);
-    const hostBase = this.opts.telemetry.layout.host(host.index);
+    // (A moved session whose upstream is not in this config any more counts no host bytes.)
+    const hostBase = host !== undefined ? this.opts.telemetry.layout.host(host.index) : -1;
+    const upTx = hostBase >= 0 ? hostBase + H.upstream_cx_tx_bytes_total : -1;
+    const upRx = hostBase >= 0 ? hostBase + H.upstream_cx_rx_bytes_total : -1;
     const initial = this.opts.initial;
     if (initial !== undefined) {
       row[listenerBase + L.downstream_cx_rx_bytes_total] += initial.length;
-      row[hostBase + H.upstream_cx_tx_bytes_total] += initial.length;
+      if (upTx >= 0) row[upTx] += initial.length;
       up.write(initial);
     }
     down.on('data', (chunk: Buffer) => {
       row[listenerBase + L.downstream_cx_rx_bytes_total] += chunk.length;
-      row[hostBase + H.upstream_cx_tx_bytes_total] += chunk.length;
+      if (upTx >= 0) row[upTx] += chunk.length;
     });
     up.on('data', (chunk: Buffer) => {
       row[listenerBase + L.downstream_cx_tx_bytes_total] += chunk.length;
-      row[hostBase + H.upstream_cx_rx_bytes_total] += chunk.length;
+      if (upRx >= 0) row[upRx] += chunk.length;
     });
     down.pipe(up);
     up.pipe(down);
@@ -136,6 +193,7 @@ export class TcpProxySession {
 
   private socketClosed(which: net.Socket): void {
     this.openSockets--;
+    if (this.migrated) return this.finishIfDone();
     if (which === this.downstream) this.connecting?.destroy();
     const other = which === this.downstream ? this.upstream : this.downstream;
     if (other && !other.destroyed) {
@@ -165,6 +223,7 @@ export class TcpProxySession {
       bytes_sent: down.bytesWritten,
       duration_ms: Math.round((performance.now() - this.startedAt) * 1000) / 1000,
       error: code ?? null,
+      ...(this.migrated ? { migrated: true } : {}),
     });
     this.opts.onClose(this);
   }
@@ -174,4 +233,14 @@ function close(socket: net.Socket, reset: boolean): void {
   if (socket.destroyed) return;
   if (reset) socket.resetAndDestroy();
   else socket.destroy();
+}
+
+function refuse(done: MigrationDone, reason: 'tls' | 'connecting' | 'half_closed'): () => void {
+  done(reason);
+  return () => {};
+}
+
+/** Bytes read from `from` and not yet written to `to` (a pipe held back by backpressure): written now. */
+function forwardBuffered(from: net.Socket, to: net.Socket): void {
+  for (let chunk: Buffer | null; from.readableLength > 0 && (chunk = from.read() as Buffer | null) !== null;) to.write(chunk);
 }
