@@ -131,6 +131,7 @@ export async function startServer(opts: StartOptions): Promise<void> {
     logger,
     health: health.table,
     xds: xds ? () => xdsManager?.xdsStatus() : undefined,
+    xdsInitializing: xds ? () => xdsManager?.initializing() ?? true : undefined,
     metrics: createMetricsRegistry({
       xds: xds ? () => xdsManager?.xdsStatus() : undefined, stats, requests, health: health.table, healthStats, pool, migration: migrationStats, info: () => ({ generation: current.generation, reload: reloadInfo }), certificates: () => certificateExpiries(current.config, current.secrets),
       breakers: () => current.config.clusters.flatMap((c, i) => (c.circuit_breakers ? [{ cluster: c.name, id: current.ids.clusters[i], config: c.circuit_breakers }] : [])) }),

@@ -168,7 +168,7 @@ describe('xDS bootstrap', () => {
 
   it('reads the honoured subset (camelCase or snake_case) and reports every other field by its path', () => {
     const parsed = parseBootstrap(snake(bootstrap()));
-    expect(parsed.ads).toEqual({ cluster: 'xds-grpc', target: 'istiod.istio-system.svc:15010', setNodeOnFirstMessageOnly: true, delta: false, cds: true, lds: true });
+    expect(parsed.ads).toEqual({ cluster: 'xds-grpc', target: 'istiod.istio-system.svc:15010', setNodeOnFirstMessageOnly: true, delta: false, initialFetchTimeoutMs: 15_000, cds: true, lds: true });
     expect(parsed.nodeId).toBe('sidecar~10.0.0.1~pod.ns~ns.svc.cluster.local');
     expect(parsed.node.metadata).toEqual({ fields: { ISTIO_VERSION: { string_value: '1.24' }, LABELS: { struct_value: { fields: { app: { string_value: 'x' } } } } } });
     expect(parsed.clusters).toEqual([{ name: 'prometheus_stats', lb_policy: 'round_robin', connect_timeout: '250ms', hosts: [{ address: '127.0.0.1:15000' }] }]);

@@ -310,7 +310,51 @@ describe.each(['sotw', 'delta'] as const)('shuttle --bootstrap, %s xDS', (varian
   });
 });
 
-describe('bootstrap problems', () => {
+describe('bootstrap and start-up', () => {
+  it('static listeners serve at once; /ready answers 503 INITIALIZING until the first complete config; a cluster without endpoints stops warming after initial_fetch_timeout', { timeout: 40_000 }, async () => {
+    const up = await httpUpstream('app');
+    const cp = new XdsControlPlane();
+    await cp.start();
+    cleanup.push(() => up.close(), () => cp.kill());
+    const bootstrap = bootstrapFor(cp, 'shuttle-init') as Record<string, any>;
+    bootstrap.dynamic_resources.cds_config.initial_fetch_timeout = '3s';
+    bootstrap.dynamic_resources.lds_config.initial_fetch_timeout = '3s';
+    bootstrap.static_resources.listeners = [{
+      name: 'static-web',
+      address: { socket_address: { address: '127.0.0.1', port_value: 0 } },
+      filter_chains: [{ filters: [{ name: 'envoy.filters.network.http_connection_manager', typed_config: {
+        '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
+        stat_prefix: 'static',
+        route_config: { name: 'static', virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ match: { prefix: '/' }, direct_response: { status: 200, body: { inline_string: 'static' } } }] }] },
+        http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } }],
+      } }] }],
+    }];
+    const shuttle = new ShuttleProcess(writeTempConfig(bootstrap), { configFlag: '--bootstrap', threads: 1 });
+    cleanup.push(() => shuttle.stop());
+    const { admin, listeners } = await shuttle.ready();
+    // The control plane has nothing yet: not ready, but the static listener serves.
+    const ready = async () => {
+      const res = await fetch(`${admin}/ready`);
+      return `${res.status} ${(await res.text()).trim()}`;
+    };
+    expect(await ready()).toBe('503 INITIALIZING');
+    expect(await (await fetch(`http://127.0.0.1:${listeners['static-web'].port}/`)).text()).toBe('static');
+
+    // One cluster's endpoints never come: after initial_fetch_timeout it serves with none, and LDS goes on.
+    cp.set('cds', [edsCluster('app'), edsCluster('ghost')]);
+    cp.set('eds', [loadAssignment('app', [{ port: up.port }])]);
+    cp.set('lds', [httpListener('web', 0, 'routes')]);
+    cp.set('rds', [routeConfig('routes', [{ match: { prefix: '/ghost' }, route: { cluster: 'ghost' } }, { match: { prefix: '/' }, route: { cluster: 'app' } }])]);
+    await eventually(ready, (r) => r === '200 READY', 20_000);
+    const bound = await eventually(async () => (await (await fetch(`${admin}/listeners`)).json()) as { name: string; address: string }[], (l) => l.some((x) => x.name === 'web'), 10_000);
+    const web = bound.find((l) => l.name === 'web')!.address;
+    expect(await (await fetch(`http://${web}/x`)).text()).toBe('app GET /x');
+    expect((await fetch(`http://${web}/ghost`)).status).toBe(503);
+    expect(((await (await fetch(`${admin}/config_dump`)).json()) as { xds: { warming: unknown } }).xds.warming).toEqual({ clusters: [], listeners: [] });
+    await shuttle.waitForLog((l) => l.msg.startsWith('xds: initialized'));
+    expect(cp.nacks()).toEqual([]);
+  });
+
   it('refuses a bootstrap that cannot work, naming the field', async () => {
     const cp = new XdsControlPlane();
     const bad = bootstrapFor(cp) as Record<string, any>;

@@ -64,6 +64,8 @@ export interface AdminState {
   metrics: Registry;
   /** Started with --bootstrap: the xDS client's state (versions, last NACK per type). */
   xds?: () => XdsStatus | undefined;
+  /** Started with --bootstrap: true until the first complete xDS config serves (/ready: 503 INITIALIZING). */
+  xdsInitializing?: () => boolean;
   logLevels: LogLevels;
   logger: Logger;
 }
@@ -83,6 +85,7 @@ export function registerRoutes(admin: AdminServer, s: AdminState, facts: Process
     .route('GET', '/ready', () => {
       const phase = s.phase();
       if (phase !== 'serving') return { status: 503, body: `${phase.toUpperCase()}\n` };
+      if (s.xdsInitializing?.()) return { status: 503, body: 'INITIALIZING\n' };
       return s.healthCheckFailed() ? { status: 503, body: 'HEALTHCHECK_FAILED\n' } : { status: 200, body: 'READY\n' };
     }, '200 READY when serving; 503 STARTING, DRAINING or HEALTHCHECK_FAILED otherwise (for load balancers)')
     .route('POST', '/healthcheck/fail', () => {

@@ -39,7 +39,11 @@ async function bootstrapOrExit(file: string) {
   try {
     const bootstrap = await loadBootstrap(file);
     const base = { version: 1, admin: { address: bootstrap.admin ?? '127.0.0.1:9901' } };
-    const parsed = xdsConfigSchema.safeParse({ ...base, listeners: [], clusters: bootstrap.clusters });
+    // Static listeners whose clusters are all static serve from the start; the others wait for CDS.
+    const { referencedClusters } = await import('../xds/xds-manager.ts');
+    const staticNames = new Set(bootstrap.clusters.map((c) => c.name));
+    const listeners = bootstrap.listeners.filter((l) => referencedClusters(l).every((n) => staticNames.has(n as string)));
+    const parsed = xdsConfigSchema.safeParse({ ...base, listeners, clusters: bootstrap.clusters });
     if (!parsed.success) {
       const problems = parsed.error.issues.map((i) => `${file}: static_resources (as Shuttle config ${formatPath(i.path)}): ${i.message}`);
       process.stderr.write(`shuttle: invalid bootstrap ${file}:\n${problems.join('\n')}\n`);

@@ -6,6 +6,7 @@
  *   dynamic_resources         ads_config (GRPC or DELTA_GRPC, V3, envoy_grpc cluster, set_node_on_first_message_only),
  *                             cds_config / lds_config: { ads: {} }
  *   static_resources.clusters mapped as xDS clusters are (mapping.ts); one of them is the xDS server's
+ *   static_resources.listeners mapped as LDS listeners are, with an inline route_config
  *   admin.address             the admin API
  *
  * Everything else is reported, each field by its path, as a warning (it has no effect) or, where
@@ -14,12 +15,14 @@
 import { readFile } from 'node:fs/promises';
 import YAML from 'yaml';
 import { Fields, XdsFieldError, type Message } from './fields.ts';
-import { mapCluster, socketAddress } from './mapping.ts';
+import { mapCluster, mapListener, socketAddress } from './mapping.ts';
 
 export interface BootstrapProblem {
   path: string;
   message: string;
 }
+
+const DEFAULT_INITIAL_FETCH_TIMEOUT_MS = 15_000;
 
 export class BootstrapError extends Error {
   readonly problems: BootstrapProblem[];
@@ -40,11 +43,19 @@ export interface Bootstrap {
     setNodeOnFirstMessageOnly: boolean;
     /** DELTA_GRPC: incremental xDS; GRPC: state of the world. */
     delta: boolean;
+    /**
+     * How long a cluster waits for its endpoints (then it serves with none) and Shuttle for its
+     * first complete config (then /ready answers 200 anyway): cds_config/lds_config
+     * initial_fetch_timeout, Envoy's 15 s by default; 0 waits for ever.
+     */
+    initialFetchTimeoutMs: number;
     cds: boolean;
     lds: boolean;
   };
   /** Static clusters other than the xDS server's, as Shuttle config. */
   clusters: Record<string, unknown>[];
+  /** Static listeners (inline route_config only), as Shuttle config; merged with LDS's. */
+  listeners: Record<string, unknown>[];
   admin?: string;
   /** Fields present but without effect, by path. */
   warnings: BootstrapProblem[];
@@ -134,6 +145,7 @@ export function parseBootstrap(raw: unknown): Bootstrap {
   warnRest(services[0], warnings);
   const setNodeOnce = adsConfig.bool('set_node_on_first_message_only') ?? false;
   warnRest(adsConfig, warnings);
+  let initialFetchTimeoutMs = DEFAULT_INITIAL_FETCH_TIMEOUT_MS;
   const adsOnly = (key: string): boolean => {
     const source = dyn.message(key);
     if (!source) return false;
@@ -141,6 +153,8 @@ export function parseBootstrap(raw: unknown): Bootstrap {
     source.raw('ads');
     const v = source.str('resource_api_version');
     if (v !== undefined && v !== 'V3') source.fail('resource_api_version', 'only V3 is supported');
+    const timeout = source.durationMs('initial_fetch_timeout');
+    if (timeout !== undefined) initialFetchTimeoutMs = timeout; // 0: wait for ever, as Envoy
     warnRest(source, warnings);
     return true;
   };
@@ -151,6 +165,7 @@ export function parseBootstrap(raw: unknown): Bootstrap {
 
   // static_resources
   const clusters: Record<string, unknown>[] = [];
+  const listeners: Record<string, unknown>[] = [];
   let target: string | undefined;
   const statics = root.message('static_resources');
   if (statics) {
@@ -163,7 +178,11 @@ export function parseBootstrap(raw: unknown): Bootstrap {
       const mapped = mapCluster(resourceCopy(c), c.path);
       clusters.push({ ...mapped.config, hosts: mapped.hosts ?? c.fail('type', 'static clusters need their endpoints in load_assignment (EDS is for dynamic clusters)') });
     }
-    if (statics.list('listeners').length > 0) warnings.push({ path: statics.at('listeners'), message: 'static listeners are not honoured yet: listeners come from LDS' });
+    for (const l of statics.list('listeners')) {
+      const mapped = mapListener(resourceCopy(l), l.path);
+      if (mapped.rdsName) throw new XdsFieldError(`${l.path}.filter_chains[0].filters[0].typed_config.rds`, 'a static listener needs an inline route_config');
+      listeners.push(mapped.config);
+    }
     warnRest(statics, warnings);
   }
   if (!target) throw new XdsFieldError('static_resources.clusters', `no static cluster named "${xdsCluster}" (the ADS server's cluster)`);
@@ -177,7 +196,7 @@ export function parseBootstrap(raw: unknown): Bootstrap {
     warnRest(adminIn, warnings);
   }
   warnRest(root, warnings);
-  return { node, nodeId, ads: { cluster: xdsCluster, target, setNodeOnFirstMessageOnly: setNodeOnce, delta: apiType.includes('DELTA'), cds, lds }, clusters, admin, warnings };
+  return { node, nodeId, ads: { cluster: xdsCluster, target, setNodeOnFirstMessageOnly: setNodeOnce, delta: apiType.includes('DELTA'), initialFetchTimeoutMs, cds, lds }, clusters, listeners, admin, warnings };
 }
 
 function resourceCopy(f: Fields): Message {

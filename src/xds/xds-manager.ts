@@ -73,6 +73,12 @@ export class XdsManager {
   private lastClusters = new Map<string, Raw>();
   private lastListeners = new Map<string, Raw>();
   private ldsStarted = false;
+  private readonly received = new Set<string>();
+  /** When each EDS cluster began waiting for its endpoints. */
+  private readonly warmingSince = new Map<string, number>();
+  private warmingTimer: NodeJS.Timeout | undefined;
+  private readonly startedAt = Date.now();
+  private initialized = false;
   private readonly status: XdsStatus;
   private pending: { config: ShuttleConfig; cause: string; since: number } | undefined;
   private applying: Promise<void> | undefined;
@@ -117,6 +123,7 @@ export class XdsManager {
   }
 
   stop(): void {
+    clearTimeout(this.warmingTimer);
     this.ads.stop();
   }
 
@@ -148,6 +155,10 @@ export class XdsManager {
         throw err;
       }
     };
+    const statics = new Set([...this.opts.bootstrap.listeners.map((l) => l.name), ...this.opts.bootstrap.clusters.map((c) => c.name), this.opts.bootstrap.ads.cluster]);
+    for (const r of resources) {
+      if ((typeUrl === TYPE.listener || typeUrl === TYPE.cluster) && statics.has(r.name)) return `${type} resource "${r.name}": a static resource of the bootstrap has this name (static resources cannot be updated)`;
+    }
     if (typeUrl === TYPE.cluster) next.clusters = new Map(resources.map((r) => [r.name, map(r, mapCluster)]));
     else if (typeUrl === TYPE.listener) next.listeners = new Map(resources.map((r) => [r.name, map(r, mapListener)]));
     // SotW EDS and RDS: a response names what it carries; others asked for stay as they were.
@@ -187,9 +198,51 @@ export class XdsManager {
     if (edsNames.size > 0 || this.ads.subscribed(TYPE.endpoint)) this.ads.subscribe(TYPE.endpoint, [...edsNames]);
     if (rdsNames.size > 0 || this.ads.subscribed(TYPE.route)) this.ads.subscribe(TYPE.route, [...rdsNames]);
     if (composed.warmingClusters.length === 0) this.startLds();
+    this.received.add(type);
+    this.armWarmingTimer(composed.warmingClusters.length > 0);
 
     this.schedule(deepFreeze(parsed.data) as ShuttleConfig, type);
     return null;
+  }
+
+  /**
+   * Clusters still without endpoints after initial_fetch_timeout serve with none (Envoy ends their
+   * warming the same way), so that listeners waiting for them, and LDS, are not held for ever.
+   */
+  private armWarmingTimer(warming: boolean): void {
+    const timeout = this.opts.bootstrap.ads.initialFetchTimeoutMs;
+    if (!warming || timeout === 0 || this.warmingTimer) return;
+    this.warmingTimer = setTimeout(() => {
+      this.warmingTimer = undefined;
+      this.refresh();
+    }, timeout + 10).unref();
+  }
+
+  /** Composes the accepted resources again (a warming deadline passed) and applies what that makes. */
+  private refresh(): void {
+    const composed = this.compose(this.state);
+    const parsed = xdsConfigSchema.safeParse(composed.config);
+    if (!parsed.success || crossReferenceProblems(composed.config).length > 0) return;
+    this.lastClusters = new Map((composed.config.clusters as Raw[]).map((c) => [c.name as string, c]));
+    this.lastListeners = new Map((composed.config.listeners as Raw[]).map((l) => [l.name as string, l]));
+    this.status.warming = { clusters: composed.warmingClusters, listeners: composed.warmingListeners };
+    if (composed.warmingClusters.length === 0) this.startLds();
+    this.armWarmingTimer(composed.warmingClusters.length > 0);
+    this.schedule(deepFreeze(parsed.data) as ShuttleConfig, 'initial_fetch_timeout');
+  }
+
+  /**
+   * /ready: false until the first complete config is applied (clusters, and listeners if LDS is
+   * on, received, none warming), or initial_fetch_timeout after the start (Envoy's init manager).
+   */
+  initializing(): boolean {
+    if (this.initialized) return false;
+    const timeout = this.opts.bootstrap.ads.initialFetchTimeoutMs;
+    if (timeout > 0 && Date.now() - this.startedAt > timeout) {
+      this.initialized = true;
+      this.logger.warn({ after_ms: Date.now() - this.startedAt, warming: this.status.warming }, 'xds: initialized: initial_fetch_timeout passed; serving what has arrived');
+    }
+    return !this.initialized;
   }
 
   /** The generation the accepted resources make, warming ones replaced by their previous version. */
@@ -197,8 +250,16 @@ export class XdsManager {
     const warmingClusters: string[] = [];
     const warmingListeners: string[] = [];
     const clusters: Raw[] = [...this.opts.bootstrap.clusters];
+    const now = Date.now();
+    const timeout = this.opts.bootstrap.ads.initialFetchTimeoutMs;
     for (const c of next.clusters.values()) {
-      const hosts = c.hosts ?? (c.edsName ? next.endpoints.get(c.edsName) : undefined);
+      let hosts = c.hosts ?? (c.edsName ? next.endpoints.get(c.edsName) : undefined);
+      if (hosts) this.warmingSince.delete(c.name);
+      else {
+        const since = this.warmingSince.get(c.name) ?? now;
+        this.warmingSince.set(c.name, since);
+        if (timeout > 0 && now - since >= timeout) hosts = []; // no endpoints in time: serve with none
+      }
       if (hosts) {
         clusters.push({ ...c.config, hosts });
         continue;
@@ -207,8 +268,13 @@ export class XdsManager {
       const previous = this.lastClusters.get(c.name);
       if (previous) clusters.push(previous);
     }
+    for (const name of this.warmingSince.keys()) if (!next.clusters.has(name)) this.warmingSince.delete(name);
     const clusterNames = new Set(clusters.map((c) => c.name));
     const listeners: Raw[] = [];
+    for (const l of this.opts.bootstrap.listeners) {
+      if (referencedClusters(l).every((n) => clusterNames.has(n))) listeners.push(l);
+      else warmingListeners.push(l.name as string);
+    }
     for (const l of next.listeners.values()) {
       const virtualHosts = l.rdsName ? next.routes.get(l.rdsName) : (l.config.virtual_hosts as Raw[] | undefined);
       const candidate = l.config.protocol === 'http' ? (virtualHosts ? { ...l.config, virtual_hosts: virtualHosts } : undefined) : l.config;
@@ -246,6 +312,11 @@ export class XdsManager {
           await this.opts.apply(next);
           this.lastApplied = key;
           this.status.last_apply_error = null;
+          const complete = (!this.opts.bootstrap.ads.cds || this.received.has('cds')) && (!this.opts.bootstrap.ads.lds || this.received.has('lds'));
+          if (!this.initialized && complete && this.status.warming.clusters.length === 0 && this.status.warming.listeners.length === 0) {
+            this.initialized = true;
+            this.logger.info({ after_ms: Date.now() - this.startedAt }, 'xds: initialized: the first complete config serves');
+          }
           // From the response accepted to every worker running the generation.
           this.logger.info({ cause, apply_ms: Math.round((performance.now() - since) * 10) / 10 }, 'xds: generation applied');
         } catch (err) {
@@ -261,7 +332,7 @@ export class XdsManager {
 }
 
 /** Clusters a listener's routes or TCP proxy send to. */
-function referencedClusters(listener: Raw): string[] {
+export function referencedClusters(listener: Raw): string[] {
   const out: string[] = [];
   if (typeof listener.cluster === 'string') out.push(listener.cluster);
   for (const vh of (listener.virtual_hosts as Raw[] | undefined) ?? []) {
