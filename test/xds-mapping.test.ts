@@ -14,6 +14,7 @@ import { decodeAny, TYPE, xdsType } from '../src/xds/protos.ts';
 const HCM = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 const ROUTER = 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router';
 const HPO = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
+const FAULT = 'type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault';
 
 /** Encodes as a control plane would, decodes as Shuttle does. */
 function wire(typeUrl: string, resource: Record<string, unknown>): Record<string, unknown> {
@@ -111,17 +112,45 @@ describe('xDS mapping', () => {
     expect(parsed.error?.issues ?? []).toEqual([]);
   });
 
+  it('maps the fault filter, in the chain and per route or virtual host (Istio\'s VirtualService fault injection)', () => {
+    const l = mapListener(wire(TYPE.listener, {
+      name: 'l', address: { socket_address: { address: '127.0.0.1', port_value: 1 } },
+      filter_chains: [{ filters: [{ name: 'hcm', typed_config: { '@type': HCM, rds: { route_config_name: 'r', config_source: { ads: {} } }, http_filters: [
+        { name: 'envoy.filters.http.fault', typed_config: { '@type': FAULT, max_active_faults: { value: 50 }, abort_percent_runtime: 'fault.abort' } },
+        { name: 'envoy.filters.http.router', typed_config: { '@type': ROUTER } },
+      ] } }] }],
+    }));
+    expect(l.config.http_filters).toEqual([{ name: 'fault', config: { max_active_faults: 50 } }]);
+    const r = mapRouteConfiguration(wire(TYPE.route, { name: 'r', virtual_hosts: [{
+      name: 'v', domains: ['*'],
+      typed_per_filter_config: { 'envoy.filters.http.fault': { '@type': FAULT, delay: { fixed_delay: { nanos: 200_000_000 }, percentage: { numerator: 5000, denominator: 'TEN_THOUSAND' } } } },
+      routes: [
+        { match: { prefix: '/abort' }, route: { cluster: 'c' }, typed_per_filter_config: { 'envoy.filters.http.fault': { '@type': FAULT, abort: { http_status: 418, percentage: { numerator: 100 } }, headers: [{ name: 'x-test', exact_match: 'yes' }] } } },
+        { match: { prefix: '/' }, route: { cluster: 'c' } },
+      ],
+    }] }));
+    expect(r.virtual_hosts[0].routes).toEqual([
+      { match: { prefix: '/abort' }, cluster: 'c', per_filter_config: { fault: { abort: { percentage: 100, http_status: 418 }, headers: [{ name: 'x-test', exact: 'yes' }] } } },
+      { match: { prefix: '/' }, cluster: 'c', per_filter_config: { fault: { delay: { fixed_delay: '200ms', percentage: 50 } } } },
+    ]);
+    const parsed = xdsConfigSchema.safeParse({ version: 1, listeners: [{ ...l.config, virtual_hosts: r.virtual_hosts }], clusters: [{ name: 'c', hosts: ['127.0.0.1:1'] }] });
+    expect(parsed.error?.issues ?? []).toEqual([]);
+  });
+
   it('refuses what Shuttle cannot honour, naming the field', () => {
     const listener = (extra: Record<string, unknown>, hcm: Record<string, unknown> = {}) => wire(TYPE.listener, {
       name: 'l', address: { socket_address: { address: '127.0.0.1', port_value: 1 } },
-      filter_chains: [{ filters: [{ name: 'hcm', typed_config: { '@type': HCM, rds: { route_config_name: 'r', config_source: { ads: {} } }, ...hcm } }] }],
+      filter_chains: [{ filters: [{ name: 'hcm', typed_config: { '@type': HCM, rds: { route_config_name: 'r', config_source: { ads: {} } }, http_filters: [{ name: 'envoy.filters.http.router' }], ...hcm } }] }],
       ...extra,
     });
     const route = (r: Record<string, unknown>) => wire(TYPE.route, { name: 'r', virtual_hosts: [{ name: 'v', domains: ['*'], routes: [{ match: { prefix: '/' }, ...r }] }] });
     const cases: [() => unknown, string][] = [
       [() => mapListener(listener({ listener_filters: [{ name: 'envoy.filters.listener.tls_inspector' }] })), 'listener_filters: listener filters (TLS/HTTP inspectors, original destination) are not supported yet'],
       [() => mapListener(listener({ use_original_dst: { value: true } })), 'use_original_dst: original-destination listeners (iptables capture) are not supported yet'],
-      [() => mapListener(listener({}, { http_filters: [{ name: 'envoy.filters.http.fault' }] })), 'filter_chains[0].filters[0].typed_config.http_filters[0].typed_config: HTTP filter envoy.filters.http.fault is not mapped yet (only the router is)'],
+      [() => mapListener(listener({}, { http_filters: [{ name: 'envoy.filters.http.cors' }, { name: 'envoy.filters.http.router' }] })), 'filter_chains[0].filters[0].typed_config.http_filters[0].typed_config: HTTP filter envoy.filters.http.cors is not mapped yet (the router and fault are)'],
+      [() => mapListener(listener({}, { http_filters: [] })), 'filter_chains[0].filters[0].typed_config.http_filters: the router must be the last HTTP filter (and there must be one)'],
+      [() => mapListener(listener({}, { http_filters: [{ name: 'envoy.filters.http.router' }, { name: 'f', typed_config: { '@type': FAULT } }] })), 'filter_chains[0].filters[0].typed_config.http_filters[0].name: the router must be the last HTTP filter (and there must be one)'],
+      [() => mapListener(listener({}, { http_filters: [{ name: 'f', typed_config: { '@type': FAULT, upstream_cluster: 'x' } }, { name: 'envoy.filters.http.router' }] })), 'filter_chains[0].filters[0].typed_config.http_filters[0].typed_config.upstream_cluster: faults for one upstream cluster are not supported'],
       [() => mapListener(listener({}, { add_user_agent: { value: true } })), 'filter_chains[0].filters[0].typed_config.add_user_agent: not supported by Shuttle (yet): refused rather than ignored'],
       [() => mapCluster(wire(TYPE.cluster, { name: 'c', type: 'STRICT_DNS' })), 'type: STRICT_DNS clusters are not supported yet (EDS and STATIC are)'],
       [() => mapCluster(wire(TYPE.cluster, { name: 'c', type: 'EDS', lb_policy: 'RING_HASH' })), 'lb_policy: RING_HASH is not supported (ROUND_ROBIN, LEAST_REQUEST, RANDOM are)'],
@@ -137,7 +166,7 @@ describe('xDS mapping', () => {
       [() => mapRouteConfiguration(route({ route: { cluster: 'c', max_stream_duration: { max_stream_duration: { seconds: 5 } } } })), 'virtual_hosts[0].routes[0].route.max_stream_duration.max_stream_duration: max_stream_duration limits are not supported yet'],
       [() => mapRouteConfiguration(route({ match: { safe_regex: { regex: '/x' } }, route: { cluster: 'c', prefix_rewrite: '/' } })), 'virtual_hosts[0].routes[0].route.prefix_rewrite: prefix_rewrite is supported with a prefix match only'],
       [() => mapRouteConfiguration(route({ match: { prefix: '/', headers: [{ name: 'x', range_match: { start: 1, end: 2 } }] }, route: { cluster: 'c' } })), 'virtual_hosts[0].routes[0].match.headers[0].range_match: range matches are not supported'],
-      [() => mapRouteConfiguration(route({ route: { cluster: 'c' }, typed_per_filter_config: { 'envoy.filters.http.fault': { '@type': ROUTER } } })), 'virtual_hosts[0].routes[0].typed_per_filter_config: not supported by Shuttle (yet): refused rather than ignored'],
+      [() => mapRouteConfiguration(route({ route: { cluster: 'c' }, typed_per_filter_config: { 'envoy.filters.http.cors': { '@type': ROUTER } } })), 'virtual_hosts[0].routes[0].typed_per_filter_config.envoy.filters.http.cors: per-route config of envoy.filters.http.cors is not mapped yet (fault\'s is)'],
     ];
     for (const [fn, message] of cases) expect(refusal(fn)).toBe(message);
   });

@@ -16,7 +16,7 @@ import { ShuttleProcess, writeTempConfig } from './support/shuttle.ts';
 import { eventually } from './support/wait.ts';
 import { echoClient, echoServer as grpcEchoServer, unary, type EchoServer } from './support/grpc.ts';
 import {
-  apiListener, bootstrapFor, edsCluster, httpListener, loadAssignment, routeConfig, tcpListener, XdsControlPlane,
+  apiListener, bootstrapFor, edsCluster, FAULT, httpListener, loadAssignment, routeConfig, tcpListener, XdsControlPlane,
 } from './support/xds-server.ts';
 
 const require = createRequire(import.meta.url);
@@ -99,6 +99,7 @@ describe.each(['sotw', 'delta'] as const)('shuttle --bootstrap, %s xDS', (varian
   const routes = (cluster: string | { weighted: [string, number][] }): Record<string, unknown>[] => [
     { name: 'grpc', match: { prefix: '/shuttle.test.Echo/' }, route: { cluster: 'grpc-echo', timeout: { seconds: 10 } } },
     { name: 'direct', match: { path: '/direct' }, direct_response: { status: 418, body: { inline_string: 'teapot' } } },
+    { name: 'faulty', match: { prefix: '/fault' }, route: { cluster: 'web-a' }, typed_per_filter_config: { 'envoy.filters.http.fault': { '@type': FAULT, abort: { http_status: 429, percentage: { numerator: 100 } } } } },
     { name: 'moved', match: { prefix: '/old/' }, redirect: { path_redirect: '/new', response_code: 'FOUND' } },
     { name: 'by-header', match: { prefix: '/', headers: [{ name: 'x-canary', string_match: { exact: 'yes' } }] }, route: { cluster: 'web-b' } },
     { name: 'api', match: { prefix: '/api/' }, route: { cluster: 'web-b', prefix_rewrite: '/internal/', timeout: { seconds: 5 }, retry_policy: { retry_on: 'connect-failure,reset', num_retries: { value: 2 } } } },
@@ -115,7 +116,7 @@ describe.each(['sotw', 'delta'] as const)('shuttle --bootstrap, %s xDS', (varian
     cleanup.push(() => cp.kill());
     cp.set('cds', clusters());
     setEndpoints([{ port: a1.port }, { port: a2.port }], [{ port: b.port }]);
-    cp.set('lds', [httpListener('web', 0, 'web-routes'), tcpListener('tcp', 0, 'tcp-echo')]);
+    cp.set('lds', [httpListener('web', 0, 'web-routes', { fault: true }), tcpListener('tcp', 0, 'tcp-echo')]);
     cp.set('rds', [routeConfig('web-routes', routes('web-a'))]);
     const bootstrap = { ...bootstrapFor(cp, 'shuttle-test', variant), layered_runtime: { layers: [] } };
     shuttle = new ShuttleProcess(writeTempConfig(YAML.stringify(bootstrap), 'yaml'), { configFlag: '--bootstrap', threads: 2 });
@@ -162,6 +163,10 @@ describe.each(['sotw', 'delta'] as const)('shuttle --bootstrap, %s xDS', (varian
 
     // Route features through the mapping: direct response, redirect, header match, regex + prefix rewrite.
     expect(await get('/direct')).toMatchObject({ status: 418, body: 'teapot' });
+    // Envoy's fault filter in the chain, its abort configured on the route (Istio's fault injection).
+    const requestsBefore = a1.requests.length + a2.requests.length;
+    expect((await get('/fault/x')).status).toBe(429);
+    expect(a1.requests.length + a2.requests.length).toBe(requestsBefore);
     const moved = await get('/old/x');
     expect(moved.status).toBe(302);
     expect(moved.headers.location).toMatch(/\/new$/);
@@ -224,10 +229,10 @@ describe.each(['sotw', 'delta'] as const)('shuttle --bootstrap, %s xDS', (varian
   it('an invalid resource is NACKed with its field path and the previous config keeps serving', { timeout: 30_000 }, async () => {
     const generation = (await configDump()).generation;
     const bad = routes('web-b');
-    bad[6] = { ...bad[6], route: { cluster: 'web-b', hash_policy: [{ header: { header_name: 'x-user' } }] } };
+    bad[7] = { ...bad[7], route: { cluster: 'web-b', hash_policy: [{ header: { header_name: 'x-user' } }] } };
     const badVersion = cp.set('rds', [routeConfig('web-routes', bad)]);
     const nack = await eventually(async () => cp.nacks('rds'), (n) => n.length > 0, 10_000);
-    expect(nack[0].error_detail?.message).toBe('rds resource "web-routes": virtual_hosts[0].routes[6].route.hash_policy: not supported by Shuttle (yet): refused rather than ignored');
+    expect(nack[0].error_detail?.message).toBe('rds resource "web-routes": virtual_hosts[0].routes[7].route.hash_policy: not supported by Shuttle (yet): refused rather than ignored');
     expect(nack[0].error_detail?.code).toBe(3);
     const accepted = cp.responses.filter((r) => r.type === 'rds').at(-2)!.version;
     expect(cp.answered('rds', badVersion, true)).toBe(true);
@@ -290,7 +295,7 @@ describe.each(['sotw', 'delta'] as const)('shuttle --bootstrap, %s xDS', (varian
   });
 
   it('a listener warms until its cluster and that cluster\'s endpoints are there: nothing half-made is applied', { timeout: 30_000 }, async () => {
-    const ldsVersion = cp.set('lds', [httpListener('web', 0, 'web-routes'), tcpListener('tcp', 0, 'tcp-echo'), tcpListener('late', 0, 'late-echo')]);
+    const ldsVersion = cp.set('lds', [httpListener('web', 0, 'web-routes', { fault: true }), tcpListener('tcp', 0, 'tcp-echo'), tcpListener('late', 0, 'late-echo')]);
     await eventually(async () => cp.answered('lds', ldsVersion), (ok) => ok, 10_000);
     expect((await configDump()).xds.warming.listeners).toEqual(['late']);
     const cdsVersion = cp.set('cds', [...clusters(), edsCluster('late-echo')]);

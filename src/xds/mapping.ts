@@ -14,6 +14,7 @@ const HCM_TYPE = 'type.googleapis.com/envoy.extensions.filters.network.http_conn
 const TCP_PROXY_TYPE = 'type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy';
 const ROUTER_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router';
 const PREVIOUS_HOSTS = 'envoy.retry_host_predicates.previous_hosts';
+const FAULT_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault';
 
 const ms = (n: number) => `${n}ms`;
 
@@ -388,16 +389,21 @@ function httpConnectionManager(name: string, address: string, h: Fields): Mapped
   if (headersKb !== undefined) http.max_request_headers_kb = headersKb;
   config.http = http;
   const filters = h.list('http_filters');
+  const httpFilters: Raw[] = [];
   filters.forEach((hf, i) => {
     const typed = hf.message('typed_config');
-    const isRouter = typed?.str('@type') === ROUTER_TYPE || (!typed && hf.str('name') === 'envoy.filters.http.router');
-    hf.skip('name');
-    if (!isRouter) hf.fail('typed_config', `HTTP filter ${hf.raw('name') as string} is not mapped yet (only the router is)`);
-    if (i !== filters.length - 1) hf.fail('name', 'the router must be the last HTTP filter');
-    typed?.skip('start_child_span', 'suppress_envoy_headers');
-    typed?.done();
+    const type = typed?.str('@type');
+    const name = hf.str('name');
+    const isRouter = type === ROUTER_TYPE || (!typed && name === 'envoy.filters.http.router');
+    if (isRouter !== (i === filters.length - 1)) hf.fail('name', 'the router must be the last HTTP filter (and there must be one)');
+    if (isRouter) typed?.skip('start_child_span', 'suppress_envoy_headers').done();
+    else if (type === FAULT_TYPE) httpFilters.push({ name: 'fault', config: fault(typed!) });
+    else hf.fail('typed_config', `HTTP filter ${name ?? type ?? '(unnamed)'} is not mapped yet (the router and fault are)`);
+    if (hf.bool('is_optional')) hf.fail('is_optional', 'optional filters are not supported');
     hf.done();
   });
+  if (filters.length === 0) h.fail('http_filters', 'the router must be the last HTTP filter (and there must be one)');
+  if (httpFilters.length > 0) config.http_filters = httpFilters;
   let rdsName: string | undefined;
   const rds = h.message('rds');
   const inline = h.message('route_config');
@@ -426,6 +432,9 @@ export function mapRouteConfiguration(resource: Message, path = '', named = true
     if ((out.domains as string[]).length === 0) vh.fail('domains', 'at least one domain is required');
     out.routes = vh.list('routes').map(mapRoute);
     if ((out.routes as unknown[]).length === 0) vh.fail('routes', 'at least one route is required');
+    // A virtual host's per-filter config applies to its routes that have none of their own.
+    const vhPerFilter = perFilterConfig(vh.message('typed_per_filter_config'));
+    if (vhPerFilter) for (const r of out.routes as Raw[]) r.per_filter_config = { ...vhPerFilter, ...(r.per_filter_config as Raw | undefined) };
     vh.skip('metadata');
     vh.done();
     return out;
@@ -623,9 +632,81 @@ function mapRoute(r: Fields): Raw {
   if (reqRemove.length) out.request_headers_to_remove = reqRemove;
   const resRemove = r.strings('response_headers_to_remove');
   if (resRemove.length) out.response_headers_to_remove = resRemove;
+  const perFilter = perFilterConfig(r.message('typed_per_filter_config'));
+  if (perFilter) out.per_filter_config = perFilter;
   // decorator: the tracing span's name; metadata: opaque.
   r.skip('decorator', 'metadata');
   r.done();
+  return out;
+}
+
+/**
+ * typed_per_filter_config (a route's or virtual host's): the config a filter of the listener uses
+ * for these routes, by the filter's type (the key names the filter in Envoy's chain; Shuttle has
+ * one filter of each type). Fault only, so far.
+ */
+function perFilterConfig(m: Fields | undefined): Raw | undefined {
+  if (!m) return undefined;
+  const out: Raw = {};
+  for (const key of m.keys()) {
+    const typed = m.requiredMessage(key);
+    if (typed.str('@type') !== FAULT_TYPE) throw new XdsFieldError(typed.path, `per-route config of ${key} is not mapped yet (fault's is)`);
+    out.fault = fault(typed);
+  }
+  m.done();
+  return out;
+}
+
+/** type.v3.FractionalPercent → a percentage (Envoy's default: 0). */
+function fraction(f: Fields | undefined): number {
+  if (!f) return 0;
+  const num = f.num('numerator') ?? 0;
+  const den = ({ HUNDRED: 100, TEN_THOUSAND: 10_000, MILLION: 1_000_000 } as Record<string, number>)[f.str('denominator') ?? 'HUNDRED'] ?? f.fail('denominator', 'expected HUNDRED, TEN_THOUSAND or MILLION');
+  f.done();
+  return Math.min(100, (num / den) * 100);
+}
+
+/** envoy.extensions.filters.http.fault.v3.HTTPFault → Shuttle's fault filter config. */
+function fault(f: Fields): Raw {
+  const out: Raw = {};
+  const abort = f.message('abort');
+  if (abort) {
+    const a: Raw = { percentage: fraction(abort.message('percentage')) };
+    const http = abort.num('http_status');
+    const grpc = abort.num('grpc_status');
+    const header = abort.message('header_abort');
+    if (http !== undefined) a.http_status = http;
+    else if (grpc !== undefined) a.grpc_status = grpc;
+    else if (header) {
+      header.done();
+      out.header_controlled = true;
+    } else abort.fail('http_status', 'one of http_status, grpc_status, header_abort is required');
+    abort.done();
+    if (!header) out.abort = a;
+  }
+  const delay = f.message('delay');
+  if (delay) {
+    const fixed = delay.durationMs('fixed_delay');
+    const header = delay.message('header_delay');
+    const percentage = fraction(delay.message('percentage'));
+    if (fixed !== undefined && fixed > 0) out.delay = { fixed_delay: ms(fixed), percentage };
+    else if (header) {
+      header.done();
+      out.header_controlled = true;
+    } else delay.fail('fixed_delay', 'a fixed_delay above zero or header_delay is required');
+    delay.done();
+  }
+  const headers = f.list('headers').map(headerMatcher);
+  if (headers.length > 0) out.headers = headers;
+  const nodes = f.strings('downstream_nodes');
+  if (nodes.length > 0) out.downstream_nodes = nodes;
+  const max = f.wrapped('max_active_faults');
+  if (max !== undefined && max > 0) out.max_active_faults = max;
+  if (f.has('upstream_cluster')) f.fail('upstream_cluster', 'faults for one upstream cluster are not supported');
+  if (f.has('response_rate_limit')) f.fail('response_rate_limit', 'response rate limits are not supported');
+  // Runtime keys name overrides in Envoy's runtime, which Shuttle does not have: the config's values apply.
+  f.skip('delay_percent_runtime', 'abort_percent_runtime', 'delay_duration_runtime', 'abort_http_status_runtime', 'max_active_faults_runtime', 'response_rate_limit_percent_runtime', 'abort_grpc_status_runtime', 'disable_downstream_cluster_stats', 'filter_metadata');
+  f.done();
   return out;
 }
 

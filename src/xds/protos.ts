@@ -36,6 +36,7 @@ export const XDS_PROTO_FILES = [
   'envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto',
   'envoy/extensions/filters/http/router/v3/router.proto',
   'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
+  'envoy/extensions/filters/http/fault/v3/fault.proto',
 ];
 
 /** deps/ of @grpc/grpc-js-xds: the include directories for the protos above. */

@@ -53,6 +53,7 @@ const definition = protoLoader.loadSync([
   'envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto',
   'envoy/extensions/filters/http/router/v3/router.proto',
   'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
+  'envoy/extensions/filters/http/fault/v3/fault.proto',
 ], {
   keepCase: true, longs: String, enums: String, defaults: false, json: true,
   includeDirs: ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate'].map((d) => join(base, 'deps', d)),
@@ -282,7 +283,10 @@ export function loadAssignment(cluster: string, endpoints: { port: number; weigh
   };
 }
 
-export function httpListener(name: string, port: number, routeConfig: string): Resource {
+export const FAULT = 'type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault';
+
+/** An HTTP listener whose routes come from RDS; `fault`: with Envoy's fault filter before the router. */
+export function httpListener(name: string, port: number, routeConfig: string, opts: { fault?: boolean } = {}): Resource {
   return {
     name,
     address: { socket_address: { address: '127.0.0.1', port_value: port } },
@@ -294,7 +298,10 @@ export function httpListener(name: string, port: number, routeConfig: string): R
           stat_prefix: name,
           codec_type: 'AUTO',
           rds: { route_config_name: routeConfig, config_source: { ads: {}, resource_api_version: 'V3' } },
-          http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': ROUTER } }],
+          http_filters: [
+            ...(opts.fault ? [{ name: 'envoy.filters.http.fault', typed_config: { '@type': FAULT } }] : []),
+            { name: 'envoy.filters.http.router', typed_config: { '@type': ROUTER } },
+          ],
         },
       }],
     }],
