@@ -210,7 +210,7 @@ describe('xDS bootstrap', () => {
     b.dynamic_resources.ads_config.grpc_services = [{ google_grpc: { target_uri: 'istiod:15012' } }];
     expect(refusal(() => parseBootstrap(b))).toBe('dynamic_resources.ads_config.grpc_services[0].envoy_grpc: only envoy_grpc services are supported (google_grpc is not)');
     const c = snake(bootstrap()) as any;
-    c.static_resources.clusters[0].transport_socket = { name: 'tls' };
-    expect(refusal(() => parseBootstrap(c))).toBe('static_resources.clusters[0].transport_socket: TLS to the xDS server is not supported yet (plaintext gRPC only)');
+    c.static_resources.clusters[0].transport_socket = { name: 'tls', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext', common_tls_context: { tls_certificate_sds_secret_configs: [{ name: 'default' }] } } };
+    expect(refusal(() => parseBootstrap(c))).toBe('static_resources.clusters[0].transport_socket.typed_config.common_tls_context.tls_certificate_sds_secret_configs: SDS secrets for the xDS server are not supported yet (give files)');
   });
 });

@@ -14,6 +14,7 @@ import { loop, tcpEcho } from './support/load.ts';
 import { parseSamples, total } from './support/prometheus.ts';
 import { ShuttleProcess, writeTempConfig } from './support/shuttle.ts';
 import { eventually } from './support/wait.ts';
+import { makePki } from './support/certs.ts';
 import { echoClient, echoServer as grpcEchoServer, unary, type EchoServer } from './support/grpc.ts';
 import {
   apiListener, bootstrapFor, edsCluster, FAULT, httpListener, loadAssignment, routeConfig, tcpListener, XdsControlPlane,
@@ -358,6 +359,41 @@ describe('bootstrap and start-up', () => {
     expect(((await (await fetch(`${admin}/config_dump`)).json()) as { xds: { warming: unknown } }).xds.warming).toEqual({ clusters: [], listeners: [] });
     await shuttle.waitForLog((l) => l.msg.startsWith('xds: initialized'));
     expect(cp.nacks()).toEqual([]);
+  });
+
+  it('speaks ADS over mTLS to the xDS server (files named by the bootstrap\'s UpstreamTlsContext)', { timeout: 30_000 }, async () => {
+    const pki = makePki();
+    pki.issue('istiod', { cn: 'istiod', sans: 'DNS:istiod.istio-system.svc' });
+    pki.issue('proxy', { cn: 'shuttle', sans: 'URI:spiffe://cluster.local/ns/default/sa/shuttle' });
+    const up = await httpUpstream('over-mtls');
+    const cp = new XdsControlPlane();
+    await cp.start(0, { ca: pki.read('ca.pem'), cert: pki.read('istiod.pem'), key: pki.read('istiod.key'), requireClientCert: true });
+    cleanup.push(() => up.close(), () => cp.kill());
+    cp.set('cds', [edsCluster('app')]);
+    cp.set('eds', [loadAssignment('app', [{ port: up.port }])]);
+    cp.set('lds', [httpListener('web', 0, 'routes')]);
+    cp.set('rds', [routeConfig('routes', [{ match: { prefix: '/' }, route: { cluster: 'app' } }])]);
+    const bootstrap = bootstrapFor(cp, 'shuttle-mtls') as Record<string, any>;
+    bootstrap.static_resources.clusters[0].transport_socket = {
+      name: 'envoy.transport_sockets.tls',
+      typed_config: {
+        '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
+        sni: 'istiod.istio-system.svc',
+        common_tls_context: {
+          tls_certificates: [{ certificate_chain: { filename: pki.path('proxy.pem') }, private_key: { filename: pki.path('proxy.key') } }],
+          validation_context: { trusted_ca: { filename: pki.path('ca.pem') } },
+        },
+      },
+    };
+    const shuttle = new ShuttleProcess(writeTempConfig(bootstrap), { configFlag: '--bootstrap', threads: 1 });
+    cleanup.push(() => shuttle.stop());
+    const { admin } = await shuttle.ready();
+    const bound = await eventually(async () => (await (await fetch(`${admin}/listeners`)).json()) as { name: string; address: string }[], (l) => l.length === 1, 15_000);
+    expect(await (await fetch(`http://${bound[0].address}/x`)).text()).toBe('over-mtls GET /x');
+    const dump = (await (await fetch(`${admin}/config_dump`)).json()) as { xds: { tls: boolean; connected: boolean } };
+    expect(dump.xds).toMatchObject({ tls: true, connected: true });
+    // The key stays out of the dump.
+    expect(JSON.stringify(dump)).not.toContain('PRIVATE KEY');
   });
 
   it('refuses a bootstrap that cannot work, naming the field', async () => {

@@ -22,6 +22,7 @@
 import { createRequire } from 'node:module';
 import type * as grpcTypes from '@grpc/grpc-js';
 import { decodeAny, TYPE, TYPE_NAMES, type TypeUrl, xdsProtoIncludeDirs } from './protos.ts';
+import type { XdsTls } from './bootstrap.ts';
 
 const require = createRequire(import.meta.url);
 const grpc = require('@grpc/grpc-js') as typeof grpcTypes;
@@ -100,8 +101,11 @@ export class AdsClient {
   private deferred: TypeUrl[] | undefined;
   connected = false;
 
-  constructor(opts: { target: string; node: Record<string, unknown>; setNodeOnFirstMessageOnly: boolean; delta: boolean; onResponse: ResponseHandler; events: AdsEvents }) {
+  private readonly tls: XdsTls | undefined;
+
+  constructor(opts: { target: string; node: Record<string, unknown>; setNodeOnFirstMessageOnly: boolean; delta: boolean; tls?: XdsTls; onResponse: ResponseHandler; events: AdsEvents }) {
     this.delta = opts.delta;
+    this.tls = opts.tls;
     this.target = opts.target;
     this.node = opts.node;
     this.nodeOnce = opts.setNodeOnFirstMessageOnly;
@@ -111,7 +115,12 @@ export class AdsClient {
 
   start(): void {
     const Ctor = adsService();
-    this.client = new Ctor(this.target, grpc.credentials.createInsecure(), {
+    const tls = this.tls;
+    const credentials = tls
+      ? grpc.credentials.createSsl(tls.ca ? Buffer.from(tls.ca) : null, tls.key ? Buffer.from(tls.key) : null, tls.cert ? Buffer.from(tls.cert) : null)
+      : grpc.credentials.createInsecure();
+    this.client = new Ctor(this.target, credentials, {
+      ...(tls?.servername ? { 'grpc.ssl_target_name_override': tls.servername, 'grpc.default_authority': tls.servername } : {}),
       'grpc.max_receive_message_length': MAX_RESPONSE_BYTES,
       'grpc.keepalive_time_ms': 30_000,
       'grpc.keepalive_timeout_ms': 10_000,

@@ -13,6 +13,7 @@
  * Shuttle could not work as the file means, as an error.
  */
 import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import YAML from 'yaml';
 import { Fields, XdsFieldError, type Message } from './fields.ts';
 import { mapCluster, mapListener, socketAddress } from './mapping.ts';
@@ -23,6 +24,25 @@ export interface BootstrapProblem {
 }
 
 const DEFAULT_INITIAL_FETCH_TIMEOUT_MS = 15_000;
+const TLS_CONTEXT = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext';
+
+export interface XdsTls {
+  /** CA bundle that verifies the server (absent: the system's roots). */
+  ca?: string;
+  /** Client certificate and key (mTLS). */
+  cert?: string;
+  key?: string;
+  /** The name the server's certificate must carry (and SNI). */
+  servername?: string;
+}
+
+/** Where each TLS file is named in the bootstrap, before it is read. */
+interface XdsTlsFiles {
+  ca?: { path: string; at: string };
+  cert?: { path: string; at: string };
+  key?: { path: string; at: string };
+  servername?: string;
+}
 
 export class BootstrapError extends Error {
   readonly problems: BootstrapProblem[];
@@ -41,6 +61,8 @@ export interface Bootstrap {
     cluster: string;
     target: string;
     setNodeOnFirstMessageOnly: boolean;
+    /** TLS to the xDS server (the cluster's UpstreamTlsContext): PEM text read from its files. */
+    tls?: XdsTls;
     /** DELTA_GRPC: incremental xDS; GRPC: state of the world. */
     delta: boolean;
     /**
@@ -101,12 +123,31 @@ export async function loadBootstrap(file: string): Promise<Bootstrap> {
   } catch (err) {
     throw new BootstrapError(file, [{ path: '', message: `cannot parse: ${(err as Error).message.split('\n')[0]}` }]);
   }
+  let parsed: Bootstrap & { tlsFiles?: XdsTlsFiles };
   try {
-    return parseBootstrap(snakeKeys(raw));
+    parsed = parseBootstrap(snakeKeys(raw));
   } catch (err) {
     if (err instanceof XdsFieldError) throw new BootstrapError(file, [{ path: err.path, message: err.reason }]);
     throw err;
   }
+  const files = parsed.tlsFiles;
+  if (files) {
+    const tls: XdsTls = { servername: files.servername };
+    const problems: BootstrapProblem[] = [];
+    for (const key of ['ca', 'cert', 'key'] as const) {
+      const f = files[key];
+      if (!f) continue;
+      try {
+        tls[key] = await readFile(resolve(dirname(file), f.path), 'utf8');
+      } catch (err) {
+        problems.push({ path: f.at, message: `cannot read ${f.path}: ${(err as Error).message}` });
+      }
+    }
+    if (problems.length > 0) throw new BootstrapError(file, problems);
+    parsed.ads.tls = tls;
+    delete parsed.tlsFiles;
+  }
+  return parsed;
 }
 
 /** Fields left unread become warnings (they have no effect), not errors. */
@@ -167,12 +208,13 @@ export function parseBootstrap(raw: unknown): Bootstrap {
   const clusters: Record<string, unknown>[] = [];
   const listeners: Record<string, unknown>[] = [];
   let target: string | undefined;
+  let tlsFiles: XdsTlsFiles | undefined;
   const statics = root.message('static_resources');
   if (statics) {
     for (const c of statics.list('clusters')) {
       const name = c.str('name');
       if (name === xdsCluster) {
-        target = xdsTarget(c, warnings);
+        ({ target, tls: tlsFiles } = xdsTarget(c, warnings));
         continue;
       }
       const mapped = mapCluster(resourceCopy(c), c.path);
@@ -196,7 +238,7 @@ export function parseBootstrap(raw: unknown): Bootstrap {
     warnRest(adminIn, warnings);
   }
   warnRest(root, warnings);
-  return { node, nodeId, ads: { cluster: xdsCluster, target, setNodeOnFirstMessageOnly: setNodeOnce, delta: apiType.includes('DELTA'), initialFetchTimeoutMs, cds, lds }, clusters, listeners, admin, warnings };
+  return { node, nodeId, ads: { cluster: xdsCluster, target, setNodeOnFirstMessageOnly: setNodeOnce, delta: apiType.includes('DELTA'), initialFetchTimeoutMs, cds, lds }, clusters, listeners, admin, warnings, ...(tlsFiles ? { tlsFiles } : {}) } as Bootstrap;
 }
 
 function resourceCopy(f: Fields): Message {
@@ -206,7 +248,7 @@ function resourceCopy(f: Fields): Message {
 }
 
 /** The xDS server's address: the first endpoint of its cluster (STATIC, or a DNS name gRPC resolves). */
-function xdsTarget(c: Fields, warnings: BootstrapProblem[]): string {
+function xdsTarget(c: Fields, warnings: BootstrapProblem[]): { target: string; tls?: XdsTlsFiles } {
   const type = c.str('type') ?? 'STATIC';
   if (!['STATIC', 'STRICT_DNS', 'LOGICAL_DNS'].includes(type)) c.fail('type', `the xDS server's cluster must be STATIC, STRICT_DNS or LOGICAL_DNS, not ${type}`);
   const la = c.requiredMessage('load_assignment');
@@ -215,7 +257,51 @@ function xdsTarget(c: Fields, warnings: BootstrapProblem[]): string {
   const endpoint = lbs[0]?.message('endpoint') ?? la.fail('endpoints', 'the xDS server cluster needs an endpoint');
   const address = socketAddress(endpoint.requiredMessage('address'));
   if (endpoints.length > 1 || lbs.length > 1) warnings.push({ path: la.at('endpoints'), message: `only the first endpoint (${address}) is used for the xDS server` });
-  if (c.has('transport_socket')) c.fail('transport_socket', 'TLS to the xDS server is not supported yet (plaintext gRPC only)');
-  for (const k of c.keys()) if (!['name', 'type', 'load_assignment'].includes(k)) warnings.push({ path: c.at(k), message: 'not honoured for the xDS server\'s cluster: no effect' });
-  return address;
+  const socket = c.message('transport_socket');
+  const tls = socket ? upstreamTls(socket, warnings) : undefined;
+  for (const k of c.keys()) if (!['name', 'type', 'load_assignment', 'transport_socket'].includes(k)) warnings.push({ path: c.at(k), message: 'not honoured for the xDS server\'s cluster: no effect' });
+  return { target: address, tls };
+}
+
+/**
+ * The xDS server cluster's transport_socket: an UpstreamTlsContext with files (SDS secrets are not
+ * supported yet): client certificate and key (mTLS), trusted CA, SNI (also the name verified).
+ */
+function upstreamTls(socket: Fields, warnings: BootstrapProblem[]): XdsTlsFiles {
+  socket.skip('name');
+  const ctx = socket.requiredMessage('typed_config');
+  if (ctx.str('@type') !== TLS_CONTEXT) ctx.fail('@type', `expected ${TLS_CONTEXT}`);
+  socket.done();
+  const out: XdsTlsFiles = {};
+  const sni = ctx.str('sni');
+  if (sni) out.servername = sni;
+  const common = ctx.message('common_tls_context');
+  const file = (ds: Fields | undefined, at: string) => {
+    if (!ds) return undefined;
+    const path = ds.str('filename') ?? ds.fail('filename', 'only files are supported (no inline_string, environment_variable or SDS)');
+    ds.done();
+    return { path, at };
+  };
+  if (common) {
+    const certs = common.list('tls_certificates');
+    if (certs.length > 1) common.fail('tls_certificates', 'one client certificate at most');
+    if (certs[0]) {
+      out.cert = file(certs[0].requiredMessage('certificate_chain'), `${certs[0].at('certificate_chain')}.filename`);
+      out.key = file(certs[0].requiredMessage('private_key'), `${certs[0].at('private_key')}.filename`);
+      certs[0].done();
+    }
+    const validation = common.message('validation_context');
+    if (validation) {
+      out.ca = file(validation.message('trusted_ca'), `${validation.at('trusted_ca')}.filename`);
+      validation.done();
+    }
+    if (common.list('tls_certificate_sds_secret_configs').length > 0 || common.has('validation_context_sds_secret_config') || common.has('combined_validation_context')) {
+      common.fail('tls_certificate_sds_secret_configs', 'SDS secrets for the xDS server are not supported yet (give files)');
+    }
+    common.skip('alpn_protocols', 'tls_params');
+    common.done();
+  }
+  if (!out.ca) warnings.push({ path: ctx.at('common_tls_context.validation_context.trusted_ca'), message: 'no trusted CA: the xDS server is verified against the system\'s roots (Envoy would not verify it at all)' });
+  ctx.done();
+  return out;
 }

@@ -43,6 +43,8 @@ export interface TypeStatus {
 
 export interface XdsStatus {
   server: string;
+  /** The stream runs over TLS (mTLS with a client certificate). */
+  tls: boolean;
   /** 'sotw' (state of the world) or 'delta' (incremental). */
   variant: 'sotw' | 'delta';
   node_id: string;
@@ -89,11 +91,11 @@ export class XdsManager {
     this.logger = opts.logger;
     const b = opts.bootstrap;
     this.status = {
-      server: b.ads.target, variant: b.ads.delta ? 'delta' : 'sotw', node_id: b.nodeId, connected: false, last_disconnect: null, warming: { clusters: [], listeners: [] },
+      server: b.ads.target, tls: !!b.ads.tls, variant: b.ads.delta ? 'delta' : 'sotw', node_id: b.nodeId, connected: false, last_disconnect: null, warming: { clusters: [], listeners: [] },
       types: { cds: newStatus(), eds: newStatus(), lds: newStatus(), rds: newStatus() }, last_apply_error: null,
     };
     this.ads = new AdsClient({
-      target: b.ads.target, node: b.node, setNodeOnFirstMessageOnly: b.ads.setNodeOnFirstMessageOnly, delta: b.ads.delta,
+      target: b.ads.target, node: b.node, setNodeOnFirstMessageOnly: b.ads.setNodeOnFirstMessageOnly, delta: b.ads.delta, tls: b.ads.tls,
       onResponse: (t, v, r, complete) => this.onResponse(t, v, r, complete),
       events: {
         connected: () => {

@@ -135,13 +135,14 @@ export class XdsControlPlane {
     return this.streams.size;
   }
 
-  async start(port = this.port): Promise<number> {
+  /** `tls`: serve over TLS (PEM text); `requireClientCert`: mTLS, clients need a certificate from `ca`. */
+  async start(port = this.port, tls?: { ca: string; cert: string; key: string; requireClientCert: boolean }): Promise<number> {
     const server = new grpc.Server();
     server.addService(ADS.service, {
       StreamAggregatedResources: (call: import('@grpc/grpc-js').ServerDuplexStream<any, any>) => this.onStream(call),
       DeltaAggregatedResources: (call: import('@grpc/grpc-js').ServerDuplexStream<any, any>) => this.onStream(call, true),
     });
-    this.port = await new Promise<number>((resolve, reject) => server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+    this.port = await new Promise<number>((resolve, reject) => server.bindAsync(`127.0.0.1:${port}`, tls ? grpc.ServerCredentials.createSsl(Buffer.from(tls.ca), [{ cert_chain: Buffer.from(tls.cert), private_key: Buffer.from(tls.key) }], tls.requireClientCert) : grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
     this.server = server;
     return this.port;
   }
