@@ -80,9 +80,9 @@ describe('xDS mapping', () => {
       name: 'web',
       address: { socket_address: { address: '127.0.0.1', port_value: 8080 } },
       traffic_direction: 'OUTBOUND',
-      filter_chains: [{ filters: [{ name: 'hcm', typed_config: { '@type': HCM, stat_prefix: 'web', codec_type: 'HTTP1', stream_idle_timeout: { seconds: 60 }, rds: { route_config_name: 'r', config_source: { ads: {} } }, http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': ROUTER } }] } }] }],
+      filter_chains: [{ filters: [{ name: 'hcm', typed_config: { '@type': HCM, stat_prefix: 'web', codec_type: 'HTTP1', stream_idle_timeout: { seconds: 60 }, upgrade_configs: [{ upgrade_type: 'websocket' }], http2_protocol_options: { max_concurrent_streams: { value: 64 } }, rds: { route_config_name: 'r', config_source: { ads: {} } }, http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': ROUTER } }] } }] }],
     }));
-    expect(l).toEqual({ name: 'web', rdsName: 'r', config: { name: 'web', address: '127.0.0.1:8080', protocol: 'http', http: { codec: 'http1', stream_idle_timeout: '60000ms' } } });
+    expect(l).toEqual({ name: 'web', rdsName: 'r', config: { name: 'web', address: '127.0.0.1:8080', protocol: 'http', http: { codec: 'http1', stream_idle_timeout: '60000ms', http2: { max_concurrent_streams: 64 } } } });
     const r = mapRouteConfiguration(wire(TYPE.route, {
       name: 'r',
       virtual_hosts: [{
@@ -151,6 +151,7 @@ describe('xDS mapping', () => {
       [() => mapListener(listener({}, { http_filters: [] })), 'filter_chains[0].filters[0].typed_config.http_filters: the router must be the last HTTP filter (and there must be one)'],
       [() => mapListener(listener({}, { http_filters: [{ name: 'envoy.filters.http.router' }, { name: 'f', typed_config: { '@type': FAULT } }] })), 'filter_chains[0].filters[0].typed_config.http_filters[0].name: the router must be the last HTTP filter (and there must be one)'],
       [() => mapListener(listener({}, { http_filters: [{ name: 'f', typed_config: { '@type': FAULT, upstream_cluster: 'x' } }, { name: 'envoy.filters.http.router' }] })), 'filter_chains[0].filters[0].typed_config.http_filters[0].typed_config.upstream_cluster: faults for one upstream cluster are not supported'],
+      [() => mapListener(listener({}, { upgrade_configs: [{ upgrade_type: 'CONNECT' }] })), 'filter_chains[0].filters[0].typed_config.upgrade_configs[0].upgrade_type: CONNECT upgrades are not supported (websocket is)'],
       [() => mapListener(listener({}, { add_user_agent: { value: true } })), 'filter_chains[0].filters[0].typed_config.add_user_agent: not supported by Shuttle (yet): refused rather than ignored'],
       [() => mapCluster(wire(TYPE.cluster, { name: 'c', type: 'STRICT_DNS' })), 'type: STRICT_DNS clusters are not supported yet (EDS and STATIC are)'],
       [() => mapCluster(wire(TYPE.cluster, { name: 'c', type: 'EDS', lb_policy: 'RING_HASH' })), 'lb_policy: RING_HASH is not supported (ROUND_ROBIN, LEAST_REQUEST, RANDOM are)'],

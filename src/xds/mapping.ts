@@ -387,6 +387,24 @@ function httpConnectionManager(name: string, address: string, h: Fields): Mapped
   if (headersTimeout !== undefined && headersTimeout > 0) http.request_headers_timeout = ms(headersTimeout);
   const headersKb = h.wrapped('max_request_headers_kb');
   if (headersKb !== undefined) http.max_request_headers_kb = headersKb;
+  const h2 = h.message('http2_protocol_options');
+  if (h2) {
+    const http2: Raw = {};
+    for (const k of ['max_concurrent_streams', 'initial_stream_window_size', 'initial_connection_window_size'] as const) {
+      const v = h2.wrapped(k);
+      if (v !== undefined) http2[k] = v;
+    }
+    h2.done();
+    http.http2 = http2;
+  }
+  // Shuttle tunnels every accepted Upgrade (101) as bytes: WebSocket upgrades are what it honours.
+  for (const u of h.list('upgrade_configs')) {
+    const type = u.requiredStr('upgrade_type');
+    if (type.toLowerCase() !== 'websocket') u.fail('upgrade_type', `${type} upgrades are not supported (websocket is)`);
+    if (u.wrappedBool('enabled') === false) u.fail('enabled', 'Shuttle cannot turn WebSocket upgrades off');
+    if (u.list('filters').length > 0) u.fail('filters', 'filters for upgrades are not supported');
+    u.done();
+  }
   config.http = http;
   const filters = h.list('http_filters');
   const httpFilters: Raw[] = [];
