@@ -10,6 +10,7 @@ import { parseBootstrap, snakeKeys as snake } from '../src/xds/bootstrap.ts';
 import { XdsFieldError } from '../src/xds/fields.ts';
 import { mapCluster, mapListener, mapLoadAssignment, mapRouteConfiguration } from '../src/xds/mapping.ts';
 import { decodeAny, TYPE, xdsType } from '../src/xds/protos.ts';
+import { resolveTargets } from '../src/xds/dns.ts';
 
 const HCM = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 const ROUTER = 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router';
@@ -65,6 +66,21 @@ describe('xDS mapping', () => {
     expect(hosts).toEqual([{ address: '127.0.0.1:9001' }, { address: '127.0.0.1:9002', weight: 3 }]);
     const parsed = xdsConfigSchema.safeParse({ version: 1, listeners: [], clusters: [{ ...c.config, hosts }] });
     expect(parsed.error?.issues ?? []).toEqual([]);
+  });
+
+  it('maps DNS clusters to names resolved by Shuttle', async () => {
+    const c = mapCluster(wire(TYPE.cluster, {
+      name: 'outbound|443||api.example.com', type: 'STRICT_DNS', dns_lookup_family: 'V4_ONLY', dns_refresh_rate: { seconds: 30 }, respect_dns_ttl: true,
+      load_assignment: { cluster_name: 'api', endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 'localhost', port_value: 8443 } } }, load_balancing_weight: { value: 2 } }, endpoint(9000)] }] },
+    }));
+    expect(c.dns).toEqual({ targets: [{ host: 'localhost', port: 8443, weight: 2 }, { host: '127.0.0.1', port: 9000, weight: 1 }], family: 4, refreshMs: 30_000, logical: false });
+    expect(c.hosts).toBeUndefined();
+    expect(c.edsName).toBeUndefined();
+    expect(await resolveTargets(c.dns!)).toEqual([{ address: '127.0.0.1:8443', weight: 2 }, { address: '127.0.0.1:9000' }]);
+    const logical = mapCluster(wire(TYPE.cluster, { name: 'l', type: 'LOGICAL_DNS', load_assignment: { endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 'localhost', port_value: 80 } } } }] }] } }));
+    expect(logical.dns).toMatchObject({ logical: true, family: 0, refreshMs: 5000 });
+    expect(await resolveTargets(logical.dns!)).toHaveLength(1);
+    await expect(resolveTargets({ targets: [{ host: 'no-such-name.invalid', port: 1, weight: 1 }], family: 0, refreshMs: 5000, logical: false })).rejects.toThrow();
   });
 
   it('maps HTTP protocol options: the protocol to the hosts, HTTP/2 settings, the pool', () => {
@@ -153,7 +169,8 @@ describe('xDS mapping', () => {
       [() => mapListener(listener({}, { http_filters: [{ name: 'f', typed_config: { '@type': FAULT, upstream_cluster: 'x' } }, { name: 'envoy.filters.http.router' }] })), 'filter_chains[0].filters[0].typed_config.http_filters[0].typed_config.upstream_cluster: faults for one upstream cluster are not supported'],
       [() => mapListener(listener({}, { upgrade_configs: [{ upgrade_type: 'CONNECT' }] })), 'filter_chains[0].filters[0].typed_config.upgrade_configs[0].upgrade_type: CONNECT upgrades are not supported (websocket is)'],
       [() => mapListener(listener({}, { add_user_agent: { value: true } })), 'filter_chains[0].filters[0].typed_config.add_user_agent: not supported by Shuttle (yet): refused rather than ignored'],
-      [() => mapCluster(wire(TYPE.cluster, { name: 'c', type: 'STRICT_DNS' })), 'type: STRICT_DNS clusters are not supported yet (EDS and STATIC are)'],
+      [() => mapCluster(wire(TYPE.cluster, { name: 'c', type: 'ORIGINAL_DST' })), 'type: ORIGINAL_DST clusters are not supported yet (EDS, STATIC, STRICT_DNS and LOGICAL_DNS are)'],
+      [() => mapCluster(wire(TYPE.cluster, { name: 'c', type: 'LOGICAL_DNS', load_assignment: { endpoints: [{ lb_endpoints: [endpoint(1), endpoint(2)] }] } })), 'load_assignment: a LOGICAL_DNS cluster resolves one name'],
       [() => mapCluster(wire(TYPE.cluster, { name: 'c', type: 'EDS', lb_policy: 'RING_HASH' })), 'lb_policy: RING_HASH is not supported (ROUND_ROBIN, LEAST_REQUEST, RANDOM are)'],
       [() => mapCluster(wire(TYPE.cluster, { name: 'c', type: 'EDS', transport_socket: { name: 'tls' } })), 'transport_socket: not supported by Shuttle (yet): refused rather than ignored'],
       [() => mapCluster(wire(TYPE.cluster, { name: 'c', type: 'EDS', typed_extension_protocol_options: { [HPO]: { '@type': `type.googleapis.com/${HPO}`, use_downstream_protocol_config: {} } } })), `typed_extension_protocol_options.${HPO}.use_downstream_protocol_config: not supported yet (explicit_http_config and auto_config are)`],

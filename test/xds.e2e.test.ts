@@ -396,6 +396,24 @@ describe('bootstrap and start-up', () => {
     expect(JSON.stringify(dump)).not.toContain('PRIVATE KEY');
   });
 
+  it('a STRICT_DNS cluster from CDS is resolved with node:dns and proxied to', { timeout: 30_000 }, async () => {
+    const up = await httpUpstream('by-name');
+    const cp = new XdsControlPlane();
+    await cp.start();
+    cleanup.push(() => up.close(), () => cp.kill());
+    cp.set('cds', [{ name: 'named', type: 'STRICT_DNS', dns_lookup_family: 'V4_ONLY', connect_timeout: { seconds: 1 }, load_assignment: { cluster_name: 'named', endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 'localhost', port_value: up.port } } } }] }] } }]);
+    cp.set('lds', [httpListener('web', 0, 'routes')]);
+    cp.set('rds', [routeConfig('routes', [{ match: { prefix: '/' }, route: { cluster: 'named' } }])]);
+    const shuttle = new ShuttleProcess(writeTempConfig(bootstrapFor(cp, 'shuttle-dns')), { configFlag: '--bootstrap', threads: 1 });
+    cleanup.push(() => shuttle.stop());
+    const { admin } = await shuttle.ready();
+    const bound = await eventually(async () => (await (await fetch(`${admin}/listeners`)).json()) as { name: string; address: string }[], (l) => l.length === 1, 15_000);
+    expect(await (await fetch(`http://${bound[0].address}/x`)).text()).toBe('by-name GET /x');
+    const dump = (await (await fetch(`${admin}/config_dump`)).json()) as { config: { clusters: { name: string; hosts: unknown[] }[] } };
+    expect(dump.config.clusters.find((c) => c.name === 'named')!.hosts).toEqual([`127.0.0.1:${up.port}`]);
+    expect(cp.nacks()).toEqual([]);
+  });
+
   it('refuses a bootstrap that cannot work, naming the field', async () => {
     const cp = new XdsControlPlane();
     const bad = bootstrapFor(cp) as Record<string, any>;

@@ -42,8 +42,22 @@ export interface MappedCluster {
   /** EDS: the ClusterLoadAssignment name to ask for; STATIC: undefined (hosts are inline). */
   edsName?: string;
   hosts?: Raw[];
+  /** STRICT_DNS / LOGICAL_DNS: the names to resolve (src/xds/dns.ts) into hosts. */
+  dns?: DnsTargets;
   config: Raw;
 }
+
+export interface DnsTargets {
+  targets: { host: string; port: number; weight: number }[];
+  /** 0: IPv4 and IPv6; 4 or 6: that family only (dns_lookup_family). */
+  family: 0 | 4 | 6;
+  /** How often the names are resolved again (dns_refresh_rate; Envoy: 5 s). */
+  refreshMs: number;
+  /** LOGICAL_DNS: one host, the first address of the first name (STRICT_DNS: every address). */
+  logical: boolean;
+}
+
+const DNS_FAMILIES: Record<string, 0 | 4 | 6> = { AUTO: 0, V4_ONLY: 4, V6_ONLY: 6, V4_PREFERRED: 0, ALL: 0 };
 
 const LB_POLICIES: Record<string, string> = { ROUND_ROBIN: 'round_robin', LEAST_REQUEST: 'least_connections', RANDOM: 'random' };
 
@@ -54,6 +68,7 @@ export function mapCluster(resource: Message, path = ''): MappedCluster {
   const type = f.str('type') ?? 'STATIC';
   let edsName: string | undefined;
   let hosts: Raw[] | undefined;
+  let dns: DnsTargets | undefined;
   if (type === 'EDS') {
     const eds = f.message('eds_cluster_config');
     if (eds) {
@@ -67,8 +82,23 @@ export function mapCluster(resource: Message, path = ''): MappedCluster {
   } else if (type === 'STATIC') {
     const la = f.message('load_assignment') ?? f.fail('load_assignment', 'a STATIC cluster needs its endpoints');
     hosts = mapLoadAssignment(resourceOf(la), la.path, false).hosts;
+  } else if (type === 'STRICT_DNS' || type === 'LOGICAL_DNS') {
+    const la = f.message('load_assignment') ?? f.fail('load_assignment', `a ${type} cluster needs the names to resolve`);
+    const targets = mapLoadAssignment(resourceOf(la), la.path, false).hosts.map((h) => {
+      const address = h.address as string;
+      const i = address.lastIndexOf(':');
+      return { host: address.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(address.slice(i + 1)), weight: (h.weight as number | undefined) ?? 1 };
+    });
+    if (targets.length === 0) f.fail('load_assignment', 'no name to resolve');
+    if (type === 'LOGICAL_DNS' && targets.length > 1) f.fail('load_assignment', 'a LOGICAL_DNS cluster resolves one name');
+    const familyName = f.str('dns_lookup_family') ?? 'AUTO';
+    const family = DNS_FAMILIES[familyName] ?? f.fail('dns_lookup_family', `${familyName} is not supported`);
+    const refresh = f.durationMs('dns_refresh_rate');
+    dns = { targets, family, refreshMs: refresh && refresh >= 1000 ? refresh : 5000, logical: type === 'LOGICAL_DNS' };
+    // Node's resolver (getaddrinfo: /etc/hosts and DNS) gives no TTL: names are resolved every dns_refresh_rate.
+    f.skip('respect_dns_ttl', 'dns_failure_refresh_rate', 'wait_for_warm_on_init');
   } else {
-    f.fail('type', `${type} clusters are not supported yet (EDS and STATIC are)`);
+    f.fail('type', `${type} clusters are not supported yet (EDS, STATIC, STRICT_DNS and LOGICAL_DNS are)`);
   }
   const lb = f.str('lb_policy') ?? 'ROUND_ROBIN';
   if (!(lb in LB_POLICIES)) f.fail('lb_policy', `${lb} is not supported (ROUND_ROBIN, LEAST_REQUEST, RANDOM are)`);
@@ -112,7 +142,7 @@ export function mapCluster(resource: Message, path = ''): MappedCluster {
   // Names for stats and opaque data; DNS settings that matter only to DNS clusters.
   f.skip('metadata', 'alt_stat_name', 'dns_lookup_family', 'respect_dns_ttl', 'dns_refresh_rate', 'track_cluster_stats', 'per_connection_buffer_limit_bytes');
   f.done();
-  return { name, edsName, hosts, config };
+  return { name, edsName, hosts, dns, config };
 }
 
 const HTTP_PROTOCOL_OPTIONS = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';

@@ -21,6 +21,8 @@ import type { Bootstrap } from './bootstrap.ts';
 import { XdsFieldError } from './fields.ts';
 import { mapCluster, mapListener, mapLoadAssignment, mapRouteConfiguration, type MappedCluster, type MappedListener } from './mapping.ts';
 import { TYPE, TYPE_NAMES, type TypeUrl } from './protos.ts';
+import { DnsResolvers } from './dns.ts';
+import type { DnsTargets } from './mapping.ts';
 
 type Raw = Record<string, unknown>;
 
@@ -79,6 +81,8 @@ export class XdsManager {
   /** When each EDS cluster began waiting for its endpoints. */
   private readonly warmingSince = new Map<string, number>();
   private warmingTimer: NodeJS.Timeout | undefined;
+  /** STRICT_DNS and LOGICAL_DNS clusters' names, resolved on this thread. */
+  private readonly dns: DnsResolvers;
   private readonly startedAt = Date.now();
   private initialized = false;
   private readonly status: XdsStatus;
@@ -94,6 +98,13 @@ export class XdsManager {
       server: b.ads.target, tls: !!b.ads.tls, variant: b.ads.delta ? 'delta' : 'sotw', node_id: b.nodeId, connected: false, last_disconnect: null, warming: { clusters: [], listeners: [] },
       types: { cds: newStatus(), eds: newStatus(), lds: newStatus(), rds: newStatus() }, last_apply_error: null,
     };
+    this.dns = new DnsResolvers(
+      (cluster) => {
+        this.logger.info({ cluster, hosts: this.dns.hosts(cluster)?.map((h) => h.address) }, 'xds: DNS cluster resolved');
+        this.refresh();
+      },
+      (cluster, err) => this.logger.warn({ cluster, err: err.message }, 'xds: DNS lookup failed; the addresses found before stay'),
+    );
     this.ads = new AdsClient({
       target: b.ads.target, node: b.node, setNodeOnFirstMessageOnly: b.ads.setNodeOnFirstMessageOnly, delta: b.ads.delta, tls: b.ads.tls,
       onResponse: (t, v, r, complete) => this.onResponse(t, v, r, complete),
@@ -126,6 +137,7 @@ export class XdsManager {
 
   stop(): void {
     clearTimeout(this.warmingTimer);
+    this.dns.stop();
     this.ads.stop();
   }
 
@@ -202,6 +214,7 @@ export class XdsManager {
     if (composed.warmingClusters.length === 0) this.startLds();
     this.received.add(type);
     this.armWarmingTimer(composed.warmingClusters.length > 0);
+    if (typeUrl === TYPE.cluster) this.dns.sync(new Map([...next.clusters.values()].flatMap((c): [string, DnsTargets][] => (c.dns ? [[c.name, c.dns]] : []))));
 
     this.schedule(deepFreeze(parsed.data) as ShuttleConfig, type);
     return null;
@@ -255,7 +268,7 @@ export class XdsManager {
     const now = Date.now();
     const timeout = this.opts.bootstrap.ads.initialFetchTimeoutMs;
     for (const c of next.clusters.values()) {
-      let hosts = c.hosts ?? (c.edsName ? next.endpoints.get(c.edsName) : undefined);
+      let hosts = c.hosts ?? (c.edsName ? next.endpoints.get(c.edsName) : c.dns ? this.dns.hosts(c.name) : undefined);
       if (hosts) this.warmingSince.delete(c.name);
       else {
         const since = this.warmingSince.get(c.name) ?? now;
