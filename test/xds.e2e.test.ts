@@ -314,6 +314,20 @@ describe.each(['sotw', 'delta'] as const)('shuttle --bootstrap, %s xDS', (varian
     expect(late.connections).toBe(1);
     expect((await configDump()).xds.warming).toEqual({ clusters: [], listeners: [] });
   });
+
+  it('a cluster CDS removes while routes still name it is kept: no listener closes, its requests still served', { timeout: 30_000 }, async () => {
+    const before = await listeners();
+    const version = cp.set('cds', [...clusters().filter((c) => c.name !== 'web-b'), edsCluster('late-echo')]);
+    await eventually(async () => cp.answered('cds', version), (ok) => ok, 10_000);
+    await shuttle.waitForLog((l) => l.msg === 'xds: clusters removed by CDS are kept while routes still name them' && l.clusters.includes('web-b'), 10_000);
+    expect(await listeners()).toEqual(before);
+    expect((await get('/', { 'x-canary': 'yes' })).headers['x-upstream']).toBe('b');
+    // The routes stop naming it: it goes.
+    cp.set('rds', [routeConfig('web-routes', [{ match: { prefix: '/' }, route: { cluster: 'web-a' } }])]);
+    await eventually(async () => (await configDump()).config.clusters.map((c: { name: string }) => c.name), (names) => !names.includes('web-b'), 10_000);
+    expect(await listeners()).toEqual(before);
+    expect(cp.nacks().length).toBe(1); // the one of the NACK test
+  });
 });
 
 describe('bootstrap and start-up', () => {

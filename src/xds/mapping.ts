@@ -772,6 +772,7 @@ function routeAction(a: Fields): Raw {
     });
     weighted.skip('total_weight');
     weighted.done();
+    if ((out.weighted_clusters as { weight: number }[]).reduce((n, w) => n + w.weight, 0) === 0) a.fail('weighted_clusters', 'the weights add up to 0');
   } else {
     a.fail('cluster', 'cluster or weighted_clusters is required (cluster_header is not supported)');
   }

@@ -237,7 +237,11 @@ export class XdsManager {
   private refresh(): void {
     const composed = this.compose(this.state);
     const parsed = xdsConfigSchema.safeParse(composed.config);
-    if (!parsed.success || crossReferenceProblems(composed.config).length > 0) return;
+    const problems = parsed.success ? crossReferenceProblems(composed.config) : parsed.error.issues;
+    if (!parsed.success || problems.length > 0) {
+      this.logger.error({ problems: problems.slice(0, 5).map((p) => `${this.describePath(composed.config, p.path)}: ${p.message}`) }, 'xds: the config made again (DNS answer, initial_fetch_timeout) is invalid; the running one stays');
+      return;
+    }
     this.lastClusters = new Map((composed.config.clusters as Raw[]).map((c) => [c.name as string, c]));
     this.lastListeners = new Map((composed.config.listeners as Raw[]).map((l) => [l.name as string, l]));
     this.status.warming = { clusters: composed.warmingClusters, listeners: composed.warmingListeners };
@@ -285,22 +289,39 @@ export class XdsManager {
     }
     for (const name of this.warmingSince.keys()) if (!next.clusters.has(name)) this.warmingSince.delete(name);
     const clusterNames = new Set(clusters.map((c) => c.name));
+    /**
+     * Whether every cluster a listener names is there. A cluster CDS removed while routes still
+     * name it is kept (its last version) until they stop naming it: a control plane that removes
+     * a cluster before the routes to it must not close a listener (refusing connections).
+     */
+    const available = (listener: Raw): boolean => {
+      const missing = [...new Set(referencedClusters(listener))].filter((n) => !clusterNames.has(n));
+      if (!missing.every((n) => this.lastClusters.has(n) && !next.clusters.has(n))) return false;
+      for (const n of missing) {
+        clusters.push(this.lastClusters.get(n)!);
+        clusterNames.add(n);
+        keptClusters.push(n);
+      }
+      return true;
+    };
+    const keptClusters: string[] = [];
     const listeners: Raw[] = [];
     for (const l of this.opts.bootstrap.listeners) {
-      if (referencedClusters(l).every((n) => clusterNames.has(n))) listeners.push(l);
+      if (available(l)) listeners.push(l);
       else warmingListeners.push(l.name as string);
     }
     for (const l of next.listeners.values()) {
       const virtualHosts = l.rdsName ? next.routes.get(l.rdsName) : (l.config.virtual_hosts as Raw[] | undefined);
       const candidate = l.config.protocol === 'http' ? (virtualHosts ? { ...l.config, virtual_hosts: virtualHosts } : undefined) : l.config;
-      if (candidate && referencedClusters(candidate).every((n) => clusterNames.has(n))) {
+      if (candidate && available(candidate)) {
         listeners.push(candidate);
         continue;
       }
       warmingListeners.push(l.name);
       const previous = this.lastListeners.get(l.name);
-      if (previous && referencedClusters(previous).every((n) => clusterNames.has(n))) listeners.push(previous);
+      if (previous && available(previous)) listeners.push(previous);
     }
+    if (keptClusters.length > 0) this.logger.warn({ clusters: keptClusters }, 'xds: clusters removed by CDS are kept while routes still name them');
     return { config: { ...this.opts.base, listeners, clusters }, warmingClusters, warmingListeners };
   }
 
