@@ -1,10 +1,12 @@
 /**
- * SOFA Bolt RPC benchmark: sofa-rpc-node RpcClient → (direct | Shuttle bolt listener, 1 and 2
- * threads | HAProxy tcp mode) → sofa-rpc-node RpcServer (its own process), in one run.
- * Concurrency 1/16/128 calls in flight over one client connection; calls/s, p50/p99, the proxy's
- * CPU µs per call, ratios to direct and to HAProxy. Medians of REPS runs.
+ * RPC benchmark, SOFA Bolt or Dubbo: sofa-rpc-node RpcClient → (direct | Shuttle bolt/dubbo
+ * listener, 1 and 2 threads | HAProxy tcp mode) → sofa-rpc-node RpcServer (its own process), in
+ * one run. Concurrency 1/16/128 calls in flight over one client connection; calls/s, p50/p99, the
+ * proxy's CPU µs per call, ratios to direct and to HAProxy (rate, and calls per proxy
+ * CPU-second). Medians of REPS runs.
  *
- *   npm run bench:rpc        (env: REPS=3 SECONDS=4 CONCURRENCY=1,16,128)
+ *   npm run bench:rpc        (env: PROTOCOL=bolt|dubbo REPS=3 SECONDS=4 CONCURRENCY=1,16,128)
+ *   npm run bench:dubbo      (PROTOCOL=dubbo)
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -17,6 +19,7 @@ import { cpuSeconds, freePort, median, percentile, startShuttle, stop, table, wa
 const REPS = Number(process.env.REPS ?? 3);
 const SECONDS = Number(process.env.SECONDS ?? 4);
 const CONCURRENCY = (process.env.CONCURRENCY ?? '1,16,128').split(',').map(Number);
+const PROTOCOL = process.env.PROTOCOL === 'dubbo' ? 'dubbo' : 'bolt';
 const MAX_CALLS = 2_000_000; // a hard bound on the load loop
 const SERVER = fileURLToPath(new URL('../test/support/bolt-server.ts', import.meta.url));
 const require = createRequire(import.meta.url);
@@ -27,9 +30,9 @@ const dir = mkdtempSync(join(tmpdir(), 'shuttle-rpc-bench-'));
 interface Target { name: string; port: number; pid?: number; stop(): Promise<void> }
 
 async function run(port: number, concurrency: number): Promise<{ rate: number; p50: number; p99: number; calls: number; errors: number }> {
-  const client = new RpcClient({ logger: quiet });
+  const client = new RpcClient({ logger: quiet, ...(PROTOCOL === 'dubbo' ? { protocol: require('dubbo-remoting') } : {}) });
   await client.ready();
-  const consumer = client.createConsumer({ interfaceName: 'com.example.Echo', serverHost: `127.0.0.1:${port}` });
+  const consumer = client.createConsumer({ interfaceName: 'com.example.Echo', serverHost: `127.0.0.1:${port}`, ...(PROTOCOL === 'dubbo' ? { version: '1.0.0' } : {}) });
   await consumer.ready();
   await consumer.invoke('echo', ['warm'], { responseTimeout: 5_000 });
   const latencies = new Float64Array(MAX_CALLS);
@@ -55,7 +58,7 @@ async function run(port: number, concurrency: number): Promise<{ rate: number; p
 }
 
 const upstreamPort = await freePort();
-const server = spawn(process.execPath, [SERVER, String(upstreamPort), 'bench'], { stdio: ['ignore', 'pipe', 'inherit'] });
+const server = spawn(process.execPath, [SERVER, String(upstreamPort), 'bench', PROTOCOL], { stdio: ['ignore', 'pipe', 'inherit'] });
 await new Promise<void>((resolve) => server.stdout!.on('data', (d) => String(d).includes('ready') && resolve()));
 
 const targets: Target[] = [{ name: 'direct', port: upstreamPort, stop: async () => {} }];
@@ -63,7 +66,7 @@ try {
   for (const threads of [1, 2]) {
     const port = await freePort();
     const child = await startShuttle({
-      listeners: [{ name: 'rpc', address: `127.0.0.1:${port}`, protocol: 'bolt', access_log: false, rpc: { routes: [{ cluster: 'echo' }] } }],
+      listeners: [{ name: 'rpc', address: `127.0.0.1:${port}`, protocol: PROTOCOL, access_log: false, rpc: { routes: [{ cluster: 'echo' }] } }],
       clusters: [{ name: 'echo', hosts: [`127.0.0.1:${upstreamPort}`] }],
     }, threads);
     targets.push({ name: `shuttle ${threads}t`, port, pid: child.pid, stop: () => stop(child) });
@@ -95,16 +98,19 @@ try {
     }
   }
   const med = (name: string, c: number, k: 'rate' | 'p50' | 'p99' | 'cpu') => median((results.get(`${name}|${c}`) ?? []).map((s) => s[k]).filter((v) => !Number.isNaN(v)));
-  console.log(`\nSOFA Bolt RPC (sofa-rpc-node client and server), ${SECONDS}s per run, medians of ${REPS} runs (node ${process.version})`);
+  console.log(`\n${PROTOCOL === 'dubbo' ? 'Dubbo' : 'SOFA Bolt'} RPC (sofa-rpc-node client and server), ${SECONDS}s per run, medians of ${REPS} runs (node ${process.version})`);
   for (const c of CONCURRENCY) {
     const rows = targets.map((t) => {
       const rate = med(t.name, c, 'rate');
       const cpu = med(t.name, c, 'cpu');
       const hap = targets.some((x) => x.name === 'haproxy tcp') ? med('haproxy tcp', c, 'rate') : NaN;
-      return [t.name, rate.toFixed(0), (rate / med('direct', c, 'rate')).toFixed(2), Number.isNaN(hap) ? '-' : (rate / hap).toFixed(2), med(t.name, c, 'p50').toFixed(0), med(t.name, c, 'p99').toFixed(0), Number.isNaN(cpu) ? '-' : cpu.toFixed(1)];
+      const hapCpu = targets.some((x) => x.name === 'haproxy tcp') ? med('haproxy tcp', c, 'cpu') : NaN;
+      // Calls per proxy CPU-second, relative to HAProxy's: the efficiency the targets are set in.
+      const eff = Number.isNaN(cpu) || Number.isNaN(hapCpu) ? '-' : (hapCpu / cpu).toFixed(2);
+      return [t.name, rate.toFixed(0), (rate / med('direct', c, 'rate')).toFixed(2), Number.isNaN(hap) ? '-' : (rate / hap).toFixed(2), med(t.name, c, 'p50').toFixed(0), med(t.name, c, 'p99').toFixed(0), Number.isNaN(cpu) ? '-' : cpu.toFixed(1), eff];
     });
     console.log(`\n### ${c} in flight\n`);
-    console.log(table(['target', 'calls/s', 'x direct', 'x haproxy', 'p50 µs', 'p99 µs', 'proxy CPU µs/call'], rows));
+    console.log(table(['target', 'calls/s', 'x direct', 'x haproxy', 'p50 µs', 'p99 µs', 'proxy CPU µs/call', 'x haproxy per CPU-s'], rows));
   }
 } finally {
   for (const t of targets) await t.stop();

@@ -292,13 +292,22 @@ async function hammer(port: number, ms: number, clients = 8): Promise<{ ok: numb
 
 describe('local_ratelimit', () => {
   const limitOf = (elapsedMs: number) => 5 + (100 * elapsedMs) / 1000;
+  /**
+   * Never more than the bucket allows (5% for timing at the edges): a bucket per thread would let
+   * about twice through. Fewer is only the client's own stalls on a busy machine (tokens refill
+   * into a full bucket while it waits), so the lower bound just shows the limit is reached.
+   */
+  const expectWithinLimit = (ok: number, elapsedMs: number) => {
+    const expected = limitOf(elapsedMs);
+    expect(ok).toBeLessThanOrEqual(expected * 1.05);
+    expect(ok).toBeGreaterThanOrEqual(expected * 0.6);
+  };
 
-  it('lets 100 req/s through over 3 s (±5%) with 2 worker threads sharing one bucket', async () => {
+  it('lets at most 100 req/s through over 3 s (+5%) with 2 worker threads sharing one bucket', async () => {
     const r = await hammer(ports.limited, 3_000);
-    const expected = limitOf(r.elapsedMs);
     expect(r.other).toBe(0);
     expect(r.limited).toBeGreaterThan(r.ok); // the client really sent more than the limit
-    expect(Math.abs(r.ok - expected) / expected).toBeLessThanOrEqual(0.05);
+    expectWithinLimit(r.ok, r.elapsedMs);
     expect(r.sample).toMatchObject({ 'x-ratelimit-limit': '5', 'x-ratelimit-remaining': '0' });
   });
 
@@ -307,9 +316,8 @@ describe('local_ratelimit', () => {
     try {
       const ready = await one.ready();
       const r = await hammer(ready.listeners.limited.port, 3_000);
-      const expected = limitOf(r.elapsedMs);
       expect(r.limited).toBeGreaterThan(r.ok);
-      expect(Math.abs(r.ok - expected) / expected).toBeLessThanOrEqual(0.05);
+      expectWithinLimit(r.ok, r.elapsedMs);
     } finally {
       await one.stop();
     }

@@ -7,8 +7,8 @@ import { describe, expect, it } from 'vitest';
 import { FrameBuffer } from '../src/codecs/frame-buffer.ts';
 
 /** A toy length-prefixed codec: [u32 length][bytes]. */
-function decodeAll(fb: FrameBuffer, chunk: Buffer, out: Buffer[]): void {
-  const buf = fb.append(chunk);
+function decodeAll(fb: FrameBuffer, chunk: Buffer, out: Buffer[], volatile = false): void {
+  const buf = fb.append(chunk, volatile);
   let offset = 0;
   while (buf.length - offset >= 4) {
     const n = buf.readUInt32BE(offset);
@@ -28,6 +28,25 @@ function framed(payloads: Buffer[]): Buffer {
 }
 
 describe('FrameBuffer', () => {
+  it('reads through one shared buffer (onread): a frame split across reads survives the buffer being overwritten', () => {
+    const payloads = Array.from({ length: 300 }, (_, i) => randomBytes(1 + ((i * 7919) % 5000)));
+    const wire = framed(payloads);
+    const shared = Buffer.alloc(64 * 1024);
+    const fb = new FrameBuffer();
+    const got: Buffer[] = [];
+    for (let at = 0, i = 0; at < wire.length; i++) {
+      const n = Math.min(1 + ((i * 131) % 4093), wire.length - at);
+      shared.fill(0xee); // the next read overwrites whatever a previous one left
+      wire.copy(shared, 0, at, at + n);
+      const out: Buffer[] = [];
+      decodeAll(fb, shared.subarray(0, n), out, true);
+      got.push(...out.map((b) => Buffer.from(b))); // consumed before the next read, as a proxy does
+      at += n;
+    }
+    expect(got.length).toBe(payloads.length);
+    expect(got.every((b, i) => b.equals(payloads[i]))).toBe(true);
+  });
+
   it('decodes frames split anywhere, and the views handed out are never overwritten', () => {
     const payloads = Array.from({ length: 200 }, (_, i) => randomBytes(1 + ((i * 7919) % 3000)));
     const wire = framed(payloads);

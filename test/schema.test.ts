@@ -23,7 +23,34 @@ const load = (file: string) => {
   return { text, value: file.endsWith('.json') ? JSON.parse(text) : YAML.parse(text) };
 };
 
+/** Every property name the schema has, at any depth ($ref, items, unions, maps followed). */
+function fieldNames(schema: Record<string, unknown>): Set<string> {
+  const names = new Set<string>();
+  const seen = new Set<unknown>();
+  const walk = (n: unknown): void => {
+    if (!n || typeof n !== 'object' || seen.has(n)) return;
+    seen.add(n);
+    const node = n as Record<string, unknown>;
+    if (typeof node.$ref === 'string' && node.$ref.startsWith('#/')) walk(node.$ref.slice(2).split('/').reduce<unknown>((x, k) => (x as Record<string, unknown>)[k], schema));
+    for (const [k, v] of Object.entries((node.properties ?? {}) as Record<string, unknown>)) {
+      names.add(k);
+      walk(v);
+    }
+    for (const key of ['items', 'additionalProperties']) walk(node[key]);
+    for (const key of ['anyOf', 'oneOf', 'allOf']) for (const x of (node[key] as unknown[] | undefined) ?? []) walk(x);
+    for (const key of ['$defs', 'definitions']) for (const x of Object.values((node[key] ?? {}) as Record<string, unknown>)) walk(x);
+  };
+  walk(schema);
+  return names;
+}
+
 describe('config JSON Schema', () => {
+  it('every config field is documented (docs/configuration.md, or docs/filters.md for filter configs)', () => {
+    const docs = ['configuration.md', 'filters.md'].map((f) => readFileSync(join(ROOT, 'docs', f), 'utf8')).join('\n');
+    const undocumented = [...fieldNames(JSON.parse(committed))].filter((k) => !k.startsWith('$') && !new RegExp(`\\b${k}\\b`).test(docs));
+    expect(undocumented).toEqual([]);
+  });
+
   it('schema/shuttle.schema.json is what `shuttle schema` prints (run `npm run schema` after changing the config)', async () => {
     const { code, stdout, stderr } = await runCli(['schema']);
     expect(stderr).toBe('');

@@ -12,13 +12,20 @@ export class FrameBuffer {
   private start = 0;
   private end = 0;
 
-  /** Adds a read; returns the undecoded bytes (a view, valid until the next append). */
-  append(chunk: Buffer): Buffer {
+  /** `buf` is a view of a read buffer that the next read overwrites (Node's `onread`). */
+  private borrowed = false;
+
+  /**
+   * Adds a read; returns the undecoded bytes (a view, valid until the next append). `volatile`:
+   * the chunk is a shared read buffer; what is left undecoded is copied out at consumed().
+   */
+  append(chunk: Buffer, volatile = false): Buffer {
     if (this.start === this.end) {
       // Nothing pending: decode straight from the read, no copy.
       this.buf = chunk;
       this.start = 0;
       this.end = chunk.length;
+      this.borrowed = volatile;
       return chunk;
     }
     const pending = this.end - this.start;
@@ -41,6 +48,16 @@ export class FrameBuffer {
     if (this.start === this.end) {
       this.buf = Buffer.alloc(0);
       this.start = this.end = 0;
+      this.borrowed = false;
+    } else if (this.borrowed) {
+      // The start of a frame, in a buffer the next read overwrites: ours now.
+      const pending = this.end - this.start;
+      const own = Buffer.allocUnsafe(Math.max(2 * pending, 4096));
+      this.buf.copy(own, 0, this.start, this.end);
+      this.buf = own;
+      this.start = 0;
+      this.end = pending;
+      this.borrowed = false;
     }
   }
 

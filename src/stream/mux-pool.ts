@@ -12,6 +12,7 @@ import type net from 'node:net';
 import { connectUpstream } from './connector.ts';
 import type { UpstreamTls } from '../net/tls-client.ts';
 import { FrameBuffer } from '../codecs/frame-buffer.ts';
+import { beginBatch, endBatch, SocketOutput } from './socket-output.ts';
 import type { Host } from '../cluster/host.ts';
 import type { WorkerTelemetry } from '../workers/telemetry.ts';
 
@@ -35,6 +36,12 @@ export interface MuxPending<F> {
 
 const ID_SPACE = 2 ** 32;
 
+/** Every upstream RPC connection of a thread reads into this buffer; a read is decoded before the next. */
+const muxReadBuffer = Buffer.allocUnsafeSlow(64 * 1024);
+
+/** Upstream bytes are counted by the connector; backpressure toward upstreams is not applied here. */
+const UNWATCHED = { onWritten() {}, onFull() {} };
+
 export class MuxConnection<F> {
   readonly socket: net.Socket;
   private readonly codec: MuxCodec<F>;
@@ -48,13 +55,20 @@ export class MuxConnection<F> {
   /** No new requests come here: the connection ends once the last one in flight is answered. */
   private draining = false;
   private readonly onGone: (c: MuxConnection<F>) => void;
+  /**
+   * Requests sent during one event leave in one write: at many calls in flight, one client read
+   * carries many frames for the same upstream connection (see socket-output.ts).
+   */
+  private readonly output: SocketOutput;
 
-  constructor(socket: net.Socket, codec: MuxCodec<F>, maxFrameBytes: number, onGone: (c: MuxConnection<F>) => void) {
+  /** `sharedReads`: the socket reads into the thread's shared buffer (onRead); else 'data' events. */
+  constructor(socket: net.Socket, codec: MuxCodec<F>, maxFrameBytes: number, onGone: (c: MuxConnection<F>) => void, sharedReads = false) {
     this.socket = socket;
     this.codec = codec;
     this.maxFrameBytes = maxFrameBytes;
     this.onGone = onGone;
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    this.output = new SocketOutput(socket, UNWATCHED);
+    if (!sharedReads) socket.on('data', (chunk: Buffer) => this.onRead(chunk, false));
     socket.on('error', () => {});
     socket.once('close', () => this.fail(this.connected ? 'closed' : 'connect', new Error(this.connected ? 'upstream connection closed' : 'upstream connect failed')));
   }
@@ -71,7 +85,7 @@ export class MuxConnection<F> {
     this.nextId = (id + 1) % ID_SPACE;
     this.codec.setRequestId(frame, id);
     if (pending) this.pending.set(id, pending);
-    this.socket.write(this.codec.raw(frame));
+    this.output.push(this.codec.raw(frame));
     return id;
   }
 
@@ -88,11 +102,27 @@ export class MuxConnection<F> {
   }
 
   private endIfDrained(): void {
-    if (this.draining && this.pending.size === 0 && !this.closed) this.socket.end();
+    if (this.draining && this.pending.size === 0 && !this.closed) {
+      this.output.flush();
+      this.socket.end();
+    }
   }
 
-  private onData(chunk: Buffer): void {
-    const buf = this.frames.append(chunk);
+  /**
+   * A read. Every answer it completes goes to its client in one write per client connection,
+   * flushed before the next read (`volatile`: the chunk is the shared read buffer, reused then).
+   */
+  onRead(chunk: Buffer, volatile: boolean): void {
+    beginBatch();
+    try {
+      this.onData(chunk, volatile);
+    } finally {
+      endBatch();
+    }
+  }
+
+  private onData(chunk: Buffer, volatile: boolean): void {
+    const buf = this.frames.append(chunk, volatile);
     let offset = 0;
     try {
       for (;;) {
@@ -102,7 +132,7 @@ export class MuxConnection<F> {
         const frame = decoded.frame;
         if (!this.codec.isResponse(frame)) {
           const reply = this.codec.heartbeatReply(frame);
-          if (reply) this.socket.write(reply);
+          if (reply) this.output.push(reply);
           continue;
         }
         const id = this.codec.requestId(frame);
@@ -169,13 +199,23 @@ export class MuxPool<F> {
     // Requests may be written while it connects: they wait in the socket, and fail as `connect`
     // (nothing sent) if it never does.
     let conn: MuxConnection<F> | undefined;
-    const socket = connectUpstream(this.host, this.telemetry, { timeoutMs: this.connectTimeout, tls: this.tls }, (err) => {
+    // Plain TCP reads into the thread's shared buffer: no Buffer and no stream machinery per read.
+    // (A TLS socket reads through its own buffers.)
+    const shared = this.tls === undefined;
+    const socket = connectUpstream(this.host, this.telemetry, {
+      timeoutMs: this.connectTimeout,
+      tls: this.tls,
+      onread: shared ? { buffer: muxReadBuffer, callback: (bytes: number) => {
+        conn?.onRead(muxReadBuffer.subarray(0, bytes), true);
+        return true;
+      } } : undefined,
+    }, (err) => {
       if (!err && conn) conn.connected = true;
     });
     conn = new MuxConnection<F>(socket, this.codec, this.maxFrameBytes, (c) => {
       const i = this.conns.indexOf(c);
       if (i >= 0) this.conns.splice(i, 1);
-    });
+    }, shared);
     this.conns.push(conn);
     return conn;
   }

@@ -1,6 +1,6 @@
 /**
  * A sofa-rpc-node RpcServer in its own process (so a test can kill it), for the Bolt e2e tests.
- *   node test/support/bolt-server.ts PORT NAME
+ *   node test/support/bolt-server.ts PORT NAME [bolt|dubbo]
  * Serves com.example.Echo (echo, slow) and prints "ready" when listening, and "slow call
  * started" when a slow call begins.
  */
@@ -8,10 +8,13 @@ import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
 const { RpcServer } = require('sofa-rpc-node').server;
-const [port, name] = [Number(process.argv[2]), process.argv[3]];
+const [port, name, protocol] = [Number(process.argv[2]), process.argv[3], process.argv[4] ?? 'bolt'];
 const logger = { info() {}, warn() {}, debug() {}, error() {} };
-const server = new RpcServer({ logger, port });
-server.addService({ interfaceName: 'com.example.Echo' }, {
+const dubbo = protocol === 'dubbo';
+// Dubbo services are found by interface and version.
+const server = new RpcServer({ logger, port, ...(dubbo ? { protocol: require('dubbo-remoting') } : {}) });
+const v = dubbo ? { version: '1.0.0' } : {};
+server.addService({ interfaceName: 'com.example.Echo', ...v }, {
   async echo(s: string) {
     return `${name}:${s}`;
   },
@@ -21,7 +24,7 @@ server.addService({ interfaceName: 'com.example.Echo' }, {
     return `${name}:slow`;
   },
 });
-server.addService({ interfaceName: 'com.example.Other' }, {
+server.addService({ interfaceName: 'com.example.Other', ...v }, {
   async who() {
     return `${name}:other`;
   },

@@ -6,12 +6,13 @@
  */
 import type net from 'node:net';
 import { FrameBuffer } from '../../codecs/frame-buffer.ts';
+import { beginBatch, endBatch, SocketOutput, type OutputOwner } from '../../stream/socket-output.ts';
 import { Deadline, deadlines } from '../../stream/deadlines.ts';
 import type { Cluster } from '../../cluster/cluster-manager.ts';
 import type { Host } from '../../cluster/host.ts';
 import type { RpcCall, RpcRoute } from '../../router/rpc-router.ts';
 import { C, H, L } from '../../shared/stats-table.ts';
-import type { MuxFailure } from '../../stream/mux-pool.ts';
+import type { MuxConnection, MuxFailure, MuxPending } from '../../stream/mux-pool.ts';
 import type { MuxPoolRegistry, RpcListenerSnapshot, RpcProxyContext } from './context.ts';
 import type { RpcFailure, RpcProtocol } from './protocol.ts';
 import { ERRORS, type ErrorCode } from '../../errors.ts';
@@ -35,7 +36,7 @@ const FLAG_OF_FAILURE: Partial<Record<RpcFailure, ResponseFlag>> = { no_host: 'U
 /** How long an idle connection is kept during a drain, for a call already on its way. */
 const DRAIN_IDLE_GRACE_MS = 1_000;
 
-export class RpcConnection<F> implements Migratable {
+export class RpcConnection<F> implements Migratable, OutputOwner {
   readonly socket: net.Socket;
   readonly id: string;
   readonly protocol: RpcProtocol<F>;
@@ -43,6 +44,11 @@ export class RpcConnection<F> implements Migratable {
   private readonly onClose: (c: RpcConnection<F>) => void;
   /** Bytes of a frame still arriving. */
   private readonly frames = new FrameBuffer();
+  /**
+   * Answers written during one event (one upstream read often completes many calls) leave in
+   * one write (see stream/socket-output.ts).
+   */
+  private readonly output: SocketOutput;
   private inFlight = 0;
   private draining = false;
   private drainTimer: NodeJS.Timeout | undefined;
@@ -68,6 +74,7 @@ export class RpcConnection<F> implements Migratable {
     this.protocol = protocol;
     this.ctx = ctx;
     this.onClose = onClose;
+    this.output = new SocketOutput(socket, this);
   }
 
   /** What RPC filters see of a call on this connection. */
@@ -89,7 +96,15 @@ export class RpcConnection<F> implements Migratable {
     const s = this.socket;
     const snap = this.ctx.snapshot();
     s.setNoDelay(true);
-    s.on('data', (chunk: Buffer) => this.onData(chunk));
+    s.on('data', (chunk: Buffer) => {
+      // Every call of this read goes upstream in one write per upstream connection.
+      beginBatch();
+      try {
+        this.onData(chunk);
+      } finally {
+        endBatch();
+      }
+    });
     s.on('error', () => {});
     s.on('end', () => {
       // (allowHalfOpen: the answers to calls already sent still go out.)
@@ -150,7 +165,7 @@ export class RpcConnection<F> implements Migratable {
 
   private tryMigrate(): void {
     if (this.migration === undefined || this.cancelFlush !== undefined || this.inFlight > 0) return;
-    this.cancelFlush = whenFlushed([this.socket], () => 0, (ok) => {
+    this.cancelFlush = whenFlushed([this.socket], () => this.output.pending, (ok) => {
       this.cancelFlush = undefined;
       const done = this.migration;
       this.migration = undefined;
@@ -176,6 +191,7 @@ export class RpcConnection<F> implements Migratable {
       this.readingPaused = false;
       this.socket.resume();
     }
+    this.output.flush();
     this.socket.end();
   }
 
@@ -219,19 +235,28 @@ export class RpcConnection<F> implements Migratable {
     this.frames.consumed(offset);
   }
 
+  /** Answers are often views of an upstream read buffer that is reused after this event: copied when joined. */
   write(data: Buffer): void {
     if (this.closed) return;
+    this.output.push(data, true);
+  }
+
+  // ---- OutputOwner --------------------------------------------------------------------------
+
+  onWritten(bytes: number): void {
     const snap = this.ctx.snapshot();
-    snap.telemetry.row[snap.telemetry.layout.listener(snap.listenerIndex) + L.downstream_cx_tx_bytes_total] += data.length;
-    if (!this.socket.write(data) && !this.readingPaused) {
-      // The client is not reading its answers: take no new calls from it until it does.
-      this.readingPaused = true;
-      this.socket.pause();
-      this.socket.once('drain', () => {
-        this.readingPaused = false;
-        this.socket.resume();
-      });
-    }
+    snap.telemetry.row[snap.telemetry.layout.listener(snap.listenerIndex) + L.downstream_cx_tx_bytes_total] += bytes;
+  }
+
+  onFull(): void {
+    if (this.readingPaused) return;
+    // The client is not reading its answers: take no new calls from it until it does.
+    this.readingPaused = true;
+    this.socket.pause();
+    this.socket.once('drain', () => {
+      this.readingPaused = false;
+      this.socket.resume();
+    });
   }
 
   private onFrame(frame: F, snap: RpcListenerSnapshot): void {
@@ -269,7 +294,7 @@ function twoSignificantDigits(ms: number): number {
 }
 
 /** One RPC call through the proxy. */
-class RpcCallRun<F> {
+class RpcCallRun<F> implements MuxPending<F> {
   private readonly conn: RpcConnection<F>;
   private readonly frame: F;
   private readonly call: RpcCall;
@@ -279,7 +304,11 @@ class RpcCallRun<F> {
   private readonly route: RpcRoute | undefined;
   private readonly tried = new Set<Host>();
   private readonly startedAt = performance.now();
-  private cancel: (() => void) | undefined;
+  /** The current try: its host, and the upstream connection and id it was sent under. */
+  private host: Host | undefined;
+  private cluster: Cluster | undefined;
+  private upstream: MuxConnection<F> | undefined;
+  private upstreamId = 0;
   private timer: Deadline | undefined;
   private done = false;
   private retries = 0;
@@ -355,28 +384,46 @@ class RpcCallRun<F> {
     const pools = this.conn.ctx.pools[this.conn.protocol.name] as unknown as MuxPoolRegistry<F>;
     const upstream = pools.get(host, cluster, listener.rpc!, telemetry).connection();
     telemetry.row[telemetry.layout.host(host.index) + H.upstream_rq_total]++;
-    const id = upstream.send(this.frame, this.oneway ? undefined : {
-      onResponse: (resp: F) => this.finish(this.conn.protocol.statusOf(resp), null, host, this.conn.protocol.restoreId(resp, this.clientId)),
-      onFail: (kind: MuxFailure) => {
-        telemetry.row[telemetry.layout.host(host.index) + H.upstream_rq_error]++;
-        // Not sent (connect failed): another host may take it. Sent and lost: only an idempotent
-        // route retries; otherwise the caller decides.
-        if (this.done) return;
-        if (kind === 'connect') return this.attempt(cluster);
-        if (this.retries < (this.route?.retries ?? 0)) {
-          this.retries++;
-          return this.attempt(cluster);
-        }
-        this.fail('upstream_lost', 'SHUTTLE_E_UPSTREAM_RESET', host);
-      },
-    });
-    this.cancel = () => upstream.cancel(id);
+    // The call itself hears the answer (MuxPending): no closure per call.
+    this.host = host;
+    this.cluster = cluster;
+    this.upstream = upstream;
+    this.upstreamId = upstream.send(this.frame, this.oneway ? undefined : this);
     if (this.oneway) this.finish(0, null, host, undefined);
+  }
+
+  // ---- MuxPending: the upstream's answer to the current try --------------------------------------
+
+  onResponse(resp: F): void {
+    this.upstream = undefined;
+    this.finish(this.conn.protocol.statusOf(resp), null, this.host ?? null, this.conn.protocol.restoreId(resp, this.clientId));
+  }
+
+  onFail(kind: MuxFailure): void {
+    this.upstream = undefined;
+    const host = this.host!;
+    const telemetry = this.snap.telemetry;
+    telemetry.row[telemetry.layout.host(host.index) + H.upstream_rq_error]++;
+    // Not sent (connect failed): another host may take it. Sent and lost: only an idempotent
+    // route retries; otherwise the caller decides.
+    if (this.done) return;
+    if (kind === 'connect') return this.attempt(this.cluster!);
+    if (this.retries < (this.route?.retries ?? 0)) {
+      this.retries++;
+      return this.attempt(this.cluster!);
+    }
+    this.fail('upstream_lost', 'SHUTTLE_E_UPSTREAM_RESET', host);
+  }
+
+  /** Forgets the request upstream (timed out, client gone): a late answer is dropped. */
+  private cancelUpstream(): void {
+    this.upstream?.cancel(this.upstreamId);
+    this.upstream = undefined;
   }
 
   private fail(failure: RpcFailure, code: string, host: Host | null, message = code): void {
     if (this.done) return;
-    this.cancel?.();
+    this.cancelUpstream();
     const flag = FLAG_OF_FAILURE[failure];
     if (flag !== undefined) this.flags |= 1 << RESPONSE_FLAG_INDEX[flag];
     let reply: Buffer | undefined;
@@ -395,7 +442,7 @@ class RpcCallRun<F> {
   /** The client went away: forget the upstream request, answer nobody. */
   abandon(): void {
     if (this.done) return;
-    this.cancel?.();
+    this.cancelUpstream();
     this.finish(-1, 'SHUTTLE_E_DOWNSTREAM_RESET', null, undefined);
   }
 

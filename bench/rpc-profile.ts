@@ -1,0 +1,62 @@
+/**
+ * Where the Bolt proxy path spends its time: Shuttle (1 thread) under sofa-rpc-node load with
+ * 128 calls in flight, profiled by its worker (SHUTTLE_CPU_PROFILE_DIR); prints the top functions
+ * by self time. `node bench/rpc-profile.ts` (env: SECONDS=6 CONCURRENCY=128)
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { cpuSeconds, freePort, startShuttle, stop } from './support/lib.ts';
+
+const SECONDS = Number(process.env.SECONDS ?? 6);
+const CONCURRENCY = Number(process.env.CONCURRENCY ?? 128);
+const require = createRequire(import.meta.url);
+const { RpcClient } = require('sofa-rpc-node').client;
+const quiet = { info() {}, warn() {}, debug() {}, error() {} };
+const profDir = mkdtempSync(join(tmpdir(), 'shuttle-rpc-prof-'));
+process.env.SHUTTLE_CPU_PROFILE_DIR = profDir;
+
+const upstreamPort = await freePort();
+const server = spawn(process.execPath, [fileURLToPath(new URL('../test/support/bolt-server.ts', import.meta.url)), String(upstreamPort), 'bench'], { stdio: ['ignore', 'pipe', 'inherit'] });
+await new Promise<void>((resolve) => server.stdout!.on('data', (d) => String(d).includes('ready') && resolve()));
+const port = await freePort();
+const shuttle = await startShuttle({
+  listeners: [{ name: 'rpc', address: `127.0.0.1:${port}`, protocol: 'bolt', access_log: false, rpc: { routes: [{ cluster: 'echo' }] } }],
+  clusters: [{ name: 'echo', hosts: [`127.0.0.1:${upstreamPort}`] }],
+}, 1);
+const client = new RpcClient({ logger: quiet });
+await client.ready();
+const consumer = client.createConsumer({ interfaceName: 'com.example.Echo', serverHost: `127.0.0.1:${port}` });
+await consumer.ready();
+const before = cpuSeconds(shuttle.pid!);
+let calls = 0;
+const deadline = Date.now() + SECONDS * 1000;
+await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
+  while (Date.now() < deadline && calls < 5_000_000) {
+    await consumer.invoke('echo', ['x'], { responseTimeout: 5_000 });
+    calls++;
+  }
+}));
+const cpu = cpuSeconds(shuttle.pid!) - before;
+await client.close();
+await stop(shuttle);
+server.kill('SIGKILL');
+console.log(`${calls} calls, ${(calls / SECONDS).toFixed(0)}/s, proxy CPU ${((cpu * 1e6) / calls).toFixed(1)} µs/call (profiling on: ~10% more)`);
+
+interface Node { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount: number }
+for (const f of readdirSync(profDir).filter((f) => f.endsWith('.cpuprofile'))) {
+  const p = JSON.parse(readFileSync(join(profDir, f), 'utf8')) as { nodes: Node[] };
+  const self = new Map<string, number>();
+  let total = 0;
+  for (const n of p.nodes) {
+    const url = n.callFrame.url.replace(/^.*\/(src|node_modules)\//, '$1/');
+    const key = `${n.callFrame.functionName || '(anon)'} ${url}:${n.callFrame.lineNumber + 1}`;
+    self.set(key, (self.get(key) ?? 0) + n.hitCount);
+    total += n.hitCount;
+  }
+  console.log(`\n${f}: top self time`);
+  for (const [k, v] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 40)) console.log(`${((100 * v) / total).toFixed(1).padStart(5)}%  ${k}`);
+}
