@@ -101,7 +101,7 @@ export class XdsManager {
     this.dns = new DnsResolvers(
       (cluster) => {
         this.logger.info({ cluster, hosts: this.dns.hosts(cluster)?.map((h) => h.address) }, 'xds: DNS cluster resolved');
-        this.refresh();
+        this.refresh('dns');
       },
       (cluster, err) => this.logger.warn({ cluster, err: err.message }, 'xds: DNS lookup failed; the addresses found before stay'),
     );
@@ -190,15 +190,17 @@ export class XdsManager {
     for (const p of crossReferenceProblems(composed.config)) problems.push(`${this.describePath(composed.config, p.path)}: ${p.message}`);
     if (!parsed.success || problems.length > 0) return `${type} version ${version}: the config it makes is invalid: ${problems.slice(0, 5).join('; ')}`;
 
-    // Accepted.
+    // Accepted: each resource keeps the version that last changed it.
     const now = new Date().toISOString();
     const s = this.status.types[type];
-    const before = typeUrl === TYPE.cluster ? this.state.clusters : typeUrl === TYPE.listener ? this.state.listeners : typeUrl === TYPE.endpoint ? this.state.endpoints : this.state.routes;
+    const before = ofType(this.state, typeUrl);
+    const after = ofType(next, typeUrl);
     for (const r of resources) {
-      const after = (typeUrl === TYPE.cluster ? next.clusters : typeUrl === TYPE.listener ? next.listeners : typeUrl === TYPE.endpoint ? next.endpoints : next.routes).get(r.name);
-      if (JSON.stringify(before.get(r.name)) !== JSON.stringify(after) || !s.resources[r.name] || (r.version !== undefined && s.resources[r.name].version !== r.version)) s.resources[r.name] = { version: r.version ?? version, last_update: now };
+      const known = s.resources[r.name];
+      const changed = !known || JSON.stringify(before.get(r.name)) !== JSON.stringify(after.get(r.name)) || (r.version !== undefined && known.version !== r.version);
+      if (changed) s.resources[r.name] = { version: r.version ?? version, last_update: now };
     }
-    for (const n of Object.keys(s.resources)) if (!(typeUrl === TYPE.cluster ? next.clusters : typeUrl === TYPE.listener ? next.listeners : typeUrl === TYPE.endpoint ? next.endpoints : next.routes).has(n)) delete s.resources[n];
+    for (const n of Object.keys(s.resources)) if (!after.has(n)) delete s.resources[n];
     s.version = version;
     s.last_update = now;
     s.accepted++;
@@ -229,12 +231,12 @@ export class XdsManager {
     if (!warming || timeout === 0 || this.warmingTimer) return;
     this.warmingTimer = setTimeout(() => {
       this.warmingTimer = undefined;
-      this.refresh();
+      this.refresh('initial_fetch_timeout');
     }, timeout + 10).unref();
   }
 
-  /** Composes the accepted resources again (a warming deadline passed) and applies what that makes. */
-  private refresh(): void {
+  /** Composes the accepted resources again (a DNS answer, a warming deadline) and applies what that makes. */
+  private refresh(cause: 'dns' | 'initial_fetch_timeout'): void {
     const composed = this.compose(this.state);
     const parsed = xdsConfigSchema.safeParse(composed.config);
     const problems = parsed.success ? crossReferenceProblems(composed.config) : parsed.error.issues;
@@ -247,7 +249,7 @@ export class XdsManager {
     this.status.warming = { clusters: composed.warmingClusters, listeners: composed.warmingListeners };
     if (composed.warmingClusters.length === 0) this.startLds();
     this.armWarmingTimer(composed.warmingClusters.length > 0);
-    this.schedule(deepFreeze(parsed.data) as ShuttleConfig, 'initial_fetch_timeout');
+    this.schedule(deepFreeze(parsed.data) as ShuttleConfig, cause);
   }
 
   /**
@@ -365,6 +367,13 @@ export class XdsManager {
       if (this.pending) this.schedule(this.pending.config, this.pending.cause);
     });
   }
+}
+
+/** The accepted resources of one type, by name. */
+function ofType(state: Accepted, typeUrl: TypeUrl): Map<string, unknown> {
+  if (typeUrl === TYPE.cluster) return state.clusters;
+  if (typeUrl === TYPE.listener) return state.listeners;
+  return typeUrl === TYPE.endpoint ? state.endpoints : state.routes;
 }
 
 /** Clusters a listener's routes or TCP proxy send to. */
