@@ -299,6 +299,7 @@ describe('local_ratelimit', () => {
    */
   const expectWithinLimit = (ok: number, elapsedMs: number) => {
     const expected = limitOf(elapsedMs);
+    console.log(`local_ratelimit: ${ok} passed of ${expected.toFixed(1)} allowed over ${elapsedMs.toFixed(0)} ms (${((100 * (ok - expected)) / expected).toFixed(1)}%)`);
     expect(ok).toBeLessThanOrEqual(expected * 1.05);
     expect(ok).toBeGreaterThanOrEqual(expected * 0.6);
   };

@@ -84,12 +84,14 @@ describe('gRPC across reloads and upgrades', () => {
       const r = await runCli(['upgrade', '--pid-file', pidFile], { timeoutMs: 60_000 });
       expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
       pids.push(Number(readFileSync(pidFile, 'utf8')));
-      // The old process drains its HTTP/2 connections (GOAWAY) and exits by the drain deadline.
+      // The old process moves its HTTP/2 connections to the new one between streams (or drains
+      // them with GOAWAY) and exits by the drain deadline.
       await eventually(async () => alive(old), (a) => !a, drainMs + 2_000 + 15_000);
     }
     await Promise.all(loops.map((l) => l.stop()));
     const counts = loops.map((l) => l.counts);
-    console.log(`gRPC x20 reloads x3 upgrades: ${counts.map((c) => `${c.ok} ok / ${c.failed + c.refused} failed`).join(', ')}; stream ${await streamed} messages; served by ${[...seen].join(', ')}`);
+    const moved = first.logs.filter((l) => l.msg === 'upgrade: connections moved to the new process').map((l) => ({ migrated: l.migrated, drained: l.drained_by_reason, ms: l.ms }));
+    console.log(`gRPC x20 reloads x3 upgrades: ${counts.map((c) => `${c.ok} ok / ${c.failed + c.refused} failed`).join(', ')}; stream ${await streamed} messages; served by ${[...seen].join(', ')}; connection migration per upgrade ${JSON.stringify(moved)}`);
     for (const c of counts) expect({ ...c, ok: c.ok > 50 }).toEqual({ ok: true, refused: 0, failed: 0, errors: [] });
     expect(await streamed).toBe(4000);
     expect(seen).toEqual(new Set(['blue', 'green']));

@@ -245,8 +245,8 @@ export const configSchema = z.object({
   /** How long a new process may take to become ready in an upgrade before it is rolled back. */
   upgrade_timeout: duration.default(30_000),
   /**
-   * In an upgrade, move established connections (HTTP/1, Bolt, Dubbo, TCP) to the new process
-   * instead of draining them; false: drain as before.
+   * In an upgrade, move established connections (HTTP/1, HTTP/2, Bolt, Dubbo, TCP) to the new
+   * process instead of draining them; false: drain as before.
    */
   connection_migration: z.boolean().default(true),
   listeners: z.array(listener).min(1, 'at least one listener is required'),

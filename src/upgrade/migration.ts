@@ -27,17 +27,22 @@
  * in the new one (a close sends FIN only when the last descriptor goes; nothing may shutdown()).
  *
  * Safe points (nothing half-read, nothing unsent):
- *   HTTP/1: between requests. Bolt/Dubbo: reading stops at once (new calls wait in the kernel),
+ *   HTTP/1: between requests. HTTP/2 (our own codec, so its state is ours to carry): reading
+ *   stops once every open stream's request is complete, the responses go out, then the HPACK
+ *   decoder table, settings and windows travel (the new encoder empties the peer's table). Bolt/Dubbo: reading stops at once (new calls wait in the kernel),
  *   calls in flight finish, a frame still arriving travels as `unread` bytes. TCP: reading stops
  *   both ways, what was read is written on, both sockets flush; the upstream connection moves too
- *   (the upstream never sees a new connection). HTTP/2 (HPACK state lives in nghttp2) and TLS
- *   (keys live in OpenSSL) cannot move: they drain as before (GOAWAY, Connection: close).
+ *   (the upstream never sees a new connection). TLS (keys live in OpenSSL) cannot move: it
+ *   drains as before (GOAWAY, Connection: close).
  */
 import type net from 'node:net';
+import type { Http2MigratedState } from '../codecs/http2/connection.ts';
 
 /** What the new process needs to go on serving a moved connection. */
 export type MigratedState =
   | { kind: 'http1'; listener: string; unread?: Uint8Array }
+  /** Between streams (or with only responses left, sent first): HPACK table, settings, windows. */
+  | { kind: 'http2'; listener: string; h2: Http2MigratedState }
   | { kind: 'bolt'; listener: string; unread?: Uint8Array }
   | { kind: 'dubbo'; listener: string; unread?: Uint8Array }
   /** sockets: [downstream, upstream]. */
@@ -57,7 +62,7 @@ export interface MigrationReady {
 export type MigrationDone = (result: MigrationReady | FallbackReason) => void;
 
 /** Why a connection drained instead of moving (a metric label). */
-export type FallbackReason = 'tls' | 'http2' | 'half_closed' | 'connecting' | 'deadline' | 'closed' | 'refused' | 'aborted' | 'unsupported';
+export type FallbackReason = 'tls' | 'half_closed' | 'connecting' | 'deadline' | 'closed' | 'refused' | 'aborted' | 'unsupported';
 
 /** A connection that can move: starts waiting for its safe point; returns a cancel. */
 export interface Migratable {

@@ -85,6 +85,12 @@ export class OutgoingMigration {
     this.posted.clear();
   }
 
+  /** The connection is on its way to the new process: only a rollback gives it back. */
+  holds(c: Connection): boolean {
+    for (const p of this.posted.values()) if (p.conn === c) return true;
+    return false;
+  }
+
   /** A connection closed (its client left, or a drain deadline). */
   forget(c: Connection): void {
     if (this.waiting.delete(c)) this.checkSettled();

@@ -52,6 +52,7 @@ import type { BoundListener, MainToWorker, WorkerInit, WorkerToMain } from './me
 import { startProfiler } from './profiler.ts';
 import { OutgoingMigration } from './outgoing-migration.ts';
 import type { MigratedState } from '../upgrade/migration.ts';
+import type { Http2MigratedState } from '../codecs/http2/connection.ts';
 import { WorkerTelemetry } from './telemetry.ts';
 
 const init = workerData as WorkerInit;
@@ -315,8 +316,8 @@ function startTcp(socket: net.Socket, id: string, entry: ListenerRuntime, cluste
   session.start();
 }
 
-function startHttp(socket: net.Socket, id: string, protocol: HttpProtocol, ctx: HttpProxyContext, listenerName: string, first?: Buffer, tls?: TlsInfo): void {
-  const c = new HttpConnectionManager(socket, id, protocol, ctx, closed, tls);
+function startHttp(socket: net.Socket, id: string, protocol: HttpProtocol, ctx: HttpProxyContext, listenerName: string, first?: Buffer, tls?: TlsInfo, resumed?: Http2MigratedState): void {
+  const c = new HttpConnectionManager(socket, id, protocol, ctx, closed, tls, resumed);
   open.set(c, listenerName);
   c.start(first !== undefined && first.length > 0 ? first : undefined);
 }
@@ -390,7 +391,8 @@ function drain(deadlineMs: number): void {
   // close with the worker.
   logger.info({ open: open.size, deadline_ms: deadlineMs }, 'draining');
   if (open.size === 0) return exit();
-  for (const c of open.keys()) c.drain();
+  // (One on its way to the new process is not ours to end: the new process may serve it already.)
+  for (const c of open.keys()) if (!migration.holds(c)) c.drain();
   setTimeout(() => {
     logger.warn({ open: open.size }, 'drain deadline passed; closing the remaining connections');
     for (const c of open.keys()) c.abort(new ShuttleError('SHUTTLE_E_DRAIN_DEADLINE', 'internal'));
@@ -420,9 +422,10 @@ function adopt(id: string, state: MigratedState, sockets: net.Socket[]): void {
   socket.allowHalfOpen = true;
   const connId = `${init.workerId}-${++connectionSeq}`;
   const unread = 'unread' in state && state.unread !== undefined ? Buffer.from(state.unread) : undefined;
-  if (state.kind === 'http1') {
+  if (state.kind === 'http1' || state.kind === 'http2') {
     if (!entry.http) return refuse(`listener ${state.listener} serves no HTTP now`);
-    startHttp(socket, connId, 'HTTP/1.1', entry.http, entry.config.name, unread);
+    if (state.kind === 'http2') startHttp(socket, connId, 'HTTP/2', entry.http, entry.config.name, undefined, undefined, state.h2);
+    else startHttp(socket, connId, 'HTTP/1.1', entry.http, entry.config.name, unread);
   } else if (state.kind === 'bolt') {
     if (!entry.rpc) return refuse(`listener ${state.listener} serves no RPC now`);
     startRpc(socket, connId, boltProtocol, entry.rpc, entry.config.name, unread);

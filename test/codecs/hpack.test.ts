@@ -562,3 +562,34 @@ describe('HPACK decoder header list limit', () => {
     expect(d.decode(e2.encode(['x-b', 'bbbb'])).headers).toEqual(['x-b', 'bbbb']);
   });
 });
+
+describe('HPACK state across processes (connection migration)', () => {
+  it('a decoder imported from another goes on decoding what the peer encodes against the old table', () => {
+    const peer = new HpackEncoder();
+    const before = decoder();
+    const fields = ['x-token', 'a'.repeat(60), 'x-user', 'alice', 'cookie', 'c'.repeat(30)];
+    for (let i = 0; i < 5; i++) before.decode(peer.encode(fields));
+    const moved = decoder();
+    moved.importState(before.exportState());
+    expect(moved.dynamicTable()).toEqual(before.dynamicTable());
+    expect(moved.dynamicTableSize).toBe(before.dynamicTableSize);
+    // The peer now sends indices into the table it thinks we have.
+    const block = peer.encode(fields);
+    expect(block.length).toBeLessThan(10);
+    expect(moved.decode(block).headers).toEqual(fields);
+  });
+
+  it('an encoder that does not know the peer table empties it with a size update first', () => {
+    const old = new HpackEncoder();
+    const peer = decoder();
+    const fields = ['x-token', 'b'.repeat(60)];
+    peer.decode(old.encode(fields));
+    expect(peer.dynamicTable().length).toBe(2);
+    const fresh = new HpackEncoder();
+    fresh.forgetPeerTable();
+    const block = fresh.encode(fields);
+    expect(block[0]).toBe(0x20); // size update to 0: the peer's table empties
+    expect(peer.decode(block).headers).toEqual(fields);
+    expect(peer.dynamicTable()).toEqual(fields); // and both tables start again together
+  });
+});

@@ -30,12 +30,25 @@ import {
   DEFAULT_MAX_FRAME_SIZE, DEFAULT_WINDOW, ERROR_NAMES, ErrorCode, Flag, FRAME_HEADER_BYTES, FrameType, frameHeader,
   goAwayFrame, MAX_WINDOW, pingFrame, PREFACE, rstStreamFrame, Setting, SETTINGS_ACK, settingsFrame, windowUpdateFrame,
 } from './frames.ts';
-import { HpackDecoder, HpackEncoder, HpackError } from './hpack.ts';
+import { HpackDecoder, HpackEncoder, HpackError, type HpackDecoderState } from './hpack.ts';
+import { resumeReading, stopReading } from '../../upgrade/migration.ts';
 import { checkFields } from './fields.ts';
 
 export type Role = 'server' | 'client';
 
 /** What we advertise and enforce. */
+/** An HTTP/2 connection between streams, as another process takes it over (connection migration). */
+export interface Http2MigratedState {
+  local: LocalSettings;
+  decoder: HpackDecoderState;
+  peer: { maxConcurrentStreams: number; initialWindow: number; maxFrameSize: number; headerTableSize: number };
+  sendWindow: number;
+  recvWindow: number;
+  recvUnacked: number;
+  lastPeerStreamId: number;
+  nextStreamId: number;
+}
+
 export interface LocalSettings {
   readonly maxConcurrentStreams: number;
   readonly initialStreamWindow: number;
@@ -72,6 +85,8 @@ export interface Http2ConnectionOptions {
   readonly counterIndex?: Readonly<Record<AbuseKind, number>>;
   /** A connection error (ours to report: malformed input, a flood). */
   readonly onError: (error: ShuttleError) => void;
+  /** A connection moved here from the process this one upgraded, in that state (server side). */
+  readonly resumed?: Http2MigratedState;
 }
 
 export type AbuseKind = 'rapid_reset' | 'continuation_flood' | 'header_list_too_large' | 'control_frame_flood' | 'empty_frame_flood' | 'refused_stream' | 'stalled_stream';
@@ -138,6 +153,7 @@ export abstract class Http2Connection implements OutputOwner {
   peerMaxConcurrentStreams = MAX_WINDOW;
   peerInitialWindow = DEFAULT_WINDOW;
   private peerMaxFrameSize = DEFAULT_MAX_FRAME_SIZE;
+  private peerHeaderTableSize = 4096;
   private peerSettingsReceived = false;
 
   /** What we may still send on the connection; what the peer may still send us. */
@@ -195,6 +211,25 @@ export abstract class Http2Connection implements OutputOwner {
     const s = this.socket;
     const l = this.opts.local;
     s.setNoDelay(true);
+    if (this.opts.resumed !== undefined) this.resume(this.opts.resumed);
+    else this.greet(l);
+    s.on('data', (chunk: Buffer) => {
+      beginBatch();
+      try {
+        this.onData(chunk);
+      } finally {
+        endBatch();
+      }
+    });
+    s.on('end', () => this.onEnd());
+    s.on('error', () => {});
+    s.once('close', () => this.onClose());
+    if (initial) this.onData(initial);
+    s.resume();
+  }
+
+  /** A new connection: our preface (client) and SETTINGS. */
+  private greet(l: LocalSettings): void {
     if (this.role === 'client') this.output.push(PREFACE);
     const settings: [number, number][] = [
       [Setting.MAX_CONCURRENT_STREAMS, l.maxConcurrentStreams],
@@ -210,19 +245,63 @@ export abstract class Http2Connection implements OutputOwner {
       this.output.push(windowUpdateFrame(0, l.connectionWindow - DEFAULT_WINDOW));
       this.recvWindow = l.connectionWindow;
     }
-    s.on('data', (chunk: Buffer) => {
-      beginBatch();
-      try {
-        this.onData(chunk);
-      } finally {
-        endBatch();
-      }
-    });
-    s.on('end', () => this.onEnd());
-    s.on('error', () => {});
-    s.once('close', () => this.onClose());
-    if (initial) this.onData(initial);
-    s.resume();
+  }
+
+  // ---- connection migration (upgrade/migration.ts) --------------------------------------------
+
+  /**
+   * Stops reading once nothing of the peer's is half-read: no partial frame or header block, the
+   * handshake done, and every open stream's request received to its end (their responses may
+   * still go out; new streams wait in the kernel for the new process). False: not now.
+   */
+  pauseForMigration(): boolean {
+    if (this.dead || this.goAwaySent || this.goAwayPending || this.goAwayReceived >= 0) return false;
+    if (this.carry !== undefined || this.blockStream !== 0 || this.settingsAcksPending > 0 || !this.prefaceSeen || !this.peerSettingsReceived) return false;
+    if (this.socket.readableLength > 0) return false;
+    for (const st of this.streams.values()) if (!st.remoteEnded) return false;
+    stopReading(this.socket);
+    return true;
+  }
+
+  resumeAfterMigration(): void {
+    resumeReading(this.socket);
+  }
+
+  /**
+   * Once no stream is left: what another process needs to go on with this connection. Our HPACK
+   * encoder's table is not carried: the new one empties the peer's at its first block.
+   */
+  migrationState(): Http2MigratedState | undefined {
+    if (this.streams.size > 0 || this.blocked.size > 0 || this.dead) return undefined;
+    return {
+      local: this.opts.local,
+      decoder: this.hpackIn.exportState(),
+      peer: { maxConcurrentStreams: this.peerMaxConcurrentStreams, initialWindow: this.peerInitialWindow, maxFrameSize: this.peerMaxFrameSize, headerTableSize: this.peerHeaderTableSize },
+      sendWindow: this.sendWindow,
+      recvWindow: this.recvWindow,
+      recvUnacked: this.recvUnacked,
+      lastPeerStreamId: this.lastPeerStreamId,
+      nextStreamId: this.nextStreamId,
+    };
+  }
+
+  /** Takes over a connection moved from another process: no preface, no SETTINGS (both were done). */
+  private resume(m: Http2MigratedState): void {
+    this.prefaceSeen = true;
+    this.firstFrameSeen = true;
+    this.peerSettingsReceived = true;
+    this.peerMaxConcurrentStreams = m.peer.maxConcurrentStreams;
+    this.peerInitialWindow = m.peer.initialWindow;
+    this.peerMaxFrameSize = m.peer.maxFrameSize;
+    this.peerHeaderTableSize = m.peer.headerTableSize;
+    this.hpackOut.setPeerMaxTableSize(m.peer.headerTableSize);
+    this.hpackOut.forgetPeerTable();
+    this.hpackIn.importState(m.decoder);
+    this.sendWindow = m.sendWindow;
+    this.recvWindow = m.recvWindow;
+    this.recvUnacked = m.recvUnacked;
+    this.lastPeerStreamId = m.lastPeerStreamId;
+    this.nextStreamId = m.nextStreamId;
   }
 
   get activeStreams(): number {
@@ -564,7 +643,8 @@ export abstract class Http2Connection implements OutputOwner {
       const value = payload.readUInt32BE(i + 2);
       switch (id) {
         case Setting.HEADER_TABLE_SIZE:
-          this.hpackOut.setPeerMaxTableSize(Math.min(value, 65_536));
+          this.peerHeaderTableSize = Math.min(value, 65_536);
+          this.hpackOut.setPeerMaxTableSize(this.peerHeaderTableSize);
           break;
         case Setting.ENABLE_PUSH:
           if (value > 1 || (this.role === 'client' && value === 1)) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'invalid SETTINGS_ENABLE_PUSH');

@@ -220,6 +220,14 @@ export interface HpackDecodeResult {
   neverIndexed: string[] | undefined;
 }
 
+export interface HpackDecoderState {
+  /** [name, value, …], oldest first. */
+  entries: string[];
+  tableMaxSize: number;
+  maxTableSize: number;
+  requiredUpdate: number;
+}
+
 export class HpackDecoder {
   private readonly table: DynamicTable;
   private maxTableSize: number;
@@ -257,6 +265,28 @@ export class HpackDecoder {
   /** Size of the dynamic table in RFC 7541 terms (for tests and diagnostics). */
   get dynamicTableSize(): number {
     return this.table.size;
+  }
+
+  /**
+   * The table's state, to go on decoding in another process (connection migration): what the
+   * peer's encoder believes our table holds must stay exactly so.
+   */
+  exportState(): HpackDecoderState {
+    const entries: string[] = [];
+    for (let i = this.table.count; i >= 1; i--) entries.push(this.table.nameAt(i), this.table.valueAt(i));
+    return { entries, tableMaxSize: this.table.maxSize, maxTableSize: this.maxTableSize, requiredUpdate: this.requiredUpdate };
+  }
+
+  /** A fresh decoder takes over exportState()'s table (oldest entries first). */
+  importState(state: HpackDecoderState): void {
+    checkSize('maxTableSize', state.maxTableSize);
+    checkSize('tableMaxSize', state.tableMaxSize);
+    this.maxTableSize = state.maxTableSize;
+    this.table.setMaxSize(state.tableMaxSize);
+    while (this.table.count > 0) this.table.setMaxSize(0);
+    this.table.setMaxSize(state.tableMaxSize);
+    for (let i = 0; i + 1 < state.entries.length; i += 2) this.table.add(state.entries[i], state.entries[i + 1]);
+    this.requiredUpdate = state.requiredUpdate;
   }
 
   /** Our advertised SETTINGS_HEADER_TABLE_SIZE changed and the peer acknowledged it. */
@@ -527,6 +557,16 @@ export class HpackEncoder {
     // The peer's decoder starts at the default size; announce ours first if it is smaller.
     this.table = new EncoderTable(DEFAULT_HEADER_TABLE_SIZE);
     this.setPeerMaxTableSize(DEFAULT_HEADER_TABLE_SIZE);
+  }
+
+  /**
+   * The peer's decoder table is unknown to this encoder (a connection moved here from another
+   * process): the next block opens with a size update to 0, which empties it, then the size this
+   * encoder uses (RFC 7541 §4.2), so both tables start empty together.
+   */
+  forgetPeerTable(): void {
+    if (this.pendingFinal < 0) this.pendingFinal = Math.min(this.ownMaxTableSize, this.table.maxSize);
+    this.pendingLowest = 0;
   }
 
   /** The peer's SETTINGS_HEADER_TABLE_SIZE (from its SETTINGS frame). */

@@ -8,7 +8,7 @@ import type { ShuttleError } from '../../errors.ts';
 import type { ServerCodec, ServerCodecCallbacks } from '../../layers.ts';
 import { L } from '../../shared/stats-table.ts';
 import type { HeaderMap } from '../../stream/header-map.ts';
-import { Http2Connection, type AbuseCounters, type AbuseKind, type Http2Stream } from './connection.ts';
+import { Http2Connection, type AbuseCounters, type AbuseKind, type Http2MigratedState, type Http2Stream } from './connection.ts';
 
 export interface Http2ServerOptions {
   readonly settings: Http2OptionsConfig;
@@ -23,6 +23,8 @@ export interface Http2ServerOptions {
   /** Reset a response stream whose client keeps its window shut this long (stream_idle_timeout). */
   readonly sendStallTimeoutMs: number;
   readonly onError: (error: ShuttleError) => void;
+  /** A connection moved here from the process this one upgraded (its settings stay as they were). */
+  readonly resumed?: Http2MigratedState;
 }
 
 /** Where each kind of abuse is counted in a listener's stats block. */
@@ -44,7 +46,7 @@ export class Http2ServerCodec extends Http2Connection implements ServerCodec {
     const s = opts.settings;
     super(socket, {
       role: 'server',
-      local: {
+      local: opts.resumed?.local ?? {
         maxConcurrentStreams: s.max_concurrent_streams,
         initialStreamWindow: s.initial_stream_window_size,
         connectionWindow: s.initial_connection_window_size,
@@ -52,6 +54,7 @@ export class Http2ServerCodec extends Http2Connection implements ServerCodec {
         headerTableSize: s.header_table_size,
         maxHeaderListSize: opts.maxHeaderListSize,
       },
+      resumed: opts.resumed,
       maxResetRatio: s.max_reset_stream_ratio,
       scheme: opts.scheme,
       maxRequestBodyBytes: opts.maxRequestBodyBytes,

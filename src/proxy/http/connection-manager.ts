@@ -12,6 +12,7 @@
 import type net from 'node:net';
 import { Http1ServerCodec } from '../../codecs/http1/server-codec.ts';
 import { Http2ServerCodec } from '../../codecs/http2/server-codec.ts';
+import type { Http2MigratedState } from '../../codecs/http2/connection.ts';
 import type { ShuttleError } from '../../errors.ts';
 import type { ServerCodec, ServerCodecCallbacks, StreamDecoder, StreamEncoder } from '../../layers.ts';
 import { L } from '../../shared/stats-table.ts';
@@ -37,11 +38,15 @@ export class HttpConnectionManager implements ServerCodecCallbacks, DownstreamCo
   /** Waiting for an idle moment to move to the new process (an upgrade). */
   private migration: MigrationDone | undefined;
   private cancelFlush: (() => void) | undefined;
+  /** Reading is stopped for the migration (a cancel or rollback restarts it). */
+  private paused = false;
+  private h2Retry: NodeJS.Timeout | undefined;
 
   /** The connection's TLS (SNI, ALPN, the client's identity), when it has one. */
   readonly tls: TlsInfo | undefined;
 
-  constructor(socket: net.Socket, id: string, protocol: HttpProtocol, ctx: HttpProxyContext, onClosed: (c: HttpConnectionManager) => void, tls?: TlsInfo) {
+  /** `resumed`: an HTTP/2 connection moved here from the process this one upgraded. */
+  constructor(socket: net.Socket, id: string, protocol: HttpProtocol, ctx: HttpProxyContext, onClosed: (c: HttpConnectionManager) => void, tls?: TlsInfo, resumed?: Http2MigratedState) {
     this.socket = socket;
     this.id = id;
     this.tls = tls;
@@ -53,7 +58,7 @@ export class HttpConnectionManager implements ServerCodecCallbacks, DownstreamCo
     const stats = { row: snap.telemetry.row, rxCell: listenerBase + L.downstream_cx_rx_bytes_total, txCell: listenerBase + L.downstream_cx_tx_bytes_total };
     const onError = (error: ShuttleError) => this.codecError(error);
     this.codec = protocol === 'HTTP/2'
-      ? new Http2ServerCodec(socket, this, { settings: http.http2, maxHeaderListSize: http.max_request_headers_kb * 1024, maxRequestBodyBytes: http.max_request_body_bytes, maxHeaders: http.max_headers, scheme: tls ? 'https' : 'http', stats, onError, counters: { row: snap.telemetry.row, base: listenerBase }, sendStallTimeoutMs: http.stream_idle_timeout })
+      ? new Http2ServerCodec(socket, this, { settings: http.http2, maxHeaderListSize: http.max_request_headers_kb * 1024, maxRequestBodyBytes: http.max_request_body_bytes, maxHeaders: http.max_headers, scheme: tls ? 'https' : 'http', stats, onError, counters: { row: snap.telemetry.row, base: listenerBase }, sendStallTimeoutMs: http.stream_idle_timeout, resumed })
       : new Http1ServerCodec(socket, this, { limits: { maxHeadBytes: http.max_request_headers_kb * 1024, maxHeaders: http.max_headers }, maxBodyBytes: http.max_request_body_bytes, headersTimeout: deadlines.queue(http.request_headers_timeout), scheme: tls ? 'https' : 'http', tunnelIdleTimeoutMs: snap.listener.idle_timeout, stats, onError });
     this.idleQueue = deadlines.queue(snap.listener.idle_timeout);
     this.idleTimer = new Deadline(() => this.codec.close());
@@ -91,33 +96,66 @@ export class HttpConnectionManager implements ServerCodecCallbacks, DownstreamCo
 
   /**
    * Connection migration: HTTP/1 moves between requests (at once if idle, else when the response
-   * in flight is done). HTTP/2 (HPACK state in nghttp2) and TLS cannot move: they drain.
+   * in flight is done); HTTP/2 once every request it has is complete and answered (reading stops
+   * first: new streams wait for the new process). TLS cannot move: it drains.
    */
   startMigration(done: MigrationDone): () => void {
     if (this.tls || isTlsSocket(this.socket)) {
       done('tls');
       return noop;
     }
-    if (!(this.codec instanceof Http1ServerCodec)) {
-      done('http2');
-      return noop;
-    }
     this.migration = done;
-    this.tryMigrate();
+    if (this.codec instanceof Http2ServerCodec) this.tryMigrateH2();
+    else this.tryMigrate();
     return () => {
       this.migration = undefined;
-      if (this.cancelFlush === undefined) return;
-      // Paused already: this process goes on serving it.
-      this.cancelFlush();
+      clearTimeout(this.h2Retry);
+      this.cancelFlush?.();
       this.cancelFlush = undefined;
+      if (!this.paused) return;
+      // Paused already: this process goes on serving it.
+      this.paused = false;
       this.idleTimer.arm(this.idleQueue);
-      (this.codec as Http1ServerCodec).resumeAfterMigration();
+      if (this.codec instanceof Http2ServerCodec) this.codec.resumeAfterMigration();
+      else (this.codec as Http1ServerCodec).resumeAfterMigration();
     };
+  }
+
+  /** HTTP/2: reading stopped? then streams done? then flushed: ready. Polled (a stream's request end is no event here). */
+  private tryMigrateH2(): void {
+    const codec = this.codec as Http2ServerCodec;
+    this.h2Retry = undefined;
+    if (this.migration === undefined || this.cancelFlush !== undefined) return;
+    if (!this.paused && codec.pauseForMigration()) this.paused = true;
+    const state = this.paused ? codec.migrationState() : undefined;
+    if (state === undefined) {
+      this.h2Retry = setTimeout(() => this.tryMigrateH2(), H2_MIGRATION_POLL_MS);
+      return;
+    }
+    this.idleTimer.cancel();
+    this.cancelFlush = whenFlushed([this.socket], () => codec.output.pending, (ok) => {
+      this.cancelFlush = undefined;
+      const done = this.migration;
+      this.migration = undefined;
+      if (!done) return;
+      if (!ok) return done('closed');
+      done({
+        sockets: [this.socket],
+        state: { kind: 'http2', listener: this.snap.listener.name, h2: state },
+        commit: () => this.socket.destroy(),
+        rollback: () => {
+          this.paused = false;
+          this.idleTimer.arm(this.idleQueue);
+          codec.resumeAfterMigration();
+        },
+      });
+    });
   }
 
   private tryMigrate(): void {
     const codec = this.codec as Http1ServerCodec;
     if (this.migration === undefined || this.cancelFlush !== undefined || !codec.pauseForMigration()) return;
+    this.paused = true;
     this.idleTimer.cancel();
     this.cancelFlush = whenFlushed([this.socket], () => codec.output.pending, (ok) => {
       this.cancelFlush = undefined;
@@ -130,6 +168,7 @@ export class HttpConnectionManager implements ServerCodecCallbacks, DownstreamCo
         state: { kind: 'http1', listener: this.snap.listener.name },
         commit: () => this.socket.destroy(),
         rollback: () => {
+          this.paused = false;
           this.idleTimer.arm(this.idleQueue);
           codec.resumeAfterMigration();
         },
@@ -148,7 +187,7 @@ export class HttpConnectionManager implements ServerCodecCallbacks, DownstreamCo
     else {
       this.idleTimer.arm(this.idleQueue);
       // Moving to the new process: once this event is over (the codec resumes reading in it).
-      if (this.migration !== undefined) return void setImmediate(() => this.tryMigrate());
+      if (this.migration !== undefined && this.codec instanceof Http1ServerCodec) return void setImmediate(() => this.tryMigrate());
       // Draining and idle: nothing more will come.
       if (this.ctx.draining()) this.drain();
     }
@@ -156,6 +195,7 @@ export class HttpConnectionManager implements ServerCodecCallbacks, DownstreamCo
 
   onClose(): void {
     this.idleTimer.cancel();
+    clearTimeout(this.h2Retry);
     this.cancelFlush?.();
     this.snap.telemetry.downstreamClosed(this.snap.listenerIndex);
     this.onClosed(this);
@@ -173,3 +213,6 @@ export class HttpConnectionManager implements ServerCodecCallbacks, DownstreamCo
 }
 
 function noop(): void {}
+
+/** How often an HTTP/2 connection waiting to move checks whether its streams are done. */
+const H2_MIGRATION_POLL_MS = 2;
