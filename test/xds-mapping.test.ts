@@ -129,6 +129,27 @@ describe('xDS mapping', () => {
     expect(parsed.error?.issues ?? []).toEqual([]);
   });
 
+  it('maps header mutations of virtual hosts and route configurations after each route\'s own, and gRPC matches', () => {
+    const header = (key: string, value: string) => ({ header: { key, value }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' });
+    const r = mapRouteConfiguration(wire(TYPE.route, {
+      name: 'r',
+      request_headers_to_add: [header('x-level', 'config')],
+      response_headers_to_remove: ['x-internal'],
+      virtual_hosts: [{
+        name: 'v', domains: ['*'], request_headers_to_add: [header('x-level', 'vhost')],
+        routes: [{ match: { prefix: '/', grpc: {} }, route: { cluster: 'c' }, request_headers_to_add: [header('x-level', 'route')] }],
+      }],
+    }));
+    expect((r.virtual_hosts[0].routes as unknown[])[0]).toEqual({
+      match: { prefix: '/', headers: [{ name: 'content-type', regex: '(?i)application/grpc([+;].*)?' }] },
+      cluster: 'c',
+      request_headers_to_add: [{ name: 'x-level', value: 'route', append: false }, { name: 'x-level', value: 'vhost', append: false }, { name: 'x-level', value: 'config', append: false }],
+      response_headers_to_remove: ['x-internal'],
+    });
+    const parsed = xdsConfigSchema.safeParse({ version: 1, listeners: [{ name: 'l', address: '127.0.0.1:1', protocol: 'http', virtual_hosts: r.virtual_hosts }], clusters: [{ name: 'c', hosts: ['127.0.0.1:1'] }] });
+    expect(parsed.error?.issues ?? []).toEqual([]);
+  });
+
   it('maps the fault filter, in the chain and per route or virtual host (Istio\'s VirtualService fault injection)', () => {
     const l = mapListener(wire(TYPE.listener, {
       name: 'l', address: { socket_address: { address: '127.0.0.1', port_value: 1 } },

@@ -475,11 +475,15 @@ function httpConnectionManager(name: string, address: string, h: Fields): Mapped
 export function mapRouteConfiguration(resource: Message, path = '', named = true): { name: string; virtual_hosts: Raw[] } {
   const f = new Fields(resource, path);
   const name = named ? f.requiredStr('name') : (f.str('name') ?? '');
+  const configMutations = headerMutations(f);
+  const mostSpecificWins = f.bool('most_specific_header_mutations_wins') ?? false;
   const virtualHosts = f.list('virtual_hosts').map((vh) => {
     const out: Raw = { name: vh.requiredStr('name'), domains: vh.strings('domains') };
     if ((out.domains as string[]).length === 0) vh.fail('domains', 'at least one domain is required');
     out.routes = vh.list('routes').map(mapRoute);
     if ((out.routes as unknown[]).length === 0) vh.fail('routes', 'at least one route is required');
+    const vhMutations = headerMutations(vh);
+    for (const r of out.routes as Raw[]) addMutations(r, [vhMutations, configMutations], mostSpecificWins);
     // A virtual host's per-filter config applies to its routes that have none of their own.
     const vhPerFilter = perFilterConfig(vh.message('typed_per_filter_config'));
     if (vhPerFilter) for (const r of out.routes as Raw[]) r.per_filter_config = { ...vhPerFilter, ...(r.per_filter_config as Raw | undefined) };
@@ -490,6 +494,35 @@ export function mapRouteConfiguration(resource: Message, path = '', named = true
   f.skip('validate_clusters', 'metadata');
   f.done();
   return { name, virtual_hosts: virtualHosts };
+}
+
+type Mutations = Partial<Record<'request_headers_to_add' | 'response_headers_to_add' | 'request_headers_to_remove' | 'response_headers_to_remove', unknown[]>>;
+
+/** The header mutations a virtual host or route configuration carries for all its routes. */
+function headerMutations(m: Fields): Mutations {
+  const out: Mutations = {};
+  const reqAdd = headersToAdd(m.list('request_headers_to_add'));
+  const resAdd = headersToAdd(m.list('response_headers_to_add'));
+  const reqRemove = m.strings('request_headers_to_remove');
+  const resRemove = m.strings('response_headers_to_remove');
+  if (reqAdd.length) out.request_headers_to_add = reqAdd;
+  if (resAdd.length) out.response_headers_to_add = resAdd;
+  if (reqRemove.length) out.request_headers_to_remove = reqRemove;
+  if (resRemove.length) out.response_headers_to_remove = resRemove;
+  return out;
+}
+
+/**
+ * A route's own mutations, then its virtual host's, then its route configuration's (Envoy's order:
+ * the last set wins a header); most_specific_header_mutations_wins reverses it.
+ */
+function addMutations(route: Raw, outer: Mutations[], mostSpecificWins: boolean): void {
+  for (const m of outer) {
+    for (const [key, list] of Object.entries(m) as [keyof Mutations, unknown[]][]) {
+      const own = (route[key] as unknown[] | undefined) ?? [];
+      route[key] = mostSpecificWins ? [...list, ...own] : [...own, ...list];
+    }
+  }
 }
 
 function escapeRegex(s: string): string {
@@ -555,7 +588,8 @@ function routeMatch(m: Fields): Raw {
   const safe = m.message('safe_regex');
   if (m.has('path_separated_prefix')) m.fail('path_separated_prefix', 'not supported yet');
   if (m.has('connect_matcher')) m.fail('connect_matcher', 'CONNECT is not supported');
-  if (m.has('grpc')) m.fail('grpc', 'gRPC-only matches are not supported yet');
+  const grpc = m.message('grpc');
+  if (grpc) grpc.done(); // gRPC requests only: by their content-type, as Envoy tells them
   if (m.has('runtime_fraction')) m.fail('runtime_fraction', 'runtime fractions are not supported');
   if (prefix !== undefined) out.prefix = prefix === '' ? '/' : prefix;
   else if (path !== undefined) out.path = path;
@@ -566,6 +600,7 @@ function routeMatch(m: Fields): Raw {
   const cs = m.wrappedBool('case_sensitive');
   if (cs === false) out.case_sensitive = false;
   const headers = m.list('headers').map(headerMatcher);
+  if (grpc) headers.push({ name: 'content-type', regex: '(?i)application/grpc([+;].*)?' });
   if (headers.length > 0) out.headers = headers;
   const query = m.list('query_parameters').map((q) => {
     const o: Raw = { name: q.requiredStr('name') };
