@@ -12,7 +12,7 @@ import { httpUpstream, type HttpUpstream } from './support/http.ts';
 import { echoServer, type Upstream } from './support/net.ts';
 import { loop, tcpEcho } from './support/load.ts';
 import { parseSamples, total } from './support/prometheus.ts';
-import { ShuttleProcess, writeTempConfig } from './support/shuttle.ts';
+import { runCli, ShuttleProcess, writeTempConfig } from './support/shuttle.ts';
 import { eventually } from './support/wait.ts';
 import { makePki } from './support/certs.ts';
 import { echoClient, echoServer as grpcEchoServer, unary, type EchoServer } from './support/grpc.ts';
@@ -428,14 +428,30 @@ describe('bootstrap and start-up', () => {
     expect(cp.nacks()).toEqual([]);
   });
 
-  it('refuses a bootstrap that cannot work, naming the field', async () => {
+  it('refuses a bootstrap that cannot work, naming the field; `shuttle validate --bootstrap` reports errors and fields not honoured', async () => {
     const cp = new XdsControlPlane();
     const bad = bootstrapFor(cp) as Record<string, any>;
     bad.dynamic_resources.cds_config = { path: '/etc/envoy/cds.yaml' };
-    const shuttle = new ShuttleProcess(writeTempConfig(bad), { configFlag: '--bootstrap', threads: 1 });
+    const badFile = writeTempConfig(bad);
+    const shuttle = new ShuttleProcess(badFile, { configFlag: '--bootstrap', threads: 1 });
     cleanup.push(() => shuttle.stop());
     expect(await shuttle.waitForExit()).toBe(1);
     expect(shuttle.stderr).toContain('dynamic_resources.cds_config.ads: only { ads: {} } is supported');
+    const refused = await runCli(['validate', '--bootstrap', badFile]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(`${badFile}: dynamic_resources.cds_config.ads: only { ads: {} } is supported`);
+
+    const good = writeTempConfig(YAML.stringify({ ...bootstrapFor(cp), stats_config: { use_all_default_tags: false } }), 'yaml');
+    const checked = await runCli(['validate', '--bootstrap', good]);
+    expect(checked.stderr).toBe('');
+    expect(checked.code).toBe(0);
+    expect(checked.stdout).toBe([
+      `${good}: valid bootstrap (state-of-the-world ADS to 127.0.0.1:${cp.port}; 0 static clusters, 0 static listeners)`,
+      '2 field(s) not honoured:',
+      `  ${good}: static_resources.clusters[0].connect_timeout: not honoured for the xDS server's cluster: no effect`,
+      `  ${good}: stats_config: not honoured by Shuttle: no effect`,
+      '',
+    ].join('\n'));
   });
 });
 

@@ -116,10 +116,23 @@ program
 
 program
   .command('validate')
-  .description('check a config file and report every problem with its path')
-  .requiredOption('-c, --config <file>', 'config file (YAML or JSON)')
-  .action(async (opts: { config: string }) => {
-    const { config } = await configOrExit(opts.config);
+  .description('check a config file (or an xDS bootstrap) and report every problem with its path')
+  .option('-c, --config <file>', 'config file (YAML or JSON)')
+  .option('--bootstrap <file>', 'an Envoy v3 Bootstrap for `start --bootstrap`: errors, and the fields Shuttle does not honour')
+  .action(async (opts: { config?: string; bootstrap?: string }) => {
+    if ((opts.config === undefined) === (opts.bootstrap === undefined)) {
+      process.stderr.write('shuttle: validate needs either --config FILE or --bootstrap FILE, not both\n');
+      process.exit(1);
+    }
+    if (opts.bootstrap !== undefined) {
+      const { bootstrap, config } = await bootstrapOrExit(opts.bootstrap);
+      const tls = bootstrap.ads.tls ? (bootstrap.ads.tls.cert ? ' over mTLS' : ' over TLS') : '';
+      const lines = [`${opts.bootstrap}: valid bootstrap (${bootstrap.ads.delta ? 'delta' : 'state-of-the-world'} ADS to ${bootstrap.ads.target}${tls}; ${config.clusters.length} static clusters, ${bootstrap.listeners.length} static listeners)`];
+      if (bootstrap.warnings.length > 0) lines.push(`${bootstrap.warnings.length} field(s) not honoured:`, ...bootstrap.warnings.map((w) => `  ${opts.bootstrap}: ${w.path}: ${w.message}`));
+      process.stdout.write(`${lines.join('\n')}\n`);
+      return;
+    }
+    const { config } = await configOrExit(opts.config!);
     process.stdout.write(`${opts.config}: valid (${config.listeners.length} listeners, ${config.clusters.length} clusters)\n`);
   });
 
