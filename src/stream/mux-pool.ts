@@ -29,6 +29,12 @@ export interface MuxCodec<F> {
 
 export type MuxFailure = 'connect' | 'closed' | 'protocol';
 
+/** A client connection whose reading follows an upstream connection's room (backpressure). */
+export interface MuxFeeder {
+  pauseFeeding(): void;
+  resumeFeeding(): void;
+}
+
 export interface MuxPending<F> {
   onResponse(frame: F): void;
   onFail(kind: MuxFailure, error: Error): void;
@@ -39,8 +45,7 @@ const ID_SPACE = 2 ** 32;
 /** Every upstream RPC connection of a thread reads into this buffer; a read is decoded before the next. */
 const muxReadBuffer = Buffer.allocUnsafeSlow(64 * 1024);
 
-/** Upstream bytes are counted by the connector; backpressure toward upstreams is not applied here. */
-const UNWATCHED = { onWritten() {}, onFull() {} };
+
 
 export class MuxConnection<F> {
   readonly socket: net.Socket;
@@ -60,6 +65,14 @@ export class MuxConnection<F> {
    * carries many frames for the same upstream connection (see socket-output.ts).
    */
   private readonly output: SocketOutput;
+  /**
+   * Backpressure: clients that sent here during the current event (`feeders`); when the upstream
+   * socket is full, they stop being read (`paused`) until it drains, so that a slow upstream
+   * holds at most one read per client in memory, not everything its clients send.
+   */
+  private readonly feeders = new Set<MuxFeeder>();
+  private readonly paused = new Set<MuxFeeder>();
+  private full = false;
 
   /** `sharedReads`: the socket reads into the thread's shared buffer (onRead); else 'data' events. */
   constructor(socket: net.Socket, codec: MuxCodec<F>, maxFrameBytes: number, onGone: (c: MuxConnection<F>) => void, sharedReads = false) {
@@ -67,7 +80,7 @@ export class MuxConnection<F> {
     this.codec = codec;
     this.maxFrameBytes = maxFrameBytes;
     this.onGone = onGone;
-    this.output = new SocketOutput(socket, UNWATCHED);
+    this.output = new SocketOutput(socket, { onWritten() {}, onFull: () => this.onFull() });
     if (!sharedReads) socket.on('data', (chunk: Buffer) => this.onRead(chunk, false));
     socket.on('error', () => {});
     socket.once('close', () => this.fail(this.connected ? 'closed' : 'connect', new Error(this.connected ? 'upstream connection closed' : 'upstream connect failed')));
@@ -77,8 +90,17 @@ export class MuxConnection<F> {
     return this.pending.size;
   }
 
-  /** Sends a request frame under a fresh id; `pending` hears its response (unless oneway). */
-  send(frame: F, pending: MuxPending<F> | undefined): number {
+  /**
+   * Sends a request frame under a fresh id; `pending` hears its response (unless oneway);
+   * `feeder`: the client it came from, paused while this connection cannot take more.
+   */
+  send(frame: F, pending: MuxPending<F> | undefined, feeder?: MuxFeeder): number {
+    if (feeder !== undefined) {
+      // Nothing waiting to be written: the previous flush went through; its feeders are done.
+      if (this.output.pending === 0) this.feeders.clear();
+      if (this.full) this.pause(feeder);
+      else this.feeders.add(feeder);
+    }
     let id = this.nextId;
     // Skip ids still in flight after a wrap-around (2^32 requests later).
     while (this.pending.has(id)) id = (id + 1) % ID_SPACE;
@@ -87,6 +109,25 @@ export class MuxConnection<F> {
     if (pending) this.pending.set(id, pending);
     this.output.push(this.codec.raw(frame));
     return id;
+  }
+
+  private onFull(): void {
+    for (const f of this.feeders) this.pause(f);
+    this.feeders.clear();
+    if (this.full) return;
+    this.full = true;
+    this.socket.once('drain', () => {
+      this.full = false;
+      const paused = [...this.paused];
+      this.paused.clear();
+      for (const f of paused) f.resumeFeeding();
+    });
+  }
+
+  private pause(f: MuxFeeder): void {
+    if (this.paused.has(f)) return;
+    this.paused.add(f);
+    f.pauseFeeding();
   }
 
   /** Forgets a request (timed out downstream); a late response is dropped. */
@@ -154,6 +195,10 @@ export class MuxConnection<F> {
   private fail(kind: MuxFailure, error: Error): void {
     if (this.closed) return;
     this.closed = true;
+    // Clients waiting for this connection to drain are read again (their calls here fail below).
+    const paused = [...this.paused];
+    this.paused.clear();
+    for (const f of paused) f.resumeFeeding();
     const all = [...this.pending.values()];
     this.pending.clear();
     this.onGone(this);

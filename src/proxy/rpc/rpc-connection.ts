@@ -12,7 +12,7 @@ import type { Cluster } from '../../cluster/cluster-manager.ts';
 import type { Host } from '../../cluster/host.ts';
 import type { RpcCall, RpcRoute } from '../../router/rpc-router.ts';
 import { C, H, L } from '../../shared/stats-table.ts';
-import type { MuxConnection, MuxFailure, MuxPending } from '../../stream/mux-pool.ts';
+import type { MuxConnection, MuxFailure, MuxFeeder, MuxPending } from '../../stream/mux-pool.ts';
 import type { MuxPoolRegistry, RpcListenerSnapshot, RpcProxyContext } from './context.ts';
 import type { RpcFailure, RpcProtocol } from './protocol.ts';
 import { ERRORS, type ErrorCode } from '../../errors.ts';
@@ -36,7 +36,7 @@ const FLAG_OF_FAILURE: Partial<Record<RpcFailure, ResponseFlag>> = { no_host: 'U
 /** How long an idle connection is kept during a drain, for a call already on its way. */
 const DRAIN_IDLE_GRACE_MS = 1_000;
 
-export class RpcConnection<F> implements Migratable, OutputOwner {
+export class RpcConnection<F> implements Migratable, OutputOwner, MuxFeeder {
   readonly socket: net.Socket;
   readonly id: string;
   readonly protocol: RpcProtocol<F>;
@@ -159,7 +159,7 @@ export class RpcConnection<F> implements Migratable, OutputOwner {
       this.migration = undefined;
       this.cancelFlush?.();
       this.cancelFlush = undefined;
-      resumeReading(this.socket, !this.readingPaused);
+      resumeReading(this.socket, !this.readingPaused && this.upstreamsFull === 0);
     };
   }
 
@@ -176,7 +176,7 @@ export class RpcConnection<F> implements Migratable, OutputOwner {
         state: { kind: this.protocol.name, listener: this.ctx.snapshot().listener.name, unread: this.frames.pending > 0 ? this.frames.copyPending() : undefined },
         commit: () => this.socket.destroy(),
         // (A client that is not reading its answers is read again at its 'drain', as before.)
-        rollback: () => resumeReading(this.socket, !this.readingPaused),
+        rollback: () => resumeReading(this.socket, !this.readingPaused && this.upstreamsFull === 0),
       });
     });
   }
@@ -248,6 +248,19 @@ export class RpcConnection<F> implements Migratable, OutputOwner {
     snap.telemetry.row[snap.telemetry.layout.listener(snap.listenerIndex) + L.downstream_cx_tx_bytes_total] += bytes;
   }
 
+  // ---- MuxFeeder: an upstream connection this client sends to is full ---------------------------
+
+  /** Upstream connections waiting to drain before this client is read again. */
+  private upstreamsFull = 0;
+
+  pauseFeeding(): void {
+    if (this.upstreamsFull++ === 0 && !this.closed) this.socket.pause();
+  }
+
+  resumeFeeding(): void {
+    if (this.upstreamsFull > 0 && --this.upstreamsFull === 0 && !this.readingPaused && !this.closed) this.socket.resume();
+  }
+
   onFull(): void {
     if (this.readingPaused) return;
     // The client is not reading its answers: take no new calls from it until it does.
@@ -255,7 +268,7 @@ export class RpcConnection<F> implements Migratable, OutputOwner {
     this.socket.pause();
     this.socket.once('drain', () => {
       this.readingPaused = false;
-      this.socket.resume();
+      if (this.upstreamsFull === 0) this.socket.resume();
     });
   }
 
@@ -388,7 +401,7 @@ class RpcCallRun<F> implements MuxPending<F> {
     this.host = host;
     this.cluster = cluster;
     this.upstream = upstream;
-    this.upstreamId = upstream.send(this.frame, this.oneway ? undefined : this);
+    this.upstreamId = upstream.send(this.frame, this.oneway ? undefined : this, this.conn);
     if (this.oneway) this.finish(0, null, host, undefined);
   }
 
