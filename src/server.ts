@@ -26,7 +26,9 @@ import { HostHealth } from './cluster/health/host-health.ts';
 import { OutlierDetector } from './cluster/health/outlier-detector.ts';
 import { deepFreeze, formatProblem } from './config/load.ts';
 import type { ReloadTaskResult } from './config/reload-task.ts';
-import { describeDiff, restartOnly } from './config/diff.ts';
+import { describeDiff, diffConfigs, restartOnly, type ConfigDiff } from './config/diff.ts';
+import type { Bootstrap } from './xds/bootstrap.ts';
+import type { XdsManager } from './xds/xds-manager.ts';
 import { upgradeStatusPath, writeJson, writeStatus, type UpgradeStatus } from './config/reload-status.ts';
 import { isLoopback, type LogLevel, type ShuttleConfig } from './config/schema.ts';
 import type { Secrets } from './config/secrets.ts';
@@ -55,12 +57,16 @@ export interface StartOptions {
   logLevel?: LogLevel;
   logFormat: LogFormat;
   pidFile?: string;
+  /** --bootstrap: listeners and clusters come from this xDS control plane; `base` tops every generation. */
+  xds?: { bootstrap: Bootstrap; base: Record<string, unknown> };
 }
 
 const RELOAD_TASK = new URL('./config/reload-task.ts', import.meta.url).href;
 
 export async function startServer(opts: StartOptions): Promise<void> {
   const logLevel = opts.logLevel ?? opts.config.log.level;
+  const xds = opts.xds;
+  let xdsManager: XdsManager | undefined;
   const colorize = opts.logFormat === 'pretty' && process.stdout.isTTY === true;
   const { logger, flush, flushSync } = createLogger({ level: logLevel, format: opts.logFormat, colorize });
   let phase: Phase = 'starting';
@@ -124,7 +130,10 @@ export async function startServer(opts: StartOptions): Promise<void> {
     logLevels,
     logger,
     health: health.table,
-    metrics: createMetricsRegistry({ stats, requests, health: health.table, healthStats, pool, migration: migrationStats, info: () => ({ generation: current.generation, reload: reloadInfo }), certificates: () => certificateExpiries(current.config, current.secrets),
+    xds: xds ? () => xdsManager?.xdsStatus() : undefined,
+    xdsInitializing: xds ? () => xdsManager?.initializing() ?? true : undefined,
+    metrics: createMetricsRegistry({
+      xds: xds ? () => xdsManager?.xdsStatus() : undefined, stats, requests, health: health.table, healthStats, pool, migration: migrationStats, info: () => ({ generation: current.generation, reload: reloadInfo }), certificates: () => certificateExpiries(current.config, current.secrets),
       breakers: () => current.config.clusters.flatMap((c, i) => (c.circuit_breakers ? [{ cluster: c.name, id: current.ids.clusters[i], config: c.circuit_breakers }] : [])) }),
   }, processFacts());
 
@@ -222,25 +231,34 @@ export async function startServer(opts: StartOptions): Promise<void> {
       report(false, errors);
     };
     if (!result.ok) return rejected(result.problems.map((p) => formatProblem(p, opts.configFile)));
-    const config = deepFreeze(result.config);
+    const problems = await applyGeneration(deepFreeze(result.config), result.secrets, result.diff);
+    if (problems) return rejected(problems);
+    report(true, [], describeDiff(result.diff));
+  };
+
+  /**
+   * Applies a validated config as the next generation: the one path for SIGHUP reloads and xDS
+   * updates. Returns the problems that refused it (the running generation stays), or null.
+   */
+  const applyGeneration = async (config: ShuttleConfig, secrets: Secrets, diff: ConfigDiff): Promise<string[] | null> => {
     // Every field reported as changed is applied below, or the reload is refused naming it.
-    const needRestart = restartOnly(result.diff);
-    if (needRestart.length > 0) return rejected(needRestart);
-    if (opts.balance === 'reuseport' && unfixedPorts(config).length > 0) return rejected([`listeners ${unfixedPorts(config).join(', ')}: --balance reuseport needs fixed ports`]);
+    const needRestart = restartOnly(diff);
+    if (needRestart.length > 0) return needRestart;
+    if (opts.balance === 'reuseport' && unfixedPorts(config).length > 0) return [`listeners ${unfixedPorts(config).join(', ')}: --balance reuseport needs fixed ports`];
     let ids;
     try {
       ids = directory.assign(config);
     } catch (err) {
-      return rejected([(err as Error).message]);
+      return [(err as Error).message];
     }
-    const next: ConfigSnapshot = { generation: current.generation + 1, config, secrets: result.secrets, ids };
+    const next: ConfigSnapshot = { generation: current.generation + 1, config, secrets, ids };
     // Fresh threads when asked for, or when the thread count changes.
     const wantThreads = config.workers.threads ?? threads;
     const replaceWorkers = config.workers.replace_on_reload || wantThreads !== threads;
     try {
       // The file's level wins over --log-level once the file changes it (before new workers start).
-      if (result.diff.other.includes('log.level')) setLogLevel(config.log.level);
-      if (result.diff.other.includes('admin.allowed_hosts')) admin.setAllowedHosts(config.admin.allowed_hosts);
+      if (diff.other.includes('log.level')) setLogLevel(config.log.level);
+      if (diff.other.includes('admin.allowed_hosts')) admin.setAllowedHosts(config.admin.allowed_hosts);
       acceptor.closeRemoved(config.listeners);
       if (replaceWorkers) {
         pool.setSnapshot(next);
@@ -259,19 +277,39 @@ export async function startServer(opts: StartOptions): Promise<void> {
     } catch (err) {
       // Workers may run the new generation already: it is live, but not wholly.
       current = next;
-      return rejected([`applying generation ${next.generation} failed: ${(err as Error).message}`]);
+      return [`applying generation ${next.generation} failed: ${(err as Error).message}`];
     }
     reloadInfo.last_time = new Date().toISOString();
     reloadInfo.last_ok = true;
     reloadInfo.last_error = null;
     afterReload();
     warnInsecureClusters(config, logger);
-    logger.info({ generation: current.generation, hash: configHash(config), diff: result.diff, listeners: listeners(), threads, workers_replaced: replaceWorkers, log_level: logger.level }, 'config reloaded');
-    report(true, [], describeDiff(result.diff));
+    logger.info({ generation: current.generation, hash: configHash(config), diff, listeners: listeners(), threads, workers_replaced: replaceWorkers, log_level: logger.level, source: xds ? 'xds' : 'file' }, 'config reloaded');
+    return null;
+  };
+
+  /** An xDS generation: diffed against the running one, applied as a reload is (one at a time). */
+  const applyXds = async (config: ShuttleConfig): Promise<void> => {
+    while (reloading) await reloading;
+    // Draining (SIGTERM, /drain_listeners): no listener may be bound again.
+    if (phase !== 'serving') throw new Error(`not applied: this process is ${phase}`);
+    let done!: () => void;
+    reloading = new Promise<void>((resolve) => (done = resolve));
+    try {
+      const problems = await applyGeneration(config, {}, diffConfigs(current.config, config));
+      if (problems) throw new Error(problems.join('; '));
+    } finally {
+      reloading = undefined;
+      done();
+    }
   };
 
   const reload = () => {
     if (phase !== 'serving') return;
+    if (xds) {
+      logger.warn({ bootstrap: opts.configFile }, 'SIGHUP ignored: listeners and clusters come from xDS (restart to read the bootstrap again)');
+      return;
+    }
     if (reloading) {
       reloadAgain = true; // one more pass after this one: the file may have changed again
       return;
@@ -295,6 +333,15 @@ export async function startServer(opts: StartOptions): Promise<void> {
   tlsWatch.update(current.config);
   const afterReload = () => tlsWatch.update(current.config);
 
+  // ---- xDS --------------------------------------------------------------------------------
+  if (xds) {
+    for (const w of xds.bootstrap.warnings) logger.warn({ bootstrap: opts.configFile, field: w.path, reason: w.message }, `bootstrap field not honoured: ${w.path}`);
+    const { XdsManager } = await import('./xds/xds-manager.ts');
+    xdsManager = new XdsManager({ bootstrap: xds.bootstrap, base: xds.base, logger, apply: applyXds });
+    xdsManager.start();
+    logger.info({ server: xds.bootstrap.ads.target, node: xds.bootstrap.nodeId }, 'xds: started');
+  }
+
   // ---- upgrade ----------------------------------------------------------------------------
   let upgrading = false;
   let upgradeAttempts = 0;
@@ -307,8 +354,10 @@ export async function startServer(opts: StartOptions): Promise<void> {
   };
   const upgrade = async () => {
     const attempt = ++upgradeAttempts;
-    if (upgrading || phase !== 'serving') {
-      const why = upgrading ? 'an upgrade is already in progress' : `this process is ${phase}`;
+    // With --bootstrap the new process would start with no listener and close the inherited ones
+    // until its control plane answers: not yet (docs/xds.md).
+    if (upgrading || phase !== 'serving' || xds) {
+      const why = xds ? 'in-place upgrade is not supported yet with --bootstrap (xDS): restart instead' : upgrading ? 'an upgrade is already in progress' : `this process is ${phase}`;
       logger.warn({ reason: why }, 'upgrade refused');
       upgradeReport(attempt, false, null, `upgrade refused: ${why}`);
       return;
@@ -411,6 +460,7 @@ export async function startServer(opts: StartOptions): Promise<void> {
     acceptor.close();
     checker.stop();
     outliers.stop();
+    xdsManager?.stop();
     await drainConnections();
     await Promise.all([admin.close(), validator?.destroy()]);
     if (opts.pidFile) removePidFile(opts.pidFile, logger);

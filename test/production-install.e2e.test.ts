@@ -17,6 +17,8 @@ import { boltConsumer, startBoltServer, type BoltUpstream } from './support/bolt
 import { httpUpstream, type HttpUpstream } from './support/http.ts';
 import { closedPort, echoServer } from './support/net.ts';
 import { ShuttleProcess, testConfig } from './support/shuttle.ts';
+import { eventually } from './support/wait.ts';
+import { bootstrapFor, edsCluster, httpListener, loadAssignment, routeConfig, XdsControlPlane } from './support/xds-server.ts';
 
 const REPO = fileURLToPath(new URL('../', import.meta.url));
 const INSTALL_TIMEOUT_MS = 240_000;
@@ -30,6 +32,8 @@ function run(cmd: string, args: string[], opts: { cwd?: string; timeoutMs: numbe
 }
 
 const cleanup: (() => Promise<unknown> | void)[] = [];
+/** The production install made by the first test, for the next one. */
+let installed: { dir: string; node: string; bin: string } | undefined;
 afterAll(async () => {
   for (const f of cleanup.splice(0).reverse()) await f();
 });
@@ -54,6 +58,7 @@ describe('production install', () => {
     expect((await run('git', ['status', '--porcelain'], { cwd: app, timeoutMs: 10_000 })).stdout).toBe('');
     const node = join(app, 'node_modules/.bin/node');
     const bin = join(app, 'bin/shuttle.js');
+    installed = { dir, node, bin };
     expect((await run(node, ['--version'], { timeoutMs: 10_000 })).stdout.trim()).toBe('v26.10.0');
 
     const up = await httpUpstream('app');
@@ -112,5 +117,27 @@ describe('production install', () => {
     expect(await shuttle.waitForExit(20_000)).toBe(0);
     const after = await run(node, [bin, 'ready', '--admin', `127.0.0.1:${adminPort}`], { timeoutMs: 15_000 });
     expect(after.code).toBe(1);
+  });
+
+  it('the same install runs as an xDS client (the Envoy protos and gRPC are runtime dependencies)', { timeout: 60_000 }, async (ctx) => {
+    const inst = installed;
+    if (!inst) return ctx.skip('no production install (see the test above)');
+    const up = await httpUpstream('xds-app');
+    const cp = new XdsControlPlane();
+    await cp.start();
+    cleanup.push(() => up.close(), () => cp.kill());
+    cp.set('cds', [edsCluster('app')]);
+    cp.set('eds', [loadAssignment('app', [{ port: up.port }])]);
+    cp.set('lds', [httpListener('web', 0, 'routes')]);
+    cp.set('rds', [routeConfig('routes', [{ match: { prefix: '/' }, route: { cluster: 'app' } }])]);
+    const file = join(inst.dir, 'bootstrap.json');
+    writeFileSync(file, JSON.stringify(bootstrapFor(cp)));
+    const shuttle = new ShuttleProcess(file, { node: inst.node, bin: inst.bin, threads: 1, configFlag: '--bootstrap' });
+    cleanup.push(() => shuttle.stop());
+    const { admin } = await shuttle.ready();
+    const bound = await eventually(async () => (await (await fetch(`${admin}/listeners`)).json()) as { name: string; address: string }[], (l) => l.length === 1, 20_000);
+    const res = await fetch(`http://${bound[0].address}/via-xds`);
+    expect(await res.text()).toBe('xds-app GET /via-xds');
+    expect(cp.nacks()).toEqual([]);
   });
 });

@@ -15,6 +15,7 @@ import type { RequestTable } from '../shared/request-table.ts';
 import { EJECTION_TYPES, type HealthStats } from '../cluster/health/health-stats.ts';
 import { NODE_VERSION, SHUTTLE_VERSION } from '../build-info.ts';
 import { registerRequestMetrics } from './request-metrics.ts';
+import type { XdsStatus } from '../xds/xds-manager.ts';
 
 export interface MetricsSources {
   stats: StatsTable;
@@ -32,6 +33,8 @@ export interface MetricsSources {
   migration?: MigrationStats;
   /** Clusters with circuit breakers: their stable ids and thresholds. */
   breakers?: () => { cluster: string; id: number; config: CircuitBreakersConfig }[];
+  /** Started with --bootstrap: the xDS client's state. */
+  xds?: () => XdsStatus | undefined;
 }
 
 export function createMetricsRegistry(src: MetricsSources): Registry {
@@ -152,6 +155,7 @@ export function createMetricsRegistry(src: MetricsSources): Registry {
   new Gauge({ name: 'shuttle_build_info', help: 'always 1; labels say which Shuttle and which Node.js run', labelNames: ['version', 'node'], registers: [register] })
     .set({ version: SHUTTLE_VERSION, node: NODE_VERSION }, 1);
   registerRequestMetrics(register, src.requests, () => stats.layout);
+  if (src.xds) registerXdsMetrics(register, src.xds);
   registerHealthMetrics(register, src);
   return register;
 }
@@ -195,6 +199,32 @@ function registerHealthMetrics(register: Registry, src: MetricsSources): void {
   new Gauge({ name: 'shuttle_cluster_outlier_detection_ejections_active', help: 'hosts of the cluster ejected now', labelNames: ['cluster'], registers: [register], collect() {
     this.reset();
     for (const c of detected()) this.set({ cluster: c.name }, c.hosts.filter((h) => (health.flags(h.index) & HealthFlag.EJECTED) !== 0).length);
+  } });
+}
+
+/** xDS client metrics: connected, and per resource type updates accepted and rejected, time of the last. */
+function registerXdsMetrics(register: Registry, status: () => XdsStatus | undefined): void {
+  const types = ['cds', 'eds', 'lds', 'rds'] as const;
+  new Gauge({ name: 'shuttle_xds_connected', help: '1 while the ADS stream to the control plane is up', registers: [register], collect() {
+    this.set(status()?.connected ? 1 : 0);
+  } });
+  new Counter({ name: 'shuttle_xds_updates_accepted_total', help: 'xDS responses accepted (ACKed), by resource type', labelNames: ['type'], registers: [register], collect() {
+    this.reset();
+    const s = status();
+    for (const t of types) this.inc({ type: t }, s?.types[t].accepted ?? 0);
+  } });
+  new Counter({ name: 'shuttle_xds_updates_rejected_total', help: 'xDS responses rejected (NACKed), by resource type', labelNames: ['type'], registers: [register], collect() {
+    this.reset();
+    const s = status();
+    for (const t of types) this.inc({ type: t }, s?.types[t].rejected ?? 0);
+  } });
+  new Gauge({ name: 'shuttle_xds_seconds_since_last_update', help: 'seconds since the last accepted xDS update, by resource type (absent before the first)', labelNames: ['type'], registers: [register], collect() {
+    this.reset();
+    const s = status();
+    for (const t of types) {
+      const last = s?.types[t].last_update;
+      if (last) this.set({ type: t }, (Date.now() - Date.parse(last)) / 1000);
+    }
   } });
 }
 

@@ -8,6 +8,7 @@ import type { WorkerPool } from '../acceptor/worker-pool.ts';
 import type { ShuttleConfig } from '../config/schema.ts';
 import { LOG_LEVELS } from '../config/schema.ts';
 import type { LogLevels } from '../log/levels.ts';
+import type { XdsStatus } from '../xds/xds-manager.ts';
 import type { Logger } from '../log/logger.ts';
 import { flagNames, type HealthTable } from '../shared/health-table.ts';
 import { workerStateName } from '../shared/load-table.ts';
@@ -61,6 +62,10 @@ export interface AdminState {
   requests: RequestTable;
   health: HealthTable;
   metrics: Registry;
+  /** Started with --bootstrap: the xDS client's state (versions, last NACK per type). */
+  xds?: () => XdsStatus | undefined;
+  /** Started with --bootstrap: true until the first complete xDS config serves (/ready: 503 INITIALIZING). */
+  xdsInitializing?: () => boolean;
   logLevels: LogLevels;
   logger: Logger;
 }
@@ -80,6 +85,7 @@ export function registerRoutes(admin: AdminServer, s: AdminState, facts: Process
     .route('GET', '/ready', () => {
       const phase = s.phase();
       if (phase !== 'serving') return { status: 503, body: `${phase.toUpperCase()}\n` };
+      if (s.xdsInitializing?.()) return { status: 503, body: 'INITIALIZING\n' };
       return s.healthCheckFailed() ? { status: 503, body: 'HEALTHCHECK_FAILED\n' } : { status: 200, body: 'READY\n' };
     }, '200 READY when serving; 503 STARTING, DRAINING or HEALTHCHECK_FAILED otherwise (for load balancers)')
     .route('POST', '/healthcheck/fail', () => {
@@ -165,8 +171,8 @@ export function registerRoutes(admin: AdminServer, s: AdminState, facts: Process
         const head = `# Shuttle config generation ${s.generation()} (hash ${configHash(config)}), dumped ${new Date().toISOString()}\n`;
         return { status: 200, body: head + YAML.stringify(dump), contentType: 'application/yaml; charset=utf-8' };
       }
-      return { status: 200, body: { generation: s.generation(), hash: configHash(config), config_file: s.configFile, reload: s.reload(), config: dump } };
-    }, 'the running config in the config file\'s shape (feed it to shuttle validate); ?format=yaml for the config alone as YAML')
+      return { status: 200, body: { generation: s.generation(), hash: configHash(config), config_file: s.configFile, reload: s.reload(), ...(s.xds ? { xds: s.xds() ?? null } : {}), config: dump } };
+    }, 'the running config in the config file\'s shape (feed it to shuttle validate); ?format=yaml for the config alone as YAML; with --bootstrap, xds: each resource\'s version, last update and the last NACK per type')
     .route('POST', '/workers/:slot/terminate', (params) => {
       const ok = s.pool.terminate(Number(params.slot));
       return ok ? { status: 202, body: { terminated: Number(params.slot) } } : { status: 404, body: { error: `no running worker in slot ${params.slot}` } };

@@ -31,6 +31,34 @@ async function configOrExit(file: string) {
   }
 }
 
+/** Reads an xDS bootstrap into the first generation (static clusters, admin; no listeners yet), or exits 1. */
+async function bootstrapOrExit(file: string) {
+  const { BootstrapError, loadBootstrap } = await import('../xds/bootstrap.ts');
+  const { xdsConfigSchema } = await import('../config/schema.ts');
+  const { deepFreeze, formatPath } = await import('../config/load.ts');
+  try {
+    const bootstrap = await loadBootstrap(file);
+    const base = { version: 1, admin: { address: bootstrap.admin ?? '127.0.0.1:9901' } };
+    // Static listeners whose clusters are all static serve from the start; the others wait for CDS.
+    const { referencedClusters } = await import('../xds/xds-manager.ts');
+    const staticNames = new Set(bootstrap.clusters.map((c) => c.name));
+    const listeners = bootstrap.listeners.filter((l) => referencedClusters(l).every((n) => staticNames.has(n as string)));
+    const parsed = xdsConfigSchema.safeParse({ ...base, listeners, clusters: bootstrap.clusters });
+    if (!parsed.success) {
+      const problems = parsed.error.issues.map((i) => `${file}: static_resources (as Shuttle config ${formatPath(i.path)}): ${i.message}`);
+      process.stderr.write(`shuttle: invalid bootstrap ${file}:\n${problems.join('\n')}\n`);
+      process.exit(1);
+    }
+    return { bootstrap, base, config: deepFreeze(parsed.data) };
+  } catch (err) {
+    if (err instanceof BootstrapError) {
+      process.stderr.write(`shuttle: ${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+}
+
 const program = new Command()
   .name('shuttle')
   .description('A multi-threaded service-mesh data plane (sidecar and edge proxy).')
@@ -39,15 +67,22 @@ const program = new Command()
 program
   .command('start')
   .description('run the proxy')
-  .requiredOption('-c, --config <file>', 'config file (YAML or JSON)')
+  .option('-c, --config <file>', 'config file (YAML or JSON)')
+  .option('--bootstrap <file>', 'run as an xDS client: Envoy v3 Bootstrap (YAML or JSON) naming the ADS server; listeners and clusters come from it (docs/xds.md)')
   .option('-t, --threads <n>', 'worker threads (default: available cores)', positiveInt)
   .addOption(new Option('-b, --balance <mode>', 'how connections reach workers').choices(['handoff', 'reuseport']).default('handoff'))
   .addOption(new Option('-l, --log-level <level>', 'log level (overrides the config)').choices(LOG_LEVELS))
   .addOption(new Option('--log-format <format>', 'log lines as JSON or for people (default: pretty when stdout is a terminal, else json)').choices(LOG_FORMATS))
   .option('-p, --pid-file <file>', 'write the pid of the accepting process here')
   .option('--supervise', 'stay as the parent of the serving process: forward signals, follow in-place upgrades, exit with its code (containers, PID 1)')
-  .action(async (opts: { config: string; threads?: number; balance: BalanceMode; logLevel?: LogLevel; logFormat?: LogFormat; pidFile?: string; supervise?: boolean }) => {
-    const { config, secrets } = await configOrExit(opts.config);
+  .action(async (opts: { config?: string; bootstrap?: string; threads?: number; balance: BalanceMode; logLevel?: LogLevel; logFormat?: LogFormat; pidFile?: string; supervise?: boolean }) => {
+    if ((opts.config === undefined) === (opts.bootstrap === undefined)) {
+      process.stderr.write('shuttle: start needs either --config FILE or --bootstrap FILE (xDS), not both\n');
+      process.exit(1);
+    }
+    const file = (opts.config ?? opts.bootstrap) as string;
+    const xds = opts.bootstrap !== undefined ? await bootstrapOrExit(opts.bootstrap) : undefined;
+    const { config, secrets } = xds ? { config: xds.config, secrets: {} } : await configOrExit(file);
     if (opts.supervise) {
       const { supervise } = await import('../supervisor/supervisor.ts');
       const { createLogger } = await import('../log/logger.ts');
@@ -65,7 +100,8 @@ program
       await startServer({
         config,
         secrets,
-        configFile: opts.config,
+        configFile: file,
+        xds: xds ? { bootstrap: xds.bootstrap, base: xds.base } : undefined,
         threads: opts.threads ?? config.workers.threads ?? availableParallelism(),
         balance: opts.balance,
         logLevel: opts.logLevel,
@@ -80,10 +116,23 @@ program
 
 program
   .command('validate')
-  .description('check a config file and report every problem with its path')
-  .requiredOption('-c, --config <file>', 'config file (YAML or JSON)')
-  .action(async (opts: { config: string }) => {
-    const { config } = await configOrExit(opts.config);
+  .description('check a config file (or an xDS bootstrap) and report every problem with its path')
+  .option('-c, --config <file>', 'config file (YAML or JSON)')
+  .option('--bootstrap <file>', 'an Envoy v3 Bootstrap for `start --bootstrap`: errors, and the fields Shuttle does not honour')
+  .action(async (opts: { config?: string; bootstrap?: string }) => {
+    if ((opts.config === undefined) === (opts.bootstrap === undefined)) {
+      process.stderr.write('shuttle: validate needs either --config FILE or --bootstrap FILE, not both\n');
+      process.exit(1);
+    }
+    if (opts.bootstrap !== undefined) {
+      const { bootstrap, config } = await bootstrapOrExit(opts.bootstrap);
+      const tls = bootstrap.ads.tls ? (bootstrap.ads.tls.cert ? ' over mTLS' : ' over TLS') : '';
+      const lines = [`${opts.bootstrap}: valid bootstrap (${bootstrap.ads.delta ? 'delta' : 'state-of-the-world'} ADS to ${bootstrap.ads.target}${tls}; ${config.clusters.length} static clusters, ${bootstrap.listeners.length} static listeners)`];
+      if (bootstrap.warnings.length > 0) lines.push(`${bootstrap.warnings.length} field(s) not honoured:`, ...bootstrap.warnings.map((w) => `  ${opts.bootstrap}: ${w.path}: ${w.message}`));
+      process.stdout.write(`${lines.join('\n')}\n`);
+      return;
+    }
+    const { config } = await configOrExit(opts.config!);
     process.stdout.write(`${opts.config}: valid (${config.listeners.length} listeners, ${config.clusters.length} clusters)\n`);
   });
 

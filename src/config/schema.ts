@@ -24,7 +24,8 @@ const address = (opts: { allowPortZero: boolean }) =>
     return parsed;
   });
 
-const name = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'expected a name of 1-64 letters, digits, "_", "." or "-"');
+// ":" and "|" for the names xDS control planes give (Istio: outbound|8080||reviews.default.svc.cluster.local).
+const name = z.string().regex(/^[A-Za-z0-9_.:|-]{1,255}$/, 'expected a name of 1-255 letters, digits, "_", ".", "-", ":" or "|"');
 
 export const LB_POLICIES = ['round_robin', 'weighted_round_robin', 'random', 'least_connections'] as const;
 
@@ -251,6 +252,16 @@ export const configSchema = z.object({
   listeners: z.array(listener).min(1, 'at least one listener is required'),
   clusters: z.array(cluster).min(1, 'at least one cluster is required'),
 }).strict();
+
+/**
+ * A config built from xDS (src/xds/): the same fields, but it may start with no listener and no
+ * cluster until the control plane sends them, and a cluster may have no host.
+ */
+export const xdsConfigSchema = configSchema.extend({
+  listeners: z.array(listener),
+  // An EDS cluster may have no endpoint (scaled to zero): its requests get "no healthy upstream".
+  clusters: z.array(cluster.extend({ hosts: z.array(hostEntry) })),
+});
 
 /**
  * Cross-references (unknown cluster, duplicate names and addresses), checked on the raw input so

@@ -20,6 +20,8 @@ export interface StartOptions {
   /** Another install's CLI and Node (the production-install test); default: this checkout's. */
   bin?: string;
   node?: string;
+  /** How the file is given: `-c` (a Shuttle config, the default) or `--bootstrap` (an xDS bootstrap). */
+  configFlag?: '-c' | '--bootstrap';
 }
 
 export function writeTempConfig(config: unknown, ext: 'json' | 'yaml' = 'json'): string {
@@ -58,7 +60,7 @@ export class ShuttleProcess {
   exitCode: number | null | undefined;
 
   constructor(configFile: string, opts: StartOptions = {}) {
-    const args = [opts.bin ?? SHUTTLE_BIN, 'start', '-c', configFile, '--threads', String(opts.threads ?? 2), '--balance', opts.balance ?? 'handoff', ...(opts.args ?? [])];
+    const args = [opts.bin ?? SHUTTLE_BIN, 'start', opts.configFlag ?? '-c', configFile, '--threads', String(opts.threads ?? 2), '--balance', opts.balance ?? 'handoff', ...(opts.args ?? [])];
     this.child = spawn(opts.node ?? process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
     let buffered = '';
     this.child.stdout!.on('data', (chunk: Buffer) => {
