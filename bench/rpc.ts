@@ -5,7 +5,8 @@
  * proxy's CPU µs per call, ratios to direct and to HAProxy (rate, and calls per proxy
  * CPU-second). Medians of REPS runs.
  *
- *   npm run bench:rpc        (env: PROTOCOL=bolt|dubbo REPS=3 SECONDS=4 CONCURRENCY=1,16,128)
+ *   npm run bench:rpc        (env: PROTOCOL=bolt|dubbo REPS=3 SECONDS=4 CONCURRENCY=1,16,128,
+ *                             BASELINE=path of an older checkout, for an A/B in the same run)
  *   npm run bench:dubbo      (PROTOCOL=dubbo)
  */
 import { execFileSync, spawn } from 'node:child_process';
@@ -70,6 +71,15 @@ try {
       clusters: [{ name: 'echo', hosts: [`127.0.0.1:${upstreamPort}`] }],
     }, threads);
     targets.push({ name: `shuttle ${threads}t`, port, pid: child.pid, stop: () => stop(child) });
+  }
+  if (process.env.BASELINE) {
+    // A/B in one run: the same listener on an older checkout (BASELINE=path), 1 thread.
+    const port = await freePort();
+    const child = await startShuttle({
+      listeners: [{ name: 'rpc', address: `127.0.0.1:${port}`, protocol: PROTOCOL, access_log: false, rpc: { routes: [{ cluster: 'echo' }] } }],
+      clusters: [{ name: 'echo', hosts: [`127.0.0.1:${upstreamPort}`] }],
+    }, 1, process.env.BASELINE);
+    targets.push({ name: 'baseline 1t', port, pid: child.pid, stop: () => stop(child) });
   }
   try {
     execFileSync('haproxy', ['-v'], { stdio: 'ignore' });
