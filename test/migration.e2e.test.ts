@@ -459,6 +459,48 @@ describe('connection migration in upgrades', () => {
     expect(await metric(admin, 'shuttle_upgrade_connections_drained_total{reason="deadline"}')).toBe(2);
   }, 90_000);
 
+  it('moves connections in --balance reuseport mode too (workers own their listeners)', async () => {
+    const app = await httpUpstream('app');
+    const echo = await hashingEcho();
+    cleanup.push(() => app.close(), () => echo.close());
+    const [web, tcp] = [await closedPort(), await closedPort()];
+    const dir = mkdtempSync(join(tmpdir(), 'shuttle-migration-'));
+    const configFile = join(dir, 'shuttle.json');
+    const pidFile = join(dir, 'shuttle.pid');
+    writeFileSync(configFile, JSON.stringify(testConfig({
+      drain_timeout: '4s',
+      listeners: [
+        { name: 'web', address: `127.0.0.1:${web}`, protocol: 'http', access_log: false, virtual_hosts: [{ name: 'a', domains: ['*'], routes: [{ cluster: 'app' }] }] },
+        { name: 'tcp', address: `127.0.0.1:${tcp}`, cluster: 'echo', access_log: false },
+      ],
+      clusters: [{ name: 'app', hosts: [app.address] }, { name: 'echo', hosts: [echo.address] }],
+    })));
+    const shuttle = new ShuttleProcess(configFile, { threads: 2, balance: 'reuseport', args: ['--pid-file', pidFile] });
+    cleanup.push(() => stopByPidFile(pidFile), () => shuttle.stop());
+    await shuttle.ready();
+    const keepAlive = new Agent({ keepAliveTimeout: 60_000, connections: 1 });
+    cleanup.push(() => keepAlive.close());
+    let connects = 0;
+    keepAlive.on('connect', () => connects++);
+    const get = async () => {
+      const res = await request(`http://127.0.0.1:${web}/x`, { dispatcher: keepAlive });
+      expect(res.statusCode).toBe(200);
+      await res.body.dump();
+    };
+    await get();
+    const stream = tcpStream(tcp, 'reuse-1');
+    await eventually(async () => stream.sent(), (n) => n > 64 * 1024);
+    const r = await runCli(['upgrade', '--pid-file', pidFile], { timeoutMs: 60_000 });
+    expect(r.code).toBe(0);
+    await eventually(async () => alive(shuttle.pid), (a) => !a, 30_000);
+    const sentBefore = stream.sent();
+    await get();
+    await eventually(async () => stream.sent() - sentBefore, (n) => n > 64 * 1024, 20_000);
+    const report = await stream.stop();
+    expect({ connects, closed: report.closed, intact: report.gotHash === report.sentHash && report.got === report.sent }).toEqual({ connects: 1, closed: false, intact: true });
+    expect(shuttle.logs.find((l) => l.msg === 'upgrade: connections moved to the new process')).toMatchObject({ migrated: 2, drained: 0 });
+  }, 90_000);
+
   it('rolls back when the new process dies mid-migration: connections not moved yet stay served by the old one, which serves on', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'shuttle-migration-'));
     const configFile = join(dir, 'shuttle.json');
