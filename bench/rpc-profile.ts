@@ -1,7 +1,7 @@
 /**
- * Where the Bolt proxy path spends its time: Shuttle (1 thread) under sofa-rpc-node load with
- * 128 calls in flight, profiled by its worker (SHUTTLE_CPU_PROFILE_DIR); prints the top functions
- * by self time. `node bench/rpc-profile.ts` (env: SECONDS=6 CONCURRENCY=128)
+ * Where the Bolt (or Dubbo) proxy path spends its time: Shuttle (1 thread) under sofa-rpc-node
+ * load with 128 calls in flight, profiled by its worker (SHUTTLE_CPU_PROFILE_DIR); prints the top
+ * functions by self time. `node bench/rpc-profile.ts` (env: PROTOCOL=bolt|dubbo SECONDS=6 CONCURRENCY=128)
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
@@ -13,6 +13,7 @@ import { cpuSeconds, freePort, startShuttle, stop } from './support/lib.ts';
 
 const SECONDS = Number(process.env.SECONDS ?? 6);
 const CONCURRENCY = Number(process.env.CONCURRENCY ?? 128);
+const PROTOCOL = process.env.PROTOCOL === 'dubbo' ? 'dubbo' : 'bolt';
 const require = createRequire(import.meta.url);
 const { RpcClient } = require('sofa-rpc-node').client;
 const quiet = { info() {}, warn() {}, debug() {}, error() {} };
@@ -20,16 +21,16 @@ const profDir = mkdtempSync(join(tmpdir(), 'shuttle-rpc-prof-'));
 process.env.SHUTTLE_CPU_PROFILE_DIR = profDir;
 
 const upstreamPort = await freePort();
-const server = spawn(process.execPath, [fileURLToPath(new URL('../test/support/bolt-server.ts', import.meta.url)), String(upstreamPort), 'bench'], { stdio: ['ignore', 'pipe', 'inherit'] });
+const server = spawn(process.execPath, [fileURLToPath(new URL('../test/support/bolt-server.ts', import.meta.url)), String(upstreamPort), 'bench', PROTOCOL], { stdio: ['ignore', 'pipe', 'inherit'] });
 await new Promise<void>((resolve) => server.stdout!.on('data', (d) => String(d).includes('ready') && resolve()));
 const port = await freePort();
 const shuttle = await startShuttle({
-  listeners: [{ name: 'rpc', address: `127.0.0.1:${port}`, protocol: 'bolt', access_log: false, rpc: { routes: [{ cluster: 'echo' }] } }],
+  listeners: [{ name: 'rpc', address: `127.0.0.1:${port}`, protocol: PROTOCOL, access_log: false, rpc: { routes: [{ cluster: 'echo' }] } }],
   clusters: [{ name: 'echo', hosts: [`127.0.0.1:${upstreamPort}`] }],
 }, 1);
-const client = new RpcClient({ logger: quiet });
+const client = new RpcClient({ logger: quiet, ...(PROTOCOL === 'dubbo' ? { protocol: require('dubbo-remoting') } : {}) });
 await client.ready();
-const consumer = client.createConsumer({ interfaceName: 'com.example.Echo', serverHost: `127.0.0.1:${port}` });
+const consumer = client.createConsumer({ interfaceName: 'com.example.Echo', serverHost: `127.0.0.1:${port}`, ...(PROTOCOL === 'dubbo' ? { version: '1.0.0' } : {}) });
 await consumer.ready();
 const before = cpuSeconds(shuttle.pid!);
 let calls = 0;
