@@ -20,6 +20,7 @@ import { loop } from './support/load.ts';
 import { closedPort } from './support/net.ts';
 import { runCli, ShuttleProcess, testConfig } from './support/shuttle.ts';
 import { eventually } from './support/wait.ts';
+import { decodeBoltFrame } from '../src/codecs/bolt/frame.ts';
 
 const require = createRequire(import.meta.url);
 const { RpcClient, RpcServer } = { RpcClient: require('sofa-rpc-node').client.RpcClient, RpcServer: require('sofa-rpc-node').server.RpcServer };
@@ -499,6 +500,58 @@ describe('connection migration in upgrades', () => {
     const report = await stream.stop();
     expect({ connects, closed: report.closed, intact: report.gotHash === report.sentHash && report.got === report.sent }).toEqual({ connects: 1, closed: false, intact: true });
     expect(shuttle.logs.find((l) => l.msg === 'upgrade: connections moved to the new process')).toMatchObject({ migrated: 2, drained: 0 });
+  }, 90_000);
+
+  it('carries a Bolt frame cut in half at the migration: its first half travels, the new process answers it whole', async () => {
+    const boltUpstream = await closedPort();
+    const boltServer = spawn(process.execPath, [fileURLToPath(new URL('./support/bolt-server.ts', import.meta.url)), String(boltUpstream), 'bolt'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    cleanup.push(() => void boltServer.kill('SIGKILL'));
+    await new Promise<void>((resolve) => boltServer.stdout!.on('data', (d) => String(d).includes('ready') && resolve()));
+    const dir = mkdtempSync(join(tmpdir(), 'shuttle-migration-'));
+    const configFile = join(dir, 'shuttle.json');
+    const pidFile = join(dir, 'shuttle.pid');
+    writeFileSync(configFile, JSON.stringify(testConfig({
+      drain_timeout: '4s',
+      listeners: [{ name: 'bolt', address: '127.0.0.1:0', protocol: 'bolt', access_log: false, rpc: { routes: [{ cluster: 'bolt' }] } }],
+      clusters: [{ name: 'bolt', hosts: [`127.0.0.1:${boltUpstream}`] }],
+    })));
+    const shuttle = new ShuttleProcess(configFile, { threads: 1, args: ['--pid-file', pidFile] });
+    cleanup.push(() => stopByPidFile(pidFile), () => shuttle.stop());
+    const { ports } = await shuttle.ports();
+
+    const bolt = require('sofa-bolt-node/lib/protocol') as { requestEncode(id: number, req: object, options: object): Buffer };
+    const opts = { protocolType: 'bolt', codecType: 'hessian2', boltVersion: 1, crcEnable: false, sentReqs: new Map(), classCache: new Map() };
+    const call = (id: number, text: string) => Buffer.from(bolt.requestEncode(id, { serverSignature: 'com.example.Echo:1.0', methodName: 'echo', args: [{ $class: 'java.lang.String', $: text }], timeout: 10_000, requestProps: { service: 'com.example.Echo:1.0' } }, opts));
+    const socket = net.connect(ports.bolt, '127.0.0.1');
+    socket.on('error', () => {});
+    cleanup.push(() => void socket.destroy());
+    let closed = false;
+    socket.on('close', () => (closed = true));
+    const answers = new Map<number, number>();
+    let pending = Buffer.alloc(0);
+    socket.on('data', (d: Buffer) => {
+      pending = Buffer.concat([pending, d]);
+      for (let r = decodeBoltFrame(pending, 0, 1 << 20); r; r = decodeBoltFrame(pending, 0, 1 << 20)) {
+        answers.set(r.frame.requestId, r.frame.status);
+        pending = pending.subarray(r.length);
+      }
+    });
+    await new Promise<void>((r) => socket.once('connect', () => r()));
+    const second = call(2, 'two');
+    const half = Math.floor(second.length / 2);
+    socket.write(Buffer.concat([call(1, 'one'), second.subarray(0, half)]));
+    await eventually(async () => answers.get(1), (s) => s === 0, 10_000);
+
+    const r = await runCli(['upgrade', '--pid-file', pidFile], { timeoutMs: 60_000 });
+    expect(r.code).toBe(0);
+    await eventually(async () => alive(shuttle.pid), (a) => !a, 30_000);
+    expect(shuttle.logs.find((l) => l.msg === 'upgrade: connections moved to the new process')).toMatchObject({ migrated: 1, drained: 0 });
+    // The rest of the frame goes to the new process, which holds the first half.
+    socket.write(second.subarray(half));
+    await eventually(async () => answers.get(2), (s) => s === 0, 10_000);
+    socket.write(call(3, 'three'));
+    await eventually(async () => answers.get(3), (s) => s === 0, 10_000);
+    expect(closed).toBe(false);
   }, 90_000);
 
   it('rolls back when the new process dies mid-migration: connections not moved yet stay served by the old one, which serves on', async () => {

@@ -16,6 +16,8 @@ const MAX_SAMPLES = 10_000;
 interface Posted {
   slot: number;
   seq: number;
+  /** No answer from the new process in time: the connection stays here. */
+  timer: NodeJS.Timeout;
   /** From the migration's start to the connection's safe point (worker time). */
   waitedMs: number;
   sentAt: number;
@@ -44,7 +46,11 @@ export class MigrationRelay {
     this.logger = logger;
   }
 
+  /** How long the new process may take to answer for one connection. */
+  private answerTimeoutMs = 10_000;
+
   async run(windowMs: number): Promise<MigrationOutcome> {
+    this.answerTimeoutMs = Math.max(windowMs, 1_000);
     let abort: () => void = () => {};
     const gone = new Promise<void>((resolve) => (abort = resolve));
     const onGone = () => abort();
@@ -60,6 +66,7 @@ export class MigrationRelay {
       const outcome = await Promise.race([settled, gone.then(() => 'gone' as const)]);
       if (outcome === 'gone') {
         this.summary.aborted = true;
+        for (const p of this.posted.values()) clearTimeout(p.timer);
         this.posted.clear();
         this.pool.abortMigration();
       }
@@ -84,7 +91,12 @@ export class MigrationRelay {
   private send(slot: number, seq: number, fds: number[], state: MigratedState, waitedMs: number): void {
     const id = `${slot}.${seq}`;
     if (this.summary.aborted || !this.child.connected) return this.pool.postTo(slot, { type: 'migrate-rollback', seq });
-    this.posted.set(id, { slot, seq, waitedMs, sentAt: performance.now() });
+    const timer = setTimeout(() => {
+      this.logger.warn({ id }, 'connection migration: no answer from the new process in time; the connection stays here');
+      this.refused(id);
+    }, this.answerTimeoutMs);
+    timer.unref();
+    this.posted.set(id, { slot, seq, waitedMs, sentAt: performance.now(), timer });
     fds.forEach((fd, index) => {
       let wrapper: net.Socket;
       try {
@@ -111,6 +123,7 @@ export class MigrationRelay {
       return this.refused(msg.id);
     }
     this.posted.delete(msg.id);
+    clearTimeout(p.timer);
     this.summary.migrated++;
     if (this.summary.seconds.length < MAX_SAMPLES) this.summary.seconds.push((p.waitedMs + performance.now() - p.sentAt) / 1000);
     this.pool.postTo(p.slot, { type: 'migrate-commit', seq: p.seq });
@@ -120,6 +133,7 @@ export class MigrationRelay {
     const p = this.posted.get(id);
     if (!p) return;
     this.posted.delete(id);
+    clearTimeout(p.timer);
     this.pool.postTo(p.slot, { type: 'migrate-rollback', seq: p.seq });
   }
 }

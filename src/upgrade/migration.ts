@@ -38,13 +38,16 @@
 import type net from 'node:net';
 import type { Http2MigratedState } from '../codecs/http2/connection.ts';
 
-/** What the new process needs to go on serving a moved connection. */
+/**
+ * What the new process needs to go on serving a moved connection. It crosses a thread and the
+ * IPC channel (JSON): bytes travel as base64 (`unread`: read here, not decoded yet).
+ */
 export type MigratedState =
-  | { kind: 'http1'; listener: string; unread?: Uint8Array }
+  | { kind: 'http1'; listener: string; unread?: string }
   /** Between streams (or with only responses left, sent first): HPACK table, settings, windows. */
   | { kind: 'http2'; listener: string; h2: Http2MigratedState }
-  | { kind: 'bolt'; listener: string; unread?: Uint8Array }
-  | { kind: 'dubbo'; listener: string; unread?: Uint8Array }
+  | { kind: 'bolt'; listener: string; unread?: string }
+  | { kind: 'dubbo'; listener: string; unread?: string }
   /** sockets: [downstream, upstream]. */
   | { kind: 'tcp'; listener: string; cluster: string; upstream: string; sni?: string };
 

@@ -421,7 +421,7 @@ function adopt(id: string, state: MigratedState, sockets: net.Socket[]): void {
   const [socket, upstream] = sockets;
   socket.allowHalfOpen = true;
   const connId = `${init.workerId}-${++connectionSeq}`;
-  const unread = 'unread' in state && state.unread !== undefined ? Buffer.from(state.unread) : undefined;
+  const unread = 'unread' in state && typeof state.unread === 'string' ? Buffer.from(state.unread, 'base64') : undefined;
   if (state.kind === 'http1' || state.kind === 'http2') {
     if (!entry.http) return refuse(`listener ${state.listener} serves no HTTP now`);
     if (state.kind === 'http2') startHttp(socket, connId, 'HTTP/2', entry.http, entry.config.name, undefined, undefined, state.h2);
@@ -515,7 +515,14 @@ port.on('message', (msg: MainToWorker) => {
       migration.abort();
       break;
     case 'adopt':
-      adopt(msg.id, msg.state, msg.sockets);
+      try {
+        adopt(msg.id, msg.state, msg.sockets);
+      } catch (err) {
+        // A bug of ours: the old process keeps the connection (it rolls back on this answer).
+        logger.error({ err, id: msg.id }, 'could not take over a moved connection; the old process keeps it');
+        for (const s of msg.sockets) s.destroy();
+        send({ type: 'adopted', id: msg.id, ok: false, error: (err as Error).message });
+      }
       break;
     case 'config':
       applyConfig(msg.snapshot).then(

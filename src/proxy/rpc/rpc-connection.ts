@@ -173,7 +173,7 @@ export class RpcConnection<F> implements Migratable, OutputOwner, MuxFeeder {
       if (!ok || this.closed) return done('closed');
       done({
         sockets: [this.socket],
-        state: { kind: this.protocol.name, listener: this.ctx.snapshot().listener.name, unread: this.frames.pending > 0 ? this.frames.copyPending() : undefined },
+        state: { kind: this.protocol.name, listener: this.ctx.snapshot().listener.name, unread: this.frames.pending > 0 ? this.frames.copyPending().toString('base64') : undefined },
         commit: () => this.socket.destroy(),
         // (A client that is not reading its answers is read again at its 'drain', as before.)
         rollback: () => resumeReading(this.socket, !this.readingPaused && this.upstreamsFull === 0),
