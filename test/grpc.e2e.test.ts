@@ -41,6 +41,7 @@ beforeAll(async () => {
           { match: { prefix: '/', headers: [{ name: 'x-route', exact: 'dead' }] }, cluster: 'dead' },
           { match: { prefix: '/', headers: [{ name: 'x-route', exact: 'fragile' }] }, cluster: 'fragile', timeout: 0 },
           { match: { prefix: '/shuttle.test.Echo/Unary', headers: [{ name: 'x-retry', present: true }] }, cluster: 'echo', retry_policy: { retry_on: ['unavailable', 'resource-exhausted'], num_retries: 2 } },
+          { match: { prefix: '/shuttle.test.Echo/Unary', headers: [{ name: 'x-route', exact: 'short' }] }, cluster: 'echo', timeout: '200ms' },
           { match: { prefix: '/shuttle.test.Echo/', headers: [{ name: 'x-route', present: false }] }, cluster: 'echo', timeout: 0 },
         ],
       }],
@@ -215,7 +216,10 @@ describe('gRPC through Shuttle', () => {
   });
 
   it('counts responses by grpc-status in /metrics', async () => {
-    // (A call the client gave up on is counted when the proxy ends it, a moment later on a busy machine.)
+    // DEADLINE_EXCEEDED made by the proxy itself (the route's 200 ms timeout; the client would wait
+    // 10 s): counted for certain. (A call the client gives up on first is the client's cancel.)
+    const err = await unary(client, { text: 'slow-route', delay_ms: 2000 }, { deadlineMs: 10_000, headers: { 'x-route': 'short' } }).catch((e) => e);
+    expect(err.code).toBe(grpc.status.DEADLINE_EXCEEDED);
     const metrics = await eventually(async () => (await fetch(`${admin}/metrics`)).text(), (m) => /grpc_status="4"\} [1-9]/.test(m) && /grpc_status="5"\} [1-9]/.test(m), 10_000).catch(async () => (await fetch(`${admin}/metrics`)).text());
     expect(metrics).toMatch(/shuttle_cluster_upstream_rq_grpc_total\{cluster="echo",grpc_status="0"\} \d+/);
     expect(metrics).toMatch(/shuttle_cluster_upstream_rq_grpc_total\{cluster="echo",grpc_status="5"\} [1-9]/);
