@@ -138,7 +138,7 @@ export class MigrationRelay {
   }
 }
 
-/** "migrated 12, drained 3 (tls 2, http2 1)" for the log. */
+/** How many connections drained instead of moving, all reasons together (for the log). */
 export function fallbackTotal(f: Partial<Record<FallbackReason, number>>): number {
   return Object.values(f).reduce((a, b) => a + (b ?? 0), 0);
 }
