@@ -13,20 +13,12 @@ import { loop } from './support/load.ts';
 import { closedPort } from './support/net.ts';
 import { runCli, ShuttleProcess } from './support/shuttle.ts';
 import { eventually } from './support/wait.ts';
+import { alive } from './support/process.ts';
 
 const cleanup: (() => Promise<unknown> | void)[] = [];
 afterEach(async () => {
   for (const f of cleanup.splice(0).reverse()) await f();
 });
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe('gRPC across reloads and upgrades', () => {
   it('keeps 0 failed calls over 20 reloads and 3 upgrades', async () => {

@@ -11,25 +11,12 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ShuttleProcess, testConfig } from './support/shuttle.ts';
 import { closedPort } from './support/net.ts';
 import { eventually } from './support/wait.ts';
+import { alive } from './support/process.ts';
 
 const cleanup: (() => Promise<unknown> | void)[] = [];
 afterEach(async () => {
   for (const f of cleanup.splice(0).reverse()) await f();
 });
-
-/** Running (an exited orphan may linger as a zombie until init reaps it: that is not alive). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
 
 async function setup(body: string) {
   const dir = mkdtempSync(join(tmpdir(), 'shuttle-supervise-'));

@@ -15,33 +15,12 @@ import { closedPort, echoServer } from './support/net.ts';
 import { runCli, ShuttleProcess } from './support/shuttle.ts';
 import { loop, tcpEcho } from './support/load.ts';
 import { eventually } from './support/wait.ts';
+import { alive, stopByPidFile } from './support/process.ts';
 
 const cleanup: (() => Promise<unknown> | void)[] = [];
 afterEach(async () => {
   for (const f of cleanup.splice(0).reverse()) await f();
 });
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Stops whatever process the pid file names now (the newest generation), and waits for it. */
-async function stopByPidFile(pidFile: string): Promise<void> {
-  let pid: number;
-  try {
-    pid = Number(readFileSync(pidFile, 'utf8'));
-  } catch {
-    return;
-  }
-  if (!alive(pid)) return;
-  process.kill(pid, 'SIGTERM');
-  await eventually(async () => alive(pid), (a) => !a, 15_000).catch(() => process.kill(pid, 'SIGKILL'));
-}
 
 describe('in-place upgrade', () => {
   it('upgrades 3 times under load: no refused connection, no failed HTTP request, old processes exit', async () => {
