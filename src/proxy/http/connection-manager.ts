@@ -18,7 +18,7 @@ import type { ServerCodec, ServerCodecCallbacks, StreamDecoder, StreamEncoder } 
 import { L } from '../../shared/stats-table.ts';
 import { Deadline, deadlines, type DeadlineQueue } from '../../stream/deadlines.ts';
 import type { TlsInfo } from '../../net/tls-server.ts';
-import { isTlsSocket, whenFlushed, type Migratable, type MigrationDone } from '../../upgrade/migration.ts';
+import { isTlsSocket, whenFlushed, type Migratable, type MigratedState, type MigrationDone } from '../../upgrade/migration.ts';
 import type { HttpListenerSnapshot, HttpProxyContext } from './context.ts';
 import { ProxyStream, type DownstreamConnection } from './proxy-stream.ts';
 
@@ -112,12 +112,8 @@ export class HttpConnectionManager implements ServerCodecCallbacks, DownstreamCo
       clearTimeout(this.h2Retry);
       this.cancelFlush?.();
       this.cancelFlush = undefined;
-      if (!this.paused) return;
       // Paused already: this process goes on serving it.
-      this.paused = false;
-      this.idleTimer.arm(this.idleQueue);
-      if (this.codec instanceof Http2ServerCodec) this.codec.resumeAfterMigration();
-      else (this.codec as Http1ServerCodec).resumeAfterMigration();
+      if (this.paused) this.serveHere();
     };
   }
 
@@ -132,48 +128,36 @@ export class HttpConnectionManager implements ServerCodecCallbacks, DownstreamCo
       this.h2Retry = setTimeout(() => this.tryMigrateH2(), H2_MIGRATION_POLL_MS);
       return;
     }
-    this.idleTimer.cancel();
-    this.cancelFlush = whenFlushed([this.socket], () => codec.output.pending, (ok) => {
-      this.cancelFlush = undefined;
-      const done = this.migration;
-      this.migration = undefined;
-      if (!done) return;
-      if (!ok) return done('closed');
-      done({
-        sockets: [this.socket],
-        state: { kind: 'http2', listener: this.snap.listener.name, h2: state },
-        commit: () => this.socket.destroy(),
-        rollback: () => {
-          this.paused = false;
-          this.idleTimer.arm(this.idleQueue);
-          codec.resumeAfterMigration();
-        },
-      });
-    });
+    this.handOver({ kind: 'http2', listener: this.snap.listener.name, h2: state });
   }
 
+  /** HTTP/1: at an idle moment (the codec says), stopped and handed over. */
   private tryMigrate(): void {
     const codec = this.codec as Http1ServerCodec;
     if (this.migration === undefined || this.cancelFlush !== undefined || !codec.pauseForMigration()) return;
     this.paused = true;
+    this.handOver({ kind: 'http1', listener: this.snap.listener.name });
+  }
+
+  /** Reading is stopped at a safe point: once the output is flushed, the connection is ready to move. */
+  private handOver(state: MigratedState): void {
     this.idleTimer.cancel();
+    const codec = this.codec as Http1ServerCodec | Http2ServerCodec;
     this.cancelFlush = whenFlushed([this.socket], () => codec.output.pending, (ok) => {
       this.cancelFlush = undefined;
       const done = this.migration;
       this.migration = undefined;
       if (!done) return;
       if (!ok) return done('closed');
-      done({
-        sockets: [this.socket],
-        state: { kind: 'http1', listener: this.snap.listener.name },
-        commit: () => this.socket.destroy(),
-        rollback: () => {
-          this.paused = false;
-          this.idleTimer.arm(this.idleQueue);
-          codec.resumeAfterMigration();
-        },
-      });
+      done({ sockets: [this.socket], state, commit: () => this.socket.destroy(), rollback: () => this.serveHere() });
     });
+  }
+
+  /** The migration is cancelled or rolled back: read again and serve here. */
+  private serveHere(): void {
+    this.paused = false;
+    this.idleTimer.arm(this.idleQueue);
+    (this.codec as Http1ServerCodec | Http2ServerCodec).resumeAfterMigration();
   }
 
   // ---- ServerCodecCallbacks ------------------------------------------------------------------
