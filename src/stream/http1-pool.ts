@@ -30,7 +30,7 @@ import { connectUpstream } from './connector.ts';
 import type { UpstreamTls } from '../net/tls-client.ts';
 import { Deadline, deadlines } from './deadlines.ts';
 import { HeaderMap } from './header-map.ts';
-import { beginBatch, endBatch, SocketOutput, type OutputOwner } from './socket-output.ts';
+import { beginBatch, endBatch, onBatchedData, SocketOutput, type OutputOwner } from './socket-output.ts';
 
 export type PoolConfig = z.output<typeof connectionPool>;
 
@@ -541,14 +541,7 @@ export class Http1Pool implements Pool {
       conn.heldLimit = held;
       if (this.tls !== undefined) {
         const c = conn;
-        socket.on('data', (chunk: Buffer) => {
-          beginBatch();
-          try {
-            c.onChunk(chunk);
-          } finally {
-            endBatch();
-          }
-        });
+        onBatchedData(socket, (chunk) => c.onChunk(chunk));
       }
       this.attach(conn, waiter.decoder, waiter.callbacks);
     });

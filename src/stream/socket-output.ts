@@ -39,6 +39,18 @@ export function endBatch(): void {
   if (--batchDepth === 0 && waiting.length > 0 && !flushQueued) flushAll();
 }
 
+/** Reads of `socket` handled as a batch: what the handler writes leaves when it returns. */
+export function onBatchedData(socket: net.Socket, handler: (chunk: Buffer) => void): void {
+  socket.on('data', (chunk: Buffer) => {
+    beginBatch();
+    try {
+      handler(chunk);
+    } finally {
+      endBatch();
+    }
+  });
+}
+
 export interface OutputOwner {
   /** Bytes left for the socket (the connection's tx counter). */
   onWritten(bytes: number): void;

@@ -16,7 +16,7 @@ import { ShuttleError } from '../../errors.ts';
 import type { ServerCodec, ServerCodecCallbacks, StreamDecoder, StreamEncoder, StreamResetReason, StreamWriteCallbacks } from '../../layers.ts';
 import { Deadline, type DeadlineQueue } from '../../stream/deadlines.ts';
 import { HeaderMap, isConnectionField, CONNECTION_FIELDS } from '../../stream/header-map.ts';
-import { beginBatch, endBatch, SocketOutput, type OutputOwner } from '../../stream/socket-output.ts';
+import { onBatchedData, SocketOutput, type OutputOwner } from '../../stream/socket-output.ts';
 import { resumeReading, stopReading } from '../../upgrade/migration.ts';
 import { RequestDecoder } from './decoder.ts';
 import { HttpParseError } from './errors.ts';
@@ -102,14 +102,7 @@ export class Http1ServerCodec implements ServerCodec, OutputOwner {
   start(initial?: Buffer): void {
     const s = this.socket;
     s.setNoDelay(true);
-    s.on('data', (chunk: Buffer) => {
-      beginBatch();
-      try {
-        this.onData(chunk);
-      } finally {
-        endBatch();
-      }
-    });
+    onBatchedData(s, (chunk) => this.onData(chunk));
     s.on('end', () => this.onEnd());
     s.on('error', noop);
     s.once('close', () => this.onClose());

@@ -25,7 +25,7 @@ import { ShuttleError } from '../../errors.ts';
 import type { StreamDecoder, StreamEncoder, StreamResetReason, StreamWriteCallbacks } from '../../layers.ts';
 import { Deadline, deadlines, type DeadlineQueue } from '../../stream/deadlines.ts';
 import { HeaderMap } from '../../stream/header-map.ts';
-import { beginBatch, endBatch, SocketOutput, type OutputOwner } from '../../stream/socket-output.ts';
+import { onBatchedData, SocketOutput, type OutputOwner } from '../../stream/socket-output.ts';
 import {
   DEFAULT_MAX_FRAME_SIZE, DEFAULT_WINDOW, ERROR_NAMES, ErrorCode, Flag, FRAME_HEADER_BYTES, FrameType, frameHeader,
   goAwayFrame, MAX_WINDOW, pingFrame, PREFACE, rstStreamFrame, Setting, SETTINGS_ACK, settingsFrame, windowUpdateFrame,
@@ -213,14 +213,7 @@ export abstract class Http2Connection implements OutputOwner {
     s.setNoDelay(true);
     if (this.opts.resumed !== undefined) this.resume(this.opts.resumed);
     else this.greet(l);
-    s.on('data', (chunk: Buffer) => {
-      beginBatch();
-      try {
-        this.onData(chunk);
-      } finally {
-        endBatch();
-      }
-    });
+    onBatchedData(s, (chunk) => this.onData(chunk));
     s.on('end', () => this.onEnd());
     s.on('error', () => {});
     s.once('close', () => this.onClose());

@@ -6,7 +6,7 @@
  */
 import type net from 'node:net';
 import { FrameBuffer } from '../../codecs/frame-buffer.ts';
-import { beginBatch, endBatch, SocketOutput, type OutputOwner } from '../../stream/socket-output.ts';
+import { onBatchedData, SocketOutput, type OutputOwner } from '../../stream/socket-output.ts';
 import { Deadline, deadlines } from '../../stream/deadlines.ts';
 import type { Cluster } from '../../cluster/cluster-manager.ts';
 import type { Host } from '../../cluster/host.ts';
@@ -96,15 +96,8 @@ export class RpcConnection<F> implements Migratable, OutputOwner, MuxFeeder {
     const s = this.socket;
     const snap = this.ctx.snapshot();
     s.setNoDelay(true);
-    s.on('data', (chunk: Buffer) => {
-      // Every call of this read goes upstream in one write per upstream connection.
-      beginBatch();
-      try {
-        this.onData(chunk);
-      } finally {
-        endBatch();
-      }
-    });
+    // Every call of a read goes upstream in one write per upstream connection.
+    onBatchedData(s, (chunk) => this.onData(chunk));
     s.on('error', () => {});
     s.on('end', () => {
       // (allowHalfOpen: the answers to calls already sent still go out.)
