@@ -8,6 +8,10 @@
  * CPU-second to HAProxy and to the node:http2 proxy. Medians of REPS runs.
  *
  *   npm run bench:h2        (env: REPS=3 DURATION=5 CONNECTIONS=10 STREAMS=10)
+ *
+ * BASELINE=DIR adds "shuttle base": the same Shuttle target run from another checkout (a git
+ * worktree of an older commit), measured in the same run. TARGETS=a,b keeps only the targets whose
+ * names start with one of these (e.g. TARGETS=shuttle,haproxy for an A/B beside HAProxy).
  */
 import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -31,13 +35,14 @@ const upstream = await nginx('upstream', (p) => `server { listen 127.0.0.1:${p} 
 
 async function targets(): Promise<Target[]> {
   const out: Target[] = [{ name: 'direct', port: upstream.port, pids: () => [], stop: async () => {} }];
-  {
+  for (const [name, checkout] of [['shuttle 1t', undefined], ['shuttle base', process.env.BASELINE]] as const) {
+    if (name === 'shuttle base' && checkout === undefined) continue;
     const port = await freePort();
     const child = await startShuttle({
       listeners: [{ name: 'h2', address: `127.0.0.1:${port}`, protocol: 'http', access_log: false, backlog: 4096, http: { codec: 'http2' }, virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ cluster: 'up' }] }] }],
       clusters: [{ name: 'up', protocol: 'http2', hosts: [`127.0.0.1:${upstream.port}`], http2: { max_connections: 1, max_concurrent_streams: 1000 } }],
-    }, 1);
-    out.push({ name: 'shuttle 1t', port, pids: () => [child.pid!], stop: () => stop(child) });
+    }, 1, checkout);
+    out.push({ name, port, pids: () => [child.pid!], stop: () => stop(child) });
   }
   {
     const { port, child } = await nginx('proxy', (p) => `upstream up { server 127.0.0.1:${upstream.port}; keepalive 64; }
@@ -90,7 +95,11 @@ function h2load(port: number, seconds: number): Promise<{ rps: number; p50: numb
   });
 }
 
-const all = await targets();
+const wanted = process.env.TARGETS?.split(',');
+// (HAProxy and node:http2 always run: the ratios are to them.)
+const started = await targets();
+const all = started.filter((t) => wanted === undefined || t.name === 'haproxy 1t' || t.name === 'node:http2' || wanted.some((w) => t.name.startsWith(w)));
+for (const t of started) if (!all.includes(t)) await t.stop();
 const results = new Map<string, Sample[]>();
 try {
   for (const t of all) await h2load(t.port, 2); // warm-up (JIT, pools)

@@ -111,12 +111,15 @@ export class Http2Pool implements Pool {
   private draining = false;
 
   private readonly tls: UpstreamTls | undefined;
+  /** What every stream of this pool is told when ready (the same for all: no object per stream). */
+  private readonly readyInfo;
 
   constructor(host: Host, config: Http2ClientOptionsConfig, connectTimeout: number, telemetry: WorkerTelemetry, tls?: UpstreamTls) {
     this.host = host;
     this.config = config;
     this.connectTimeout = connectTimeout;
     this.telemetry = telemetry;
+    this.readyInfo = Object.freeze({ host, reused: false, protocol: 'HTTP/2' as const });
     // HTTP/2 over TLS says so by ALPN.
     this.tls = tls && !tls.options.ALPNProtocols ? { ...tls, options: { ...tls.options, ALPNProtocols: ['h2'] } } : tls;
   }
@@ -167,7 +170,7 @@ export class Http2Pool implements Pool {
 
   private open(conn: Http2ClientConnection, decoder: StreamDecoder, callbacks: PoolCallbacks): void {
     const st = conn.openStream(decoder);
-    callbacks.onPoolReady(st, { host: this.host, reused: false, protocol: 'HTTP/2' });
+    callbacks.onPoolReady(st, this.readyInfo);
   }
 
   /** A connection has room again (a stream closed, the host's SETTINGS came): serve waiters. */

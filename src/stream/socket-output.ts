@@ -9,6 +9,13 @@
  *
  * Pieces may be views of a read buffer that is reused by the next read (`volatile`): the flush
  * happens before that read, and joined-write copies what the socket might keep.
+ *
+ * A codec that builds small binary pieces (HTTP/2 frame headers, header blocks, small DATA) writes
+ * them in place instead (`reserve()`): into a staging buffer borrowed from a per-thread free list
+ * for the event, so they cost no Buffer, string or join copy of their own. An event that staged
+ * everything leaves as one write straight from the staging buffer. The buffer goes back to the
+ * list once the kernel took the write whole (the socket keeps no reference to it), so an idle
+ * connection holds none.
  */
 import type net from 'node:net';
 import { writeJoined } from './joined-write.ts';
@@ -51,6 +58,11 @@ export function onBatchedData(socket: net.Socket, handler: (chunk: Buffer) => vo
   });
 }
 
+/** Staging buffers not lent to any output (reused: an output borrows one per event). */
+const STAGE_BYTES = 16 * 1024;
+const STAGES_KEPT = 32;
+const freeStages: Buffer[] = [];
+
 export interface OutputOwner {
   /** Bytes left for the socket (the connection's tx counter). */
   onWritten(bytes: number): void;
@@ -65,6 +77,10 @@ export class SocketOutput {
   private bytes = 0;
   private volatile = false;
   private queued = false;
+  /** Staging buffer lent for this event; bytes [stageFrom, stageUsed) are staged and not yet in `pieces`. */
+  private stage: Buffer | undefined;
+  private stageFrom = 0;
+  private stageUsed = 0;
 
   constructor(socket: net.Socket, owner: OutputOwner) {
     this.socket = socket;
@@ -79,32 +95,92 @@ export class SocketOutput {
   /** Adds a latin1 string (a head) or bytes; `volatile`: a view of memory reused after this event. */
   push(piece: string | Buffer, volatile = false): void {
     if (piece.length === 0) return;
+    if (this.stageUsed > this.stageFrom) this.closeStaged();
     this.pieces.push(piece);
     this.bytes += piece.length;
     if (volatile) this.volatile = true;
-    if (!this.queued) {
-      this.queued = true;
-      waiting.push(this);
-      if (!flushQueued && batchDepth === 0) {
-        flushQueued = true;
-        queueMicrotask(flushAll);
-      }
+    this.enqueue();
+  }
+
+  /**
+   * Room for `n` bytes written in place, in order after everything pushed so far: the caller fills
+   * `this.staged` at the returned offset before anything else is pushed. `n` ≤ 16 KiB.
+   */
+  reserve(n: number): number {
+    let stage = this.stage;
+    if (stage === undefined || this.stageUsed + n > stage.length) {
+      if (stage !== undefined && this.stageUsed > this.stageFrom) this.closeStaged();
+      // (A stage that was partly sent as a piece stays with that piece: not returned to the list.)
+      stage = this.stage = (n <= STAGE_BYTES ? freeStages.pop() : undefined) ?? Buffer.allocUnsafeSlow(Math.max(STAGE_BYTES, n));
+      this.stageFrom = this.stageUsed = 0;
     }
+    const at = this.stageUsed;
+    this.stageUsed = at + n;
+    this.bytes += n;
+    this.enqueue();
+    return at;
+  }
+
+  /** The staging buffer that reserve()'s offsets point into. */
+  get staged(): Buffer {
+    return this.stage!;
+  }
+
+  /** Copies `src[start, end)` in (small pieces: their own Buffer would cost more than the copy). */
+  pushCopy(src: Buffer, start: number, end: number): void {
+    if (end <= start) return;
+    const at = this.reserve(end - start);
+    src.copy(this.stage!, at, start, end);
+  }
+
+  private enqueue(): void {
+    if (this.queued) return;
+    this.queued = true;
+    waiting.push(this);
+    if (!flushQueued && batchDepth === 0) {
+      flushQueued = true;
+      queueMicrotask(flushAll);
+    }
+  }
+
+  /** The staged bytes so far become a piece (something else is pushed after them). */
+  private closeStaged(): void {
+    this.pieces.push(this.stage!.subarray(this.stageFrom, this.stageUsed));
+    this.stageFrom = this.stageUsed;
   }
 
   /** Writes what is waiting now (also used before ending the socket). */
   flush(): void {
     this.queued = false;
     if (this.bytes === 0) return;
-    const pieces = this.pieces;
     const bytes = this.bytes;
     const volatile = this.volatile;
-    this.pieces = [];
+    const stage = this.stage;
     this.bytes = 0;
     this.volatile = false;
     const socket = this.socket;
-    if (socket.destroyed) return;
+    if (socket.destroyed) {
+      this.pieces = [];
+      this.stage = undefined;
+      this.stageFrom = this.stageUsed = 0;
+      if (stage !== undefined && freeStages.length < STAGES_KEPT) freeStages.push(stage);
+      return;
+    }
     this.owner.onWritten(bytes);
-    if (!writeJoined(socket, pieces, bytes, volatile)) this.owner.onFull();
+    let ok: boolean;
+    if (this.pieces.length === 0) {
+      // Everything was staged: one write from the staging buffer itself.
+      ok = socket.write(stage!.subarray(this.stageFrom, this.stageUsed));
+    } else {
+      if (stage !== undefined && this.stageUsed > this.stageFrom) this.closeStaged();
+      const pieces = this.pieces;
+      this.pieces = [];
+      ok = writeJoined(socket, pieces, bytes, volatile);
+    }
+    this.stage = undefined;
+    this.stageFrom = this.stageUsed = 0;
+    // The kernel took it all: nothing refers to the staging buffer any more.
+    if (stage !== undefined && socket.writableLength === 0 && freeStages.length < STAGES_KEPT) freeStages.push(stage);
+    if (!ok) this.owner.onFull();
   }
 }

@@ -28,7 +28,7 @@ import { HeaderMap } from '../../stream/header-map.ts';
 import { onBatchedData, SocketOutput, type OutputOwner } from '../../stream/socket-output.ts';
 import {
   DEFAULT_MAX_FRAME_SIZE, DEFAULT_WINDOW, ERROR_NAMES, ErrorCode, Flag, FRAME_HEADER_BYTES, FrameType, frameHeader,
-  goAwayFrame, MAX_WINDOW, pingFrame, PREFACE, rstStreamFrame, Setting, SETTINGS_ACK, settingsFrame, windowUpdateFrame,
+  goAwayFrame, MAX_WINDOW, pingFrame, PREFACE, rstStreamFrame, Setting, SETTINGS_ACK, settingsFrame, windowUpdateFrame, writeFrameHeader,
 } from './frames.ts';
 import { HpackDecoder, HpackEncoder, HpackError, type HpackDecoderState } from './hpack.ts';
 import { resumeReading, stopReading } from '../../upgrade/migration.ts';
@@ -107,6 +107,10 @@ const RESET_JUDGED_AFTER = 100;
 /** Stream ids we reset recently: late frames for them are dropped, not errors (RFC 9113 §5.4.2). */
 const RECENTLY_RESET = 128;
 const EMPTY = Buffer.alloc(0);
+const NO_PIECES: Buffer[] = [];
+/** Header blocks and DATA payloads up to these sizes are written in place (SocketOutput.reserve). */
+const STAGED_BLOCK_BYTES = 8 * 1024;
+const STAGED_DATA_BYTES = 1024;
 /** The shared empty list of a stream's lazily made queues (never pushed to). */
 const NONE: Buffer[] = [];
 /** The PING payload that closes a graceful GOAWAY's first step. */
@@ -171,7 +175,8 @@ export abstract class Http2Connection implements OutputOwner {
   /** A header block being assembled from HEADERS + CONTINUATION frames. */
   private blockStream = 0;
   private blockFlags = 0;
-  private blockPieces: Buffer[] = [];
+  /** The block's pieces so far, when it continues in CONTINUATION frames. */
+  private blockPieces: Buffer[] = NO_PIECES;
   private blockBytes = 0;
   private blockFrames = 0;
   private blockPriorityDep = -1;
@@ -412,9 +417,11 @@ export abstract class Http2Connection implements OutputOwner {
     const type = buf[offset + 3];
     const flags = buf[offset + 4];
     const streamId = buf.readUInt32BE(offset + 5) & 0x7fffffff;
-    const payload = buf.subarray(offset + FRAME_HEADER_BYTES, offset + FRAME_HEADER_BYTES + length);
+    const start = offset + FRAME_HEADER_BYTES;
     try {
-      this.onFrame(type, flags, streamId, payload);
+      // The usual HEADERS frame is decoded where it lies (no view of its payload made).
+      if (type === FrameType.HEADERS && this.firstFrameSeen && this.blockStream === 0) this.onHeadersFrame(flags, streamId, buf, start, start + length);
+      else this.onFrame(type, flags, streamId, buf.subarray(start, start + length));
     } catch (err) {
       if (!(err instanceof StreamError)) throw err;
       this.streamError(err.streamId, err.code, err.message);
@@ -431,7 +438,7 @@ export abstract class Http2Connection implements OutputOwner {
     }
     switch (type) {
       case FrameType.DATA: return this.onDataFrame(flags, streamId, payload);
-      case FrameType.HEADERS: return this.onHeadersFrame(flags, streamId, payload);
+      case FrameType.HEADERS: return this.onHeadersFrame(flags, streamId, payload, 0, payload.length);
       case FrameType.PRIORITY: return this.onPriority(streamId, payload);
       case FrameType.RST_STREAM: return this.onRstStream(streamId, payload);
       case FrameType.SETTINGS: return this.onSettings(flags, streamId, payload);
@@ -512,23 +519,30 @@ export abstract class Http2Connection implements OutputOwner {
     stream.receiveData(data, endStream);
   }
 
-  private onHeadersFrame(flags: number, streamId: number, payload: Buffer): void {
+  /** A HEADERS frame whose payload is buf[start, end). */
+  private onHeadersFrame(flags: number, streamId: number, buf: Buffer, start: number, end: number): void {
     if (streamId === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'HEADERS on stream 0');
-    let fragment = this.unpad(flags, payload);
+    if ((flags & Flag.PADDED) !== 0) {
+      if (end - start < 1) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'padded frame without a pad length');
+      const pad = buf[start];
+      if (pad >= end - start) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'padding longer than the payload');
+      start++;
+      end -= pad;
+    }
     let dependency = -1;
     if ((flags & Flag.PRIORITY) !== 0) {
-      if (fragment.length < 5) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'HEADERS too short for its priority');
-      dependency = fragment.readUInt32BE(0) & 0x7fffffff;
-      fragment = fragment.subarray(5);
+      if (end - start < 5) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'HEADERS too short for its priority');
+      dependency = buf.readUInt32BE(start) & 0x7fffffff;
+      start += 5;
     }
     this.blockStream = streamId;
     this.blockFlags = flags;
-    this.blockPieces = [fragment];
-    this.blockBytes = fragment.length;
+    this.blockBytes = end - start;
     this.blockFrames = 1;
     this.blockPriorityDep = dependency;
     this.checkBlockSize();
-    if ((flags & Flag.END_HEADERS) !== 0) this.endBlock();
+    if ((flags & Flag.END_HEADERS) !== 0) return this.endBlock(buf, start, end);
+    this.blockPieces = [buf.subarray(start, end)];
   }
 
   private onContinuation(flags: number, streamId: number, payload: Buffer): void {
@@ -537,7 +551,10 @@ export abstract class Http2Connection implements OutputOwner {
     this.blockPieces.push(payload);
     this.blockBytes += payload.length;
     this.checkBlockSize();
-    if ((flags & Flag.END_HEADERS) !== 0) this.endBlock();
+    if ((flags & Flag.END_HEADERS) === 0) return;
+    const block = Buffer.concat(this.blockPieces, this.blockBytes);
+    this.blockPieces = NO_PIECES;
+    this.endBlock(block, 0, block.length);
   }
 
   /** A block (compressed) larger than the list it may decode to, with room to spare, is a flood. */
@@ -545,15 +562,14 @@ export abstract class Http2Connection implements OutputOwner {
     if (this.blockBytes > Math.max(64 * 1024, 2 * this.opts.local.maxHeaderListSize)) this.calm('continuation_flood', 'header block too large');
   }
 
-  private endBlock(): void {
+  /** The complete header block, block[start, end). */
+  private endBlock(block: Buffer, start: number, end: number): void {
     const streamId = this.blockStream;
     const flags = this.blockFlags;
-    const block = this.blockPieces.length === 1 ? this.blockPieces[0] : Buffer.concat(this.blockPieces, this.blockBytes);
     const dependency = this.blockPriorityDep;
     this.blockStream = 0;
-    this.blockPieces = [];
     // Decoded whatever becomes of the stream: the dynamic table must follow the peer's.
-    const decoded = this.hpackIn.decode(block);
+    const decoded = this.hpackIn.decode(block, start, end);
     const endStream = (flags & Flag.END_STREAM) !== 0;
     const stream = this.streams.get(streamId);
     if (stream !== undefined) {
@@ -839,19 +855,27 @@ export abstract class Http2Connection implements OutputOwner {
   // ---- writing (for streams) ------------------------------------------------------------------
 
   writeHeaders(stream: Http2Stream, fields: string[], endStream: boolean, neverIndexed?: string[]): void {
-    const block = this.hpackOut.encode(fields, neverIndexed);
+    const hpack = this.hpackOut;
+    const length = hpack.encodeBlock(fields, neverIndexed);
+    const block = hpack.encoded;
     const max = this.peerMaxFrameSize;
+    const out = this.output;
     let flags = endStream ? Flag.END_STREAM : 0;
-    if (block.length <= max) {
-      this.output.push(frameHeader(block.length, FrameType.HEADERS, flags | Flag.END_HEADERS, stream.id));
-      this.output.push(block);
+    if (length <= max && length <= STAGED_BLOCK_BYTES) {
+      // The usual block: frame header and block written in place, in the output's staging buffer.
+      const at = out.reserve(FRAME_HEADER_BYTES + length);
+      const staged = out.staged;
+      writeFrameHeader(staged, at, length, FrameType.HEADERS, flags | Flag.END_HEADERS, stream.id);
+      block.copy(staged, at + FRAME_HEADER_BYTES, 0, length);
       return;
     }
-    for (let at = 0, type: number = FrameType.HEADERS; at < block.length; at += max, type = FrameType.CONTINUATION) {
-      const end = Math.min(block.length, at + max);
-      if (end === block.length) flags |= Flag.END_HEADERS;
+    const own = Buffer.from(block.subarray(0, length));
+    hpack.releaseScratch();
+    for (let at = 0, type: number = FrameType.HEADERS; at < length; at += max, type = FrameType.CONTINUATION) {
+      const end = Math.min(length, at + max);
+      if (end === length) flags |= Flag.END_HEADERS;
       this.output.push(frameHeader(end - at, type, flags, stream.id));
-      this.output.push(block.subarray(at, end));
+      this.output.push(own.subarray(at, end));
       flags = 0;
     }
   }
@@ -862,6 +886,7 @@ export abstract class Http2Connection implements OutputOwner {
    */
   writeData(stream: Http2Stream, data: Buffer, endStream: boolean, volatile: boolean): number {
     const max = this.peerMaxFrameSize;
+    const out = this.output;
     let sent = 0;
     while (sent < data.length) {
       const room = Math.min(this.sendWindow, stream.sendWindow, max);
@@ -871,13 +896,25 @@ export abstract class Http2Connection implements OutputOwner {
       }
       const n = Math.min(room, data.length - sent);
       const last = sent + n === data.length;
-      this.output.push(frameHeader(n, FrameType.DATA, last && endStream ? Flag.END_STREAM : 0, stream.id));
-      this.output.push(data.subarray(sent, sent + n), volatile);
+      const flags = last && endStream ? Flag.END_STREAM : 0;
+      if (n <= STAGED_DATA_BYTES) {
+        // Small: copied in place after its frame header (cheaper than a piece of its own).
+        const at = out.reserve(FRAME_HEADER_BYTES + n);
+        writeFrameHeader(out.staged, at, n, FrameType.DATA, flags, stream.id);
+        data.copy(out.staged, at + FRAME_HEADER_BYTES, sent, sent + n);
+      } else {
+        const at = out.reserve(FRAME_HEADER_BYTES);
+        writeFrameHeader(out.staged, at, n, FrameType.DATA, flags, stream.id);
+        out.push(data.subarray(sent, sent + n), volatile);
+      }
       this.sendWindow -= n;
       stream.sendWindow -= n;
       sent += n;
     }
-    if (data.length === 0 && endStream) this.output.push(frameHeader(0, FrameType.DATA, Flag.END_STREAM, stream.id));
+    if (data.length === 0 && endStream) {
+      const at = out.reserve(FRAME_HEADER_BYTES);
+      writeFrameHeader(out.staged, at, 0, FrameType.DATA, Flag.END_STREAM, stream.id);
+    }
     return sent;
   }
 
@@ -1257,11 +1294,28 @@ function noResponseBody(status: number): boolean {
   return status === 204 || status === 304;
 }
 
+/**
+ * Lower-case spellings of field names seen in other cases (HTTP/1 names, the proxy's own
+ * X-Forwarded-For): one string per name instead of a new one per message, which also keeps its
+ * hash for the HPACK encoder's table lookups. Bounded: a client sending endless names only
+ * fills it once.
+ */
+const lowerNames = new Map<string, string>();
+const LOWER_NAMES_KEPT = 512;
+
+function lowerName(name: string): string {
+  const known = lowerNames.get(name);
+  if (known !== undefined) return known;
+  const lower = name.toLowerCase();
+  if (lower !== name && lowerNames.size < LOWER_NAMES_KEPT) lowerNames.set(name, lower);
+  return lower;
+}
+
 /** Lower-cased regular fields of a map, without the connection-specific ones (RFC 9113 §8.2.2). */
 function regularFields(h: HeaderMap, out: string[], keepTe: boolean): void {
   const f = h.fields;
   for (let i = 0; i < f.length; i += 2) {
-    const name = f[i].toLowerCase();
+    const name = lowerName(f[i]);
     switch (name) {
       case 'host': case 'connection': case 'keep-alive': case 'proxy-connection': case 'transfer-encoding': case 'upgrade': case 'content-length':
         continue;
@@ -1273,15 +1327,26 @@ function regularFields(h: HeaderMap, out: string[], keepTe: boolean): void {
   }
 }
 
+/**
+ * The field list of the head being encoded: encoded at once (writeHeaders), so one list serves
+ * every head of the thread instead of a new array each.
+ */
+const headFields: string[] = [];
+const STATUS_TEXT: string[] = Array.from({ length: 600 }, (_, i) => String(i));
+
 function responseFields(h: HeaderMap): string[] {
-  const out: string[] = [':status', String(h.status)];
+  const out = headFields;
+  out.length = 0;
+  out.push(':status', STATUS_TEXT[h.status] ?? String(h.status));
   regularFields(h, out, false);
   if (h.contentLength >= 0 && h.status !== 204 && !(h.status >= 100 && h.status < 200)) out.push('content-length', String(h.contentLength));
   return out;
 }
 
 function requestFields(h: HeaderMap): string[] {
-  const out: string[] = [':method', h.method, ':scheme', h.scheme || 'http', ':authority', h.authority, ':path', h.path];
+  const out = headFields;
+  out.length = 0;
+  out.push(':method', h.method, ':scheme', h.scheme || 'http', ':authority', h.authority, ':path', h.path);
   regularFields(h, out, true);
   if (h.contentLength >= 0) out.push('content-length', String(h.contentLength));
   return out;

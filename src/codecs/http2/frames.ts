@@ -68,6 +68,19 @@ export function frameHeader(length: number, type: number, flags: number, streamI
     (streamId >>> 24) & 0x7f, (streamId >>> 16) & 0xff, (streamId >>> 8) & 0xff, streamId & 0xff);
 }
 
+/** The 9-byte frame header written at buf[at]. */
+export function writeFrameHeader(buf: Buffer, at: number, length: number, type: number, flags: number, streamId: number): void {
+  buf[at] = (length >>> 16) & 0xff;
+  buf[at + 1] = (length >>> 8) & 0xff;
+  buf[at + 2] = length & 0xff;
+  buf[at + 3] = type;
+  buf[at + 4] = flags;
+  buf[at + 5] = (streamId >>> 24) & 0x7f;
+  buf[at + 6] = (streamId >>> 16) & 0xff;
+  buf[at + 7] = (streamId >>> 8) & 0xff;
+  buf[at + 8] = streamId & 0xff;
+}
+
 function u32(n: number): string {
   return chr((n >>> 24) & 0xff, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff);
 }

@@ -585,6 +585,19 @@ export class HpackEncoder {
    * encoder then stays usable: its next block resets the peer's table).
    */
   encode(headers: readonly string[], neverIndex?: readonly string[]): Buffer {
+    const n = this.encodeBlock(headers, neverIndex);
+    const out = Buffer.allocUnsafe(n);
+    this.scratch.copy(out, 0, 0, n);
+    this.releaseScratch();
+    return out;
+  }
+
+  /**
+   * Encodes like encode() into the encoder's own buffer and returns the block's length; the block
+   * is `encoded[0, length)` until the next call (then call releaseScratch()). A codec copies it
+   * straight to its output: no Buffer per block.
+   */
+  encodeBlock(headers: readonly string[], neverIndex?: readonly string[]): number {
     if ((headers.length & 1) !== 0) throw new TypeError('headers must be a flat [name, value, …] list');
     this.n = 0;
     try {
@@ -600,10 +613,17 @@ export class HpackEncoder {
       if (this.pendingFinal < 0) this.pendingFinal = this.table.maxSize;
       throw err;
     }
-    const out = Buffer.allocUnsafe(this.n);
-    this.scratch.copy(out, 0, 0, this.n);
+    return this.n;
+  }
+
+  /** The buffer encodeBlock() wrote into. */
+  get encoded(): Buffer {
+    return this.scratch;
+  }
+
+  /** Drops a scratch buffer grown past its usual size (one huge block must not stay allocated). */
+  releaseScratch(): void {
     if (this.scratch.length > SCRATCH_KEEP) this.scratch = Buffer.allocUnsafe(1024) as Latin1Buffer;
-    return out;
   }
 
   /** Entries in the dynamic table, newest first, as [name, value, …] (for tests and diagnostics). */

@@ -1,0 +1,126 @@
+/**
+ * SocketOutput over a real loopback connection: staged bytes (reserve/pushCopy), pushed pieces
+ * and strings leave in order; a staging buffer still referenced by a queued write is never reused
+ * (the bytes a slow reader finally reads are the ones written); a flush on a destroyed socket
+ * leaves the output usable.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { beginBatch, endBatch, SocketOutput } from '../src/stream/socket-output.ts';
+
+const opened: net.Socket[] = [];
+let server: net.Server | undefined;
+
+afterEach(() => {
+  for (const s of opened.splice(0)) s.destroy();
+  server?.close();
+  server = undefined;
+});
+
+/** A connected pair: `writer` (ours) and `reader` (the peer), paused until read. */
+async function pair(): Promise<{ writer: net.Socket; reader: net.Socket }> {
+  const accepted = new Promise<net.Socket>((resolve) => {
+    server = net.createServer({ pauseOnConnect: true }, resolve);
+  });
+  await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
+  const writer = net.connect((server!.address() as net.AddressInfo).port, '127.0.0.1');
+  await new Promise((resolve) => writer.once('connect', resolve));
+  const reader = await accepted;
+  opened.push(writer, reader);
+  return { writer, reader };
+}
+
+function readAll(reader: net.Socket, bytes: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let got = 0;
+    reader.on('data', (c: Buffer) => {
+      chunks.push(c);
+      got += c.length;
+      if (got >= bytes) resolve(Buffer.concat(chunks));
+    });
+    reader.once('error', reject);
+    reader.resume();
+  });
+}
+
+const owner = { onWritten() {}, onFull() {} };
+
+/** One event's output: staged, pushed and copied pieces of `piece`, interleaved. */
+function writeEvent(out: SocketOutput, piece: Buffer): void {
+  const third = Math.floor(piece.length / 3);
+  const at = out.reserve(third);
+  piece.copy(out.staged, at, 0, third);
+  out.push(piece.subarray(third, 2 * third));
+  out.pushCopy(piece, 2 * third, piece.length);
+}
+
+describe('SocketOutput', () => {
+  it('sends staged, pushed and copied pieces in order, one event after another', async () => {
+    const { writer, reader } = await pair();
+    const out = new SocketOutput(writer, owner);
+    const expected: Buffer[] = [];
+    for (let i = 0; i < 200; i++) {
+      const piece = randomBytes(30 + (i % 50));
+      expected.push(piece);
+      beginBatch();
+      writeEvent(out, piece);
+      out.push('|', false);
+      endBatch();
+      expected.push(Buffer.from('|'));
+    }
+    const want = Buffer.concat(expected);
+    expect((await readAll(reader, want.length)).equals(want)).toBe(true);
+  });
+
+  it('never reuses a staging buffer that a queued write still points into (slow reader)', async () => {
+    const { writer, reader } = await pair();
+    const out = new SocketOutput(writer, owner);
+    const hash = createHash('sha256');
+    let total = 0;
+    // Far more than the socket buffers hold while the reader is paused: later writes queue in
+    // Node, pointing into staging buffers; a reused one would change bytes already queued.
+    for (let i = 0; i < 3000; i++) {
+      const piece = randomBytes(3000);
+      hash.update(piece);
+      total += piece.length;
+      beginBatch();
+      const at = out.reserve(piece.length);
+      piece.copy(out.staged, at);
+      endBatch();
+    }
+    expect(writer.writableLength).toBeGreaterThan(0);
+    const got = await readAll(reader, total);
+    expect(got.length).toBe(total);
+    expect(createHash('sha256').update(got).digest('hex')).toBe(hash.digest('hex'));
+  });
+
+  it('takes a block larger than a staging buffer', async () => {
+    const { writer, reader } = await pair();
+    const out = new SocketOutput(writer, owner);
+    const big = randomBytes(40_000);
+    beginBatch();
+    out.pushCopy(big, 0, 100);
+    const at = out.reserve(big.length - 100);
+    big.copy(out.staged, at, 100);
+    endBatch();
+    expect((await readAll(reader, big.length)).equals(big)).toBe(true);
+  });
+
+  it('stays usable after a flush on a destroyed socket (regression: a staged range outlived its buffer)', async () => {
+    const { writer } = await pair();
+    const out = new SocketOutput(writer, owner);
+    beginBatch();
+    out.pushCopy(Buffer.from('lost'), 0, 4);
+    writer.destroy();
+    endBatch();
+    beginBatch();
+    expect(() => {
+      out.pushCopy(Buffer.from('also lost'), 0, 9);
+      out.push(Buffer.from('a piece after it'));
+    }).not.toThrow();
+    endBatch();
+    expect(out.pending).toBe(0);
+  });
+});
