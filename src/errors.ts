@@ -78,6 +78,7 @@ export const ERRORS = {
   SHUTTLE_E_HTTP_BAD_RESPONSE: { message: 'malformed upstream response', source: 'upstream', http: 502, grpc: G.INTERNAL },
   SHUTTLE_E_BOLT_PROTOCOL: { message: 'malformed Bolt frame', source: 'downstream', http: 0, grpc: G.INTERNAL },
   SHUTTLE_E_DUBBO_PROTOCOL: { message: 'malformed Dubbo frame or body', source: 'downstream', http: 0, grpc: G.INTERNAL },
+  SHUTTLE_E_NO_TRANSLATION: { message: 'the request cannot be translated to the protocol of the upstream it was routed to', source: 'internal', http: 502, grpc: G.UNIMPLEMENTED },
 } as const satisfies Record<string, ErrorInfo>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -29,6 +29,12 @@ import type { UpstreamTls } from './net/tls-client.ts';
 
 export type { HeaderMap } from './stream/header-map.ts';
 
+/**
+ * The protocol of a stream. Bolt and Dubbo streams are calls on a multiplexed connection: their
+ * headers are the call's frame itself (FrameHeaders in stream/mux-pool.ts), their body is in it.
+ */
+export type StreamProtocol = 'HTTP/1.0' | 'HTTP/1.1' | 'HTTP/2' | 'bolt' | 'dubbo';
+
 /** Why a stream ended without completing. */
 export type StreamResetReason =
   /** We gave up on it (a timeout, a retry elsewhere, the other side went away). */
@@ -73,7 +79,7 @@ export interface StreamWriteCallbacks {
  * Encoders copy what they have to keep (data passed in may be a reused buffer).
  */
 export interface StreamEncoder {
-  readonly protocol: 'HTTP/1.0' | 'HTTP/1.1' | 'HTTP/2';
+  readonly protocol: StreamProtocol;
   encodeInformational(headers: HeaderMap): void;
   encodeHeaders(headers: HeaderMap, endStream: boolean): void;
   /**
@@ -130,7 +136,7 @@ export interface UpstreamInfo {
   readonly host: Host;
   /** The connection served a stream before: a failure may be a stale keep-alive. */
   readonly reused: boolean;
-  readonly protocol: 'HTTP/1.1' | 'HTTP/2';
+  readonly protocol: Exclude<StreamProtocol, 'HTTP/1.0'>;
 }
 
 /**
@@ -148,7 +154,8 @@ export type CancelPoolRequest = () => void;
 
 /**
  * Upstream streams to one host (one pool per worker, host, settings and protocol). HTTP/1 gives a
- * connection to one stream at a time; HTTP/2 multiplexes many streams on few connections.
+ * connection to one stream at a time; HTTP/2 multiplexes many streams on few connections; Bolt
+ * and Dubbo multiplex calls on a few long-lived connections, matched to answers by request id.
  */
 export interface Pool {
   readonly host: Host;

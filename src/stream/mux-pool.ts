@@ -7,8 +7,16 @@
  *
  * A connection that closes fails only its own in-flight requests; requests written while it was
  * still connecting fail with `connect` (nothing was sent: safe to try another host).
+ *
+ * MuxPool is a Pool like the HTTP ones (layers.ts): newStream(decoder, callbacks) hands out a
+ * MuxStream, whose request "headers" are the call's frame itself (FrameHeaders, MOSN's XFrame: an
+ * RPC frame is its own header map) and whose response comes back as FrameHeaders of the answer,
+ * with endStream. The frame travels as the bytes it arrived as: no re-encoding on the hot path.
  */
 import type net from 'node:net';
+import { ShuttleError } from '../errors.ts';
+import type { CancelPoolRequest, Pool, PoolCallbacks, StreamDecoder, StreamEncoder, StreamResetReason, StreamWriteCallbacks, UpstreamInfo } from '../layers.ts';
+import { HeaderMap } from './header-map.ts';
 import { connectUpstream } from './connector.ts';
 import type { UpstreamTls } from '../net/tls-client.ts';
 import { FrameBuffer } from '../codecs/frame-buffer.ts';
@@ -18,6 +26,7 @@ import type { WorkerTelemetry } from '../workers/telemetry.ts';
 
 /** What the pool needs to know of a protocol's frames. */
 export interface MuxCodec<F> {
+  readonly name: 'bolt' | 'dubbo';
   decode(buf: Buffer, offset: number, maxFrameBytes: number): { frame: F; length: number } | undefined;
   requestId(frame: F): number;
   setRequestId(frame: F, id: number): void;
@@ -29,11 +38,11 @@ export interface MuxCodec<F> {
 
 export type MuxFailure = 'connect' | 'closed' | 'protocol';
 
-/** A client connection whose reading follows an upstream connection's room (backpressure). */
-export interface MuxFeeder {
-  pauseFeeding(): void;
-  resumeFeeding(): void;
-}
+/**
+ * A client connection whose reading follows an upstream connection's room (backpressure): told
+ * when a connection it sent to is full, and when it drained.
+ */
+export type MuxFeeder = StreamWriteCallbacks;
 
 export interface MuxPending<F> {
   onResponse(frame: F): void;
@@ -90,6 +99,11 @@ export class MuxConnection<F> {
     return this.pending.size;
   }
 
+  /** A frame's size on the wire (what a stream reports as bytes sent). */
+  frameBytes(frame: F): number {
+    return this.codec.raw(frame).length;
+  }
+
   /**
    * Sends a request frame under a fresh id; `pending` hears its response (unless oneway);
    * `feeder`: the client it came from, paused while this connection cannot take more.
@@ -120,14 +134,14 @@ export class MuxConnection<F> {
       this.full = false;
       const paused = [...this.paused];
       this.paused.clear();
-      for (const f of paused) f.resumeFeeding();
+      for (const f of paused) f.onBelowWriteLowWatermark();
     });
   }
 
   private pause(f: MuxFeeder): void {
     if (this.paused.has(f)) return;
     this.paused.add(f);
-    f.pauseFeeding();
+    f.onAboveWriteHighWatermark();
   }
 
   /** Forgets a request (timed out downstream); a late response is dropped. */
@@ -198,7 +212,7 @@ export class MuxConnection<F> {
     // Clients waiting for this connection to drain are read again (their calls here fail below).
     const paused = [...this.paused];
     this.paused.clear();
-    for (const f of paused) f.resumeFeeding();
+    for (const f of paused) f.onBelowWriteLowWatermark();
     const all = [...this.pending.values()];
     this.pending.clear();
     this.onGone(this);
@@ -206,7 +220,105 @@ export class MuxConnection<F> {
   }
 }
 
-export class MuxPool<F> {
+/**
+ * An RPC frame as a stream's headers: the request a MuxStream sends, or the response it decodes.
+ * `oneway`: a request that gets no answer (the stream ends once it is written).
+ */
+export class FrameHeaders<F> extends HeaderMap {
+  readonly frame: F;
+  readonly oneway: boolean;
+
+  constructor(frame: F, oneway = false) {
+    super(NO_FIELDS);
+    this.frame = frame;
+    this.oneway = oneway;
+  }
+}
+
+/**
+ * Frames carry no field list of their own (the protocol's header map stays in the frame's bytes):
+ * one shared empty list, frozen so that nothing adds to it by mistake.
+ */
+const NO_FIELDS = Object.freeze([]) as unknown as string[];
+
+const MUX_FAILURE_CODE = { connect: 'SHUTTLE_E_UPSTREAM_CONNECT_FAILED', closed: 'SHUTTLE_E_UPSTREAM_RESET', protocol: 'SHUTTLE_E_UPSTREAM_PROTOCOL' } as const;
+
+const MUX_FAILURE_RESET: Record<MuxFailure, StreamResetReason> = {
+  connect: 'connection-failure',
+  closed: 'connection-termination',
+  protocol: 'protocol-error',
+};
+
+/** One call on a multiplexed connection: the StreamEncoder a MuxPool hands out. */
+export class MuxStream<F> implements StreamEncoder, MuxPending<F> {
+  readonly protocol: 'bolt' | 'dubbo';
+  private readonly conn: MuxConnection<F>;
+  private readonly decoder: StreamDecoder;
+  private feeder: MuxFeeder | undefined;
+  /** The id the request went out under (0: not sent). */
+  private id = 0;
+  private ended = false;
+  bytesSent = 0;
+
+  constructor(conn: MuxConnection<F>, decoder: StreamDecoder, protocol: 'bolt' | 'dubbo') {
+    this.conn = conn;
+    this.decoder = decoder;
+    this.protocol = protocol;
+  }
+
+  /** Sends the call: `headers` must be the FrameHeaders of a request frame of this protocol. */
+  encodeHeaders(headers: HeaderMap, _endStream: boolean): void {
+    if (this.id !== 0 || this.ended) return;
+    if (!(headers instanceof FrameHeaders)) {
+      // (Translating an HTTP request into a Bolt or Dubbo call is not built yet.)
+      this.ended = true;
+      this.decoder.onReset('protocol-error', new ShuttleError('SHUTTLE_E_NO_TRANSLATION', 'internal', `a ${this.protocol} upstream takes ${this.protocol} calls only`));
+      return;
+    }
+    const frame = headers.frame as F;
+    this.bytesSent += this.conn.frameBytes(frame);
+    this.id = this.conn.send(frame, headers.oneway ? undefined : this, this.feeder);
+    if (headers.oneway) this.ended = true;
+  }
+
+  /** A frame is whole: bodies travel in it, and there are no 1xx answers or trailers. */
+  encodeInformational(): void {}
+  encodeData(): void {}
+  encodeTrailers(): void {}
+
+  /** Forgets the call upstream (timed out, the client went away): a late answer is dropped. */
+  reset(_reason: StreamResetReason): void {
+    if (this.ended) return;
+    this.ended = true;
+    if (this.id !== 0) this.conn.cancel(this.id);
+  }
+
+  /** Answers are whole frames: there is nothing to hold back. */
+  readDisable(): void {}
+
+  /** Who stops sending calls while the upstream connection is full (MuxConnection.send). */
+  setWriteCallbacks(callbacks: StreamWriteCallbacks): void {
+    this.feeder = callbacks;
+  }
+
+  // ---- MuxPending ---------------------------------------------------------------------------
+
+  onResponse(frame: F): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.decoder.decodeHeaders(new FrameHeaders(frame), true);
+  }
+
+  onFail(kind: MuxFailure, error: Error): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.decoder.onReset(MUX_FAILURE_RESET[kind], new ShuttleError(MUX_FAILURE_CODE[kind], 'upstream', error.message));
+  }
+}
+
+const NO_CANCEL: CancelPoolRequest = () => {};
+
+export class MuxPool<F> implements Pool {
   readonly host: Host;
   private readonly conns: MuxConnection<F>[] = [];
   private readonly size: number;
@@ -226,6 +338,18 @@ export class MuxPool<F> {
     this.maxFrameBytes = opts.maxFrameBytes;
     this.codec = codec;
     this.telemetry = telemetry;
+    this.readyInfo = Object.freeze({ host, reused: false, protocol: codec.name });
+  }
+
+  private readonly readyInfo: UpstreamInfo;
+
+  /**
+   * A stream on one of the connections, at once: a connection still connecting takes requests
+   * too (they wait in its socket), so there is never a wait and nothing to cancel.
+   */
+  newStream(decoder: StreamDecoder, callbacks: PoolCallbacks, _waitTimeoutMs = 0): CancelPoolRequest {
+    callbacks.onPoolReady(new MuxStream(this.connection(), decoder, this.codec.name), this.readyInfo);
+    return NO_CANCEL;
   }
 
   /** A connection to send on: one of `size`, opened on demand (requests may queue on a connecting one). */

@@ -12,7 +12,9 @@ import type { Cluster } from '../../cluster/cluster-manager.ts';
 import type { Host } from '../../cluster/host.ts';
 import type { RpcCall, RpcRoute } from '../../router/rpc-router.ts';
 import { C, H, L } from '../../shared/stats-table.ts';
-import type { MuxConnection, MuxFailure, MuxFeeder, MuxPending } from '../../stream/mux-pool.ts';
+import { FrameHeaders } from '../../stream/mux-pool.ts';
+import type { HeaderMap, PoolCallbacks, StreamDecoder, StreamEncoder, StreamResetReason, StreamWriteCallbacks } from '../../layers.ts';
+import type { ShuttleError } from '../../errors.ts';
 import type { MuxPoolRegistry, RpcListenerSnapshot, RpcProxyContext } from './context.ts';
 import type { RpcFailure, RpcProtocol } from './protocol.ts';
 import { ERRORS, type ErrorCode } from '../../errors.ts';
@@ -36,7 +38,7 @@ const FLAG_OF_FAILURE: Partial<Record<RpcFailure, ResponseFlag>> = { no_host: 'U
 /** How long an idle connection is kept during a drain, for a call already on its way. */
 const DRAIN_IDLE_GRACE_MS = 1_000;
 
-export class RpcConnection<F> implements Migratable, OutputOwner, MuxFeeder {
+export class RpcConnection<F> implements Migratable, OutputOwner, StreamWriteCallbacks {
   readonly socket: net.Socket;
   readonly id: string;
   readonly protocol: RpcProtocol<F>;
@@ -241,16 +243,16 @@ export class RpcConnection<F> implements Migratable, OutputOwner, MuxFeeder {
     snap.telemetry.row[snap.telemetry.layout.listener(snap.listenerIndex) + L.downstream_cx_tx_bytes_total] += bytes;
   }
 
-  // ---- MuxFeeder: an upstream connection this client sends to is full ---------------------------
+  // ---- StreamWriteCallbacks: an upstream connection this client sends to is full / drained ------
 
   /** Upstream connections waiting to drain before this client is read again. */
   private upstreamsFull = 0;
 
-  pauseFeeding(): void {
+  onAboveWriteHighWatermark(): void {
     if (this.upstreamsFull++ === 0 && !this.closed) this.socket.pause();
   }
 
-  resumeFeeding(): void {
+  onBelowWriteLowWatermark(): void {
     if (this.upstreamsFull > 0 && --this.upstreamsFull === 0 && !this.readingPaused && !this.closed) this.socket.resume();
   }
 
@@ -299,8 +301,12 @@ function twoSignificantDigits(ms: number): number {
   return Math.ceil(ms / step) * step;
 }
 
-/** One RPC call through the proxy. */
-class RpcCallRun<F> implements MuxPending<F> {
+/**
+ * One RPC call through the proxy. Each try asks the host's pool for a stream (Pool.newStream, as
+ * the HTTP proxy does) and sends the call's frame as its headers; the answer comes back as the
+ * stream's headers (FrameHeaders of the response frame).
+ */
+class RpcCallRun<F> implements StreamDecoder, PoolCallbacks {
   private readonly conn: RpcConnection<F>;
   private readonly frame: F;
   private readonly call: RpcCall;
@@ -310,11 +316,12 @@ class RpcCallRun<F> implements MuxPending<F> {
   private readonly route: RpcRoute | undefined;
   private readonly tried = new Set<Host>();
   private readonly startedAt = performance.now();
-  /** The current try: its host, and the upstream connection and id it was sent under. */
+  /** The current try: its host, and the upstream stream it was sent on. */
   private host: Host | undefined;
   private cluster: Cluster | undefined;
-  private upstream: MuxConnection<F> | undefined;
-  private upstreamId = 0;
+  private upstream: StreamEncoder | undefined;
+  /** The call's frame as a stream's headers (made once, sent again by a retry). */
+  private requestHeaders: FrameHeaders<F> | undefined;
   private timer: Deadline | undefined;
   private done = false;
   private retries = 0;
@@ -388,24 +395,44 @@ class RpcCallRun<F> implements MuxPending<F> {
     const { telemetry, listener } = this.snap;
     // The registry of this connection's protocol: its frames are F.
     const pools = this.conn.ctx.pools[this.conn.protocol.name] as unknown as MuxPoolRegistry<F>;
-    const upstream = pools.get(host, cluster, listener.rpc!, telemetry).connection();
     telemetry.row[telemetry.layout.host(host.index) + H.upstream_rq_total]++;
-    // The call itself hears the answer (MuxPending): no closure per call.
     this.host = host;
     this.cluster = cluster;
-    this.upstream = upstream;
-    this.upstreamId = upstream.send(this.frame, this.oneway ? undefined : this, this.conn);
-    if (this.oneway) this.finish(0, null, host, undefined);
+    // The call itself hears the pool and the answer (PoolCallbacks, StreamDecoder): no closure per call.
+    pools.get(host, cluster, listener.rpc!, telemetry).newStream(this, this, 0);
   }
 
-  // ---- MuxPending: the upstream's answer to the current try --------------------------------------
+  // ---- PoolCallbacks: the try's upstream stream -------------------------------------------------
 
-  onResponse(resp: F): void {
+  onPoolReady(encoder: StreamEncoder): void {
+    this.upstream = encoder;
+    // A full upstream connection stops reading this client (backpressure).
+    encoder.setWriteCallbacks(this.conn);
+    encoder.encodeHeaders((this.requestHeaders ??= new FrameHeaders(this.frame, this.oneway)), true);
+    if (this.oneway) {
+      this.upstream = undefined;
+      this.finish(0, null, this.host!, undefined);
+    }
+  }
+
+  onPoolFailure(error: ShuttleError): void {
+    this.onReset('connection-failure', error);
+  }
+
+  // ---- StreamDecoder: the upstream's answer to the current try ---------------------------------
+
+  decodeHeaders(headers: HeaderMap): void {
     this.upstream = undefined;
+    const resp = (headers as FrameHeaders<F>).frame;
     this.finish(this.conn.protocol.statusOf(resp), null, this.host ?? null, this.conn.protocol.restoreId(resp, this.clientId));
   }
 
-  onFail(kind: MuxFailure): void {
+  /** An answer is one frame: no 1xx, body or trailers of its own. */
+  decodeInformational(): void {}
+  decodeData(): void {}
+  decodeTrailers(): void {}
+
+  onReset(reason: StreamResetReason, _error?: ShuttleError): void {
     this.upstream = undefined;
     const host = this.host!;
     const telemetry = this.snap.telemetry;
@@ -413,7 +440,7 @@ class RpcCallRun<F> implements MuxPending<F> {
     // Not sent (connect failed): another host may take it. Sent and lost: only an idempotent
     // route retries; otherwise the caller decides.
     if (this.done) return;
-    if (kind === 'connect') return this.attempt(this.cluster!);
+    if (reason === 'connection-failure') return this.attempt(this.cluster!);
     if (this.retries < (this.route?.retries ?? 0)) {
       this.retries++;
       return this.attempt(this.cluster!);
@@ -423,8 +450,9 @@ class RpcCallRun<F> implements MuxPending<F> {
 
   /** Forgets the request upstream (timed out, client gone): a late answer is dropped. */
   private cancelUpstream(): void {
-    this.upstream?.cancel(this.upstreamId);
+    const upstream = this.upstream;
     this.upstream = undefined;
+    upstream?.reset('local');
   }
 
   private fail(failure: RpcFailure, code: string, host: Host | null, message = code): void {
