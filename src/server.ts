@@ -57,8 +57,11 @@ export interface StartOptions {
   logLevel?: LogLevel;
   logFormat: LogFormat;
   pidFile?: string;
-  /** --bootstrap: listeners and clusters come from this xDS control plane; `base` tops every generation. */
-  xds?: { bootstrap: Bootstrap; base: Record<string, unknown> };
+  /**
+   * --bootstrap: listeners and clusters come from this xDS control plane; `base` tops every
+   * generation; `seed`: after an upgrade, the old process's composed xDS config (`config` is it, parsed).
+   */
+  xds?: { bootstrap: Bootstrap; base: Record<string, unknown>; seed?: Record<string, unknown> };
 }
 
 const RELOAD_TASK = new URL('./config/reload-task.ts', import.meta.url).href;
@@ -337,7 +340,7 @@ export async function startServer(opts: StartOptions): Promise<void> {
   if (xds) {
     for (const w of xds.bootstrap.warnings) logger.warn({ bootstrap: opts.configFile, field: w.path, reason: w.message }, `bootstrap field not honoured: ${w.path}`);
     const { XdsManager } = await import('./xds/xds-manager.ts');
-    xdsManager = new XdsManager({ bootstrap: xds.bootstrap, base: xds.base, logger, apply: applyXds });
+    xdsManager = new XdsManager({ bootstrap: xds.bootstrap, base: xds.base, logger, apply: applyXds, seed: xds.seed });
     xdsManager.start();
     logger.info({ server: xds.bootstrap.ads.target, node: xds.bootstrap.nodeId }, 'xds: started');
   }
@@ -354,10 +357,8 @@ export async function startServer(opts: StartOptions): Promise<void> {
   };
   const upgrade = async () => {
     const attempt = ++upgradeAttempts;
-    // With --bootstrap the new process would start with no listener and close the inherited ones
-    // until its control plane answers: not yet (docs/xds.md).
-    if (upgrading || phase !== 'serving' || xds) {
-      const why = xds ? 'in-place upgrade is not supported yet with --bootstrap (xDS): restart instead' : upgrading ? 'an upgrade is already in progress' : `this process is ${phase}`;
+    if (upgrading || phase !== 'serving') {
+      const why = upgrading ? 'an upgrade is already in progress' : `this process is ${phase}`;
       logger.warn({ reason: why }, 'upgrade refused');
       upgradeReport(attempt, false, null, `upgrade refused: ${why}`);
       return;
@@ -366,7 +367,8 @@ export async function startServer(opts: StartOptions): Promise<void> {
     logger.info({ argv: process.argv.slice(1) }, 'upgrade: starting the new process');
     try {
       const migrate = current.config.connection_migration;
-      const child = await startSuccessor({ listeners: acceptor.handles(), admin: admin.listening }, current.config.upgrade_timeout, migrate);
+      // Run by xDS: the new process starts from what our control plane made (it asks for it first).
+      const child = await startSuccessor({ listeners: acceptor.handles(), admin: admin.listening, config: xdsManager?.runningConfig() }, current.config.upgrade_timeout, migrate);
       logger.info({ new_pid: child.pid, drain_timeout_ms: current.config.drain_timeout, connection_migration: migrate }, 'upgrade: the new process serves; this one drains');
       upgradeReport(attempt, true, child.pid ?? null, null);
       if (migrate && !(await migrateConnections(child))) {

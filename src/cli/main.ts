@@ -59,6 +59,29 @@ async function bootstrapOrExit(file: string) {
   }
 }
 
+/**
+ * Started by an upgrading xDS-run process: its composed xDS config, parsed (undefined when not a
+ * successor, or the old process had none yet). A config that does not parse exits 1: the old
+ * process then keeps serving.
+ */
+async function upgradeSeedOrExit() {
+  const { isSuccessor, receiveRunningConfig } = await import('../upgrade/handover.ts');
+  if (!isSuccessor()) return undefined;
+  const composed = await receiveRunningConfig().catch((err: Error) => {
+    process.stderr.write(`shuttle: upgrade: ${err.message}\n`);
+    process.exit(1);
+  });
+  if (composed === null || typeof composed !== 'object') return undefined;
+  const { xdsConfigSchema } = await import('../config/schema.ts');
+  const { deepFreeze, formatPath } = await import('../config/load.ts');
+  const parsed = xdsConfigSchema.safeParse(composed);
+  if (!parsed.success) {
+    process.stderr.write(`shuttle: upgrade: the running xDS config does not parse here:\n${parsed.error.issues.slice(0, 5).map((i) => `${formatPath(i.path)}: ${i.message}`).join('\n')}\n`);
+    process.exit(1);
+  }
+  return { composed: composed as Record<string, unknown>, config: deepFreeze(parsed.data) };
+}
+
 const program = new Command()
   .name('shuttle')
   .description('A multi-threaded service-mesh data plane (sidecar and edge proxy).')
@@ -82,7 +105,9 @@ program
     }
     const file = (opts.config ?? opts.bootstrap) as string;
     const xds = opts.bootstrap !== undefined ? await bootstrapOrExit(opts.bootstrap) : undefined;
-    const { config, secrets } = xds ? { config: xds.config, secrets: {} } : await configOrExit(file);
+    // An in-place upgrade of an xDS-run process starts from the config its control plane made.
+    const seed = xds ? await upgradeSeedOrExit() : undefined;
+    const { config, secrets } = xds ? { config: seed?.config ?? xds.config, secrets: {} } : await configOrExit(file);
     if (opts.supervise) {
       const { supervise } = await import('../supervisor/supervisor.ts');
       const { createLogger } = await import('../log/logger.ts');
@@ -101,7 +126,7 @@ program
         config,
         secrets,
         configFile: file,
-        xds: xds ? { bootstrap: xds.bootstrap, base: xds.base } : undefined,
+        xds: xds ? { bootstrap: xds.bootstrap, base: xds.base, seed: seed?.composed } : undefined,
         threads: opts.threads ?? config.workers.threads ?? availableParallelism(),
         balance: opts.balance,
         logLevel: opts.logLevel,

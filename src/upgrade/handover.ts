@@ -20,9 +20,10 @@ export const UPGRADE_ENV = 'SHUTTLE_UPGRADE_FROM';
 type ParentMessage =
   | { type: 'upgrade-listener'; name: string; key: string }
   | { type: 'upgrade-admin' }
-  | { type: 'upgrade-done' };
+  | { type: 'upgrade-done' }
+  | { type: 'upgrade-config'; config: unknown };
 
-type ChildMessage = { type: 'upgrade-hello' } | { type: 'upgrade-ready'; pid: number };
+type ChildMessage = { type: 'upgrade-hello' } | { type: 'upgrade-ready'; pid: number } | { type: 'upgrade-config-request' };
 
 export interface HandedListener {
   name: string;
@@ -35,6 +36,12 @@ export interface HandedListener {
 export interface Handover {
   listeners: HandedListener[];
   admin: net.Server | undefined;
+  /**
+   * Old side, run by xDS (--bootstrap): the config its control plane made, as composed (Shuttle
+   * config input). The new process starts from it, so the listeners it inherits keep serving
+   * until its own xDS stream answers (see receiveRunningConfig).
+   */
+  config?: unknown;
 }
 
 /**
@@ -65,7 +72,9 @@ export function startSuccessor(handover: Handover, deadlineMs: number, keepChann
     child.once('exit', onExit);
     child.on('error', (err) => settle(err));
     child.on('message', (msg: ChildMessage) => {
-      if (msg.type === 'upgrade-hello') {
+      if (msg.type === 'upgrade-config-request') {
+        child.send({ type: 'upgrade-config', config: handover.config ?? null } satisfies ParentMessage);
+      } else if (msg.type === 'upgrade-hello') {
         for (const l of handover.listeners) child.send({ type: 'upgrade-listener', name: l.name, key: l.key } satisfies ParentMessage, l.server);
         if (handover.admin) child.send({ type: 'upgrade-admin' } satisfies ParentMessage, handover.admin);
         child.send({ type: 'upgrade-done' } satisfies ParentMessage);
@@ -82,6 +91,27 @@ export function startSuccessor(handover: Handover, deadlineMs: number, keepChann
 /** New side: true when started by an upgrading process. */
 export function isSuccessor(): boolean {
   return process.env[UPGRADE_ENV] !== undefined && typeof process.send === 'function';
+}
+
+/**
+ * New side, run by xDS: asks the old process for the config its control plane made (null: none
+ * yet). Asked before anything starts, as it is this process's first generation.
+ */
+export function receiveRunningConfig(timeoutMs = 10_000): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      process.off('message', onMessage);
+      reject(new Error('no running config from the old process in time'));
+    }, timeoutMs);
+    const onMessage = (msg: ParentMessage) => {
+      if (msg.type !== 'upgrade-config') return;
+      clearTimeout(timer);
+      process.off('message', onMessage);
+      resolve(msg.config);
+    };
+    process.on('message', onMessage);
+    process.send!({ type: 'upgrade-config-request' } satisfies ChildMessage);
+  });
 }
 
 /** New side: asks the old process for its listening sockets. */

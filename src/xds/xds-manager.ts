@@ -64,6 +64,12 @@ export interface XdsManagerOptions {
   logger: Logger;
   /** Applies a generation the way a reload does; resolves when workers run it. */
   apply: (config: ShuttleConfig) => Promise<void>;
+  /**
+   * After an in-place upgrade: the config the old process's control plane had made (as composed,
+   * see runningConfig()), which this process already runs. Its listeners and clusters stand for
+   * the ones not received yet, so nothing inherited closes before this stream's LDS answers.
+   */
+  seed?: Raw;
 }
 
 const newStatus = (): TypeStatus => ({ version: '', last_update: null, accepted: 0, rejected: 0, last_nack: null, resources: {} });
@@ -89,10 +95,22 @@ export class XdsManager {
   private pending: { config: ShuttleConfig; cause: string; since: number } | undefined;
   private applying: Promise<void> | undefined;
   private lastApplied = '';
+  /** The last composed generation as it was composed (Shuttle config input: parseable again). */
+  private lastComposed: Raw | undefined;
+  /** Started from a predecessor's config (an upgrade): it serves until LDS says otherwise. */
+  private readonly seeded: boolean;
 
   constructor(opts: XdsManagerOptions) {
     this.opts = opts;
     this.logger = opts.logger;
+    this.seeded = opts.seed !== undefined;
+    if (opts.seed !== undefined) {
+      this.remember(opts.seed);
+      const parsed = xdsConfigSchema.safeParse(opts.seed);
+      if (parsed.success) this.lastApplied = JSON.stringify(deepFreeze(parsed.data));
+      // What serves is complete: the old process had it from the control plane.
+      this.initialized = true;
+    }
     const b = opts.bootstrap;
     this.status = {
       server: b.ads.target, tls: !!b.ads.tls, variant: b.ads.delta ? 'delta' : 'sotw', node_id: b.nodeId, connected: false, last_disconnect: null, warming: { clusters: [], listeners: [] },
@@ -143,6 +161,18 @@ export class XdsManager {
 
   xdsStatus(): XdsStatus {
     return this.status;
+  }
+
+  /** The running generation as composed (what an upgrade hands to the new process), if any. */
+  runningConfig(): Raw | undefined {
+    return this.lastComposed;
+  }
+
+  /** A composed generation: what warming resources fall back to, and what an upgrade hands on. */
+  private remember(config: Raw): void {
+    this.lastComposed = config;
+    this.lastClusters = new Map((config.clusters as Raw[]).map((c) => [c.name as string, c]));
+    this.lastListeners = new Map((config.listeners as Raw[]).map((l) => [l.name as string, l]));
   }
 
   private startLds(): void {
@@ -205,8 +235,7 @@ export class XdsManager {
     s.last_update = now;
     s.accepted++;
     this.state = next;
-    this.lastClusters = new Map((composed.config.clusters as Raw[]).map((c) => [c.name as string, c]));
-    this.lastListeners = new Map((composed.config.listeners as Raw[]).map((l) => [l.name as string, l]));
+    this.remember(composed.config);
     this.status.warming = { clusters: composed.warmingClusters, listeners: composed.warmingListeners };
     for (const t of ['eds', 'rds'] as const) for (const n of Object.keys(this.status.types[t].resources)) if (!(t === 'eds' ? next.endpoints : next.routes).has(n)) delete this.status.types[t].resources[n];
 
@@ -244,8 +273,7 @@ export class XdsManager {
       this.logger.error({ problems: problems.slice(0, 5).map((p) => `${this.describePath(composed.config, p.path)}: ${p.message}`) }, 'xds: the config made again (DNS answer, initial_fetch_timeout) is invalid; the running one stays');
       return;
     }
-    this.lastClusters = new Map((composed.config.clusters as Raw[]).map((c) => [c.name as string, c]));
-    this.lastListeners = new Map((composed.config.listeners as Raw[]).map((l) => [l.name as string, l]));
+    this.remember(composed.config);
     this.status.warming = { clusters: composed.warmingClusters, listeners: composed.warmingListeners };
     if (composed.warmingClusters.length === 0) this.startLds();
     this.armWarmingTimer(composed.warmingClusters.length > 0);
@@ -322,6 +350,11 @@ export class XdsManager {
       warmingListeners.push(l.name);
       const previous = this.lastListeners.get(l.name);
       if (previous && available(previous)) listeners.push(previous);
+    }
+    if (this.seeded && this.opts.bootstrap.ads.lds && !this.received.has('lds')) {
+      // Upgraded, and this stream's LDS has not answered yet: the inherited listeners serve on.
+      const have = new Set(listeners.map((l) => l.name));
+      for (const [name, l] of this.lastListeners) if (!have.has(name) && available(l)) listeners.push(l);
     }
     if (keptClusters.length > 0) this.logger.warn({ clusters: keptClusters }, 'xds: clusters removed by CDS are kept while routes still name them');
     return { config: { ...this.opts.base, listeners, clusters }, warmingClusters, warmingListeners };

@@ -107,9 +107,11 @@ export class ShuttleProcess {
       }, timeoutMs);
       this.waiters.add(waiter);
       // After exit, lines may still be in the pipe: give up only once stdout has ended (or 1 s on,
-      // as a process that upgraded leaves its successor holding the same pipe).
+      // as a process that upgraded leaves its successor holding the same pipe). A successor that
+      // has logged is still writing to that pipe: then only the timeout ends the wait.
       this.exited.then((code) => Promise.race([this.stdoutEnded, new Promise((r) => setTimeout(r, 1_000))]).then(() => code)).then((code) => {
         if (!this.waiters.has(waiter)) return;
+        if (this.logs.some((l) => typeof l.pid === 'number' && l.pid !== this.pid)) return;
         this.waiters.delete(waiter);
         clearTimeout(timer);
         reject(new Error(`shuttle exited (${code}) before ${what}; stderr: ${this.stderr.slice(-2000)}`));
