@@ -34,6 +34,7 @@ import { isLoopback, type LogLevel, type ShuttleConfig } from './config/schema.t
 import type { Secrets } from './config/secrets.ts';
 import { createLogger, type LogFormat, type Logger } from './log/logger.ts';
 import { Directory, MAX_WORKER_SLOTS } from './shared/directory.ts';
+import { applyIdChanges, idleChecks, type SharedTables } from './shared/id-lifecycle.ts';
 import { H, StatsLayout, StatsTable } from './shared/stats-table.ts';
 import { RequestTable } from './shared/request-table.ts';
 import { HealthStats } from './cluster/health/health-stats.ts';
@@ -107,6 +108,7 @@ export async function startServer(opts: StartOptions): Promise<void> {
     stats, requests, health: health.table, onEvent: (e) => outliers.onEvent(e),
   });
   const acceptor = new Acceptor(pool, logger);
+  const sharedTables = (): SharedTables => ({ stats, requests, health: health.table, policy: pool.policy });
   let reusePortListeners: BoundListener[] = [];
   const listeners = () => (opts.balance === 'reuseport' ? reusePortListeners : acceptor.bound());
 
@@ -250,10 +252,11 @@ export async function startServer(opts: StartOptions): Promise<void> {
     if (opts.balance === 'reuseport' && unfixedPorts(config).length > 0) return [`listeners ${unfixedPorts(config).join(', ')}: --balance reuseport needs fixed ports`];
     let ids;
     try {
-      ids = directory.assign(config);
+      ids = directory.assign(config, { idle: idleChecks(sharedTables()) });
     } catch (err) {
       return [(err as Error).message];
     }
+    applyIdChanges(directory, sharedTables());
     const next: ConfigSnapshot = { generation: current.generation + 1, config, secrets, ids };
     // Fresh threads when asked for, or when the thread count changes.
     const wantThreads = config.workers.threads ?? threads;

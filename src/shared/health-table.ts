@@ -81,6 +81,16 @@ export class HealthTable {
     Atomics.and(this.cells, host, ~flag);
   }
 
+  /** Main thread: the host left the config; an ejection or a count must not outlive it. */
+  forget(host: number): void {
+    Atomics.and(this.cells, host, ~(HealthFlag.EJECTED | COUNTING));
+  }
+
+  /** Main thread: a recycled id starts healthy, with no epoch behind it. */
+  reset(host: number): void {
+    Atomics.store(this.cells, host, 0);
+  }
+
   panic(cluster: number): boolean {
     return Atomics.load(this.cells, this.hosts + cluster) === 1;
   }

@@ -111,6 +111,11 @@ export class RequestTable {
     return this.cells.subarray(slot * REQUEST_ROW_WIDTH, (slot + 1) * REQUEST_ROW_WIDTH);
   }
 
+  /** Zeroes `n` cells from `offset` in every row: a recycled id starts from nothing (main thread). */
+  zero(offset: number, n: number): void {
+    for (let s = 0; s < this.slots; s++) this.cells.fill(0, s * REQUEST_ROW_WIDTH + offset, s * REQUEST_ROW_WIDTH + offset + n);
+  }
+
   /** Sum over every worker of `n` cells from `offset`. */
   private sums(offset: number, n: number): Float64Array {
     const out = new Float64Array(n);

@@ -187,6 +187,11 @@ export class StatsTable {
     return total;
   }
 
+  /** Zeroes `n` cells from `offset` in every row: a recycled id starts from nothing (main thread). */
+  zero(offset: number, n: number): void {
+    for (let s = 0; s < this.slots; s++) this.cells.fill(0, s * this.layout.width + offset, s * this.layout.width + offset + n);
+  }
+
   zeroGauges(slot: number): void {
     const row = this.row(slot);
     for (const offset of this.layout.gaugeOffsets()) row[offset] = 0;

@@ -178,6 +178,12 @@ export class PolicyTable {
     return Atomics.load(this.totals, this.cell(cluster, priority, resource));
   }
 
+  /** Nothing of the cluster's is open on any thread (its id may be recycled). */
+  clusterIdle(cluster: number): boolean {
+    for (let c = this.cell(cluster, 'default', 'connections'); c < this.cell(cluster + 1, 'default', 'connections'); c++) if (Atomics.load(this.totals, c) !== 0) return false;
+    return true;
+  }
+
   /** A worker slot's thread is gone: what it held open is released (main thread). */
   reclaim(slot: number): void {
     const base = slot * BREAKER_CELLS;
