@@ -26,7 +26,7 @@ import { HostHealth } from './cluster/health/host-health.ts';
 import { OutlierDetector } from './cluster/health/outlier-detector.ts';
 import { deepFreeze, formatProblem } from './config/load.ts';
 import type { ReloadTaskResult } from './config/reload-task.ts';
-import { describeDiff, diffConfigs, restartOnly, type ConfigDiff } from './config/diff.ts';
+import { describeDiff, diffConfigs, hostsOnlyChange, restartOnly, type ConfigDiff } from './config/diff.ts';
 import type { Bootstrap } from './xds/bootstrap.ts';
 import type { XdsManager } from './xds/xds-manager.ts';
 import { upgradeStatusPath, writeJson, writeStatus, type UpgradeStatus } from './config/reload-status.ts';
@@ -261,12 +261,17 @@ export async function startServer(opts: StartOptions): Promise<void> {
     // Fresh threads when asked for, or when the thread count changes.
     const wantThreads = config.workers.threads ?? threads;
     const replaceWorkers = config.workers.replace_on_reload || wantThreads !== threads;
+    // Only hosts changed: workers swap those clusters in place (no new listeners or routers).
+    let hostsOnly: string[] | undefined;
     try {
       // The file's level wins over --log-level once the file changes it (before new workers start).
       if (diff.other.includes('log.level')) setLogLevel(config.log.level);
       if (diff.other.includes('admin.allowed_hosts')) admin.setAllowedHosts(config.admin.allowed_hosts);
       acceptor.closeRemoved(config.listeners);
-      if (replaceWorkers) {
+      hostsOnly = replaceWorkers ? undefined : hostsOnlyChange(current.config, config, diff);
+      if (hostsOnly) {
+        await pool.publishHosts(next, hostsOnly);
+      } else if (replaceWorkers) {
         pool.setSnapshot(next);
         const bound = await pool.replaceAll(wantThreads, config.drain_timeout);
         threads = wantThreads;
@@ -290,7 +295,7 @@ export async function startServer(opts: StartOptions): Promise<void> {
     reloadInfo.last_error = null;
     afterReload();
     warnInsecureClusters(config, logger);
-    logger.info({ generation: current.generation, hash: configHash(config), diff, listeners: listeners(), threads, workers_replaced: replaceWorkers, log_level: logger.level, source: xds ? 'xds' : 'file' }, 'config reloaded');
+    logger.info({ generation: current.generation, hash: configHash(config), diff, listeners: listeners(), threads, workers_replaced: replaceWorkers, hosts_only: hostsOnly !== undefined, log_level: logger.level, source: xds ? 'xds' : 'file' }, 'config reloaded');
     return null;
   };
 

@@ -21,7 +21,7 @@ import { Ring } from '../shared/ring.ts';
 import type { StatsTable } from '../shared/stats-table.ts';
 import type { RequestTable } from '../shared/request-table.ts';
 import { encodeSnapshot } from '../shared/snapshot.ts';
-import type { BalanceMode, BoundListener, ConfigSnapshot, MainToWorker, WorkerInit, WorkerToMain } from '../workers/messages.ts';
+import type { BalanceMode, BoundListener, ConfigSnapshot, HostsUpdate, MainToWorker, WorkerInit, WorkerToMain } from '../workers/messages.ts';
 import type { MigratedState } from '../upgrade/migration.ts';
 
 const WORKER_ENTRY = new URL('../workers/worker.ts', import.meta.url);
@@ -301,12 +301,31 @@ export class WorkerPool {
   publish(snapshot: ConfigSnapshot, timeoutMs = 10_000): Promise<void> {
     this.opts.snapshot = snapshot;
     const shared = encodeSnapshot(snapshot);
+    return this.broadcast(snapshot.generation, { type: 'config', generation: snapshot.generation, snapshot: shared }, timeoutMs);
+  }
+
+  /**
+   * A generation that changes only the hosts of `clusters` (see hostsOnlyChange): workers swap
+   * those clusters in place. New workers start from the whole snapshot as usual.
+   */
+  publishHosts(snapshot: ConfigSnapshot, clusters: readonly string[], timeoutMs = 10_000): Promise<void> {
+    this.opts.snapshot = snapshot;
+    const wanted = new Set(clusters);
+    const update: HostsUpdate = { generation: snapshot.generation, clusters: [] };
+    snapshot.config.clusters.forEach((c, position) => {
+      if (wanted.has(c.name)) update.clusters.push({ position, config: c, hostIds: snapshot.ids.hosts[position] });
+    });
+    return this.broadcast(snapshot.generation, { type: 'hosts', generation: snapshot.generation, update: encodeSnapshot(update) }, timeoutMs);
+  }
+
+  /** Sends a generation to every member worker; resolves when all applied it. */
+  private broadcast(generation: number, message: MainToWorker, timeoutMs: number): Promise<void> {
     const waits = this.slots.filter((s) => s.worker && s.member).map((slot) => new Promise<void>((resolve, reject) => {
       const worker = slot.worker!;
-      const timer = setTimeout(() => done(new Error(`worker ${slot.workerId} did not apply generation ${snapshot.generation} in ${timeoutMs}ms`)), timeoutMs);
+      const timer = setTimeout(() => done(new Error(`worker ${slot.workerId} did not apply generation ${generation} in ${timeoutMs}ms`)), timeoutMs);
       const onMessage = (msg: WorkerToMain) => {
-        if (msg.type === 'config-applied' && msg.generation === snapshot.generation) done();
-        else if (msg.type === 'config-failed' && msg.generation === snapshot.generation) done(new Error(`worker ${slot.workerId}: ${msg.error}`));
+        if (msg.type === 'config-applied' && msg.generation === generation) done();
+        else if (msg.type === 'config-failed' && msg.generation === generation) done(new Error(`worker ${slot.workerId}: ${msg.error}`));
       };
       // A worker that exits meanwhile is replaced with the new generation already.
       const onExit = () => done();
@@ -319,7 +338,7 @@ export class WorkerPool {
       };
       worker.on('message', onMessage);
       worker.once('exit', onExit);
-      worker.postMessage({ type: 'config', generation: snapshot.generation, snapshot: shared } satisfies MainToWorker);
+      worker.postMessage(message);
     }));
     return Promise.all(waits).then(() => undefined);
   }

@@ -7,8 +7,26 @@ import { createHash } from 'node:crypto';
 import type { ShuttleConfig } from '../config/schema.ts';
 import type { AdminState } from './routes.ts';
 
+/** Digests of listeners and clusters by object: a generation shares the unchanged ones (frozen). */
+const partDigests = new WeakMap<object, string>();
+const partDigest = (part: object): string => {
+  let d = partDigests.get(part);
+  if (d === undefined) partDigests.set(part, (d = createHash('sha256').update(JSON.stringify(part)).digest('hex')));
+  return d;
+};
+
+/**
+ * A short digest of a config: equal configs have equal hashes. Made of one digest per listener
+ * and cluster, kept per (frozen) object, so that the hash of an xDS generation that changed one
+ * cluster among a thousand costs that cluster's digest, not the whole config's.
+ */
 export function configHash(config: ShuttleConfig): string {
-  return createHash('sha256').update(JSON.stringify(config)).digest('hex').slice(0, 16);
+  const { listeners, clusters, ...rest } = config;
+  const h = createHash('sha256').update(JSON.stringify(rest));
+  for (const l of listeners) h.update(partDigest(l));
+  h.update('|');
+  for (const c of clusters) h.update(partDigest(c));
+  return h.digest('hex').slice(0, 16);
 }
 
 /** starting, live, or draining (listeners drained, stopping, or failing health checks on purpose). */

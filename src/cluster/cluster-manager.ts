@@ -43,6 +43,14 @@ export class ClusterManager {
     config.clusters.forEach((c, i) => this.clusters.set(c.name, new Cluster(c, ids.clusters[i], ids.hosts[i], health, load, secrets, policy)));
   }
 
+  /**
+   * An endpoint update: the cluster of that name is replaced by one with the new hosts. Requests
+   * under way keep the Cluster they chose from; new ones see the new hosts.
+   */
+  replace(cluster: Cluster): void {
+    this.clusters.set(cluster.name, cluster);
+  }
+
   get(name: string): Cluster | undefined {
     return this.clusters.get(name);
   }

@@ -31,12 +31,13 @@ export function restartOnly(diff: ConfigDiff): string[] {
 }
 
 function diffNamed<T extends { name: string }>(before: readonly T[], after: readonly T[]): NamedDiff {
-  const old = new Map(before.map((x) => [x.name, JSON.stringify(x)]));
+  const old = new Map(before.map((x) => [x.name, x]));
   const out: NamedDiff = { added: [], removed: [], changed: [], unchanged: [] };
   for (const x of after) {
     const prev = old.get(x.name);
     if (prev === undefined) out.added.push(x.name);
-    else if (prev === JSON.stringify(x)) out.unchanged.push(x.name);
+    // The same (frozen) object: an xDS generation shares what it did not change, at any scale.
+    else if (prev === x || JSON.stringify(prev) === JSON.stringify(x)) out.unchanged.push(x.name);
     else out.changed.push(x.name);
   }
   const names = new Set(after.map((x) => x.name));
@@ -64,6 +65,31 @@ function changedFields(before: Record<string, unknown>, after: Record<string, un
 
 export function diffConfigs(before: ShuttleConfig, after: ShuttleConfig): ConfigDiff {
   return { listeners: diffNamed(before.listeners, after.listeners), clusters: diffNamed(before.clusters, after.clusters), other: changedFields(before, after) };
+}
+
+/** Nothing changed at all. */
+export function isEmptyDiff(diff: ConfigDiff): boolean {
+  const none = (d: NamedDiff) => d.added.length + d.removed.length + d.changed.length === 0;
+  return diff.other.length === 0 && none(diff.listeners) && none(diff.clusters);
+}
+
+/**
+ * The clusters whose hosts alone changed, when that is the whole diff (an endpoint update: EDS,
+ * DNS, or a reload that only moved hosts); undefined for any other change. Such a change needs no
+ * new listeners or routers: workers swap those clusters' hosts in place.
+ */
+export function hostsOnlyChange(before: ShuttleConfig, after: ShuttleConfig, diff: ConfigDiff): string[] | undefined {
+  const d = diff.clusters;
+  if (diff.other.length > 0 || d.added.length + d.removed.length > 0 || d.changed.length === 0) return undefined;
+  if (diff.listeners.added.length + diff.listeners.removed.length + diff.listeners.changed.length > 0) return undefined;
+  const old = new Map(before.clusters.map((c) => [c.name, c]));
+  const next = new Map(after.clusters.map((c) => [c.name, c]));
+  for (const name of d.changed) {
+    const { hosts: _a, ...was } = old.get(name)!;
+    const { hosts: _b, ...now } = next.get(name)!;
+    if (JSON.stringify(was) !== JSON.stringify(now)) return undefined;
+  }
+  return d.changed;
 }
 
 /** "log.level", "listener web changed", "cluster b added": what a reload changed, for people. */

@@ -262,6 +262,9 @@ export const xdsConfigSchema = configSchema.extend({
   // An EDS cluster may have no endpoint (scaled to zero): its requests get "no healthy upstream".
   clusters: z.array(cluster.extend({ hosts: z.array(hostEntry) })),
 });
+/** One element of an xDS config's lists: parsed alone when only it changed (xds/generation-parser.ts). */
+export const xdsListenerSchema = xdsConfigSchema.shape.listeners.element;
+export const xdsClusterSchema = xdsConfigSchema.shape.clusters.element;
 
 /**
  * Cross-references (unknown cluster, duplicate names and addresses), checked on the raw input so

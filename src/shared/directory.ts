@@ -22,7 +22,7 @@ export const MAX_CLUSTERS = 1024;
 /** Hosts of every cluster at once (10,000 endpoints from xDS fit, with room for churn). */
 export const MAX_HOSTS = 16384;
 /** Named routes (a listener's routes with a `name`; routes of one listener that share a name share their stats). */
-export const MAX_ROUTES = 512;
+export const MAX_ROUTES = 2048;
 /** Worker threads alive at once (a reload that replaces workers runs old and new side by side). */
 export const MAX_WORKER_SLOTS = 64;
 
@@ -141,7 +141,7 @@ export class Directory {
     const wanted: Record<EntityKind, Set<string>> = {
       listeners: new Set(config.listeners.map((l) => l.name)),
       clusters: new Set(config.clusters.map((c) => c.name)),
-      hosts: new Set(config.clusters.flatMap((c) => c.hosts.map((h) => hostKey(c.name, formatAddress(h))))),
+      hosts: new Set(config.clusters.flatMap(hostKeys)),
       routes: new Set(config.listeners.flatMap((l) => namedRoutes(l).map((r) => routeKey(l.name, r)))),
     };
     const short = KINDS.map((k) => [k, this.spaces[k].shortfall(wanted[k], now, idle(k))] as const).filter(([, n]) => n > 0);
@@ -156,10 +156,18 @@ export class Directory {
     return {
       listeners: config.listeners.map((l) => ids.listeners.get(l.name)!),
       clusters: config.clusters.map((c) => ids.clusters.get(c.name)!),
-      hosts: config.clusters.map((c) => c.hosts.map((h) => ids.hosts.get(hostKey(c.name, formatAddress(h)))!)),
+      hosts: config.clusters.map((c) => hostKeys(c).map((k) => ids.hosts.get(k)!)),
       routes: config.listeners.map((l) => namedRoutes(l).map((r) => ids.routes.get(routeKey(l.name, r))!)),
     };
   }
+}
+
+/** A cluster's host keys, kept per (frozen) cluster object: 10,000 endpoints are not formatted again for each endpoint update. */
+const hostKeyCache = new WeakMap<ShuttleConfig['clusters'][number], string[]>();
+function hostKeys(c: ShuttleConfig['clusters'][number]): string[] {
+  let keys = hostKeyCache.get(c);
+  if (!keys) hostKeyCache.set(c, (keys = c.hosts.map((h) => hostKey(c.name, formatAddress(h)))));
+  return keys;
 }
 
 function emptyChanges(): IdChanges {

@@ -90,6 +90,20 @@ export interface HostRef {
   clusterConfig: ClusterConfig;
 }
 
+/** A cluster's host refs, kept per (frozen) cluster object: a generation shares unchanged clusters. */
+const hostRefCache = new WeakMap<ClusterConfig, { clusterId: number; hostIds: readonly number[]; refs: readonly HostRef[] }>();
+
+function hostRefs(c: ClusterConfig, clusterId: number, hostIds: readonly number[]): readonly HostRef[] {
+  const known = hostRefCache.get(c);
+  if (known && known.clusterId === clusterId && known.hostIds.length === hostIds.length && known.hostIds.every((id, i) => id === hostIds[i])) return known.refs;
+  const refs = c.hosts.map((h, hi): HostRef => ({
+    cluster: c.name, address: formatAddress(h), host: h.host, port: h.port, weight: h.weight,
+    clusterIndex: clusterId, index: hostIds[hi], clusterConfig: c,
+  }));
+  hostRefCache.set(c, { clusterId, hostIds, refs });
+  return refs;
+}
+
 /**
  * Where each entity's counters sit in a row. Rows have a fixed width (room for every id the
  * directory can hand out); a config's entities are placed by their stable ids.
@@ -115,10 +129,7 @@ export class StatsLayout {
     this.clusterIds = ids.clusters;
     const hosts: HostRef[] = [];
     config.clusters.forEach((c, ci) => {
-      c.hosts.forEach((h, hi) => hosts.push({
-        cluster: c.name, address: formatAddress(h), host: h.host, port: h.port, weight: h.weight,
-        clusterIndex: ids.clusters[ci], index: ids.hosts[ci][hi], clusterConfig: c,
-      }));
+      for (const ref of hostRefs(c, ids.clusters[ci], ids.hosts[ci])) hosts.push(ref);
     });
     this.hosts = hosts;
     const routes: RouteRef[] = [];

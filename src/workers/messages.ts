@@ -50,6 +50,15 @@ export interface ConfigSnapshot {
   ids: EntityIds;
 }
 
+/**
+ * An endpoint update (hosts of some clusters, nothing else changed): workers swap those clusters
+ * in place instead of building a generation's listeners and routers again.
+ */
+export interface HostsUpdate {
+  generation: number;
+  clusters: { /** Position in the config's clusters. */ position: number; config: ShuttleConfig['clusters'][number]; hostIds: number[] }[];
+}
+
 export type MainToWorker =
   | { type: 'connection'; listener: string; socket: net.Socket }
   | { type: 'drain'; deadlineMs: number }
@@ -63,6 +72,8 @@ export type MainToWorker =
   | { type: 'ticket-keys'; keys: Uint8Array }
   /** A new generation: `snapshot` holds a msgpackr-encoded ConfigSnapshot. */
   | { type: 'config'; generation: number; snapshot: SharedArrayBuffer }
+  /** A new generation that changes only hosts: `update` holds a msgpackr-encoded HostsUpdate. */
+  | { type: 'hosts'; generation: number; update: SharedArrayBuffer }
   // ---- connection migration (upgrade/migration.ts) ----
   /** Old process: move every connection to the new process; those not at a safe point within `windowMs` drain. */
   | { type: 'migrate'; windowMs: number }

@@ -12,7 +12,7 @@
  */
 import net from 'node:net';
 import { parentPort, workerData } from 'node:worker_threads';
-import { ClusterManager } from '../cluster/cluster-manager.ts';
+import { Cluster, ClusterManager } from '../cluster/cluster-manager.ts';
 import { formatAddress } from '../config/address.ts';
 import { deepFreeze } from '../config/load.ts';
 import type { ListenerConfig, ShuttleConfig } from '../config/schema.ts';
@@ -27,7 +27,6 @@ import { dubboProtocol } from '../proxy/rpc/dubbo.ts';
 import type { RpcProtocol } from '../proxy/rpc/protocol.ts';
 import { RpcConnection } from '../proxy/rpc/rpc-connection.ts';
 import { detectProtocol, type ProtocolName } from '../codecs/registry.ts';
-import type { Cluster } from '../cluster/cluster-manager.ts';
 import type { Secrets } from '../config/secrets.ts';
 import { serverNameMatches, sniffClientHello } from '../net/client-hello.ts';
 import { TlsTerminator, type TlsCounters, type TlsInfo } from '../net/tls-server.ts';
@@ -48,7 +47,7 @@ import { clusterFetcher } from '../filters/shared/cluster-fetch.ts';
 import { PolicyTable } from '../filters/shared/policy-table.ts';
 import { StatsLayout, StatsTable } from '../shared/stats-table.ts';
 import { RequestTable } from '../shared/request-table.ts';
-import type { BoundListener, MainToWorker, WorkerInit, WorkerToMain } from './messages.ts';
+import type { BoundListener, HostsUpdate, MainToWorker, WorkerInit, WorkerToMain } from './messages.ts';
 import { startProfiler } from './profiler.ts';
 import { OutgoingMigration } from './outgoing-migration.ts';
 import type { MigratedState } from '../upgrade/migration.ts';
@@ -103,6 +102,7 @@ interface Runtime {
   listeners: Map<string, ListenerRuntime>;
   /** The generation's filter chains (closed when it is replaced: their refresh timers stop). */
   chains: { close(): void }[];
+  secrets: Secrets;
 }
 
 /** TLS terminators by listener name: they outlive generations (handshakes in flight, tickets). */
@@ -192,7 +192,7 @@ function buildRuntime(generation: number, config: ShuttleConfig, ids: EntityIds,
     listeners.set(l.name, { config: l, id, http, rpc, logger: listenerLogger, tls: l.tls ? terminatorFor(l, secrets) : undefined });
   });
   for (const name of terminators.keys()) if (!config.listeners.some((l) => l.name === name && l.tls)) terminators.delete(name);
-  return { generation, config, telemetry, clusters, listeners, chains };
+  return { generation, config, telemetry, clusters, listeners, chains, secrets };
 }
 
 function send(msg: WorkerToMain): void {
@@ -382,6 +382,29 @@ async function applyConfig(shared: SharedArrayBuffer): Promise<void> {
   logger.info({ generation: snap.generation }, 'config applied');
 }
 
+/**
+ * Applies an endpoint update: the changed clusters are swapped in the running cluster manager, so
+ * new requests pick among the new hosts while listeners, routers and filter chains stay as they
+ * are (an EDS change among thousands of endpoints costs what the changed clusters cost).
+ */
+function applyHosts(shared: SharedArrayBuffer): void {
+  const update = decodeSnapshot<HostsUpdate>(shared);
+  const clusters = runtime.config.clusters.slice();
+  for (const c of update.clusters) {
+    const id = runtime.clusters.get(c.config.name)?.index;
+    if (id === undefined || clusters[c.position]?.name !== c.config.name) throw new Error(`hosts update for cluster ${c.config.name}, which generation ${runtime.generation} does not have there`);
+    clusters[c.position] = c.config;
+    runtime.clusters.replace(new Cluster(c.config, id, c.hostIds, health, hostLoad, runtime.secrets, policy));
+  }
+  runtime = { ...runtime, generation: update.generation, config: deepFreeze({ ...runtime.config, clusters }) };
+  const hostIds = new Set<number>();
+  for (const c of runtime.clusters.all()) for (const h of c.hosts) hostIds.add(h.index);
+  pools.retain(runtime.clusters, hostIds);
+  muxPools.bolt.retain(runtime.config, runtime.clusters, hostIds);
+  muxPools.dubbo.retain(runtime.config, runtime.clusters, hostIds);
+  logger.debug({ generation: update.generation, clusters: update.clusters.length }, 'hosts applied');
+}
+
 function drain(deadlineMs: number): void {
   if (draining) return;
   draining = true;
@@ -522,6 +545,15 @@ port.on('message', (msg: MainToWorker) => {
         logger.error({ err, id: msg.id }, 'could not take over a moved connection; the old process keeps it');
         for (const s of msg.sockets) s.destroy();
         send({ type: 'adopted', id: msg.id, ok: false, error: (err as Error).message });
+      }
+      break;
+    case 'hosts':
+      try {
+        applyHosts(msg.update);
+        send({ type: 'config-applied', generation: msg.generation });
+      } catch (err) {
+        logger.error({ err, generation: msg.generation }, 'hosts not applied');
+        send({ type: 'config-failed', generation: msg.generation, error: (err as Error).message });
       }
       break;
     case 'config':

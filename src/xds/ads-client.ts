@@ -48,7 +48,8 @@ export interface DecodedResource {
  * `complete`: `resources` is the whole set of the type (delta, and SotW CDS/LDS), else only those
  * the response carried (SotW EDS/RDS: others stay as they were).
  */
-export type ResponseHandler = (typeUrl: TypeUrl, version: string, resources: DecodedResource[], complete: boolean) => string | null;
+/** `receivedAt`: performance.now() when the response arrived (before its resources were decoded). */
+export type ResponseHandler = (typeUrl: TypeUrl, version: string, resources: DecodedResource[], complete: boolean, receivedAt: number) => string | null;
 
 export interface AdsEvents {
   connected(): void;
@@ -90,6 +91,8 @@ export class AdsClient {
   private readonly handler: ResponseHandler;
   private readonly events: AdsEvents;
   private readonly types = new Map<TypeUrl, TypeState>();
+  /** SotW: the last response's resources of each type as received and decoded (see decodeAgain). */
+  private readonly lastDecoded = new Map<TypeUrl, { bytes: Uint8Array; decoded: DecodedResource }[]>();
   private client: grpcTypes.Client | undefined;
   private stream: AdsStream | undefined;
   private nodeSent = false;
@@ -251,8 +254,27 @@ export class AdsClient {
     return req;
   }
 
+  /**
+   * State of the world: a response resends every resource of the type, most of them unchanged
+   * (an endpoint change among 10,000 arrives with the 9,999 others). A resource whose bytes are
+   * those of the previous response at the same place is not decoded again: the same decoded
+   * object goes to the handler, which then need not map it again either.
+   */
+  private decodeAgain(typeUrl: TypeUrl, resources: unknown): DecodedResource[] {
+    const list = Array.isArray(resources) ? (resources as { type_url?: string; value?: Uint8Array }[]) : [];
+    const previous = this.lastDecoded.get(typeUrl) ?? [];
+    const out = list.map((any, i) => {
+      const prev = previous[i];
+      if (prev && any.type_url === typeUrl && sameBytes(prev.bytes, any.value)) return prev.decoded;
+      return decodeResources(typeUrl, [any], i)[0];
+    });
+    this.lastDecoded.set(typeUrl, out.map((decoded, i) => ({ bytes: list[i].value!, decoded })));
+    return out;
+  }
+
   private onResponse(stream: AdsStream, res: Record<string, unknown>): void {
     if (stream !== this.stream) return;
+    const receivedAt = performance.now();
     this.attempt = 0; // the server answers: the next loss starts the back-off afresh
     this.markConnected();
     const typeUrl = String(res.type_url ?? '') as TypeUrl;
@@ -267,9 +289,9 @@ export class AdsClient {
     try {
       if (this.delta) {
         held = applyDelta(typeUrl, state.resources, res);
-        error = this.handler(typeUrl, version, [...held.values()], true);
+        error = this.handler(typeUrl, version, [...held.values()], true, receivedAt);
       } else {
-        error = this.handler(typeUrl, version, decodeResources(typeUrl, res.resources), typeUrl === TYPE.cluster || typeUrl === TYPE.listener);
+        error = this.handler(typeUrl, version, this.decodeAgain(typeUrl, res.resources), typeUrl === TYPE.cluster || typeUrl === TYPE.listener, receivedAt);
       }
     } catch (err) {
       error = (err as Error).message;
@@ -288,6 +310,11 @@ export class AdsClient {
     }
     for (const t of new Set(followUps)) this.send(t);
   }
+}
+
+/** Two resources' encoded bytes are the same. */
+function sameBytes(a: Uint8Array | undefined, b: Uint8Array | undefined): boolean {
+  return a !== undefined && b !== undefined && a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.length).equals(b);
 }
 
 /** Each Any of a response, decoded; a resource of the wrong type or that does not decode throws with its index. */

@@ -13,7 +13,9 @@
  * SIGHUP reload (server.ts), one at a time; the last good one keeps serving when the control
  * plane is away.
  */
-import { crossReferenceProblems, xdsConfigSchema, type ShuttleConfig } from '../config/schema.ts';
+import { crossReferenceProblems, type ShuttleConfig } from '../config/schema.ts';
+import { diffConfigs, isEmptyDiff } from '../config/diff.ts';
+import { GenerationParser } from './generation-parser.ts';
 import { deepFreeze, formatPath } from '../config/load.ts';
 import type { Logger } from '../log/logger.ts';
 import { AdsClient, type DecodedResource } from './ads-client.ts';
@@ -92,9 +94,13 @@ export class XdsManager {
   private readonly startedAt = Date.now();
   private initialized = false;
   private readonly status: XdsStatus;
-  private pending: { config: ShuttleConfig; cause: string; since: number } | undefined;
+  private pending: { config: ShuttleConfig; cause: string; since: number; complete: boolean } | undefined;
   private applying: Promise<void> | undefined;
-  private lastApplied = '';
+  private lastApplied: ShuttleConfig | undefined;
+  /** Each decoded resource's mapping, by the decoded object (see onResponse). */
+  private readonly mapped = new WeakMap<object, { fn: unknown; out: unknown }>();
+  /** Parses each generation, again only for the listeners and clusters that changed. */
+  private readonly parser = new GenerationParser();
   /** The last composed generation as it was composed (Shuttle config input: parseable again). */
   private lastComposed: Raw | undefined;
   /** Started from a predecessor's config (an upgrade): it serves until LDS says otherwise. */
@@ -106,8 +112,8 @@ export class XdsManager {
     this.seeded = opts.seed !== undefined;
     if (opts.seed !== undefined) {
       this.remember(opts.seed);
-      const parsed = xdsConfigSchema.safeParse(opts.seed);
-      if (parsed.success) this.lastApplied = JSON.stringify(deepFreeze(parsed.data));
+      const parsed = this.parser.parse(opts.seed);
+      if (parsed.success) this.lastApplied = parsed.data;
       // What serves is complete: the old process had it from the control plane.
       this.initialized = true;
     }
@@ -125,7 +131,7 @@ export class XdsManager {
     );
     this.ads = new AdsClient({
       target: b.ads.target, node: b.node, setNodeOnFirstMessageOnly: b.ads.setNodeOnFirstMessageOnly, delta: b.ads.delta, tls: b.ads.tls,
-      onResponse: (t, v, r, complete) => this.onResponse(t, v, r, complete),
+      onResponse: (t, v, r, complete, receivedAt) => this.onResponse(t, v, r, complete, receivedAt),
       events: {
         connected: () => {
           this.status.connected = true;
@@ -182,7 +188,7 @@ export class XdsManager {
   }
 
   /** Maps, composes and validates a response; null (ACK) or the NACK's message. */
-  private onResponse(typeUrl: TypeUrl, version: string, resources: DecodedResource[], complete: boolean): string | null {
+  private onResponse(typeUrl: TypeUrl, version: string, resources: DecodedResource[], complete: boolean, receivedAt: number): string | null {
     const type = TYPE_NAMES[typeUrl];
     const names = new Set<string>();
     for (const r of resources) {
@@ -192,8 +198,14 @@ export class XdsManager {
     const next: Accepted = { ...this.state };
     /** Maps one resource; a field it cannot honour NACKs the response, naming the resource and field. */
     const map = <T>(r: DecodedResource, fn: (m: Raw) => T): T => {
+      // Delta hands over every held resource; those not in this response are the same objects as
+      // before, and mapping is pure: 10,000 endpoints are not mapped again for one that changed.
+      const known = this.mapped.get(r.value);
+      if (known && known.fn === fn) return known.out as T;
       try {
-        return fn(r.value);
+        const out = fn(r.value);
+        this.mapped.set(r.value, { fn, out });
+        return out;
       } catch (err) {
         if (err instanceof XdsFieldError) throw new Error(`${type} resource "${r.name}": ${err.path}: ${err.reason}`);
         throw err;
@@ -215,8 +227,8 @@ export class XdsManager {
     next.routes = new Map([...next.routes].filter(([n]) => rdsNames.has(n)));
 
     const composed = this.compose(next);
-    const parsed = xdsConfigSchema.safeParse(composed.config);
-    const problems = parsed.success ? [] : parsed.error.issues.map((i) => `${this.describePath(composed.config, i.path)}: ${i.message}`);
+    const parsed = this.parser.parse(composed.config);
+    const problems = parsed.success ? [] : parsed.issues.map((i) => `${this.describePath(composed.config, i.path)}: ${i.message}`);
     for (const p of crossReferenceProblems(composed.config)) problems.push(`${this.describePath(composed.config, p.path)}: ${p.message}`);
     if (!parsed.success || problems.length > 0) return `${type} version ${version}: the config it makes is invalid: ${problems.slice(0, 5).join('; ')}`;
 
@@ -227,7 +239,7 @@ export class XdsManager {
     const after = ofType(next, typeUrl);
     for (const r of resources) {
       const known = s.resources[r.name];
-      const changed = !known || JSON.stringify(before.get(r.name)) !== JSON.stringify(after.get(r.name)) || (r.version !== undefined && known.version !== r.version);
+      const changed = !known || (before.get(r.name) !== after.get(r.name) && JSON.stringify(before.get(r.name)) !== JSON.stringify(after.get(r.name))) || (r.version !== undefined && known.version !== r.version);
       if (changed) s.resources[r.name] = { version: r.version ?? version, last_update: now };
     }
     for (const n of Object.keys(s.resources)) if (!after.has(n)) delete s.resources[n];
@@ -247,7 +259,7 @@ export class XdsManager {
     this.armWarmingTimer(composed.warmingClusters.length > 0);
     if (typeUrl === TYPE.cluster) this.dns.sync(new Map([...next.clusters.values()].flatMap((c): [string, DnsTargets][] => (c.dns ? [[c.name, c.dns]] : []))));
 
-    this.schedule(deepFreeze(parsed.data) as ShuttleConfig, type);
+    this.schedule(parsed.data, type, receivedAt);
     return null;
   }
 
@@ -267,8 +279,8 @@ export class XdsManager {
   /** Composes the accepted resources again (a DNS answer, a warming deadline) and applies what that makes. */
   private refresh(cause: 'dns' | 'initial_fetch_timeout'): void {
     const composed = this.compose(this.state);
-    const parsed = xdsConfigSchema.safeParse(composed.config);
-    const problems = parsed.success ? crossReferenceProblems(composed.config) : parsed.error.issues;
+    const parsed = this.parser.parse(composed.config);
+    const problems = parsed.success ? crossReferenceProblems(composed.config) : parsed.issues;
     if (!parsed.success || problems.length > 0) {
       this.logger.error({ problems: problems.slice(0, 5).map((p) => `${this.describePath(composed.config, p.path)}: ${p.message}`) }, 'xds: the config made again (DNS answer, initial_fetch_timeout) is invalid; the running one stays');
       return;
@@ -277,7 +289,7 @@ export class XdsManager {
     this.status.warming = { clusters: composed.warmingClusters, listeners: composed.warmingListeners };
     if (composed.warmingClusters.length === 0) this.startLds();
     this.armWarmingTimer(composed.warmingClusters.length > 0);
-    this.schedule(deepFreeze(parsed.data) as ShuttleConfig, cause);
+    this.schedule(parsed.data, cause);
   }
 
   /**
@@ -370,25 +382,32 @@ export class XdsManager {
   }
 
   /** Generations are applied one at a time; a newer one replaces any still waiting. */
-  private schedule(config: ShuttleConfig, cause: string): void {
-    this.pending = { config, cause, since: performance.now() };
+  private schedule(config: ShuttleConfig, cause: string, since = performance.now()): void {
+    // Whether this generation is the whole picture, judged now: by the time it runs, later
+    // responses may have completed the picture, but not this generation.
+    const complete = (!this.opts.bootstrap.ads.cds || this.received.has('cds')) && (!this.opts.bootstrap.ads.lds || this.received.has('lds'))
+      && this.status.warming.clusters.length === 0 && this.status.warming.listeners.length === 0;
+    this.pending = { config, cause, since, complete };
+    this.applyPending();
+  }
+
+  private applyPending(): void {
     if (this.applying) return;
     this.applying = (async () => {
       while (this.pending) {
-        const { config: next, cause, since } = this.pending;
+        const { config: next, cause, since, complete } = this.pending;
         this.pending = undefined;
-        const key = JSON.stringify(next);
-        if (key === this.lastApplied) continue;
+        // Nothing new (a DNS answer or a re-sent response that changes nothing): cheap, as unchanged parts are the same objects.
+        if (this.lastApplied && isEmptyDiff(diffConfigs(this.lastApplied, next))) {
+          if (complete) this.markInitialized();
+          continue;
+        }
         try {
           await this.opts.apply(next);
-          this.lastApplied = key;
+          this.lastApplied = next;
           this.status.last_apply_error = null;
-          const complete = (!this.opts.bootstrap.ads.cds || this.received.has('cds')) && (!this.opts.bootstrap.ads.lds || this.received.has('lds'));
-          if (!this.initialized && complete && this.status.warming.clusters.length === 0 && this.status.warming.listeners.length === 0) {
-            this.initialized = true;
-            this.logger.info({ after_ms: Date.now() - this.startedAt }, 'xds: initialized: the first complete config serves');
-          }
-          // From the response accepted to every worker running the generation.
+          if (complete) this.markInitialized();
+          // From the response's arrival (or the DNS answer, the warming deadline) to every worker running the generation.
           this.logger.info({ cause, apply_ms: Math.round((performance.now() - since) * 10) / 10 }, 'xds: generation applied');
         } catch (err) {
           this.status.last_apply_error = (err as Error).message;
@@ -397,8 +416,14 @@ export class XdsManager {
       }
     })().finally(() => {
       this.applying = undefined;
-      if (this.pending) this.schedule(this.pending.config, this.pending.cause);
+      if (this.pending) this.applyPending();
     });
+  }
+
+  private markInitialized(): void {
+    if (this.initialized) return;
+    this.initialized = true;
+    this.logger.info({ after_ms: Date.now() - this.startedAt }, 'xds: initialized: the first complete config serves');
   }
 }
 

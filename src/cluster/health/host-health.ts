@@ -11,19 +11,25 @@ import { flagNames } from '../../shared/health-table.ts';
 
 export class HostHealth {
   readonly table: HealthTable;
-  private hosts: readonly HostRef[];
+  /** Hosts by cluster id: a panic check looks at one cluster's hosts, not at every host. */
+  private byCluster = new Map<number, HostRef[]>();
   private readonly logger: Logger;
 
   constructor(hosts: readonly HostRef[], logger: Logger, table: HealthTable = HealthTable.create(MAX_HOSTS, MAX_CLUSTERS)) {
-    this.hosts = hosts;
     this.logger = logger;
     this.table = table;
+    this.setHosts(hosts);
   }
 
   /** A reloaded config's hosts; the flags of hosts that stay are kept where they are. */
   setHosts(hosts: readonly HostRef[]): void {
-    this.hosts = hosts;
-    for (const id of new Set(hosts.map((h) => h.clusterIndex))) this.updatePanic(hosts.find((h) => h.clusterIndex === id)!);
+    this.byCluster = new Map();
+    for (const h of hosts) {
+      const list = this.byCluster.get(h.clusterIndex);
+      if (list) list.push(h);
+      else this.byCluster.set(h.clusterIndex, [h]);
+    }
+    for (const list of this.byCluster.values()) this.updatePanic(list[0]);
   }
 
   set(host: HostRef, flag: number, reason: string): void {
@@ -42,7 +48,9 @@ export class HostHealth {
 
   /** Hosts of a cluster that are healthy now. */
   healthyCount(clusterIndex: number): number {
-    return this.hosts.filter((h) => h.clusterIndex === clusterIndex && this.table.healthy(h.index)).length;
+    let n = 0;
+    for (const h of this.byCluster.get(clusterIndex) ?? []) if (this.table.healthy(h.index)) n++;
+    return n;
   }
 
   private changed(host: HostRef, before: number, reason: string): void {
