@@ -59,7 +59,7 @@ describe('endpoint updates', () => {
       return res.headers['x-upstream'] as string;
     };
     await eventually(() => get().catch(() => ''), (u) => u === 'a', 10_000);
-    const load = loop(get);
+    const load = loop(async () => void (await get()));
     cleanup.push(() => load.stop());
     await eventually(async () => load.counts.ok, (n) => n >= 20, 10_000);
 

@@ -185,7 +185,7 @@ describe('xDS mapping', () => {
     const cases: [() => unknown, string][] = [
       [() => mapListener(listener({ listener_filters: [{ name: 'envoy.filters.listener.tls_inspector' }] })), 'listener_filters: listener filters (TLS/HTTP inspectors, original destination) are not supported yet'],
       [() => mapListener(listener({ use_original_dst: { value: true } })), 'use_original_dst: original-destination listeners (iptables capture) are not supported yet'],
-      [() => mapListener(listener({}, { http_filters: [{ name: 'envoy.filters.http.cors' }, { name: 'envoy.filters.http.router' }] })), 'filter_chains[0].filters[0].typed_config.http_filters[0].typed_config: HTTP filter envoy.filters.http.cors is not mapped yet (the router and fault are)'],
+      [() => mapListener(listener({}, { http_filters: [{ name: 'envoy.filters.http.lua' }, { name: 'envoy.filters.http.router' }] })), 'filter_chains[0].filters[0].typed_config.http_filters[0].typed_config: HTTP filter envoy.filters.http.lua is not supported (fault, rbac, jwt_authn, cors, local_ratelimit, header_mutation, compressor and the router are)'],
       [() => mapListener(listener({}, { http_filters: [] })), 'filter_chains[0].filters[0].typed_config.http_filters: the router must be the last HTTP filter (and there must be one)'],
       [() => mapListener(listener({}, { http_filters: [{ name: 'envoy.filters.http.router' }, { name: 'f', typed_config: { '@type': FAULT } }] })), 'filter_chains[0].filters[0].typed_config.http_filters[0].name: the router must be the last HTTP filter (and there must be one)'],
       [() => mapListener(listener({}, { http_filters: [{ name: 'f', typed_config: { '@type': FAULT, upstream_cluster: 'x' } }, { name: 'envoy.filters.http.router' }] })), 'filter_chains[0].filters[0].typed_config.http_filters[0].typed_config.upstream_cluster: faults for one upstream cluster are not supported'],
@@ -206,7 +206,7 @@ describe('xDS mapping', () => {
       [() => mapRouteConfiguration(route({ route: { cluster: 'c', max_stream_duration: { max_stream_duration: { seconds: 5 } } } })), 'virtual_hosts[0].routes[0].route.max_stream_duration.max_stream_duration: max_stream_duration limits are not supported yet'],
       [() => mapRouteConfiguration(route({ match: { safe_regex: { regex: '/x' } }, route: { cluster: 'c', prefix_rewrite: '/' } })), 'virtual_hosts[0].routes[0].route.prefix_rewrite: prefix_rewrite is supported with a prefix match only'],
       [() => mapRouteConfiguration(route({ match: { prefix: '/', headers: [{ name: 'x', range_match: { start: 1, end: 2 } }] }, route: { cluster: 'c' } })), 'virtual_hosts[0].routes[0].match.headers[0].range_match: range matches are not supported'],
-      [() => mapRouteConfiguration(route({ route: { cluster: 'c' }, typed_per_filter_config: { 'envoy.filters.http.cors': { '@type': ROUTER } } })), 'virtual_hosts[0].routes[0].typed_per_filter_config.envoy.filters.http.cors: per-route config of envoy.filters.http.cors is not mapped yet (fault\'s is)'],
+      [() => mapRouteConfiguration(route({ route: { cluster: 'c' }, typed_per_filter_config: { 'envoy.filters.http.cors': { '@type': ROUTER } } })), 'virtual_hosts[0].routes[0].typed_per_filter_config.envoy.filters.http.cors: per-route config type.googleapis.com/envoy.extensions.filters.http.router.v3.Router is not supported (HTTPFault, RBACPerRoute, CorsPolicy, LocalRateLimit, HeaderMutationPerRoute are)'],
     ];
     for (const [fn, message] of cases) expect(refusal(fn)).toBe(message);
   });

@@ -6,6 +6,8 @@
  * the resource is NACKed, never half-applied.
  */
 import { Fields, XdsFieldError, type Message } from './fields.ts';
+import { headerMatcher, headersToAdd, ms, safeRegex, stringMatcher } from './envoy-types.ts';
+import { mapHttpFilters, perFilterConfig } from './http-filters.ts';
 import { RETRY_ON } from '../config/route-schema.ts';
 
 type Raw = Record<string, unknown>;
@@ -14,9 +16,7 @@ const HCM_TYPE = 'type.googleapis.com/envoy.extensions.filters.network.http_conn
 const TCP_PROXY_TYPE = 'type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy';
 const ROUTER_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router';
 const PREVIOUS_HOSTS = 'envoy.retry_host_predicates.previous_hosts';
-const FAULT_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault';
 
-const ms = (n: number) => `${n}ms`;
 
 // ---- addresses --------------------------------------------------------------------------------
 
@@ -436,21 +436,7 @@ function httpConnectionManager(name: string, address: string, h: Fields): Mapped
     u.done();
   }
   config.http = http;
-  const filters = h.list('http_filters');
-  const httpFilters: Raw[] = [];
-  filters.forEach((hf, i) => {
-    const typed = hf.message('typed_config');
-    const type = typed?.str('@type');
-    const name = hf.str('name');
-    const isRouter = type === ROUTER_TYPE || (!typed && name === 'envoy.filters.http.router');
-    if (isRouter !== (i === filters.length - 1)) hf.fail('name', 'the router must be the last HTTP filter (and there must be one)');
-    if (isRouter) typed?.skip('start_child_span', 'suppress_envoy_headers').done();
-    else if (type === FAULT_TYPE) httpFilters.push({ name: 'fault', config: fault(typed!) });
-    else hf.fail('typed_config', `HTTP filter ${name ?? type ?? '(unnamed)'} is not mapped yet (the router and fault are)`);
-    if (hf.bool('is_optional')) hf.fail('is_optional', 'optional filters are not supported');
-    hf.done();
-  });
-  if (filters.length === 0) h.fail('http_filters', 'the router must be the last HTTP filter (and there must be one)');
+  const httpFilters = mapHttpFilters(h, 'http_filters', ROUTER_TYPE);
   if (httpFilters.length > 0) config.http_filters = httpFilters;
   let rdsName: string | undefined;
   const rds = h.message('rds');
@@ -525,62 +511,6 @@ function addMutations(route: Raw, outer: Mutations[], mostSpecificWins: boolean)
   }
 }
 
-function escapeRegex(s: string): string {
-  return s.replace(/[\\^$.*+?()[\]{}|]/g, '\\$&');
-}
-
-/** type.matcher.v3.StringMatcher → Shuttle's { exact } or { regex } (prefix, suffix, contains as regexes). */
-function stringMatcher(m: Fields): Raw {
-  const ignoreCase = m.bool('ignore_case') ?? false;
-  const exact = m.str('exact');
-  const prefix = m.str('prefix');
-  const suffix = m.str('suffix');
-  const contains = m.str('contains');
-  const safe = m.message('safe_regex');
-  m.done();
-  const ci = ignoreCase ? '(?i)' : '';
-  if (exact !== undefined) return ignoreCase ? { exact, ignore_case: true } : { exact };
-  if (prefix !== undefined) return { regex: `${ci}(?s)${escapeRegex(prefix)}.*` };
-  if (suffix !== undefined) return { regex: `${ci}(?s).*${escapeRegex(suffix)}` };
-  if (contains !== undefined) return { regex: `${ci}(?s).*${escapeRegex(contains)}.*` };
-  if (safe) {
-    if (ignoreCase) m.fail('ignore_case', 'ignore_case with safe_regex: write (?i) in the regex');
-    return { regex: safeRegex(safe) };
-  }
-  throw new XdsFieldError(m.path, 'one of exact, prefix, suffix, contains, safe_regex is required');
-}
-
-function safeRegex(r: Fields): string {
-  const regex = r.requiredStr('regex');
-  r.skip('google_re2');
-  r.done();
-  return regex;
-}
-
-function headerMatcher(h: Fields): Raw {
-  const out: Raw = { name: h.requiredStr('name') };
-  const invert = h.bool('invert_match');
-  if (invert) out.invert = true;
-  const exact = h.str('exact_match');
-  const safe = h.message('safe_regex_match');
-  const present = h.bool('present_match');
-  const sm = h.message('string_match');
-  const prefix = h.str('prefix_match');
-  const suffix = h.str('suffix_match');
-  const contains = h.str('contains_match');
-  if (h.has('range_match')) h.fail('range_match', 'range matches are not supported');
-  h.skip('treat_missing_header_as_empty');
-  h.done();
-  if (exact !== undefined) return { ...out, exact };
-  if (safe) return { ...out, regex: safeRegex(safe) };
-  if (sm) return { ...out, ...stringMatcher(sm) };
-  if (prefix !== undefined) return { ...out, regex: `(?s)${escapeRegex(prefix)}.*` };
-  if (suffix !== undefined) return { ...out, regex: `(?s).*${escapeRegex(suffix)}` };
-  if (contains !== undefined) return { ...out, regex: `(?s).*${escapeRegex(contains)}.*` };
-  // No value matcher: Envoy's present_match (or an empty one) means "present".
-  return { ...out, present: present ?? true };
-}
-
 function routeMatch(m: Fields): Raw {
   const out: Raw = {};
   const prefix = m.str('prefix');
@@ -612,24 +542,6 @@ function routeMatch(m: Fields): Raw {
   if (query.length > 0) out.query_params = query;
   m.done();
   return out;
-}
-
-function headersToAdd(list: Fields[]): Raw[] {
-  return list.map((h) => {
-    const hv = h.requiredMessage('header');
-    const name = hv.requiredStr('key');
-    const value = hv.str('value') ?? '';
-    if (hv.has('raw_value')) hv.fail('raw_value', 'raw_value is not supported (use value)');
-    hv.done();
-    const appendFlag = h.wrappedBool('append');
-    const action = h.str('append_action') ?? 'APPEND_IF_EXISTS_OR_ADD';
-    if (action === 'ADD_IF_ABSENT') h.fail('append_action', 'ADD_IF_ABSENT is not supported yet');
-    h.skip('keep_empty_value');
-    h.done();
-    // Envoy's default appends; OVERWRITE_IF_EXISTS_OR_ADD (or append: false) replaces.
-    const append = appendFlag ?? action === 'APPEND_IF_EXISTS_OR_ADD';
-    return { name, value, append };
-  });
 }
 
 const RETRY_ON_SET = new Set<string>(RETRY_ON);
@@ -720,76 +632,6 @@ function mapRoute(r: Fields): Raw {
   // decorator: the tracing span's name; metadata: opaque.
   r.skip('decorator', 'metadata');
   r.done();
-  return out;
-}
-
-/**
- * typed_per_filter_config (a route's or virtual host's): the config a filter of the listener uses
- * for these routes, by the filter's type (the key names the filter in Envoy's chain; Shuttle has
- * one filter of each type). Fault only, so far.
- */
-function perFilterConfig(m: Fields | undefined): Raw | undefined {
-  if (!m) return undefined;
-  const out: Raw = {};
-  for (const key of m.keys()) {
-    const typed = m.requiredMessage(key);
-    if (typed.str('@type') !== FAULT_TYPE) throw new XdsFieldError(typed.path, `per-route config of ${key} is not mapped yet (fault's is)`);
-    out.fault = fault(typed);
-  }
-  m.done();
-  return out;
-}
-
-/** type.v3.FractionalPercent → a percentage (Envoy's default: 0). */
-function fraction(f: Fields | undefined): number {
-  if (!f) return 0;
-  const num = f.num('numerator') ?? 0;
-  const den = ({ HUNDRED: 100, TEN_THOUSAND: 10_000, MILLION: 1_000_000 } as Record<string, number>)[f.str('denominator') ?? 'HUNDRED'] ?? f.fail('denominator', 'expected HUNDRED, TEN_THOUSAND or MILLION');
-  f.done();
-  return Math.min(100, (num / den) * 100);
-}
-
-/** envoy.extensions.filters.http.fault.v3.HTTPFault → Shuttle's fault filter config. */
-function fault(f: Fields): Raw {
-  const out: Raw = {};
-  const abort = f.message('abort');
-  if (abort) {
-    const a: Raw = { percentage: fraction(abort.message('percentage')) };
-    const http = abort.num('http_status');
-    const grpc = abort.num('grpc_status');
-    const header = abort.message('header_abort');
-    if (http !== undefined) a.http_status = http;
-    else if (grpc !== undefined) a.grpc_status = grpc;
-    else if (header) {
-      header.done();
-      out.header_controlled = true;
-    } else abort.fail('http_status', 'one of http_status, grpc_status, header_abort is required');
-    abort.done();
-    if (!header) out.abort = a;
-  }
-  const delay = f.message('delay');
-  if (delay) {
-    const fixed = delay.durationMs('fixed_delay');
-    const header = delay.message('header_delay');
-    const percentage = fraction(delay.message('percentage'));
-    if (fixed !== undefined && fixed > 0) out.delay = { fixed_delay: ms(fixed), percentage };
-    else if (header) {
-      header.done();
-      out.header_controlled = true;
-    } else delay.fail('fixed_delay', 'a fixed_delay above zero or header_delay is required');
-    delay.done();
-  }
-  const headers = f.list('headers').map(headerMatcher);
-  if (headers.length > 0) out.headers = headers;
-  const nodes = f.strings('downstream_nodes');
-  if (nodes.length > 0) out.downstream_nodes = nodes;
-  const max = f.wrapped('max_active_faults');
-  if (max !== undefined && max > 0) out.max_active_faults = max;
-  if (f.has('upstream_cluster')) f.fail('upstream_cluster', 'faults for one upstream cluster are not supported');
-  if (f.has('response_rate_limit')) f.fail('response_rate_limit', 'response rate limits are not supported');
-  // Runtime keys name overrides in Envoy's runtime, which Shuttle does not have: the config's values apply.
-  f.skip('delay_percent_runtime', 'abort_percent_runtime', 'delay_duration_runtime', 'abort_http_status_runtime', 'max_active_faults_runtime', 'response_rate_limit_percent_runtime', 'abort_grpc_status_runtime', 'disable_downstream_cluster_stats', 'filter_metadata');
-  f.done();
   return out;
 }
 
