@@ -11,7 +11,8 @@ import type { HealthTable } from '../shared/health-table.ts';
 import type { PolicyTable } from '../filters/shared/policy-table.ts';
 import { CircuitBreakers } from './circuit-breakers.ts';
 import { Host } from './host.ts';
-import { createLoadBalancer, type LoadBalancer } from './load-balancer.ts';
+import type { LoadBalancer } from './load-balancer.ts';
+import { balancerFor } from './priority-lb.ts';
 
 export class Cluster {
   readonly name: string;
@@ -29,7 +30,7 @@ export class Cluster {
     this.index = index;
     this.config = config;
     this.hosts = config.hosts.map((h, i) => new Host(h, hostIds[i], index, health, load));
-    this.lb = createLoadBalancer(config.lb_policy, this.hosts);
+    this.lb = balancerFor(config.lb_policy, this.hosts);
     this.tls = config.tls ? upstreamTls(config.tls, secrets) : undefined;
     this.breakers = new CircuitBreakers(config.circuit_breakers, index, policy);
   }

@@ -11,6 +11,8 @@ export class Host {
   readonly host: string;
   readonly port: number;
   readonly weight: number;
+  /** Failover level (0 serves first; see priority-lb.ts). */
+  readonly priority: number;
   /** "host:port", for logs and stats. */
   readonly address: string;
   /** Index among all hosts of all clusters (config order): its row in the shared tables. */
@@ -24,6 +26,7 @@ export class Host {
     this.host = config.host;
     this.port = config.port;
     this.weight = config.weight;
+    this.priority = config.priority ?? 0;
     this.address = formatAddress(config);
     this.index = index;
     this.clusterIndex = clusterIndex;

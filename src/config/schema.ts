@@ -32,10 +32,12 @@ export const LB_POLICIES = ['round_robin', 'weighted_round_robin', 'random', 'le
 const hostObject = z.object({
   address: address({ allowPortZero: false }),
   weight: z.number().int().min(1).max(1000).default(1),
+  /** Failover level (Envoy's EDS priority): 0 serves; higher levels take the share 0 cannot. */
+  priority: z.number().int().min(0).max(127).default(0),
 }).strict();
 
 /** "host:port", or { address: "host:port", weight: N }; errors keep the shape the user wrote. */
-const hostEntry = z.unknown().transform((value, ctx): SocketAddress & { weight: number } => {
+const hostEntry = z.unknown().transform((value, ctx): SocketAddress & { weight: number; priority?: number } => {
   if (typeof value === 'string') {
     const parsed = parseAddress(value);
     if (parsed && parsed.port !== 0) return { ...parsed, weight: 1 };
@@ -44,13 +46,14 @@ const hostEntry = z.unknown().transform((value, ctx): SocketAddress & { weight: 
   }
   if (value && typeof value === 'object') {
     const result = hostObject.safeParse(value);
-    if (result.success) return { ...result.data.address, weight: result.data.weight };
+    // priority only when above 0: most hosts have none, and configs dump as they were written.
+    if (result.success) return { ...result.data.address, weight: result.data.weight, ...(result.data.priority > 0 ? { priority: result.data.priority } : {}) };
     for (const issue of result.error.issues) ctx.addIssue({ ...issue, code: 'custom', path: issue.path as PropertyKey[] });
     return z.NEVER;
   }
-  ctx.addIssue({ code: 'custom', message: 'expected host:port or { address: host:port, weight: N }' });
+  ctx.addIssue({ code: 'custom', message: 'expected host:port or { address: host:port, weight: N, priority: P }' });
   return z.NEVER;
-}).meta({ 'x-shuttle-schema': { anyOf: [{ type: 'string', description: 'host:port' }, { type: 'object', properties: { address: { type: 'string', description: 'host:port' }, weight: { type: 'integer', minimum: 1, maximum: 1000, default: 1 } }, required: ['address'], additionalProperties: false }] } });
+}).meta({ 'x-shuttle-schema': { anyOf: [{ type: 'string', description: 'host:port' }, { type: 'object', properties: { address: { type: 'string', description: 'host:port' }, weight: { type: 'integer', minimum: 1, maximum: 1000, default: 1 }, priority: { type: 'integer', minimum: 0, maximum: 127, default: 0, description: 'failover level: 0 serves, higher levels take the share level 0 cannot (Envoy priorities)' } }, required: ['address'], additionalProperties: false }] } });
 
 /** Active health checking, run once per process (not per worker). */
 const healthCheck = z.object({

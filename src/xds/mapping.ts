@@ -224,9 +224,12 @@ export function mapLoadAssignment(resource: Message, path = '', named = true): {
   const name = named ? f.requiredStr('cluster_name') : (f.str('cluster_name') ?? '');
   const hosts: Raw[] = [];
   const seen = new Set<string>();
+  let prioritized = false;
   for (const loc of f.list('endpoints')) {
     const priority = loc.num('priority') ?? 0;
-    if (priority !== 0) loc.fail('priority', 'priorities above 0 (failover) are not supported yet');
+    if (priority > 127) loc.fail('priority', 'Shuttle takes priorities from 0 to 127');
+    if (priority > 0) prioritized = true;
+    // Locality weights count only with locality_weighted_lb_config on the cluster (refused there).
     loc.skip('locality', 'load_balancing_weight');
     for (const lbe of loc.list('lb_endpoints')) {
       const status = lbe.str('health_status') ?? 'UNKNOWN';
@@ -241,14 +244,18 @@ export function mapLoadAssignment(resource: Message, path = '', named = true): {
       if (!HEALTHY_STATUSES.has(status)) continue;
       if (seen.has(address)) lbe.fail('endpoint', `${address} appears twice`);
       seen.add(address);
-      hosts.push(weight === 1 ? { address } : { address, weight });
+      hosts.push(weight === 1 && priority === 0 ? { address } : { address, weight, ...(priority > 0 ? { priority } : {}) });
     }
     loc.done();
   }
   const policy = f.message('policy');
   if (policy) {
     if (policy.list('drop_overloads').length > 0) policy.fail('drop_overloads', 'drop_overloads are not supported');
-    policy.skip('overprovisioning_factor', 'weighted_priority_health', 'endpoint_stale_after');
+    // Shuttle overprovisions by Envoy's default (140%): another factor would move traffic between priorities differently.
+    const factor = policy.wrapped('overprovisioning_factor');
+    if (prioritized && factor !== undefined && factor !== 140) policy.fail('overprovisioning_factor', 'only the default, 140, is supported with priorities');
+    if (prioritized && policy.bool('weighted_priority_health')) policy.fail('weighted_priority_health', 'not supported');
+    policy.skip('weighted_priority_health', 'endpoint_stale_after');
     policy.done();
   }
   f.skip('named_endpoints');
