@@ -74,14 +74,15 @@ describe('xDS mapping', () => {
       name: 'outbound|443||api.example.com', type: 'STRICT_DNS', dns_lookup_family: 'V4_ONLY', dns_refresh_rate: { seconds: 30 }, respect_dns_ttl: true,
       load_assignment: { cluster_name: 'api', endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 'localhost', port_value: 8443 } } }, load_balancing_weight: { value: 2 } }, endpoint(9000)] }] },
     }));
-    expect(c.dns).toEqual({ targets: [{ host: 'localhost', port: 8443, weight: 2 }, { host: '127.0.0.1', port: 9000, weight: 1 }], family: 4, refreshMs: 30_000, logical: false });
+    expect(c.dns).toEqual({ targets: [{ host: 'localhost', port: 8443, weight: 2 }, { host: '127.0.0.1', port: 9000, weight: 1 }], family: 4, refreshMs: 30_000, logical: false, respectTtl: true });
     expect(c.hosts).toBeUndefined();
     expect(c.edsName).toBeUndefined();
-    expect(await resolveTargets(c.dns!)).toEqual([{ address: '127.0.0.1:8443', weight: 2 }, { address: '127.0.0.1:9000' }]);
+    // localhost is not in DNS: getaddrinfo answers it, without a TTL, so dns_refresh_rate applies.
+    expect(await resolveTargets(c.dns!)).toEqual({ hosts: [{ address: '127.0.0.1:8443', weight: 2 }, { address: '127.0.0.1:9000' }], refreshMs: 30_000 });
     const logical = mapCluster(wire(TYPE.cluster, { name: 'l', type: 'LOGICAL_DNS', load_assignment: { endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 'localhost', port_value: 80 } } } }] }] } }));
     expect(logical.dns).toMatchObject({ logical: true, family: 0, refreshMs: 5000 });
-    expect(await resolveTargets(logical.dns!)).toHaveLength(1);
-    await expect(resolveTargets({ targets: [{ host: 'no-such-name.invalid', port: 1, weight: 1 }], family: 0, refreshMs: 5000, logical: false })).rejects.toThrow();
+    expect((await resolveTargets(logical.dns!)).hosts).toHaveLength(1);
+    await expect(resolveTargets({ targets: [{ host: 'no-such-name.invalid', port: 1, weight: 1 }], family: 0, refreshMs: 5000, logical: false, respectTtl: false })).rejects.toThrow();
   });
 
   it('maps HTTP protocol options: the protocol to the hosts, HTTP/2 settings, the pool', () => {
@@ -282,5 +283,29 @@ describe('xDS bootstrap', () => {
     const c = snake(bootstrap()) as any;
     c.static_resources.clusters[0].transport_socket = { name: 'tls', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext', common_tls_context: { tls_certificate_sds_secret_configs: [{ name: 'default' }] } } };
     expect(refusal(() => parseBootstrap(c))).toBe('static_resources.clusters[0].transport_socket.typed_config.common_tls_context.tls_certificate_sds_secret_configs: SDS secrets for the xDS server are not supported yet (give files)');
+  });
+});
+
+describe('DNS clusters with TTLs', () => {
+  it('resolves at the cluster\'s own DNS servers and refreshes when the TTL runs out (respect_dns_ttl)', async () => {
+    const { TestDnsServer } = await import('./support/dns-server.ts');
+    const server = new TestDnsServer();
+    await server.start();
+    try {
+      server.records.set('svc.mesh.test', { addresses: ['127.0.0.2', '127.0.0.3'], ttl: 7 });
+      const c = mapCluster(wire(TYPE.cluster, {
+        name: 'svc', type: 'STRICT_DNS', respect_dns_ttl: true, dns_refresh_rate: { seconds: 30 }, dns_failure_refresh_rate: { base_interval: { seconds: 2 }, max_interval: { seconds: 10 } },
+        typed_dns_resolver_config: { name: 'envoy.network.dns_resolver.cares', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig', resolvers: [{ socket_address: { address: '127.0.0.1', port_value: server.port } }] } },
+        load_assignment: { cluster_name: 'svc', endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 'svc.mesh.test', port_value: 8080 } } } }] }] },
+      }));
+      expect(c.dns).toMatchObject({ respectTtl: true, failureRefreshMs: 2000, servers: [server.address] });
+      expect(await resolveTargets(c.dns!)).toEqual({ hosts: [{ address: '127.0.0.2:8080' }, { address: '127.0.0.3:8080' }], refreshMs: 7000 });
+      // Without respect_dns_ttl: dns_refresh_rate, whatever the TTL.
+      expect((await resolveTargets({ ...c.dns!, respectTtl: false })).refreshMs).toBe(30_000);
+      // A name the cluster's servers do not know does not resolve (no fallback to the system's).
+      await expect(resolveTargets({ ...c.dns!, targets: [{ host: 'other.mesh.test', port: 1, weight: 1 }] })).rejects.toThrow(/other\.mesh\.test/);
+    } finally {
+      server.close();
+    }
   });
 });

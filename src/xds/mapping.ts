@@ -47,7 +47,38 @@ export interface MappedCluster {
   config: Raw;
 }
 
+/**
+ * The DNS servers a cluster names: typed_dns_resolver_config (c-ares, Envoy's) or the older
+ * dns_resolvers; undefined: the system's (getaddrinfo for names in /etc/hosts).
+ */
+function dnsServers(f: Fields): string[] | undefined {
+  const typed = f.message('typed_dns_resolver_config');
+  const legacy = f.list('dns_resolvers');
+  if (f.has('dns_resolution_config')) f.fail('dns_resolution_config', 'deprecated: use typed_dns_resolver_config');
+  f.skip('use_tcp_for_dns_lookups');
+  if (legacy.length > 0) return legacy.map(socketAddress);
+  if (!typed) return undefined;
+  typed.skip('name');
+  const cares = typed.requiredMessage('typed_config');
+  if (cares.str('@type') !== CARES_TYPE) cares.fail('@type', `DNS resolver ${cares.str('@type')} is not supported (${CARES_TYPE} is)`);
+  const servers = cares.list('resolvers').map(socketAddress);
+  if (cares.bool('use_resolvers_as_fallback')) cares.fail('use_resolvers_as_fallback', 'resolvers as a fallback only are not supported');
+  // Query tuning of c-ares (Node's resolver is c-ares too: its defaults apply).
+  cares.skip('dns_resolver_options', 'filter_unroutable_families', 'udp_max_queries', 'query_timeout_seconds', 'query_tries', 'rotate_nameservers', 'edns0_max_payload_size', 'max_udp_channel_duration');
+  cares.done();
+  typed.done();
+  return servers.length > 0 ? servers : undefined;
+}
+
+const CARES_TYPE = 'type.googleapis.com/envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig';
+
 export interface DnsTargets {
+  /** respect_dns_ttl: resolve again when the shortest TTL of the answers runs out (at least 1 s). */
+  respectTtl: boolean;
+  /** dns_failure_refresh_rate.base_interval: a failed lookup is tried again this soon. */
+  failureRefreshMs?: number;
+  /** DNS servers ("ip:port") of typed_dns_resolver_config (c-ares) or dns_resolvers. */
+  servers?: string[];
   targets: { host: string; port: number; weight: number }[];
   /** 0: IPv4 and IPv6; 4 or 6: that family only (dns_lookup_family). */
   family: 0 | 4 | 6;
@@ -94,9 +125,18 @@ export function mapCluster(resource: Message, path = ''): MappedCluster {
     const familyName = f.str('dns_lookup_family') ?? 'AUTO';
     const family = DNS_FAMILIES[familyName] ?? f.fail('dns_lookup_family', `${familyName} is not supported`);
     const refresh = f.durationMs('dns_refresh_rate');
-    dns = { targets, family, refreshMs: refresh && refresh >= 1000 ? refresh : 5000, logical: type === 'LOGICAL_DNS' };
-    // Node's resolver (getaddrinfo: /etc/hosts and DNS) gives no TTL: names are resolved every dns_refresh_rate.
-    f.skip('respect_dns_ttl', 'dns_failure_refresh_rate', 'wait_for_warm_on_init');
+    dns = { targets, family, refreshMs: refresh && refresh >= 1000 ? refresh : 5000, logical: type === 'LOGICAL_DNS', respectTtl: f.bool('respect_dns_ttl') ?? false };
+    const failure = f.message('dns_failure_refresh_rate');
+    if (failure) {
+      const base = failure.durationMs('base_interval');
+      // Shuttle retries a failed lookup every base_interval (Envoy backs off up to max_interval).
+      failure.skip('max_interval');
+      failure.done();
+      if (base && base >= 100) dns.failureRefreshMs = base;
+    }
+    const servers = dnsServers(f);
+    if (servers) dns.servers = servers;
+    f.skip('wait_for_warm_on_init');
   } else {
     f.fail('type', `${type} clusters are not supported yet (EDS, STATIC, STRICT_DNS and LOGICAL_DNS are)`);
   }
@@ -140,7 +180,7 @@ export function mapCluster(resource: Message, path = ''): MappedCluster {
     protocolOptions.done();
   }
   // Names for stats and opaque data; DNS settings that matter only to DNS clusters.
-  f.skip('metadata', 'alt_stat_name', 'dns_lookup_family', 'respect_dns_ttl', 'dns_refresh_rate', 'track_cluster_stats', 'per_connection_buffer_limit_bytes');
+  f.skip('metadata', 'alt_stat_name', 'dns_lookup_family', 'respect_dns_ttl', 'dns_refresh_rate', 'dns_failure_refresh_rate', 'typed_dns_resolver_config', 'dns_resolvers', 'use_tcp_for_dns_lookups', 'track_cluster_stats', 'per_connection_buffer_limit_bytes');
   f.done();
   return { name, edsName, hosts, dns, config };
 }
