@@ -9,7 +9,7 @@
  * For every proxy it also reads the proxy's CPU time (/proc) and reports CPU µs per request (or per
  * MB). Each scenario runs REPS times; medians are reported, with ratios to direct and to HAProxy.
  *
- *   npm run bench:l4            (env: REPS=3 BULK_MB=1024 RR_SECONDS=5)
+ *   npm run bench:l4            (env: REPS=3 BULK_MB=1024 RR_SECONDS=5 THREADS=1,2; BASELINE=<checkout> adds it)
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -24,6 +24,8 @@ const BULK_MB = Number(process.env.BULK_MB ?? 1024);
 const RR_SECONDS = Number(process.env.RR_SECONDS ?? 5);
 const RR_MAX_REQUESTS = 5_000_000; // a hard bound on every load loop
 const CONCURRENCY = [10, 50];
+/** Thread counts of Shuttle (and HAProxy) to run: THREADS=1 halves the run. */
+const THREADS = (process.env.THREADS ?? '1,2').split(',').map(Number);
 const MESSAGE = Buffer.alloc(64, 'x');
 const UPSTREAM = fileURLToPath(new URL('./support/upstream.ts', import.meta.url));
 
@@ -102,7 +104,7 @@ async function requestResponse(port: number, connections: number): Promise<{ rat
   return { rate: count / seconds, p50: percentile(sorted, 50), p99: percentile(sorted, 99), count };
 }
 
-async function shuttleTarget(threads: number, up: { echo: number; sink: number }): Promise<Target> {
+async function shuttleTarget(threads: number, up: { echo: number; sink: number }, checkout?: string): Promise<Target> {
   const [echoPort, sinkPort] = [await freePort(), await freePort()];
   const child = await startShuttle({
     listeners: [
@@ -113,8 +115,8 @@ async function shuttleTarget(threads: number, up: { echo: number; sink: number }
       { name: 'echo', hosts: [`127.0.0.1:${up.echo}`] },
       { name: 'sink', hosts: [`127.0.0.1:${up.sink}`] },
     ],
-  }, threads);
-  return { name: `shuttle ${threads}t`, echoPort, sinkPort, pid: child.pid, stop: () => stop(child) };
+  }, threads, checkout);
+  return { name: `${checkout ? 'baseline' : 'shuttle'} ${threads}t`, echoPort, sinkPort, pid: child.pid, stop: () => stop(child) };
 }
 
 async function haproxyTarget(threads: number, up: { echo: number; sink: number }): Promise<Target | undefined> {
@@ -174,8 +176,10 @@ const { child: upstream, line } = await spawnUntil(process.execPath, [UPSTREAM],
 const up = JSON.parse(line) as { echo: number; sink: number };
 const targets: Target[] = [{ name: 'direct', echoPort: up.echo, sinkPort: up.sink, stop: async () => {} }];
 try {
-  targets.push(await shuttleTarget(1, up), await shuttleTarget(2, up));
-  for (const t of [1, 2]) {
+  for (const t of THREADS) targets.push(await shuttleTarget(t, up));
+  // An A/B in the same run: another checkout (a git worktree of an older commit).
+  if (process.env.BASELINE) for (const t of THREADS) targets.push(await shuttleTarget(t, up, process.env.BASELINE));
+  for (const t of THREADS) {
     const h = await haproxyTarget(t, up);
     if (h) targets.push(h);
   }
@@ -196,7 +200,7 @@ try {
     const vals = (results.get(`${name}|${scenario}`) ?? []).map(f).filter((v): v is number => v !== undefined);
     return vals.length ? median(vals) : NaN;
   };
-  const haproxyRef = targets.find((t) => t.name === 'haproxy 2t')?.name;
+  const haproxyRef = targets.filter((t) => t.name.startsWith('haproxy')).at(-1)?.name;
   console.log(`\nL4 benchmark — medians of ${REPS} runs; bulk = ${BULK_MB} MiB upload, rr = 64-byte echo for ${RR_SECONDS}s`);
   console.log(`node ${process.version}, ${new Date().toISOString()}\n`);
   for (const scenario of scenarios) {
@@ -206,6 +210,9 @@ try {
       const ratioDirect = v / med('direct', scenario, (s) => s.value);
       const ratioHaproxy = haproxyRef ? v / med(haproxyRef, scenario, (s) => s.value) : NaN;
       const cpu = med(t.name, scenario, (s) => s.cpuPerUnit);
+      // Work per CPU-second against HAProxy with as many threads (its CPU per unit over ours).
+      const sameThreads = `haproxy ${t.name.split(' ').at(-1)}`;
+      const perCpu = med(sameThreads, scenario, (s) => s.cpuPerUnit) / cpu;
       return [
         t.name,
         v.toFixed(0),
@@ -213,9 +220,10 @@ try {
         Number.isNaN(ratioHaproxy) ? '-' : ratioHaproxy.toFixed(2),
         ...(scenario === 'bulk' ? [] : [med(t.name, scenario, (s) => s.p50).toFixed(0), med(t.name, scenario, (s) => s.p99).toFixed(0)]),
         Number.isNaN(cpu) ? '-' : cpu.toFixed(scenario === 'bulk' ? 2 : 1),
+        Number.isNaN(perCpu) ? '-' : perCpu.toFixed(2),
       ];
     });
-    const headers = ['target', unit, 'x direct', 'x haproxy 2t', ...(scenario === 'bulk' ? [] : ['p50 µs', 'p99 µs']), scenario === 'bulk' ? 'proxy CPU ms/MB' : 'proxy CPU µs/req'];
+    const headers = ['target', unit, 'x direct', `x ${haproxyRef ?? 'haproxy'}`, ...(scenario === 'bulk' ? [] : ['p50 µs', 'p99 µs']), scenario === 'bulk' ? 'proxy CPU ms/MB' : 'proxy CPU µs/req', 'per CPU-s x haproxy (same threads)'];
     console.log(`### ${scenario}\n\n${table(headers, rows)}\n`);
   }
 } finally {

@@ -1,7 +1,7 @@
 /**
  * The real CLI with --threads 2, proxying raw TCP to real servers on 127.0.0.1.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -146,6 +146,84 @@ describe('L4 TCP proxy (2 worker threads)', () => {
     const access = await shuttle.waitForLog((l) => l.msg === 'access', 5_000, 'access log');
     expect(access.error).toBe('SHUTTLE_E_IDLE_TIMEOUT');
     expect(access.duration_ms).toBeGreaterThanOrEqual(300);
+  });
+
+  it('keeps a one-way download that lasts longer than idle_timeout (bytes in either direction count)', async () => {
+    // The upstream talks, the client never does: a chunk every 100 ms for 1.2 s, idle_timeout 400 ms.
+    const server = net.createServer((s) => {
+      let n = 0;
+      const timer = setInterval(() => {
+        if (++n > 12) {
+          clearInterval(timer);
+          s.end('done');
+          return;
+        }
+        s.write(`tick ${n}\n`);
+      }, 100);
+      s.on('close', () => clearInterval(timer));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port0 = (server.address() as net.AddressInfo).port;
+    running.upstreams.push({ port: port0, address: '', connections: 0, close: () => new Promise((r) => server.close(() => r())) });
+    const { shuttle, port } = await proxy([`127.0.0.1:${port0}`], { listener: { idle_timeout: '400ms' } });
+    // A client that only listens (no half-close: that would be activity of its own).
+    const got = await new Promise<Buffer>((resolve, reject) => {
+      const c = net.connect(port, '127.0.0.1');
+      const chunks: Buffer[] = [];
+      c.on('data', (d: Buffer) => chunks.push(d));
+      c.on('error', reject);
+      c.on('end', () => resolve(Buffer.concat(chunks)));
+    });
+    expect(got.toString()).toBe(`${Array.from({ length: 12 }, (_, i) => `tick ${i + 1}\n`).join('')}done`);
+    const access = await shuttle.waitForLog((l) => l.msg === 'access', 5_000, 'access log');
+    expect(access.error).toBeNull();
+    expect(access.bytes_sent).toBe(got.length);
+  });
+
+  it('holds a fast upstream back while the client does not read, then delivers every byte', async () => {
+    const total = 64 * 1024 * 1024;
+    const payload = randomBytes(1024 * 1024);
+    let upstreamSocket: net.Socket | undefined;
+    const server = net.createServer((s) => {
+      upstreamSocket = s;
+      let sent = 0;
+      const pump = () => {
+        while (sent < total) {
+          sent += payload.length;
+          if (!s.write(payload)) return void s.once('drain', pump);
+        }
+        s.end();
+      };
+      pump();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port0 = (server.address() as net.AddressInfo).port;
+    running.upstreams.push({ port: port0, address: '', connections: 0, close: () => new Promise((r) => server.close(() => r())) });
+    const { port } = await proxy([`127.0.0.1:${port0}`]);
+    const client = net.connect(port, '127.0.0.1');
+    client.pause();
+    running.clients.push({ socket: client } as Client);
+    await eventually(async () => upstreamSocket?.bytesWritten ?? 0, (n) => n > 0, 5_000);
+    // The client reads nothing for a while: the proxy stops reading the upstream, so what the
+    // upstream got rid of is bounded by socket buffers, not 64 MB.
+    await new Promise((r) => setTimeout(r, 500));
+    const heldAt = upstreamSocket!.bytesWritten;
+    expect(heldAt).toBeLessThan(24 * 1024 * 1024);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(upstreamSocket!.bytesWritten - heldAt).toBeLessThan(4 * 1024 * 1024);
+    // Now it reads: every byte, in order.
+    const hash = createHash('sha256');
+    let received = 0;
+    client.on('data', (d: Buffer) => {
+      received += d.length;
+      hash.update(d);
+    });
+    client.resume();
+    await new Promise((r) => client.once('end', r));
+    expect(received).toBe(total);
+    const expected = createHash('sha256');
+    for (let i = 0; i < total / payload.length; i++) expected.update(payload);
+    expect(hash.digest('hex')).toBe(expected.digest('hex'));
   });
 
   it('passes an upstream reset on as a reset and keeps serving', async () => {

@@ -18,6 +18,7 @@ import type { Logger } from '../../log/logger.ts';
 import { H, L } from '../../shared/stats-table.ts';
 import type { WorkerTelemetry } from '../../workers/telemetry.ts';
 import { isTlsSocket, resumeReading, stopReading, whenFlushed, type Migratable, type MigrationDone } from '../../upgrade/migration.ts';
+import { Direction } from './relay.ts';
 
 export interface TcpProxyOptions {
   readonly id: string;
@@ -54,6 +55,12 @@ export class TcpProxySession implements Migratable {
   private finished = false;
   /** Moved to the new process: closing our sockets must not touch the connections. */
   private migrated = false;
+  /** Bytes from the client and to it (the access log's counts). */
+  private received = 0;
+  private sent = 0;
+  /** Both directions, when the sockets take the relay (else they are piped). */
+  private relay: [Direction, Direction] | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
 
   constructor(downstream: net.Socket, opts: TcpProxyOptions) {
     this.id = opts.id;
@@ -90,6 +97,14 @@ export class TcpProxySession implements Migratable {
     if (isTlsSocket(down) || (up !== undefined && isTlsSocket(up))) return refuse(done, 'tls');
     if (up === undefined) return refuse(done, 'connecting');
     if (this.error || down.readableEnded || up.readableEnded || down.writableEnded || up.writableEnded) return refuse(done, 'half_closed');
+    const relay = this.relay;
+    if (relay) {
+      // Reading stops both ways; a write in flight completes; then both connections move.
+      for (const d of relay) d.hold();
+      return this.moveWhenFlushed(done, () => relay[0].pendingWrites + relay[1].pendingWrites, () => {
+        for (const d of relay) d.release();
+      });
+    }
     down.unpipe(up);
     up.unpipe(down);
     stopReading(down);
@@ -102,13 +117,21 @@ export class TcpProxySession implements Migratable {
       down.pipe(up);
       up.pipe(down);
     };
-    const cancelFlush = whenFlushed([down, up], () => 0, (ok) => {
+    return this.moveWhenFlushed(done, () => 0, serveHere);
+  }
+
+  /** Once nothing of ours waits to be written, hands both sockets over (or serves here again). */
+  private moveWhenFlushed(done: MigrationDone, pending: () => number, serveHere: () => void): () => void {
+    const down = this.downstream;
+    const up = this.upstream!;
+    const cancelFlush = whenFlushed([down, up], pending, (ok) => {
       if (!ok) return done('closed');
       done({
         sockets: [down, up],
         state: { kind: 'tcp', listener: this.opts.listener.name, cluster: this.opts.cluster.name, upstream: this.host?.address ?? '', sni: this.opts.sni },
         commit: () => {
           this.migrated = true;
+          clearTimeout(this.idleTimer);
           down.destroy();
           up.destroy();
         },
@@ -164,31 +187,66 @@ export class TcpProxySession implements Migratable {
     this.openSockets++;
     up.on('error', (err) => this.abort(new ShuttleError('SHUTTLE_E_UPSTREAM_RESET', 'upstream', err.message, { cause: err })));
     up.once('close', () => this.socketClosed(up));
-    // Every byte either way is written to or read from `down`, so its timer sees both directions.
-    down.setTimeout(this.opts.listener.idle_timeout, () => this.abort(new ShuttleError('SHUTTLE_E_IDLE_TIMEOUT', 'internal')));
-    // Byte counters: a listener of our own beside pipe()'s, on the worker's own stats row.
+    // Byte counters, on the worker's own stats row.
     const row = this.opts.telemetry.row;
     const listenerBase = this.opts.telemetry.layout.listener(this.opts.listenerIndex);
     // (A moved session whose upstream is not in this config any more counts no host bytes.)
     const hostBase = host !== undefined ? this.opts.telemetry.layout.host(host.index) : -1;
     const upTx = hostBase >= 0 ? hostBase + H.upstream_cx_tx_bytes_total : -1;
     const upRx = hostBase >= 0 ? hostBase + H.upstream_cx_rx_bytes_total : -1;
+    const received = (n: number) => {
+      this.received += n;
+      row[listenerBase + L.downstream_cx_rx_bytes_total] += n;
+      if (upTx >= 0) row[upTx] += n;
+    };
+    const sent = (n: number) => {
+      this.sent += n;
+      row[listenerBase + L.downstream_cx_tx_bytes_total] += n;
+      if (upRx >= 0) row[upRx] += n;
+    };
     const initial = this.opts.initial;
     if (initial !== undefined) {
-      row[listenerBase + L.downstream_cx_rx_bytes_total] += initial.length;
-      if (upTx >= 0) row[upTx] += initial.length;
+      received(initial.length);
       up.write(initial);
     }
-    down.on('data', (chunk: Buffer) => {
-      row[listenerBase + L.downstream_cx_rx_bytes_total] += chunk.length;
-      if (upTx >= 0) row[upTx] += chunk.length;
-    });
-    up.on('data', (chunk: Buffer) => {
-      row[listenerBase + L.downstream_cx_tx_bytes_total] += chunk.length;
-      if (upRx >= 0) row[upRx] += chunk.length;
-    });
+    const upward = new Direction(down, up, received);
+    const downward = new Direction(up, down, sent);
+    if (upward.start() && downward.start()) {
+      this.relay = [upward, downward];
+      this.armIdleTimer();
+      return;
+    }
+    // TLS (upstream) or no socket internals: the stream API. Every byte either way is written to
+    // or read from `down`, so its timer sees both directions.
+    down.setTimeout(this.opts.listener.idle_timeout, () => this.abort(new ShuttleError('SHUTTLE_E_IDLE_TIMEOUT', 'internal')));
+    down.on('data', (chunk: Buffer) => received(chunk.length));
+    up.on('data', (chunk: Buffer) => sent(chunk.length));
     down.pipe(up);
     up.pipe(down);
+  }
+
+  /**
+   * The relay's idle timer: one timer per session, which looks at the byte counts when it fires
+   * (the sockets' own timers would not see bytes written straight to a handle). It looks four
+   * times per idle_timeout, so a session idle that long closes within a quarter of it more.
+   */
+  private armIdleTimer(): void {
+    const idleMs = this.opts.listener.idle_timeout;
+    const step = Math.max(1, Math.floor(idleMs / 4));
+    let seen = -1;
+    let quietSince = performance.now();
+    const check = () => {
+      const moved = this.received + this.sent;
+      const now = performance.now();
+      if (moved !== seen) {
+        seen = moved;
+        quietSince = now;
+      } else if (now - quietSince >= idleMs) {
+        return this.abort(new ShuttleError('SHUTTLE_E_IDLE_TIMEOUT', 'internal'));
+      }
+      this.idleTimer = setTimeout(check, Math.min(step, idleMs - (now - quietSince)));
+    };
+    check();
   }
 
   private socketClosed(which: net.Socket): void {
@@ -207,6 +265,7 @@ export class TcpProxySession implements Migratable {
   private finishIfDone(): void {
     if (this.finished || this.openSockets > 0) return;
     this.finished = true;
+    clearTimeout(this.idleTimer);
     this.opts.telemetry.downstreamClosed(this.opts.listenerIndex);
     const down = this.downstream;
     const code: ErrorCode | undefined = this.error?.code;
@@ -219,8 +278,8 @@ export class TcpProxySession implements Migratable {
       upstream: this.host?.address ?? null,
       sni: this.opts.sni ?? null,
       attempts: this.tried.size,
-      bytes_received: down.bytesRead,
-      bytes_sent: down.bytesWritten,
+      bytes_received: this.relay ? this.received : down.bytesRead,
+      bytes_sent: this.relay ? this.sent : down.bytesWritten,
       duration_ms: Math.round((performance.now() - this.startedAt) * 1000) / 1000,
       error: code ?? null,
       ...(this.migrated ? { migrated: true } : {}),
