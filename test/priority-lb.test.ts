@@ -4,8 +4,10 @@ import { Host } from '../src/cluster/host.ts';
 import { balancerFor, PriorityLoadBalancer, priorityLoads } from '../src/cluster/priority-lb.ts';
 import { RoundRobin } from '../src/cluster/load-balancer.ts';
 import { HealthFlag, HealthTable } from '../src/shared/health-table.ts';
+import type { ClusterConfig } from '../src/config/schema.ts';
 
 const health = HealthTable.create(8, 1);
+const RR = { lb_policy: 'round_robin' } as ClusterConfig;
 const host = (i: number, priority: number) => new Host({ host: '127.0.0.1', port: 9000 + i, weight: 1, priority }, i, 0, health);
 
 describe('priority levels', () => {
@@ -22,7 +24,7 @@ describe('priority levels', () => {
   it('sends to level 0, spills to level 1 as level 0 loses hosts, and comes back', () => {
     for (let i = 0; i < 8; i++) health.clear(i, HealthFlag.FAILED_ACTIVE_HC | HealthFlag.EJECTED);
     const hosts = [host(0, 0), host(1, 0), host(2, 1), host(3, 1)];
-    const lb = balancerFor('round_robin', hosts);
+    const lb = balancerFor(RR, hosts);
     expect(lb).toBeInstanceOf(PriorityLoadBalancer);
     const level = (n: number) => {
       const counts = [0, 0];
@@ -53,7 +55,7 @@ describe('priority levels', () => {
   });
 
   it('hosts without levels keep the plain balancer', () => {
-    expect(balancerFor('round_robin', [host(0, 0), host(1, 0)])).toBeInstanceOf(RoundRobin);
+    expect(balancerFor(RR, [host(0, 0), host(1, 0)])).toBeInstanceOf(RoundRobin);
   });
 });
 

@@ -135,3 +135,20 @@ describe('xDS HTTP filters', () => {
     expect((r.virtual_hosts[0] as any).routes[0].per_filter_config).toEqual({ rbac: { disabled: true } });
   });
 });
+
+describe('xDS consistent hashing', () => {
+  it('maps RING_HASH and MAGLEV clusters and route hash policies; a generated cookie is refused', async () => {
+    const { mapCluster } = await import('../src/xds/mapping.ts');
+    const eds = { type: 'EDS', eds_cluster_config: { eds_config: { ads: {} } } };
+    expect(mapCluster(wire(TYPE.cluster, { name: 'r', ...eds, lb_policy: 'RING_HASH', ring_hash_lb_config: { minimum_ring_size: { value: 2048 }, hash_function: 'XX_HASH' } })).config)
+      .toMatchObject({ lb_policy: 'ring_hash', ring_hash: { minimum_ring_size: 2048 } });
+    expect(mapCluster(wire(TYPE.cluster, { name: 'm', ...eds, lb_policy: 'MAGLEV', maglev_lb_config: { table_size: { value: 5 } } })).config)
+      .toMatchObject({ lb_policy: 'maglev', maglev: { table_size: 5 } });
+    const r = mapRouteConfiguration(wire(TYPE.route, routes({ route: { cluster: 'c', hash_policy: [
+      { header: { header_name: 'X-User' } }, { cookie: { name: 'session', path: '/' }, terminal: true }, { connection_properties: { source_ip: true } }, { query_parameter: { name: 'tenant' } },
+    ] } })));
+    expect((r.virtual_hosts[0] as any).routes[0].hash_policy).toEqual([{ header: { name: 'x-user' } }, { cookie: { name: 'session' }, terminal: true }, { source_ip: true }, { query_parameter: { name: 'tenant' } }]);
+    expect(refusal(() => mapRouteConfiguration(wire(TYPE.route, routes({ route: { cluster: 'c', hash_policy: [{ cookie: { name: 's', ttl: { seconds: 60 } } }] } })))))
+      .toBe('virtual_hosts[0].routes[0].route.hash_policy[0].cookie.ttl: generated cookies (a ttl) are not supported: Shuttle hashes a cookie the client sends');
+  });
+});

@@ -30,7 +30,7 @@ export class Cluster {
     this.index = index;
     this.config = config;
     this.hosts = config.hosts.map((h, i) => new Host(h, hostIds[i], index, health, load));
-    this.lb = balancerFor(config.lb_policy, this.hosts);
+    this.lb = balancerFor(config, this.hosts);
     this.tls = config.tls ? upstreamTls(config.tls, secrets) : undefined;
     this.breakers = new CircuitBreakers(config.circuit_breakers, index, policy);
   }

@@ -3,11 +3,15 @@
  * (unhealthy, unless the cluster is in panic) and hosts the caller already tried (`exclude`, for
  * connect retries).
  */
-import type { LbPolicy } from '../config/schema.ts';
+import type { ClusterConfig, LbPolicy } from '../config/schema.ts';
+import { Maglev, RingHash } from './consistent-hash.ts';
 import type { Host } from './host.ts';
 
 export interface LoadBalancer {
-  choose(exclude?: ReadonlySet<Host>): Host | undefined;
+  /** `hash`: the request's (consistent-hash balancers use it; the others ignore it). */
+  choose(exclude?: ReadonlySet<Host>, hash?: number): Host | undefined;
+  /** Picks by the request's hash (ring_hash, maglev): callers compute one only then. */
+  readonly needsHash?: boolean;
 }
 
 function eligible(host: Host, exclude: ReadonlySet<Host> | undefined): boolean {
@@ -115,13 +119,15 @@ export class LeastConnections implements LoadBalancer {
   }
 }
 
-const FACTORIES: Record<LbPolicy, (hosts: readonly Host[]) => LoadBalancer> = {
+const FACTORIES: Record<LbPolicy, (hosts: readonly Host[], c: ClusterConfig) => LoadBalancer> = {
   round_robin: (hosts) => new RoundRobin(hosts),
   weighted_round_robin: (hosts) => new WeightedRoundRobin(hosts),
   random: (hosts) => new RandomChoice(hosts),
   least_connections: (hosts) => new LeastConnections(hosts),
+  ring_hash: (hosts, c) => new RingHash(hosts, { minimumRingSize: c.ring_hash?.minimum_ring_size ?? 1024, maximumRingSize: c.ring_hash?.maximum_ring_size ?? 8_388_608 }),
+  maglev: (hosts, c) => new Maglev(hosts, c.maglev?.table_size ?? 65_537),
 };
 
-export function createLoadBalancer(policy: LbPolicy, hosts: readonly Host[]): LoadBalancer {
-  return FACTORIES[policy](hosts);
+export function createLoadBalancer(cluster: ClusterConfig, hosts: readonly Host[]): LoadBalancer {
+  return FACTORIES[cluster.lb_policy](hosts, cluster);
 }

@@ -5,7 +5,7 @@
  * traffic (80% × 1.4 ≥ 100%); at 50% it takes 70% and the next level 30%. When no level has an
  * available host, level 0 takes it all (panic is the cluster's own, see HealthTable).
  */
-import type { LbPolicy } from '../config/schema.ts';
+import type { ClusterConfig } from '../config/schema.ts';
 import type { Host } from './host.ts';
 import { createLoadBalancer, type LoadBalancer } from './load-balancer.ts';
 
@@ -37,13 +37,15 @@ interface Level {
 export class PriorityLoadBalancer implements LoadBalancer {
   private readonly levels: readonly Level[];
   private readonly random: () => number;
+  readonly needsHash: boolean;
 
   constructor(levels: readonly Level[], random: () => number = Math.random) {
     this.levels = levels;
     this.random = random;
+    this.needsHash = levels.some((l) => l.lb.needsHash);
   }
 
-  choose(exclude?: ReadonlySet<Host>): Host | undefined {
+  choose(exclude?: ReadonlySet<Host>, hash?: number): Host | undefined {
     const loads = priorityLoads(this.levels.map((l) => (100 * countAvailable(l.hosts)) / l.hosts.length));
     let point = this.random() * 100;
     let picked = loads.length - 1;
@@ -55,11 +57,11 @@ export class PriorityLoadBalancer implements LoadBalancer {
       }
     }
     // The level's own balancer; if it has nothing left to offer (retries excluded its hosts), the others in order.
-    const host = this.levels[picked].lb.choose(exclude);
+    const host = this.levels[picked].lb.choose(exclude, hash);
     if (host) return host;
     for (let i = 0; i < this.levels.length; i++) {
       if (i === picked) continue;
-      const other = this.levels[i].lb.choose(exclude);
+      const other = this.levels[i].lb.choose(exclude, hash);
       if (other) return other;
     }
     return undefined;
@@ -73,14 +75,14 @@ function countAvailable(hosts: readonly Host[]): number {
 }
 
 /** The cluster's balancer: one per priority level behind a PriorityLoadBalancer when hosts have levels. */
-export function balancerFor(policy: LbPolicy, hosts: readonly Host[]): LoadBalancer {
-  if (hosts.every((h) => h.priority === 0)) return createLoadBalancer(policy, hosts);
+export function balancerFor(cluster: ClusterConfig, hosts: readonly Host[]): LoadBalancer {
+  if (hosts.every((h) => h.priority === 0)) return createLoadBalancer(cluster, hosts);
   const byLevel = new Map<number, Host[]>();
   for (const h of hosts) {
     const list = byLevel.get(h.priority);
     if (list) list.push(h);
     else byLevel.set(h.priority, [h]);
   }
-  const levels = [...byLevel.keys()].sort((a, b) => a - b).map((p) => ({ hosts: byLevel.get(p)!, lb: createLoadBalancer(policy, byLevel.get(p)!) }));
+  const levels = [...byLevel.keys()].sort((a, b) => a - b).map((p) => ({ hosts: byLevel.get(p)!, lb: createLoadBalancer(cluster, byLevel.get(p)!) }));
   return new PriorityLoadBalancer(levels);
 }

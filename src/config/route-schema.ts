@@ -88,6 +88,18 @@ const retryPolicy = z.object({
   retry_non_idempotent: z.boolean().default(false),
 }).strict();
 
+/** What a consistent-hash cluster (ring_hash, maglev) hashes for a request (Envoy's hash_policy). */
+const hashPolicy = z.object({
+  header: z.object({ name: headerName }).strict().optional(),
+  /** A cookie the client sends (Shuttle does not make one up: Envoy's `ttl` is not supported). */
+  cookie: z.object({ name: z.string().min(1) }).strict().optional(),
+  query_parameter: z.object({ name: z.string().min(1) }).strict().optional(),
+  /** The client's address. */
+  source_ip: z.literal(true).optional(),
+  /** When this policy finds a value, the policies after it are not looked at. */
+  terminal: z.boolean().default(false),
+}).strict().refine((p) => [p.header, p.cookie, p.query_parameter, p.source_ip].filter((v) => v !== undefined).length === 1, { message: 'give exactly one of header, cookie, query_parameter, source_ip' });
+
 const route = z.object({
   name: z.string().optional(),
   match: routeMatch.default({ prefix: '/', case_sensitive: true, headers: [], query_params: [] }),
@@ -120,6 +132,8 @@ const route = z.object({
   response_headers_to_remove: z.array(headerName).default([]),
   /** Per filter of the listener's http_filters: { disabled: true } or a config replacing its own here. */
   per_filter_config: perFilterConfig.optional(),
+  /** For clusters with lb_policy ring_hash or maglev: what picks the host (no value: a host at random). */
+  hash_policy: z.array(hashPolicy).max(8).optional(),
 }).strict().refine((r) => [r.cluster, r.weighted_clusters, r.direct_response, r.redirect].filter((v) => v !== undefined).length === 1, {
   message: 'give exactly one of cluster, weighted_clusters, direct_response, redirect',
 });
@@ -247,6 +261,7 @@ export type RouteMatchConfig = RouteConfig['match'];
 export type ValueMatcherConfig = RouteMatchConfig['headers'][number];
 export type HeaderToAdd = RouteConfig['request_headers_to_add'][number];
 export type RetryPolicyConfig = NonNullable<RouteConfig['retry_policy']>;
+export type HashPolicyConfig = z.output<typeof hashPolicy>;
 export type HttpOptionsConfig = z.output<typeof httpOptions>;
 export type Http2OptionsConfig = z.output<typeof http2Options>;
 export type Http2ClientOptionsConfig = z.output<typeof http2ClientOptions>;

@@ -27,7 +27,7 @@ const address = (opts: { allowPortZero: boolean }) =>
 // ":" and "|" for the names xDS control planes give (Istio: outbound|8080||reviews.default.svc.cluster.local).
 const name = z.string().regex(/^[A-Za-z0-9_.:|-]{1,255}$/, 'expected a name of 1-255 letters, digits, "_", ".", "-", ":" or "|"');
 
-export const LB_POLICIES = ['round_robin', 'weighted_round_robin', 'random', 'least_connections'] as const;
+export const LB_POLICIES = ['round_robin', 'weighted_round_robin', 'random', 'least_connections', 'ring_hash', 'maglev'] as const;
 
 const hostObject = z.object({
   address: address({ allowPortZero: false }),
@@ -141,7 +141,22 @@ const cluster = z.object({
   http2: http2ClientOptions.default(http2ClientOptions.parse({})),
   /** Limits on connections, pending and active requests and retries, across all workers. */
   circuit_breakers: circuitBreakers.optional(),
+  /** lb_policy ring_hash: points on the ring in all (Envoy's defaults). */
+  ring_hash: z.object({
+    minimum_ring_size: z.number().int().min(1).max(8_388_608).default(1024),
+    maximum_ring_size: z.number().int().min(1).max(8_388_608).default(8_388_608),
+  }).strict().refine((r) => r.minimum_ring_size <= r.maximum_ring_size, { message: 'minimum_ring_size is above maximum_ring_size', path: ['minimum_ring_size'] }).optional(),
+  /** lb_policy maglev: slots in the lookup table, a prime (Envoy's default 65537). */
+  maglev: z.object({
+    table_size: z.number().int().min(3).max(5_000_011).refine(isPrime, { message: 'must be a prime number' }).default(65_537),
+  }).strict().optional(),
 }).strict();
+
+function isPrime(n: number): boolean {
+  if (n < 2 || n % 2 === 0) return n === 2;
+  for (let d = 3; d * d <= n; d += 2) if (n % d === 0) return false;
+  return true;
+}
 
 /** Every field an access line may carry (per protocol, those that apply), `time` first. */
 export const ACCESS_LOG_FIELDS = [

@@ -90,7 +90,7 @@ export interface DnsTargets {
 
 const DNS_FAMILIES: Record<string, 0 | 4 | 6> = { AUTO: 0, V4_ONLY: 4, V6_ONLY: 6, V4_PREFERRED: 0, ALL: 0 };
 
-const LB_POLICIES: Record<string, string> = { ROUND_ROBIN: 'round_robin', LEAST_REQUEST: 'least_connections', RANDOM: 'random' };
+const LB_POLICIES: Record<string, string> = { ROUND_ROBIN: 'round_robin', LEAST_REQUEST: 'least_connections', RANDOM: 'random', RING_HASH: 'ring_hash', MAGLEV: 'maglev' };
 
 export function mapCluster(resource: Message, path = ''): MappedCluster {
   const f = new Fields(resource, path);
@@ -141,8 +141,25 @@ export function mapCluster(resource: Message, path = ''): MappedCluster {
     f.fail('type', `${type} clusters are not supported yet (EDS, STATIC, STRICT_DNS and LOGICAL_DNS are)`);
   }
   const lb = f.str('lb_policy') ?? 'ROUND_ROBIN';
-  if (!(lb in LB_POLICIES)) f.fail('lb_policy', `${lb} is not supported (ROUND_ROBIN, LEAST_REQUEST, RANDOM are)`);
+  if (!(lb in LB_POLICIES)) f.fail('lb_policy', `${lb} is not supported (ROUND_ROBIN, LEAST_REQUEST, RANDOM, RING_HASH, MAGLEV are)`);
   config.lb_policy = LB_POLICIES[lb];
+  const ringConfig = f.message('ring_hash_lb_config');
+  if (ringConfig) {
+    if (lb !== 'RING_HASH') f.fail('ring_hash_lb_config', 'ring_hash_lb_config without lb_policy RING_HASH');
+    const min = ringConfig.wrapped('minimum_ring_size');
+    const max = ringConfig.wrapped('maximum_ring_size');
+    // Shuttle's ring hashes with murmur3 (the same on every Shuttle; not Envoy's positions): either function is taken as "hash the key".
+    ringConfig.skip('hash_function');
+    ringConfig.done();
+    config.ring_hash = { ...(min ? { minimum_ring_size: min } : {}), ...(max ? { maximum_ring_size: max } : {}) };
+  }
+  const maglevConfig = f.message('maglev_lb_config');
+  if (maglevConfig) {
+    if (lb !== 'MAGLEV') f.fail('maglev_lb_config', 'maglev_lb_config without lb_policy MAGLEV');
+    const size = maglevConfig.wrapped('table_size');
+    maglevConfig.done();
+    if (size) config.maglev = { table_size: size };
+  }
   const connectTimeout = f.durationMs('connect_timeout');
   config.connect_timeout = ms(connectTimeout && connectTimeout > 0 ? connectTimeout : 5000);
   const lr = f.message('least_request_lb_config');
@@ -437,6 +454,13 @@ export function mapListener(resource: Message, path = ''): MappedListener {
 }
 
 function tcpProxy(t: Fields): Raw {
+  // Shuttle's L4 hashes the client's address for a consistent-hash cluster: the only policy Envoy's tcp_proxy has besides filter state.
+  for (const h of t.list('hash_policy')) {
+    const ip = h.message('source_ip');
+    if (!ip) h.fail(h.keys()[0] ?? 'source_ip', 'only source_ip is supported');
+    ip!.done();
+    h.done();
+  }
   const out: Raw = { cluster: t.str('cluster') ?? t.fail('cluster', 'a cluster is required (weighted_clusters are not supported for TCP yet)') };
   const idle = t.durationMs('idle_timeout');
   if (idle !== undefined && idle > 0) out.idle_timeout = ms(idle);
@@ -682,6 +706,37 @@ function mapRoute(r: Fields): Raw {
   return out;
 }
 
+/** route.v3.RouteAction.HashPolicy → Shuttle's hash_policy entry. */
+function hashPolicy(p: Fields): Raw {
+  const out: Raw = {};
+  const header = p.message('header');
+  const cookie = p.message('cookie');
+  const conn = p.message('connection_properties');
+  const query = p.message('query_parameter');
+  if (header) {
+    out.header = { name: header.requiredStr('header_name').toLowerCase() };
+    if (header.has('regex_rewrite')) header.fail('regex_rewrite', 'rewriting the header before hashing is not supported');
+    header.done();
+  } else if (cookie) {
+    out.cookie = { name: cookie.requiredStr('name') };
+    if (cookie.has('ttl')) cookie.fail('ttl', 'generated cookies (a ttl) are not supported: Shuttle hashes a cookie the client sends');
+    cookie.skip('path', 'attributes');
+    cookie.done();
+  } else if (conn) {
+    if (!conn.bool('source_ip')) conn.fail('source_ip', 'required (true)');
+    conn.done();
+    out.source_ip = true;
+  } else if (query) {
+    out.query_parameter = { name: query.requiredStr('name') };
+    query.done();
+  } else {
+    p.fail(p.keys().find((k) => k !== 'terminal') ?? 'header', 'hash policy not supported (header, cookie, connection_properties, query_parameter are)');
+  }
+  if (p.bool('terminal')) out.terminal = true;
+  p.done();
+  return out;
+}
+
 function routeAction(a: Fields): Raw {
   const out: Raw = {};
   const cluster = a.str('cluster');
@@ -708,6 +763,8 @@ function routeAction(a: Fields): Raw {
   if (prefix !== undefined) out.prefix_rewrite = prefix;
   const host = a.str('host_rewrite_literal');
   if (host) out.host_rewrite = host;
+  const hashPolicies = a.list('hash_policy').map(hashPolicy);
+  if (hashPolicies.length > 0) out.hash_policy = hashPolicies;
   const mirrors = a.list('request_mirror_policies').map((m) => {
     const o: Raw = { cluster: m.requiredStr('cluster') };
     const rf = m.message('runtime_fraction');

@@ -26,6 +26,7 @@
  */
 import type { Cluster } from '../../cluster/cluster-manager.ts';
 import type { Host } from '../../cluster/host.ts';
+import { requestHash } from './hash-policy.ts';
 import { ERRORS, GrpcStatus, ShuttleError } from '../../errors.ts';
 import type { CancelPoolRequest, PoolCallbacks, StreamDecoder, StreamEncoder, StreamResetReason, StreamWriteCallbacks, UpstreamInfo } from '../../layers.ts';
 import type { Route } from '../../router/router.ts';
@@ -233,6 +234,8 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks, FilterH
   private readonly snap: HttpListenerSnapshot;
   private readonly startedAt: number;
   private request: HeaderMap | undefined;
+  /** null: not computed yet (see hash()). */
+  private hashValue: number | undefined | null = null;
   /** As the client sent them (before rewrites), for the access log. */
   private path = '';
   private authority = '';
@@ -504,13 +507,23 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks, FilterH
 
   // ---- upstream tries -----------------------------------------------------------------------
 
+  /** The request's hash for a consistent-hash cluster (its route's hash_policy), once per request. */
+  private hash(): number | undefined {
+    if (this.hashValue === null) {
+      const policies = this.route!.config.hash_policy;
+      this.hashValue = policies ? requestHash(policies, this.request!, this.conn.clientIp) : undefined;
+    }
+    return this.hashValue;
+  }
+
   /** `again`: a host that may be chosen again (its request was never processed there). */
   private startAttempt(again?: Host): void {
     const cluster = this.cluster!;
     if (again !== undefined) this.tried?.delete(again);
     if (this.lastHost !== undefined && this.tried === undefined && again === undefined) this.tried = new Set([this.lastHost]);
     // Hosts not tried yet first; when every host was tried, a retry may go to one again.
-    const host = cluster.lb.choose(this.tried) ?? (this.tried !== undefined && this.retries > 0 ? cluster.lb.choose() : undefined);
+    const hash = cluster.lb.needsHash ? this.hash() : undefined;
+    const host = cluster.lb.choose(this.tried, hash) ?? (this.tried !== undefined && this.retries > 0 ? cluster.lb.choose(undefined, hash) : undefined);
     if (!host) {
       this.fail(this.error ?? new ShuttleError('SHUTTLE_E_NO_HEALTHY_HOST', 'internal', `cluster ${cluster.name} has no healthy host`));
       if (this.lastHost === undefined) this.snap.telemetry.noHealthyHost(cluster.index);

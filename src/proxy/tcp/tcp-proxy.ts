@@ -19,6 +19,7 @@ import { H, L } from '../../shared/stats-table.ts';
 import type { WorkerTelemetry } from '../../workers/telemetry.ts';
 import { isTlsSocket, resumeReading, stopReading, whenFlushed, type Migratable, type MigrationDone } from '../../upgrade/migration.ts';
 import { Direction } from './relay.ts';
+import { hashKey } from '../../cluster/consistent-hash.ts';
 
 export interface TcpProxyOptions {
   readonly id: string;
@@ -157,7 +158,8 @@ export class TcpProxySession implements Migratable {
 
   private connectNext(): void {
     const { cluster, listener } = this.opts;
-    const host = cluster.lb.choose(this.tried);
+    // A consistent-hash cluster keeps a client on one host: L4 hashes the client's address.
+    const host = cluster.lb.choose(this.tried, cluster.lb.needsHash ? hashKey(this.downstream.remoteAddress ?? '') : undefined);
     if (!host) {
       // Every host was tried (or none is healthy): the last connect error, if any, says why.
       if (!this.error) this.opts.telemetry.noHealthyHost(cluster.index);
