@@ -233,10 +233,10 @@ describe.each(['sotw', 'delta'] as const)('shuttle --bootstrap, %s xDS', (varian
   it('an invalid resource is NACKed with its field path and the previous config keeps serving', { timeout: 30_000 }, async () => {
     const generation = (await configDump()).generation;
     const bad = routes('web-b');
-    bad[7] = { ...bad[7], route: { cluster: 'web-b', hash_policy: [{ header: { header_name: 'x-user' } }] } };
+    bad[7] = { ...bad[7], route: { cluster: 'web-b', regex_rewrite: { pattern: { regex: '^/a' }, substitution: '/b' } } };
     const badVersion = cp.set('rds', [routeConfig('web-routes', bad)]);
     const nack = await eventually(async () => cp.nacks('rds'), (n) => n.length > 0, 10_000);
-    expect(nack[0].error_detail?.message).toBe('rds resource "web-routes": virtual_hosts[0].routes[7].route.hash_policy: not supported by Shuttle (yet): refused rather than ignored');
+    expect(nack[0].error_detail?.message).toBe('rds resource "web-routes": virtual_hosts[0].routes[7].route.regex_rewrite: not supported by Shuttle (yet): refused rather than ignored');
     expect(nack[0].error_detail?.code).toBe(3);
     const accepted = cp.responses.filter((r) => r.type === 'rds').at(-2)!.version;
     expect(cp.answered('rds', badVersion, true)).toBe(true);
