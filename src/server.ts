@@ -28,10 +28,11 @@ import { deepFreeze, formatProblem } from './config/load.ts';
 import type { ReloadTaskResult } from './config/reload-task.ts';
 import { describeDiff, diffConfigs, hostsOnlyChange, restartOnly, type ConfigDiff } from './config/diff.ts';
 import type { Bootstrap } from './xds/bootstrap.ts';
+import type { ComposedConfig } from './xds/xds-manager.ts';
 import type { XdsManager } from './xds/xds-manager.ts';
 import { upgradeStatusPath, writeJson, writeStatus, type UpgradeStatus } from './config/reload-status.ts';
 import { isLoopback, type LogLevel, type ShuttleConfig } from './config/schema.ts';
-import type { Secrets } from './config/secrets.ts';
+import { loadSecrets, type Secrets } from './config/secrets.ts';
 import { createLogger, type LogFormat, type Logger } from './log/logger.ts';
 import { Directory, MAX_WORKER_SLOTS } from './shared/directory.ts';
 import { applyIdChanges, idleChecks, type SharedTables } from './shared/id-lifecycle.ts';
@@ -62,7 +63,7 @@ export interface StartOptions {
    * --bootstrap: listeners and clusters come from this xDS control plane; `base` tops every
    * generation; `seed`: after an upgrade, the old process's composed xDS config (`config` is it, parsed).
    */
-  xds?: { bootstrap: Bootstrap; base: Record<string, unknown>; seed?: Record<string, unknown> };
+  xds?: { bootstrap: Bootstrap; base: Record<string, unknown>; seed?: ComposedConfig };
 }
 
 const RELOAD_TASK = new URL('./config/reload-task.ts', import.meta.url).href;
@@ -300,14 +301,17 @@ export async function startServer(opts: StartOptions): Promise<void> {
   };
 
   /** An xDS generation: diffed against the running one, applied as a reload is (one at a time). */
-  const applyXds = async (config: ShuttleConfig): Promise<void> => {
+  const applyXds = async (config: ShuttleConfig, provided: Record<string, string>): Promise<void> => {
     while (reloading) await reloading;
     // Draining (SIGTERM, /drain_listeners): no listener may be bound again.
     if (phase !== 'serving') throw new Error(`not applied: this process is ${phase}`);
     let done!: () => void;
     reloading = new Promise<void>((resolve) => (done = resolve));
     try {
-      const problems = await applyGeneration(config, {}, diffConfigs(current.config, config));
+      // The PEM xDS carried (inline, SDS), and the files its TLS names, read and checked as a file config's are.
+      const loaded = await loadSecrets(config, '/', Date.now(), provided);
+      if (loaded.problems.length > 0) throw new Error(loaded.problems.map((p) => `${p.path}: ${p.message}`).join('; '));
+      const problems = await applyGeneration(config, loaded.secrets, diffConfigs(current.config, config));
       if (problems) throw new Error(problems.join('; '));
     } finally {
       reloading = undefined;

@@ -152,3 +152,53 @@ describe('xDS consistent hashing', () => {
       .toBe('virtual_hosts[0].routes[0].route.hash_policy[0].cookie.ttl: generated cookies (a ttl) are not supported: Shuttle hashes a cookie the client sends');
   });
 });
+
+describe('xDS TLS mapping', () => {
+  const TLS = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3';
+  it('maps inline and file certificates, SDS references, versions, ALPN and SANs; refuses what it cannot check', async () => {
+    const { mapCluster } = await import('../src/xds/mapping.ts');
+    const l = mapListener(wire(TYPE.listener, {
+      name: 'l', address: { socket_address: { address: '127.0.0.1', port_value: 1 } },
+      filter_chains: [{
+        transport_socket: { name: 'envoy.transport_sockets.tls', typed_config: { '@type': `${TLS}.DownstreamTlsContext`, require_client_certificate: { value: true }, common_tls_context: {
+          tls_certificates: [{ certificate_chain: { filename: '/etc/certs/cert.pem' }, private_key: { inline_string: 'KEY PEM' } }],
+          tls_certificate_sds_secret_configs: [{ name: 'default', sds_config: { ads: {} } }],
+          validation_context: { trusted_ca: { inline_bytes: Buffer.from('CA PEM').toString('base64') } },
+          tls_params: { tls_minimum_protocol_version: 'TLSv1_3', cipher_suites: ['ECDHE-ECDSA-AES128-GCM-SHA256'] },
+          alpn_protocols: ['h2', 'http/1.1'],
+        } } },
+        filters: [{ name: 'tcp', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy', stat_prefix: 's', cluster: 'c' } }],
+      }],
+    }));
+    const tls = l.config.tls as any;
+    expect(tls.certificates[0].cert).toBe('/etc/certs/cert.pem');
+    expect(tls.certificates[0].key).toMatch(/^xds-inline:[0-9a-f]{32}$/);
+    expect(l.tls!.inline[tls.certificates[0].key]).toBe('KEY PEM');
+    expect(tls.certificates[1]).toEqual({ cert: 'xds-sds:default/cert', key: 'xds-sds:default/key' });
+    expect(l.tls!.sds).toEqual(new Set(['default']));
+    expect(l.tls!.inline[tls.client_ca]).toBe('CA PEM');
+    expect(tls).toMatchObject({ require_client_cert: true, min_version: 'TLSv1.3', ciphers: 'ECDHE-ECDSA-AES128-GCM-SHA256', alpn: ['h2', 'http/1.1'] });
+
+    const eds = { type: 'EDS', eds_cluster_config: { eds_config: { ads: {} } } };
+    const plain = mapCluster(wire(TYPE.cluster, { name: 'p', ...eds, transport_socket: { name: 'envoy.transport_sockets.tls', typed_config: { '@type': `${TLS}.UpstreamTlsContext`, sni: 'db.internal' } } }));
+    expect(plain.config.tls).toEqual({ sni: 'db.internal', insecure_skip_verify: true }); // Envoy verifies nothing without a validation context
+    expect(refusal(() => mapCluster(wire(TYPE.cluster, { name: 'c', ...eds, transport_socket: { name: 'envoy.transport_sockets.tls', typed_config: { '@type': `${TLS}.UpstreamTlsContext`, common_tls_context: {
+      tls_certificate_sds_secret_configs: [{ name: 'default', sds_config: { api_config_source: { api_type: 'GRPC', grpc_services: [{ envoy_grpc: { cluster_name: 'sds-grpc' } }] } } }],
+    } } } })))).toBe('transport_socket.typed_config.common_tls_context.tls_certificate_sds_secret_configs[0].sds_config.api_config_source: only { ads: {} } is supported (secrets over the ADS stream; Istio agent\'s SDS socket is not supported yet)');
+    expect(refusal(() => mapCluster(wire(TYPE.cluster, { name: 'c', ...eds, transport_socket_matches: [{ name: 'tlsMode-istio', match: {}, transport_socket: { name: 'envoy.transport_sockets.raw_buffer' } }] }))))
+      .toBe('transport_socket_matches: per-endpoint transport sockets are not supported (Istio\'s auto mTLS: give the cluster one transport_socket)');
+  });
+
+  it('maps an SDS Secret, checking that the key matches the certificate', async () => {
+    const { mapSecret } = await import('../src/xds/tls.ts');
+    const { makePki } = await import('./support/certs.ts');
+    const pki = makePki();
+    pki.issue('a', { cn: 'a', sans: 'DNS:a' });
+    pki.issue('b', { cn: 'b', sans: 'DNS:b' });
+    const secret = (cert: string, key: string) => wire('type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret', { name: 's', tls_certificate: { certificate_chain: { inline_string: pki.read(cert) }, private_key: { inline_string: pki.read(key) } } });
+    const ok = mapSecret(secret('a.pem', 'a.key'));
+    expect(ok).toMatchObject({ name: 's', cert: pki.read('a.pem'), key: pki.read('a.key') });
+    expect(ok.digest).toMatch(/^[0-9a-f]{16}$/);
+    expect(refusal(() => mapSecret(secret('a.pem', 'b.key')))).toBe('tls_certificate: private_key does not match certificate_chain');
+  });
+});

@@ -204,7 +204,7 @@ function registerHealthMetrics(register: Registry, src: MetricsSources): void {
 
 /** xDS client metrics: connected, and per resource type updates accepted and rejected, time of the last. */
 function registerXdsMetrics(register: Registry, status: () => XdsStatus | undefined): void {
-  const types = ['cds', 'eds', 'lds', 'rds'] as const;
+  const types = ['cds', 'eds', 'lds', 'rds', 'sds'] as const;
   new Gauge({ name: 'shuttle_xds_connected', help: '1 while the ADS stream to the control plane is up', registers: [register], collect() {
     this.set(status()?.connected ? 1 : 0);
   } });

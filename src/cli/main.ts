@@ -72,14 +72,15 @@ async function upgradeSeedOrExit() {
     process.exit(1);
   });
   if (composed === null || typeof composed !== 'object') return undefined;
+  const { config: raw, secrets } = composed as { config: unknown; secrets: Record<string, string> };
   const { xdsConfigSchema } = await import('../config/schema.ts');
   const { deepFreeze, formatPath } = await import('../config/load.ts');
-  const parsed = xdsConfigSchema.safeParse(composed);
+  const parsed = xdsConfigSchema.safeParse(raw);
   if (!parsed.success) {
     process.stderr.write(`shuttle: upgrade: the running xDS config does not parse here:\n${parsed.error.issues.slice(0, 5).map((i) => `${formatPath(i.path)}: ${i.message}`).join('\n')}\n`);
     process.exit(1);
   }
-  return { composed: composed as Record<string, unknown>, config: deepFreeze(parsed.data) };
+  return { composed: { config: raw as Record<string, unknown>, secrets: secrets ?? {} }, config: deepFreeze(parsed.data), secrets: secrets ?? {} };
 }
 
 const program = new Command()
@@ -107,7 +108,7 @@ program
     const xds = opts.bootstrap !== undefined ? await bootstrapOrExit(opts.bootstrap) : undefined;
     // An in-place upgrade of an xDS-run process starts from the config its control plane made.
     const seed = xds ? await upgradeSeedOrExit() : undefined;
-    const { config, secrets } = xds ? { config: seed?.config ?? xds.config, secrets: {} } : await configOrExit(file);
+    const { config, secrets } = xds ? { config: seed?.config ?? xds.config, secrets: seed?.secrets ?? {} } : await configOrExit(file);
     if (opts.supervise) {
       const { supervise } = await import('../supervisor/supervisor.ts');
       const { createLogger } = await import('../log/logger.ts');

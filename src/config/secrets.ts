@@ -43,13 +43,14 @@ export function tlsFiles(config: ShuttleConfig): { path: string; at: string; kin
   return out;
 }
 
-/** Reads and checks every TLS file of `config` (paths relative to `configFile`'s folder). */
-export async function loadSecrets(config: ShuttleConfig, configFile: string, now = Date.now()): Promise<SecretsResult> {
+/** Reads and checks every TLS file of `config` (paths relative to `configFile`'s folder; `provided`: contents known already). */
+export async function loadSecrets(config: ShuttleConfig, configFile: string, now = Date.now(), provided: Secrets = {}): Promise<SecretsResult> {
   const files = tlsFiles(config);
-  const secrets: Record<string, string> = {};
+  // PEM given already (xDS: inline and SDS) is checked like a file's, not read.
+  const secrets: Record<string, string> = { ...provided };
   const problems: ConfigProblem[] = [];
   const base = dirname(configFile);
-  await Promise.all([...new Set(files.map((f) => f.path))].map(async (path) => {
+  await Promise.all([...new Set(files.map((f) => f.path))].filter((path) => !(path in secrets)).map(async (path) => {
     try {
       secrets[path] = await readFile(isAbsolute(path) ? path : resolve(base, path), 'utf8');
     } catch {

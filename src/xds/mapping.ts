@@ -8,6 +8,7 @@
 import { Fields, XdsFieldError, type Message } from './fields.ts';
 import { headerMatcher, headersToAdd, ms, safeRegex, stringMatcher } from './envoy-types.ts';
 import { mapHttpFilters, perFilterConfig } from './http-filters.ts';
+import { downstreamTls, noTlsNeeds, upstreamTls, type TlsNeeds } from './tls.ts';
 import { RETRY_ON } from '../config/route-schema.ts';
 
 type Raw = Record<string, unknown>;
@@ -45,6 +46,8 @@ export interface MappedCluster {
   /** STRICT_DNS / LOGICAL_DNS: the names to resolve (src/xds/dns.ts) into hosts. */
   dns?: DnsTargets;
   config: Raw;
+  /** TLS to the hosts: inline PEM it carries, SDS secrets it waits for. */
+  tls?: TlsNeeds;
 }
 
 /**
@@ -160,6 +163,17 @@ export function mapCluster(resource: Message, path = ''): MappedCluster {
     maglevConfig.done();
     if (size) config.maglev = { table_size: size };
   }
+  let tlsNeeds: TlsNeeds | undefined;
+  const socket = f.message('transport_socket');
+  if (socket) {
+    const needs = noTlsNeeds();
+    const tls = upstreamTls(socket, needs);
+    if (tls) {
+      config.tls = tls;
+      tlsNeeds = needs;
+    }
+  }
+  if (f.list('transport_socket_matches').length > 0) f.fail('transport_socket_matches', 'per-endpoint transport sockets are not supported (Istio\'s auto mTLS: give the cluster one transport_socket)');
   const connectTimeout = f.durationMs('connect_timeout');
   config.connect_timeout = ms(connectTimeout && connectTimeout > 0 ? connectTimeout : 5000);
   const lr = f.message('least_request_lb_config');
@@ -199,7 +213,7 @@ export function mapCluster(resource: Message, path = ''): MappedCluster {
   // Names for stats and opaque data; DNS settings that matter only to DNS clusters.
   f.skip('metadata', 'alt_stat_name', 'dns_lookup_family', 'respect_dns_ttl', 'dns_refresh_rate', 'dns_failure_refresh_rate', 'typed_dns_resolver_config', 'dns_resolvers', 'use_tcp_for_dns_lookups', 'track_cluster_stats', 'per_connection_buffer_limit_bytes');
   f.done();
-  return { name, edsName, hosts, dns, config };
+  return { name, edsName, hosts, dns, config, ...(tlsNeeds ? { tls: tlsNeeds } : {}) };
 }
 
 const HTTP_PROTOCOL_OPTIONS = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
@@ -416,6 +430,8 @@ function healthCheck(hc: Fields): Raw {
 /** A mapped listener: Shuttle config less its virtual hosts when they come from RDS. */
 export interface MappedListener {
   name: string;
+  /** TLS termination: inline PEM it carries, SDS secrets it waits for. */
+  tls?: TlsNeeds;
   /** The RouteConfiguration this listener waits for (RDS), if any. */
   rdsName?: string;
   config: Raw;
@@ -435,7 +451,10 @@ export function mapListener(resource: Message, path = ''): MappedListener {
   const chain = chains[0];
   const match = chain.message('filter_chain_match');
   if (match && match.keys().length > 0) match.fail(match.keys()[0], 'filter chain matching is not supported yet');
-  if (chain.has('transport_socket')) chain.fail('transport_socket', 'TLS on xDS listeners is not mapped yet');
+  const socket = chain.message('transport_socket');
+  const tlsNeeds = noTlsNeeds();
+  const tls = socket ? downstreamTls(socket, tlsNeeds) : undefined;
+  chain.skip('transport_socket_connect_timeout');
   chain.skip('name', 'metadata');
   const filters = chain.list('filters');
   if (filters.length !== 1) chain.fail('filters', 'exactly one network filter (http_connection_manager or tcp_proxy) is supported');
@@ -450,6 +469,10 @@ export function mapListener(resource: Message, path = ''): MappedListener {
   else if (type === TCP_PROXY_TYPE) out = { name, config: { name, address, protocol: 'tcp', ...tcpProxy(typed) } };
   else return typed.fail('@type', `network filter ${type ?? '(none)'} is not supported (http_connection_manager and tcp_proxy are)`);
   f.done();
+  if (tls) {
+    out.config.tls = tls;
+    out.tls = tlsNeeds;
+  }
   return out;
 }
 

@@ -19,10 +19,12 @@ export const TYPE = {
   endpoint: 'type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment',
   listener: 'type.googleapis.com/envoy.config.listener.v3.Listener',
   route: 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration',
+  secret: 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret',
 } as const;
 export type TypeUrl = (typeof TYPE)[keyof typeof TYPE];
-export const TYPE_NAMES: Record<TypeUrl, 'cds' | 'eds' | 'lds' | 'rds'> = {
-  [TYPE.cluster]: 'cds', [TYPE.endpoint]: 'eds', [TYPE.listener]: 'lds', [TYPE.route]: 'rds',
+export type TypeName = 'cds' | 'eds' | 'lds' | 'rds' | 'sds';
+export const TYPE_NAMES: Record<TypeUrl, TypeName> = {
+  [TYPE.cluster]: 'cds', [TYPE.endpoint]: 'eds', [TYPE.listener]: 'lds', [TYPE.route]: 'rds', [TYPE.secret]: 'sds',
 };
 
 /** The proto files Shuttle reads: ADS, the four resource types, and the filters it maps. */
@@ -37,6 +39,8 @@ export const XDS_PROTO_FILES = [
   'envoy/extensions/filters/http/router/v3/router.proto',
   'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
   'envoy/extensions/network/dns_resolver/cares/v3/cares_dns_resolver.proto',
+  'envoy/extensions/transport_sockets/tls/v3/tls.proto',
+  'envoy/extensions/transport_sockets/tls/v3/secret.proto',
   // The HTTP filters http-filters.ts maps, and the compressor libraries.
   'envoy/extensions/filters/http/fault/v3/fault.proto',
   'envoy/extensions/filters/http/rbac/v3/rbac.proto',

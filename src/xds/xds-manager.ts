@@ -22,7 +22,8 @@ import { AdsClient, type DecodedResource } from './ads-client.ts';
 import type { Bootstrap } from './bootstrap.ts';
 import { XdsFieldError } from './fields.ts';
 import { mapCluster, mapListener, mapLoadAssignment, mapRouteConfiguration, type MappedCluster, type MappedListener } from './mapping.ts';
-import { TYPE, TYPE_NAMES, type TypeUrl } from './protos.ts';
+import { TYPE, TYPE_NAMES, type TypeName, type TypeUrl } from './protos.ts';
+import { mapSecret, resolveSds, type MappedSecret } from './tls.ts';
 import { DnsResolvers } from './dns.ts';
 import type { DnsTargets } from './mapping.ts';
 
@@ -33,6 +34,14 @@ interface Accepted {
   endpoints: Map<string, Raw[]>;
   listeners: Map<string, MappedListener>;
   routes: Map<string, Raw[]>;
+  /** SDS secrets (over ADS) that listeners and clusters name. */
+  secrets: Map<string, MappedSecret>;
+}
+
+/** A composed generation: the config and the PEM its TLS names (never in the config itself). */
+export interface ComposedConfig {
+  config: Raw;
+  secrets: Record<string, string>;
 }
 
 export interface TypeStatus {
@@ -55,7 +64,7 @@ export interface XdsStatus {
   connected: boolean;
   last_disconnect: { reason: string; time: string } | null;
   warming: { clusters: string[]; listeners: string[] };
-  types: Record<'cds' | 'eds' | 'lds' | 'rds', TypeStatus>;
+  types: Record<TypeName, TypeStatus>;
   last_apply_error: string | null;
 }
 
@@ -64,14 +73,14 @@ export interface XdsManagerOptions {
   /** The top of every generation: version, admin, log, … (listeners and clusters come from here). */
   base: Raw;
   logger: Logger;
-  /** Applies a generation the way a reload does; resolves when workers run it. */
-  apply: (config: ShuttleConfig) => Promise<void>;
+  /** Applies a generation (with the PEM its TLS names) the way a reload does; resolves when workers run it. */
+  apply: (config: ShuttleConfig, secrets: Record<string, string>) => Promise<void>;
   /**
    * After an in-place upgrade: the config the old process's control plane had made (as composed,
    * see runningConfig()), which this process already runs. Its listeners and clusters stand for
    * the ones not received yet, so nothing inherited closes before this stream's LDS answers.
    */
-  seed?: Raw;
+  seed?: ComposedConfig;
 }
 
 const newStatus = (): TypeStatus => ({ version: '', last_update: null, accepted: 0, rejected: 0, last_nack: null, resources: {} });
@@ -80,7 +89,7 @@ export class XdsManager {
   private readonly opts: XdsManagerOptions;
   private readonly logger: Logger;
   private readonly ads: AdsClient;
-  private state: Accepted = { clusters: new Map(), endpoints: new Map(), listeners: new Map(), routes: new Map() };
+  private state: Accepted = { clusters: new Map(), endpoints: new Map(), listeners: new Map(), routes: new Map(), secrets: new Map() };
   /** The last composed generation's clusters and listeners by name: what warming ones fall back to. */
   private lastClusters = new Map<string, Raw>();
   private lastListeners = new Map<string, Raw>();
@@ -94,15 +103,17 @@ export class XdsManager {
   private readonly startedAt = Date.now();
   private initialized = false;
   private readonly status: XdsStatus;
-  private pending: { config: ShuttleConfig; cause: string; since: number; complete: boolean } | undefined;
+  private pending: { config: ShuttleConfig; secrets: Record<string, string>; cause: string; since: number; complete: boolean } | undefined;
   private applying: Promise<void> | undefined;
   private lastApplied: ShuttleConfig | undefined;
+  /** The PEM of the last generation applied (a rotated secret changes its names, so a diff sees it). */
+  private lastSecrets: Record<string, string> = {};
   /** Each decoded resource's mapping, by the decoded object (see onResponse). */
   private readonly mapped = new WeakMap<object, { fn: unknown; out: unknown }>();
   /** Parses each generation, again only for the listeners and clusters that changed. */
   private readonly parser = new GenerationParser();
   /** The last composed generation as it was composed (Shuttle config input: parseable again). */
-  private lastComposed: Raw | undefined;
+  private lastComposed: ComposedConfig | undefined;
   /** Started from a predecessor's config (an upgrade): it serves until LDS says otherwise. */
   private readonly seeded: boolean;
 
@@ -112,15 +123,16 @@ export class XdsManager {
     this.seeded = opts.seed !== undefined;
     if (opts.seed !== undefined) {
       this.remember(opts.seed);
-      const parsed = this.parser.parse(opts.seed);
+      const parsed = this.parser.parse(opts.seed.config);
       if (parsed.success) this.lastApplied = parsed.data;
+      this.lastSecrets = opts.seed.secrets;
       // What serves is complete: the old process had it from the control plane.
       this.initialized = true;
     }
     const b = opts.bootstrap;
     this.status = {
       server: b.ads.target, tls: !!b.ads.tls, variant: b.ads.delta ? 'delta' : 'sotw', node_id: b.nodeId, connected: false, last_disconnect: null, warming: { clusters: [], listeners: [] },
-      types: { cds: newStatus(), eds: newStatus(), lds: newStatus(), rds: newStatus() }, last_apply_error: null,
+      types: { cds: newStatus(), eds: newStatus(), lds: newStatus(), rds: newStatus(), sds: newStatus() }, last_apply_error: null,
     };
     this.dns = new DnsResolvers(
       (cluster) => {
@@ -170,13 +182,14 @@ export class XdsManager {
   }
 
   /** The running generation as composed (what an upgrade hands to the new process), if any. */
-  runningConfig(): Raw | undefined {
+  runningConfig(): ComposedConfig | undefined {
     return this.lastComposed;
   }
 
   /** A composed generation: what warming resources fall back to, and what an upgrade hands on. */
-  private remember(config: Raw): void {
-    this.lastComposed = config;
+  private remember(composed: ComposedConfig): void {
+    this.lastComposed = composed;
+    const config = composed.config;
     this.lastClusters = new Map((config.clusters as Raw[]).map((c) => [c.name as string, c]));
     this.lastListeners = new Map((config.listeners as Raw[]).map((l) => [l.name as string, l]));
   }
@@ -220,11 +233,14 @@ export class XdsManager {
     // SotW EDS and RDS: a response names what it carries; others asked for stay as they were.
     else if (typeUrl === TYPE.endpoint) next.endpoints = new Map([...(complete ? [] : this.state.endpoints), ...resources.map((r) => [r.name, map(r, mapLoadAssignment).hosts] as const)]);
     else if (typeUrl === TYPE.route) next.routes = new Map([...(complete ? [] : this.state.routes), ...resources.map((r) => [r.name, map(r, mapRouteConfiguration).virtual_hosts] as const)]);
+    else if (typeUrl === TYPE.secret) next.secrets = new Map([...(complete ? [] : this.state.secrets), ...resources.map((r) => [r.name, map(r, mapSecret)] as const)]);
     // Drop endpoints and routes no cluster or listener asks for any more.
     const edsNames = new Set([...next.clusters.values()].flatMap((c) => (c.edsName ? [c.edsName] : [])));
     const rdsNames = new Set([...next.listeners.values()].flatMap((l) => (l.rdsName ? [l.rdsName] : [])));
     next.endpoints = new Map([...next.endpoints].filter(([n]) => edsNames.has(n)));
     next.routes = new Map([...next.routes].filter(([n]) => rdsNames.has(n)));
+    const sdsNames = new Set([...next.clusters.values(), ...next.listeners.values()].flatMap((r) => [...(r.tls?.sds ?? [])]));
+    next.secrets = new Map([...next.secrets].filter(([n]) => sdsNames.has(n)));
 
     const composed = this.compose(next);
     const parsed = this.parser.parse(composed.config);
@@ -247,19 +263,20 @@ export class XdsManager {
     s.last_update = now;
     s.accepted++;
     this.state = next;
-    this.remember(composed.config);
+    this.remember(composed);
     this.status.warming = { clusters: composed.warmingClusters, listeners: composed.warmingListeners };
-    for (const t of ['eds', 'rds'] as const) for (const n of Object.keys(this.status.types[t].resources)) if (!(t === 'eds' ? next.endpoints : next.routes).has(n)) delete this.status.types[t].resources[n];
+    for (const t of ['eds', 'rds', 'sds'] as const) for (const n of Object.keys(this.status.types[t].resources)) if (!(t === 'eds' ? next.endpoints : t === 'rds' ? next.routes : next.secrets).has(n)) delete this.status.types[t].resources[n];
 
     // What to ask for next: endpoints of EDS clusters, routes of listeners, listeners once clusters are warm.
     if (edsNames.size > 0 || this.ads.subscribed(TYPE.endpoint)) this.ads.subscribe(TYPE.endpoint, [...edsNames]);
     if (rdsNames.size > 0 || this.ads.subscribed(TYPE.route)) this.ads.subscribe(TYPE.route, [...rdsNames]);
+    if (sdsNames.size > 0 || this.ads.subscribed(TYPE.secret)) this.ads.subscribe(TYPE.secret, [...sdsNames]);
     if (composed.warmingClusters.length === 0) this.startLds();
     this.received.add(type);
     this.armWarmingTimer(composed.warmingClusters.length > 0);
     if (typeUrl === TYPE.cluster) this.dns.sync(new Map([...next.clusters.values()].flatMap((c): [string, DnsTargets][] => (c.dns ? [[c.name, c.dns]] : []))));
 
-    this.schedule(parsed.data, type, receivedAt);
+    this.schedule(parsed.data, composed.secrets, type, receivedAt);
     return null;
   }
 
@@ -285,11 +302,11 @@ export class XdsManager {
       this.logger.error({ problems: problems.slice(0, 5).map((p) => `${this.describePath(composed.config, p.path)}: ${p.message}`) }, 'xds: the config made again (DNS answer, initial_fetch_timeout) is invalid; the running one stays');
       return;
     }
-    this.remember(composed.config);
+    this.remember(composed);
     this.status.warming = { clusters: composed.warmingClusters, listeners: composed.warmingListeners };
     if (composed.warmingClusters.length === 0) this.startLds();
     this.armWarmingTimer(composed.warmingClusters.length > 0);
-    this.schedule(parsed.data, cause);
+    this.schedule(parsed.data, composed.secrets, cause);
   }
 
   /**
@@ -307,9 +324,16 @@ export class XdsManager {
   }
 
   /** The generation the accepted resources make, warming ones replaced by their previous version. */
-  private compose(next: Accepted): { config: Raw; warmingClusters: string[]; warmingListeners: string[] } {
+  private compose(next: Accepted): ComposedConfig & { warmingClusters: string[]; warmingListeners: string[] } {
     const warmingClusters: string[] = [];
     const warmingListeners: string[] = [];
+    const secrets: Record<string, string> = {};
+    /** The resource with its TLS made whole (inline PEM, SDS secrets), or undefined while a secret has not arrived. */
+    const withTls = (r: MappedCluster | MappedListener, config: Raw): Raw | undefined => {
+      if (!r.tls) return config;
+      Object.assign(secrets, r.tls.inline);
+      return resolveSds(config, r.tls.sds, next.secrets, secrets);
+    };
     const clusters: Raw[] = [...this.opts.bootstrap.clusters];
     const now = Date.now();
     const timeout = this.opts.bootstrap.ads.initialFetchTimeoutMs;
@@ -321,8 +345,9 @@ export class XdsManager {
         this.warmingSince.set(c.name, since);
         if (timeout > 0 && now - since >= timeout) hosts = []; // no endpoints in time: serve with none
       }
-      if (hosts) {
-        clusters.push({ ...c.config, hosts });
+      const ready = hosts ? withTls(c, { ...c.config, hosts }) : undefined;
+      if (ready) {
+        clusters.push(ready);
         continue;
       }
       warmingClusters.push(c.name);
@@ -354,7 +379,8 @@ export class XdsManager {
     }
     for (const l of next.listeners.values()) {
       const virtualHosts = l.rdsName ? next.routes.get(l.rdsName) : (l.config.virtual_hosts as Raw[] | undefined);
-      const candidate = l.config.protocol === 'http' ? (virtualHosts ? { ...l.config, virtual_hosts: virtualHosts } : undefined) : l.config;
+      const routed = l.config.protocol === 'http' ? (virtualHosts ? { ...l.config, virtual_hosts: virtualHosts } : undefined) : l.config;
+      const candidate = routed ? withTls(l, routed) : undefined;
       if (candidate && available(candidate)) {
         listeners.push(candidate);
         continue;
@@ -369,7 +395,10 @@ export class XdsManager {
       for (const [name, l] of this.lastListeners) if (!have.has(name) && available(l)) listeners.push(l);
     }
     if (keptClusters.length > 0) this.logger.warn({ clusters: keptClusters }, 'xds: clusters removed by CDS are kept while routes still name them');
-    return { config: { ...this.opts.base, listeners, clusters }, warmingClusters, warmingListeners };
+    // Previous versions kept while their replacements warm keep their PEM too.
+    const held = this.lastComposed?.secrets ?? {};
+    for (const r of [...listeners, ...clusters]) for (const path of tlsPaths(r)) if (!(path in secrets) && path in held) secrets[path] = held[path];
+    return { config: { ...this.opts.base, listeners, clusters }, secrets, warmingClusters, warmingListeners };
   }
 
   /** A problem's place in the composed config, named by the xDS resource it came from. */
@@ -382,12 +411,12 @@ export class XdsManager {
   }
 
   /** Generations are applied one at a time; a newer one replaces any still waiting. */
-  private schedule(config: ShuttleConfig, cause: string, since = performance.now()): void {
+  private schedule(config: ShuttleConfig, secrets: Record<string, string>, cause: string, since = performance.now()): void {
     // Whether this generation is the whole picture, judged now: by the time it runs, later
     // responses may have completed the picture, but not this generation.
     const complete = (!this.opts.bootstrap.ads.cds || this.received.has('cds')) && (!this.opts.bootstrap.ads.lds || this.received.has('lds'))
       && this.status.warming.clusters.length === 0 && this.status.warming.listeners.length === 0;
-    this.pending = { config, cause, since, complete };
+    this.pending = { config, secrets, cause, since, complete };
     this.applyPending();
   }
 
@@ -395,7 +424,7 @@ export class XdsManager {
     if (this.applying) return;
     this.applying = (async () => {
       while (this.pending) {
-        const { config: next, cause, since, complete } = this.pending;
+        const { config: next, secrets, cause, since, complete } = this.pending;
         this.pending = undefined;
         // Nothing new (a DNS answer or a re-sent response that changes nothing): cheap, as unchanged parts are the same objects.
         if (this.lastApplied && isEmptyDiff(diffConfigs(this.lastApplied, next))) {
@@ -403,8 +432,9 @@ export class XdsManager {
           continue;
         }
         try {
-          await this.opts.apply(next);
+          await this.opts.apply(next, secrets);
           this.lastApplied = next;
+          this.lastSecrets = secrets;
           this.status.last_apply_error = null;
           if (complete) this.markInitialized();
           // From the response's arrival (or the DNS answer, the warming deadline) to every worker running the generation.
@@ -427,10 +457,20 @@ export class XdsManager {
   }
 }
 
+/** The names a listener's or cluster's `tls` gives for PEM (certificates, keys, CAs). */
+function tlsPaths(r: Raw): string[] {
+  const tls = r.tls as Raw | undefined;
+  if (!tls) return [];
+  const out = ['cert', 'key', 'ca', 'client_ca'].map((k) => tls[k]).filter((v): v is string => typeof v === 'string');
+  for (const c of (tls.certificates as { cert: string; key: string }[] | undefined) ?? []) out.push(c.cert, c.key);
+  return out;
+}
+
 /** The accepted resources of one type, by name. */
 function ofType(state: Accepted, typeUrl: TypeUrl): Map<string, unknown> {
   if (typeUrl === TYPE.cluster) return state.clusters;
   if (typeUrl === TYPE.listener) return state.listeners;
+  if (typeUrl === TYPE.secret) return state.secrets;
   return typeUrl === TYPE.endpoint ? state.endpoints : state.routes;
 }
 

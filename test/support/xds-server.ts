@@ -34,6 +34,7 @@ export const TYPE = {
   eds: 'type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment',
   lds: 'type.googleapis.com/envoy.config.listener.v3.Listener',
   rds: 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration',
+  sds: 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret',
 } as const;
 export type XdsType = keyof typeof TYPE;
 const TYPE_OF_URL = Object.fromEntries(Object.entries(TYPE).map(([k, v]) => [v, k])) as Record<string, XdsType>;
@@ -55,6 +56,8 @@ const definition = protoLoader.loadSync([
   'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
   'envoy/extensions/network/dns_resolver/cares/v3/cares_dns_resolver.proto',
   'envoy/extensions/filters/http/fault/v3/fault.proto',
+  'envoy/extensions/transport_sockets/tls/v3/tls.proto',
+  'envoy/extensions/transport_sockets/tls/v3/secret.proto',
   'envoy/extensions/filters/http/rbac/v3/rbac.proto',
   'envoy/extensions/filters/http/jwt_authn/v3/config.proto',
   'envoy/extensions/filters/http/cors/v3/cors.proto',
@@ -106,8 +109,8 @@ type Resource = Record<string, unknown> & { name?: string; cluster_name?: string
 export class XdsControlPlane {
   private server: import('@grpc/grpc-js').Server | undefined;
   port = 0;
-  private readonly resources: Record<XdsType, Map<string, Resource>> = { cds: new Map(), eds: new Map(), lds: new Map(), rds: new Map() };
-  private readonly versions: Record<XdsType, number> = { cds: 0, eds: 0, lds: 0, rds: 0 };
+  private readonly resources: Record<XdsType, Map<string, Resource>> = { cds: new Map(), eds: new Map(), lds: new Map(), rds: new Map(), sds: new Map() };
+  private readonly versions: Record<XdsType, number> = { cds: 0, eds: 0, lds: 0, rds: 0, sds: 0 };
   private readonly streams = new Map<number, { call: import('@grpc/grpc-js').ServerDuplexStream<any, any>; types: Map<XdsType, StreamTypeState>; delta: boolean }>();
   private nextStream = 1;
   private nonce = 0;
