@@ -72,7 +72,8 @@ async function upgradeSeedOrExit() {
     process.exit(1);
   });
   if (composed === null || typeof composed !== 'object') return undefined;
-  const { config: raw, secrets } = composed as { config: unknown; secrets: Record<string, string> };
+  // { config, secrets }; a process from before TLS over xDS sends the config alone.
+  const { config: raw, secrets } = 'config' in composed ? (composed as { config: unknown; secrets: Record<string, string> }) : { config: composed, secrets: {} };
   const { xdsConfigSchema } = await import('../config/schema.ts');
   const { deepFreeze, formatPath } = await import('../config/load.ts');
   const parsed = xdsConfigSchema.safeParse(raw);

@@ -10,7 +10,7 @@
  * get small again, so a long-lived connection that went quiet does not keep 512 KiB.
  */
 import type net from 'node:net';
-import { readInto, switchBuffer, writeThrough, Written } from '../../net/socket-io.ts';
+import { available, readInto, switchBuffer, writeThrough, Written } from '../../net/socket-io.ts';
 
 const MIN_BUFFER = 16 * 1024;
 const MAX_BUFFER = 256 * 1024;
@@ -36,15 +36,19 @@ export class Direction {
     this.count = count;
   }
 
-  /** Starts relaying; false when the sockets cannot (TLS, no internals, bytes already buffered). */
-  start(): boolean {
-    if (!readInto(this.from, this.buffer, (bytes) => this.onRead(bytes))) return false;
+  /** Whether start() would succeed: a plain socket with the internals, and no bytes read before. */
+  canStart(): boolean {
+    return available(this.from) && available(this.to) && this.from.readableLength === 0;
+  }
+
+  /** Starts relaying (after canStart() said yes for both directions: a half-started pair could not fall back). */
+  start(): void {
+    if (!readInto(this.from, this.buffer, (bytes) => this.onRead(bytes))) throw new Error('relay: the socket cannot read into a buffer of ours (canStart() first)');
     // EOF: the other side's write half ends once what was written before is out (libuv keeps order).
     this.from.once('end', () => {
       if (!this.to.destroyed) this.to.end();
     });
     this.from.resume();
-    return true;
   }
 
   private onRead(bytes: number): void {

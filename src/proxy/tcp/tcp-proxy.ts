@@ -213,7 +213,9 @@ export class TcpProxySession implements Migratable {
     }
     const upward = new Direction(down, up, received);
     const downward = new Direction(up, down, sent);
-    if (upward.start() && downward.start()) {
+    if (upward.canStart() && downward.canStart()) {
+      upward.start();
+      downward.start();
       this.relay = [upward, downward];
       this.armIdleTimer();
       return;
