@@ -16,7 +16,11 @@ import { ShuttleError } from '../../errors.ts';
 import type { ServerCodec, ServerCodecCallbacks, StreamDecoder, StreamEncoder, StreamResetReason, StreamWriteCallbacks } from '../../layers.ts';
 import { Deadline, type DeadlineQueue } from '../../stream/deadlines.ts';
 import { HeaderMap, isConnectionField, CONNECTION_FIELDS } from '../../stream/header-map.ts';
-import { onBatchedData, SocketOutput, type OutputOwner } from '../../stream/socket-output.ts';
+import { beginBatch, endBatch, onBatchedData, SocketOutput, type OutputOwner } from '../../stream/socket-output.ts';
+import { readInto } from '../../net/socket-io.ts';
+
+/** Every downstream HTTP/1 connection of the thread reads into this (reads are handled one at a time). */
+const sharedReadBuffer = Buffer.allocUnsafeSlow(64 * 1024);
 import { resumeReading, stopReading } from '../../upgrade/migration.ts';
 import { RequestDecoder } from './decoder.ts';
 import { HttpParseError } from './errors.ts';
@@ -68,6 +72,8 @@ export class Http1ServerCodec implements ServerCodec, OutputOwner {
   /** goAway() was called: every response says Connection: close (and ends the connection). */
   private goingAwayFlag = false;
   private readPauses = 0;
+  /** Reads go into sharedReadBuffer (see start()). */
+  private sharedReads = false;
   /** The current request's bytes are still arriving (its response may already be done). */
   private requestInProgress = false;
   private resumeAfterRequest = false;
@@ -81,9 +87,10 @@ export class Http1ServerCodec implements ServerCodec, OutputOwner {
     this.headTimer = new Deadline(() => this.reject(new HttpParseError('SHUTTLE_E_HTTP_HEADERS_TIMEOUT', 'request header timeout')));
     this.decoder = new RequestDecoder({
       onHead: (head) => this.onHead(head),
-      onBody: (chunk, last) => this.current?.onBody(chunk, last),
+      // Body bytes outlive the read (retries, filters, a slow upstream): ours, when the read buffer is shared.
+      onBody: (chunk, last) => this.current?.onBody(this.sharedReads ? Buffer.from(chunk) : chunk, last),
       onComplete: (trailers) => this.onRequestComplete(trailers),
-    }, { limits: opts.limits, maxBodyBytes: opts.maxBodyBytes, payloadOnly: true });
+    }, { limits: opts.limits, maxBodyBytes: opts.maxBodyBytes, payloadOnly: true, volatileInput: true });
   }
 
   get tunnelIdleTimeoutMs(): number {
@@ -102,7 +109,18 @@ export class Http1ServerCodec implements ServerCodec, OutputOwner {
   start(initial?: Buffer): void {
     const s = this.socket;
     s.setNoDelay(true);
-    onBatchedData(s, (chunk) => this.onData(chunk));
+    // Reads land in the thread's shared buffer (net/socket-io.ts): no Buffer and no stream work
+    // per read. What must outlive a read is copied: a split head (the decoder), body bytes, tunnel
+    // bytes. Sockets that cannot (TLS, or internals missing) read through 'data' as before.
+    this.sharedReads = readInto(s, sharedReadBuffer, (bytes) => {
+      beginBatch();
+      try {
+        this.onData(sharedReadBuffer.subarray(0, bytes));
+      } finally {
+        endBatch();
+      }
+    });
+    if (!this.sharedReads) onBatchedData(s, (chunk) => this.onData(chunk));
     s.on('end', () => this.onEnd());
     s.on('error', noop);
     s.once('close', () => this.onClose());
@@ -146,7 +164,7 @@ export class Http1ServerCodec implements ServerCodec, OutputOwner {
   private onData(chunk: Buffer): void {
     this.opts.stats.row[this.opts.stats.rxCell] += chunk.length;
     const current = this.current;
-    if (current !== undefined && current.tunneling) return current.tunnelData(chunk);
+    if (current !== undefined && current.tunneling) return current.tunnelData(this.sharedReads ? Buffer.from(chunk) : chunk);
     if (this.closing && current === undefined) return;
     if (current === undefined && !this.headStarted) {
       // The next request has begun: from here its head has request_headers_timeout to arrive.
