@@ -16,7 +16,7 @@
 import { crossReferenceProblems, type ShuttleConfig } from '../config/schema.ts';
 import { diffConfigs, isEmptyDiff } from '../config/diff.ts';
 import { GenerationParser } from './generation-parser.ts';
-import { deepFreeze, formatPath } from '../config/load.ts';
+import { formatPath } from '../config/load.ts';
 import type { Logger } from '../log/logger.ts';
 import { AdsClient, type DecodedResource } from './ads-client.ts';
 import type { Bootstrap } from './bootstrap.ts';
@@ -106,8 +106,6 @@ export class XdsManager {
   private pending: { config: ShuttleConfig; secrets: Record<string, string>; cause: string; since: number; complete: boolean } | undefined;
   private applying: Promise<void> | undefined;
   private lastApplied: ShuttleConfig | undefined;
-  /** The PEM of the last generation applied (a rotated secret changes its names, so a diff sees it). */
-  private lastSecrets: Record<string, string> = {};
   /** Each decoded resource's mapping, by the decoded object (see onResponse). */
   private readonly mapped = new WeakMap<object, { fn: unknown; out: unknown }>();
   /** Parses each generation, again only for the listeners and clusters that changed. */
@@ -125,7 +123,6 @@ export class XdsManager {
       this.remember(opts.seed);
       const parsed = this.parser.parse(opts.seed.config);
       if (parsed.success) this.lastApplied = parsed.data;
-      this.lastSecrets = opts.seed.secrets;
       // What serves is complete: the old process had it from the control plane.
       this.initialized = true;
     }
@@ -434,7 +431,6 @@ export class XdsManager {
         try {
           await this.opts.apply(next, secrets);
           this.lastApplied = next;
-          this.lastSecrets = secrets;
           this.status.last_apply_error = null;
           if (complete) this.markInitialized();
           // From the response's arrival (or the DNS answer, the warming deadline) to every worker running the generation.
