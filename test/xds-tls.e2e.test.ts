@@ -5,6 +5,7 @@
  * control plane, node:https as client and upstream, certificates made with openssl.
  */
 import { X509Certificate } from 'node:crypto';
+import http from 'node:http';
 import https from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -25,7 +26,7 @@ const TLS = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3';
 const SPIFFE = 'spiffe://cluster.local/ns/default/sa/backend';
 const ads = { ads: {}, resource_api_version: 'V3' };
 
-describe('xDS TLS and SDS', () => {
+describe.each(['sotw', 'delta'] as const)('xDS TLS and SDS, %s', (variant) => {
   it('terminates with an SDS certificate, verifies the upstream against an SDS root and a SPIFFE SAN, and rotates', { timeout: 60_000 }, async () => {
     const pki = makePki();
     pki.issue('web1', { cn: 'web.test', sans: 'DNS:web.test' });
@@ -68,7 +69,7 @@ describe('xDS TLS and SDS', () => {
     }]);
     cp.set('rds', [routeConfig('web-routes', [{ match: { prefix: '/' }, route: { cluster: 'backend' } }])]);
 
-    const shuttle = new ShuttleProcess(writeTempConfig(YAML.stringify(bootstrapFor(cp, 'tls')), 'yaml'), { configFlag: '--bootstrap', threads: 2 });
+    const shuttle = new ShuttleProcess(writeTempConfig(YAML.stringify(bootstrapFor(cp, 'tls', variant)), 'yaml'), { configFlag: '--bootstrap', threads: 2 });
     cleanup.push(() => shuttle.stop());
     const { admin } = await shuttle.ready();
     const get = () => new Promise<{ body: string; serial: string }>((resolve, reject) => {
@@ -102,6 +103,66 @@ describe('xDS TLS and SDS', () => {
       } } },
     })]);
     await eventually(() => get().catch(() => ({ body: '', serial: '' })), (r) => r.body !== 'from the TLS upstream' && r.body !== '', 20_000);
+  });
+
+  it('a listener waits for its secret; a secret whose key does not match is NACKed and the served certificate stays', { timeout: 60_000 }, async () => {
+    const pki = makePki();
+    pki.issue('web1', { cn: 'web.test', sans: 'DNS:web.test' });
+    pki.issue('web2', { cn: 'web.test', sans: 'DNS:web.test' });
+    const serial = (name: string) => new X509Certificate(pki.read(`${name}.pem`)).serialNumber;
+    const upstream = http.createServer((_, res) => res.end('from the plain upstream'));
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    cleanup.push(() => upstream.close());
+
+    const cp = new XdsControlPlane();
+    await cp.start();
+    cleanup.push(() => cp.kill());
+    cp.set('cds', [edsCluster('backend')]);
+    cp.set('eds', [loadAssignment('backend', [{ port: (upstream.address() as { port: number }).port }])]);
+    const port = await closedPort();
+    cp.set('lds', [{
+      name: 'web', address: { socket_address: { address: '127.0.0.1', port_value: port } },
+      filter_chains: [{
+        transport_socket: { name: 'envoy.transport_sockets.tls', typed_config: { '@type': `${TLS}.DownstreamTlsContext`, common_tls_context: {
+          tls_certificate_sds_secret_configs: [{ name: 'web-cert', sds_config: ads }],
+        } } },
+        filters: [{ name: 'envoy.filters.network.http_connection_manager', typed_config: {
+          '@type': HCM, stat_prefix: 'web', rds: { route_config_name: 'web-routes', config_source: ads },
+          http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } }],
+        } }],
+      }],
+    }]);
+    cp.set('rds', [routeConfig('web-routes', [{ match: { prefix: '/' }, route: { cluster: 'backend' } }])]);
+
+    const shuttle = new ShuttleProcess(writeTempConfig(YAML.stringify(bootstrapFor(cp, 'warm', variant)), 'yaml'), { configFlag: '--bootstrap', threads: 2 });
+    cleanup.push(() => shuttle.stop());
+    const { admin } = await shuttle.ready();
+    const get = () => new Promise<{ body: string; serial: string }>((resolve, reject) => {
+      const req = https.get({ host: '127.0.0.1', port, path: '/', ca: pki.read('ca.pem'), servername: 'web.test', agent: false }, (res) => {
+        const serialNumber = (res.socket as TLSSocket).getPeerCertificate().serialNumber;
+        let body = '';
+        res.on('data', (d) => (body += d));
+        res.on('end', () => resolve({ body, serial: serialNumber }));
+      });
+      req.on('error', reject);
+    });
+
+    // Shuttle asks for the secret the listener names; until it comes, the listener warms: nothing listens.
+    await eventually(async () => cp.requests.filter((r) => r.type === 'sds' && r.resource_names.includes('web-cert')), (r) => r.length > 0, 20_000);
+    await eventually(async () => (await (await fetch(`${admin}/config_dump`)).json()) as { xds?: { warming?: { listeners: string[] } } }, (d) => !!d.xds?.warming?.listeners.includes('web'), 20_000);
+    await expect(get()).rejects.toThrow(/ECONNREFUSED/);
+
+    const secret = (cert: string, key: string) => ({ name: 'web-cert', tls_certificate: { certificate_chain: { inline_string: pki.read(`${cert}.pem`) }, private_key: { inline_string: pki.read(`${key}.key`) } } });
+    cp.set('sds', [secret('web1', 'web1')]);
+    const first = await eventually(() => get().catch((err) => ({ body: String(err.message), serial: '' })), (r) => r.body === 'from the plain upstream', 20_000);
+    expect(first.serial).toBe(serial('web1'));
+    expect(cp.nacks()).toEqual([]);
+
+    // web2's certificate with web1's key: refused with the field, and web1 keeps serving.
+    cp.set('sds', [secret('web2', 'web1')]);
+    const nack = await eventually(async () => cp.nacks('sds'), (n) => n.length > 0, 20_000);
+    expect(nack[0].error_detail?.message).toContain('tls_certificate: private_key does not match certificate_chain');
+    expect((await get()).serial).toBe(serial('web1'));
   });
 });
 
