@@ -77,7 +77,7 @@ listen h2
   return out;
 }
 
-interface Sample { rps: number; p50: number; p99: number; cpuUs: number; requests: number }
+interface Sample { rps: number; p50: number; p99: number; cpuUs: number; sysUs: number; requests: number }
 
 function h2load(port: number, seconds: number): Promise<{ rps: number; p50: number; p99: number; requests: number }> {
   const log = join(dir, `h2load-${port}.log`);
@@ -109,15 +109,17 @@ try {
       const cpu = () => pids.reduce((n, p) => {
         try {
           const c = cpuSplit(p);
-          return n + c.user + c.sys;
+          return { user: n.user + c.user, sys: n.sys + c.sys };
         } catch {
           throw new Error(`${t.name}: process ${p} is gone`);
         }
-      }, 0);
+      }, { user: 0, sys: 0 });
       const before = cpu();
       const r = await h2load(t.port, DURATION);
-      const used = cpu() - before;
-      const s: Sample = { ...r, cpuUs: pids.length ? (used / r.requests) * 1e6 : NaN };
+      const after = cpu();
+      const used = after.user + after.sys - before.user - before.sys;
+      const perRequest = (s: number) => (pids.length ? (s / r.requests) * 1e6 : NaN);
+      const s: Sample = { ...r, cpuUs: perRequest(used), sysUs: perRequest(after.sys - before.sys) };
       results.set(t.name, [...(results.get(t.name) ?? []), s]);
       process.stderr.write(`rep ${rep + 1}/${REPS} ${t.name.padEnd(11)} ${r.rps.toFixed(0)} req/s p99 ${r.p99}µs cpu ${s.cpuUs.toFixed(1)}µs/req\n`);
     }
@@ -130,11 +132,14 @@ try {
 const med = (name: string, k: keyof Sample) => median((results.get(name) ?? []).map((s) => s[k]).filter((v) => !Number.isNaN(v)));
 const perCpuSecond = (name: string) => 1e6 / med(name, 'cpuUs');
 console.log(`\nHTTP/2 h2c, h2load -c${CONNECTIONS} -m${STREAMS} -D${DURATION}, medians of ${REPS} runs (node ${process.version}, ${new Date().toISOString()})\n`);
-console.log(table(['target', 'req/s', 'p50 µs', 'p99 µs', 'CPU µs/req', 'req per CPU-s', 'x haproxy (per CPU-s)', 'x node:http2 (per CPU-s)'], all.map((t) => {
+// The kernel's share (sys: mostly loopback TCP, the same work for every proxy) varies a lot from
+// machine to machine and day to day, and with it every ratio: both columns are printed.
+console.log(table(['target', 'req/s', 'p50 µs', 'p99 µs', 'CPU µs/req', 'of it sys', 'req per CPU-s', 'x haproxy (per CPU-s)', 'x node:http2 (per CPU-s)'], all.map((t) => {
   const cpu = med(t.name, 'cpuUs');
   return [
     t.name, med(t.name, 'rps').toFixed(0), med(t.name, 'p50').toFixed(0), med(t.name, 'p99').toFixed(0),
     Number.isNaN(cpu) ? '-' : cpu.toFixed(1),
+    Number.isNaN(cpu) ? '-' : med(t.name, 'sysUs').toFixed(1),
     Number.isNaN(cpu) ? '-' : perCpuSecond(t.name).toFixed(0),
     Number.isNaN(cpu) ? '-' : (perCpuSecond(t.name) / perCpuSecond('haproxy 1t')).toFixed(2),
     Number.isNaN(cpu) ? '-' : (perCpuSecond(t.name) / perCpuSecond('node:http2')).toFixed(2),

@@ -228,6 +228,14 @@ export interface HpackDecoderState {
   requiredUpdate: number;
 }
 
+/** Literal values remembered per static name (HpackDecoder.valueOf): prefix byte + octets. */
+const MEMO_BYTES = 48;
+interface ValueMemo {
+  readonly bytes: (Buffer | undefined)[];
+  readonly span: Uint8Array;
+  readonly value: string[];
+}
+
 export class HpackDecoder {
   private readonly table: DynamicTable;
   private maxTableSize: number;
@@ -245,6 +253,8 @@ export class HpackDecoder {
   private end = 0;
   /** Huffman output, grown on demand. */
   private scratch: Latin1Buffer = Buffer.allocUnsafe(256) as Latin1Buffer;
+  /** The last literal value seen per static-table name (see valueOf); made on first use. */
+  private memo: ValueMemo | undefined;
 
   constructor(opts: HpackDecoderOptions) {
     checkSize('maxTableSize', opts.maxTableSize);
@@ -370,7 +380,7 @@ export class HpackDecoder {
         // 01xxxxxx literal with incremental indexing (§6.2.1): decoded even in overflow, for the table.
         const index = this.readInt(6);
         name = index === 0 ? this.readString() : this.nameAt(index);
-        value = this.readString();
+        value = this.valueOf(index);
         table.add(name, value);
       } else if (first >= 0x20) {
         throw new HpackError('dynamic table size update after the first field of the block');
@@ -385,7 +395,7 @@ export class HpackDecoder {
           continue;
         }
         name = index === 0 ? this.readString() : this.nameAt(index);
-        value = this.readString();
+        value = first >= 0x10 ? this.readString() : this.valueOf(index);
         if (first >= 0x10) (neverIndexed ??= []).push(name);
       }
       if (overflow) continue;
@@ -453,6 +463,31 @@ export class HpackDecoder {
     const n = huffmanDecode(this.buf, start, start + length, out);
     if (n < 0) throw new HpackError(n === HUFFMAN_EOS ? 'EOS symbol in a Huffman string' : 'Huffman string with invalid padding');
     return out.latin1Slice(0, n);
+  }
+
+  /**
+   * The value of a literal field whose name is static-table entry `index` (else any literal).
+   * Why: peers that do not reference their own table entries send the same literals in every
+   * block (nginx: `server`, `date`, `content-type`, `content-length` with incremental indexing on
+   * each response). The same octets as last time for that name are the same string: no Huffman
+   * decode, no new string (and its hash, cached in the string, serves the next encoder's lookups).
+   */
+  private valueOf(index: number): string {
+    const buf = this.buf;
+    const from = this.pos;
+    const span = (buf[from] & 0x7f) + 1; // prefix byte + octets, for lengths under 127
+    if (index === 0 || index > STATIC_TABLE_LENGTH || from >= this.end || span > MEMO_BYTES || from + span > this.end) return this.readString();
+    const memo = (this.memo ??= { bytes: [], span: new Uint8Array(STATIC_TABLE_LENGTH + 1), value: [] });
+    const seen = memo.bytes[index];
+    if (seen !== undefined && memo.span[index] === span && buf.compare(seen, 0, span, from, from + span) === 0) {
+      this.pos = from + span;
+      return memo.value[index];
+    }
+    const value = this.readString(); // (checked as any literal; a later match repeats these octets)
+    buf.copy((memo.bytes[index] ??= Buffer.allocUnsafe(MEMO_BYTES)), 0, from, from + span);
+    memo.span[index] = span;
+    memo.value[index] = value;
+    return value;
   }
 
   /** Checks a string literal and steps over it without decoding it into memory. */
