@@ -91,8 +91,10 @@ function headerLength(proto: number, response: boolean): number {
 /**
  * Decodes one frame at `offset`. Returns undefined when more bytes are needed; throws
  * BoltProtocolError for a frame that cannot be valid (bad protocol byte, oversize, bad CRC).
+ * `own`: `buf` is reused after this read (a shared read buffer): the frame gets a copy of its
+ * bytes, and its views point into that copy.
  */
-export function decodeBoltFrame(buf: Buffer, offset: number, maxFrameBytes: number): { frame: BoltFrame; length: number } | undefined {
+export function decodeBoltFrame(buf: Buffer, offset: number, maxFrameBytes: number, own = false): { frame: BoltFrame; length: number } | undefined {
   const avail = buf.length - offset;
   if (avail < 1) return undefined;
   const proto = buf[offset];
@@ -141,13 +143,20 @@ export function decodeBoltFrame(buf: Buffer, offset: number, maxFrameBytes: numb
     const expected = buf.readUInt32BE(offset + length - 4);
     if (crc32(buf.subarray(offset, offset + length - 4)) !== expected) throw new BoltProtocolError('Bolt frame CRC32 mismatch');
   }
-  const className = buf.toString('utf8', p, p + classLen);
+  let src = buf;
+  if (own) {
+    src = Buffer.allocUnsafe(length);
+    buf.copy(src, 0, offset, offset + length);
+    p -= offset;
+    offset = 0;
+  }
+  const className = classLen === 0 ? '' : src.toString('utf8', p, p + classLen);
   p += classLen;
-  const header = buf.subarray(p, p + headerLen);
+  const header = src.subarray(p, p + headerLen);
   p += headerLen;
-  const content = buf.subarray(p, p + contentLen);
+  const content = src.subarray(p, p + contentLen);
   return {
-    frame: { proto, ver1, type, cmdCode, ver2, requestId, codec, switchFlags, timeout, status, className, header, content, raw: buf.subarray(offset, offset + length) },
+    frame: { proto, ver1, type, cmdCode, ver2, requestId, codec, switchFlags, timeout, status, className, header, content, raw: own ? src : src.subarray(offset, offset + length) },
     length,
   };
 }

@@ -70,8 +70,11 @@ export class DubboProtocolError extends ShuttleError {
   }
 }
 
-/** Decodes one frame at `offset`; undefined when more bytes are needed; throws when invalid. */
-export function decodeDubboFrame(buf: Buffer, offset: number, maxFrameBytes: number): { frame: DubboFrame; length: number } | undefined {
+/**
+ * Decodes one frame at `offset`; undefined when more bytes are needed; throws when invalid.
+ * `own`: `buf` is reused after this read (a shared read buffer): the frame gets a copy of its bytes.
+ */
+export function decodeDubboFrame(buf: Buffer, offset: number, maxFrameBytes: number, own = false): { frame: DubboFrame; length: number } | undefined {
   const avail = buf.length - offset;
   if (avail >= 1 && buf[offset] !== MAGIC_HIGH) throw new DubboProtocolError('not a Dubbo frame (bad magic)');
   if (avail >= 2 && buf[offset + 1] !== MAGIC_LOW) throw new DubboProtocolError('not a Dubbo frame (bad magic)');
@@ -81,16 +84,21 @@ export function decodeDubboFrame(buf: Buffer, offset: number, maxFrameBytes: num
   const length = DUBBO_HEADER + bodyLength;
   if (length > maxFrameBytes) throw new DubboProtocolError(`Dubbo frame of ${length} bytes is over the limit of ${maxFrameBytes}`);
   if (avail < length) return undefined;
+  let raw: Buffer;
+  if (own) {
+    raw = Buffer.allocUnsafe(length);
+    buf.copy(raw, 0, offset, offset + length);
+  } else raw = buf.subarray(offset, offset + length);
   return {
     frame: {
       isRequest: (flag & FLAG_REQUEST) !== 0,
       twoWay: (flag & FLAG_TWOWAY) !== 0,
       event: (flag & FLAG_EVENT) !== 0,
       serialization: flag & SERIALIZATION_MASK,
-      status: buf[offset + 3],
-      requestId: buf.readBigUInt64BE(offset + 4),
-      body: buf.subarray(offset + DUBBO_HEADER, offset + length),
-      raw: buf.subarray(offset, offset + length),
+      status: raw[3],
+      requestId: raw.readBigUInt64BE(4),
+      body: raw.subarray(DUBBO_HEADER),
+      raw,
     },
     length,
   };
