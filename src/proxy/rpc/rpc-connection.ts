@@ -368,7 +368,9 @@ class RpcCallRun<F> implements StreamDecoder, PoolCallbacks {
   private readonly oneway: boolean;
   private readonly snap: RpcListenerSnapshot;
   private readonly route: RpcRoute | undefined;
-  private readonly tried = new Set<Host>();
+  /** Hosts tried, made at the first retry (most calls make one try: no Set per call). */
+  private tried: Set<Host> | undefined;
+  private attempts = 0;
   private readonly startedAt = performance.now();
   /** The current try: its host, and the upstream stream it was sent on. */
   private host: Host | undefined;
@@ -442,9 +444,10 @@ class RpcCallRun<F> implements StreamDecoder, PoolCallbacks {
   }
 
   private attempt(cluster: Cluster): void {
+    if (this.host !== undefined) (this.tried ??= new Set()).add(this.host);
     const host = cluster.lb.choose(this.tried);
     if (!host) return this.fail('no_host', 'SHUTTLE_E_NO_HEALTHY_HOST', null);
-    this.tried.add(host);
+    this.attempts++;
     this.tryStartedAt = performance.now();
     const { telemetry, listener } = this.snap;
     // The registry of this connection's protocol: its frames are F.
@@ -558,7 +561,7 @@ class RpcCallRun<F> implements StreamDecoder, PoolCallbacks {
     if (listener.access_log) {
       this.conn.ctx.logger.info({
         msg: 'access', conn: this.conn.id, listener: listener.name, protocol: this.conn.protocol.name, service: this.call.service, method: this.call.method ?? null,
-        request_id: String(this.clientId), oneway: this.oneway, status: status < 0 ? null : status, upstream: host?.address ?? null, attempts: this.tried.size, retries: this.retries,
+        request_id: String(this.clientId), oneway: this.oneway, status: status < 0 ? null : status, upstream: host?.address ?? null, attempts: this.attempts, retries: this.retries,
         duration_ms: Math.round((performance.now() - this.startedAt) * 1000) / 1000, error,
         response_flags: this.flags === 0 ? '-' : responseFlagsText(this.flags),
         tls: this.conn.tls ? { sni: this.conn.tls.sni ?? null, version: this.conn.tls.version, peer: this.conn.tls.peer?.identity ?? null } : undefined,
