@@ -158,9 +158,16 @@ function scalarAttachments(raw: Record<string, unknown>): Record<string, string>
  * exported for it).
  */
 export function readPlainInvocation(body: Buffer): DubboInvocation | undefined {
-  const r = plainReader;
-  r.buf = body as Latin1Buffer;
-  r.at = 0;
+  plainReader.buf = body as Latin1Buffer;
+  plainReader.at = 0;
+  try {
+    return readPlain(body, plainReader);
+  } finally {
+    plainReader.buf = NO_BODY; // (the body is not kept alive by the reader)
+  }
+}
+
+function readPlain(body: Buffer, r: typeof plainReader): DubboInvocation | undefined {
   const dubboVersion = r.text();
   const service = r.text();
   const version = r.text();
@@ -194,8 +201,10 @@ type Latin1Buffer = Buffer & { latin1Slice(start: number, end: number): string }
 const NOT_PLAIN = Symbol('not plain');
 
 /** The cursor of readPlainInvocation (one body at a time). */
+const NO_BODY = Buffer.alloc(0) as Latin1Buffer;
+
 const plainReader = {
-  buf: Buffer.alloc(0) as Latin1Buffer,
+  buf: NO_BODY,
   at: 0,
 
   /** A header string: null reads as '' (as text() does); anything else not plain. */
