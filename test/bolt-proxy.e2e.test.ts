@@ -17,6 +17,8 @@ let shuttle: ShuttleProcess;
 let boltPort: number;
 let autoPort: number;
 let idemPort: number;
+let delayedPort: number;
+let idlePort: number;
 let admin: string;
 const clients: { close(): Promise<void> }[] = [];
 
@@ -36,6 +38,8 @@ beforeAll(async () => {
       { name: 'bolt', address: '127.0.0.1:0', protocol: 'bolt', rpc },
       { name: 'auto', address: '127.0.0.1:0', protocol: 'auto', rpc, virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ direct_response: { status: 200, body: 'http here\n' } }] }] },
       { name: 'idem', address: '127.0.0.1:0', protocol: 'bolt', rpc: { routes: [{ cluster: 'idem', retry_policy: { idempotent: true, num_retries: 1 } }] } },
+      { name: 'idle', address: '127.0.0.1:0', protocol: 'bolt', idle_timeout: '400ms', rpc: { routes: [{ cluster: 'echo' }] } },
+      { name: 'delayed', address: '127.0.0.1:0', protocol: 'bolt', rpc_filters: [{ name: 'fault', config: { delay: { fixed_delay: '300ms', percentage: 100 } } }], rpc: { routes: [{ cluster: 'echo' }] } },
     ],
     clusters: [
       { name: 'echo', hosts: [`127.0.0.1:${servers.a.port}`, `127.0.0.1:${servers.b.port}`] },
@@ -47,6 +51,8 @@ beforeAll(async () => {
   boltPort = ready.listeners.bolt.port;
   autoPort = ready.listeners.auto.port;
   idemPort = ready.listeners.idem.port;
+  delayedPort = ready.listeners.delayed.port;
+  idlePort = ready.listeners.idle.port;
   admin = ready.admin;
 }, 30_000);
 
@@ -64,6 +70,45 @@ describe('SOFA Bolt proxy', () => {
     for (let i = 0; i < n; i++) expect(results[i]).toMatch(new RegExp(`^[ab]:m${i}$`));
     // Round robin spread the calls over both servers.
     expect(new Set(results.map((r) => r[0]))).toEqual(new Set(['a', 'b']));
+  });
+
+  // Regression guard: plain sockets read into one buffer per thread, which the next read of any
+  // connection overwrites. A call held past its read (a fault delay here; a retry, an upstream
+  // still connecting) must still send its own bytes: 6 connections (two or more share a worker
+  // thread) each send calls of different sizes while the others' calls are held.
+  it('sends calls held past their read (a fault delay) with their own bytes', async () => {
+    const invokers = await Promise.all(Array.from({ length: 6 }, () => consumer(delayedPort)));
+    const args = invokers.map((_, c) => Array.from({ length: 20 }, (_, i) => `c${c}-${i}-${'x'.repeat((c * 20 + i) * 3)}`));
+    const results = await Promise.all(invokers.flatMap((invoke, c) => args[c].map((a) => invoke('echo', [a]))));
+    expect(results.map((r) => r.slice(2))).toEqual(args.flat());
+  });
+
+  it('closes a connection with no byte either way for idle_timeout; heartbeats keep one open', async () => {
+    const hb = (id: number) => protocol.heartbeatEncode(id, {}, { protocolType: 'bolt', codecType: 'hessian2', boltVersion: 1 });
+    const open = (): Promise<{ s: net.Socket; opened: number; closed: Promise<number>; answers: () => number }> => new Promise((resolve, reject) => {
+      let answers = 0;
+      const s = net.connect(idlePort, '127.0.0.1', () => resolve({ s, opened: performance.now(), closed, answers: () => answers }));
+      const closed = new Promise<number>((r) => s.once('close', () => r(performance.now())));
+      s.on('data', () => answers++);
+      s.once('error', reject);
+    });
+    const quiet = await open();
+    const busy = await open();
+    // The busy one sends a heartbeat every 150 ms for 1.2 s (three idle timeouts).
+    for (let i = 1; i <= 8; i++) {
+      await new Promise((r) => setTimeout(r, 150));
+      busy.s.write(hb(i));
+    }
+    const quietFor = (await quiet.closed) - quiet.opened;
+    expect(quietFor).toBeGreaterThanOrEqual(390);
+    expect(quietFor).toBeLessThan(1000);
+    expect(busy.s.destroyed).toBe(false);
+    await eventually(async () => busy.answers(), (n) => n === 8);
+    // Quiet from its last heartbeat on: closed after idle_timeout (and at most a quarter more, plus timer slack).
+    const last = performance.now();
+    const busyQuietFor = (await busy.closed) - last;
+    expect(busyQuietFor).toBeGreaterThanOrEqual(350);
+    expect(busyQuietFor).toBeLessThan(1000);
   });
 
   it('routes by service to different servers', async () => {

@@ -7,8 +7,11 @@
  * Bytes handed out (frames decoded from a view) are never written again: growing allocates a new
  * buffer and copies only what is still undecoded, so views held by in-flight calls stay intact.
  */
+/** Nothing pending (shared: a read that decodes whole costs no allocation here). */
+const EMPTY = Buffer.alloc(0);
+
 export class FrameBuffer {
-  private buf: Buffer = Buffer.alloc(0);
+  private buf: Buffer = EMPTY;
   private start = 0;
   private end = 0;
 
@@ -46,7 +49,7 @@ export class FrameBuffer {
   consumed(n: number): void {
     this.start += n;
     if (this.start === this.end) {
-      this.buf = Buffer.alloc(0);
+      this.buf = EMPTY;
       this.start = this.end = 0;
       this.borrowed = false;
     } else if (this.borrowed) {

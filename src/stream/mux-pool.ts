@@ -27,7 +27,8 @@ import type { WorkerTelemetry } from '../workers/telemetry.ts';
 /** What the pool needs to know of a protocol's frames. */
 export interface MuxCodec<F> {
   readonly name: 'bolt' | 'dubbo';
-  decode(buf: Buffer, offset: number, maxFrameBytes: number): { frame: F; length: number } | undefined;
+  /** `own`: `buf` is reused after this read; the frame must own a copy of its bytes. */
+  decode(buf: Buffer, offset: number, maxFrameBytes: number, own?: boolean): { frame: F; length: number } | undefined;
   requestId(frame: F): number;
   setRequestId(frame: F, id: number): void;
   raw(frame: F): Buffer;

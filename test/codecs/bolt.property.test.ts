@@ -17,7 +17,7 @@ import { createRequire } from 'node:module';
 import { crc32 } from 'node:zlib';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { BOLT_V1, BOLT_V2, BoltCmd, BoltProtocolError, BoltStatus, BoltType, boltResponse, decodeBoltFrame, parseHeaderMap, setRequestId, type BoltFrame } from '../../src/codecs/bolt/frame.ts';
+import { BOLT_V1, BOLT_V2, BoltCmd, BoltProtocolError, BoltStatus, BoltType, boltResponse, decodeBoltFrame, parseHeaderMap, readRouting, setRequestId, type BoltFrame, type BoltRouting } from '../../src/codecs/bolt/frame.ts';
 import { FrameBuffer } from '../../src/codecs/frame-buffer.ts';
 import { bytesArb, cutsArb, fcParams, FUZZ_SEED, mutate, mutationsArb, splitAt } from '../support/fuzz.ts';
 
@@ -373,6 +373,43 @@ describe(`Bolt codec properties (fast-check seed ${FUZZ_SEED})`, () => {
       // The frames the proxy accepted, given to the reference alone: the same cuts.
       expect(referenceCuts(bytes.subarray(0, offset))).toEqual(lengths);
     }), fcParams(1500));
+  });
+
+  it('reads the routing fields as parseHeaderMap does, and refuses the same blocks', () => {
+    const routingKey = fc.constantFrom('service', 'sofa_head_target_service', 'sofa_head_method_name', 'Service', 'servicf', 'sofa_head_method_namE');
+    const entries = fc.array(fc.tuple(fc.option(fc.oneof(routingKey, utf8(12)), { nil: null, freq: 8 }), fc.option(utf8(24), { nil: null, freq: 8 })), { maxLength: 8 });
+    const block = fc.oneof(entries.map(headerBlock), entries.chain((e) => fc.nat({ max: 200 }).map((cut) => headerBlock(e).subarray(0, cut))), bytesArb(0, 80));
+    fc.assert(fc.property(block, (b) => {
+      let map: Map<string, string> | undefined;
+      let mapError: unknown;
+      try {
+        map = parseHeaderMap(b);
+      } catch (err) {
+        mapError = err;
+      }
+      const found: BoltRouting = { service: undefined, targetService: undefined, method: undefined };
+      if (mapError !== undefined) {
+        expect(() => readRouting(b, found)).toThrow(BoltProtocolError);
+        return;
+      }
+      readRouting(b, found);
+      expect(found).toEqual({ service: map!.get('service'), targetService: map!.get('sofa_head_target_service'), method: map!.get('sofa_head_method_name') });
+    }), fcParams(1500));
+  });
+
+  it('decodes a frame the same into its own copy (`own`: the read buffer is reused)', () => {
+    fc.assert(fc.property(specArb, fc.nat({ max: 16 }), (spec, at) => {
+      const raw = Buffer.concat([Buffer.alloc(at, 0xee), encodeBolt(spec)]);
+      const viewed = decodeBoltFrame(raw, at, MAX)!;
+      const owned = decodeBoltFrame(raw, at, MAX, true)!;
+      expect(owned.length).toBe(viewed.length);
+      const fields = (f: BoltFrame) => ({ ...f, header: f.header.toString('hex'), content: f.content.toString('hex'), raw: f.raw.toString('hex') });
+      expect(fields(owned.frame)).toEqual(fields(viewed.frame));
+      // The read buffer is overwritten: the owned frame keeps its bytes.
+      const before = fields(owned.frame);
+      raw.fill(0x5a);
+      expect(fields(owned.frame)).toEqual(before);
+    }), fcParams(500));
   });
 
   it('throws nothing but BoltProtocolError for arbitrary bytes, whole or split, with any frame limit', () => {

@@ -16,7 +16,7 @@ import { createRequire } from 'node:module';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { FrameBuffer } from '../../src/codecs/frame-buffer.ts';
-import { DUBBO_HEADER, DubboProtocolError, DubboStatus, countArgs, decodeDubboFrame, dubboResponse, readInvocation, setDubboRequestId, type DubboFrame } from '../../src/codecs/dubbo/frame.ts';
+import { DUBBO_HEADER, DubboProtocolError, DubboStatus, countArgs, decodeDubboFrame, dubboResponse, readInvocation, readInvocationByHessian, readPlainInvocation, setDubboRequestId, type DubboFrame } from '../../src/codecs/dubbo/frame.ts';
 import { bytesArb, cutsArb, fcParams, FUZZ_SEED, mutate, mutationsArb, splitAt } from '../support/fuzz.ts';
 
 const require = createRequire(import.meta.url);
@@ -232,6 +232,54 @@ describe(`Dubbo codec properties (fast-check seed ${FUZZ_SEED})`, () => {
         .toEqual({ isRequest: (a.flag & 0x80) !== 0, twoWay: (a.flag & 0x40) !== 0, event: (a.flag & 0x20) !== 0, serialization: a.flag & 0x1f, status: a.status, requestId: a.id });
       expect(f.body.equals(a.body)).toBe(true);
       for (const cut of [0, 1, 2, 15, length - 1]) if (cut >= 0 && cut < length) expect(decodeDubboFrame(a.raw.subarray(0, cut), 0, MAX)).toBeUndefined();
+    }), fcParams(500));
+  });
+
+  it('reads plain bodies without hessian.js exactly as hessian.js does, and leaves it the others', () => {
+    const ascii = fc.string({ maxLength: 40 });
+    const scalar = fc.oneof(ascii, fc.string({ unit: 'grapheme', maxLength: 8 }), fc.integer(), fc.integer({ min: -300000, max: 300000 }), fc.boolean(), fc.constant(null),
+      fc.oneof(fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }), fc.constantFrom(0n, -8n, 15n, 2047n, -2048n, 262143n, 2n ** 31n, 2n ** 53n - 1n, 2n ** 53n, -(2n ** 53n) - 1n)).map((n) => ({ $class: 'long', $: n.toString() })),
+      fc.double({ noNaN: true }));
+    const plainBody = fc.record({
+      head: fc.array(fc.option(ascii, { nil: null, freq: 8 }), { minLength: 4, maxLength: 4 }), dubbox: fc.boolean(),
+      params: fc.array(fc.tuple(fc.constantFrom('Ljava/lang/String;', 'I', 'J', 'Z'), scalar), { maxLength: 5 }),
+      attachments: fc.oneof(fc.constant(null), fc.dictionary(fc.oneof(attachmentKey, ascii), scalar, { maxKeys: 6 })),
+    }).map((b) => hessianBody([...b.head, ...(b.dubbox ? [-1] : []), b.params.map(([t]) => t).join(''), ...b.params.map(([, v]) => v), b.attachments]));
+    let plain = 0;
+    fc.assert(fc.property(fc.oneof(plainBody, bodyArb.map((b) => hessianBody(b.values)), fc.tuple(plainBody, mutationsArb(3)).map(([b, ops]) => mutate(b, ops))), (body) => {
+      let fast;
+      try {
+        fast = readPlainInvocation(body);
+      } catch (err) {
+        // (A bad descriptor: refused as hessian.js's path refuses it.)
+        expect(err).toBeInstanceOf(DubboProtocolError);
+        expect(() => readInvocationByHessian(body)).toThrow((err as Error).message);
+        return;
+      }
+      if (fast === undefined) return;
+      plain++;
+      expect(readInvocationByHessian(body)).toEqual(fast);
+    }), fcParams(2000));
+    expect(plain).toBeGreaterThan(150);
+    // Chunked strings ('R' chunks, then a final one).
+    const long = 'a'.repeat(70_000);
+    const body = hessianBody(['2.0.2', long, '1.0', 'echo', 'Ljava/lang/String;', long, { timeout: 3000 }]);
+    expect(body.includes(0x52)).toBe(true);
+    expect(readPlainInvocation(body)).toEqual(readInvocationByHessian(body));
+    expect(readPlainInvocation(body)?.service).toBe(long);
+  });
+
+  it('decodes a frame the same into its own copy (`own`: the read buffer is reused)', () => {
+    fc.assert(fc.property(anyFrame, fc.nat({ max: 16 }), (a, at) => {
+      const raw = Buffer.concat([Buffer.alloc(at, 0xee), a.raw]);
+      const viewed = decodeDubboFrame(raw, at, MAX)!;
+      const owned = decodeDubboFrame(raw, at, MAX, true)!;
+      expect(owned.length).toBe(viewed.length);
+      const fields = (f: DubboFrame) => ({ ...f, body: f.body.toString('hex'), raw: f.raw.toString('hex') });
+      const before = fields(owned.frame);
+      expect(before).toEqual(fields(viewed.frame));
+      raw.fill(0x5a);
+      expect(fields(owned.frame)).toEqual(before);
     }), fcParams(500));
   });
 

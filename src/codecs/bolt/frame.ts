@@ -91,8 +91,10 @@ function headerLength(proto: number, response: boolean): number {
 /**
  * Decodes one frame at `offset`. Returns undefined when more bytes are needed; throws
  * BoltProtocolError for a frame that cannot be valid (bad protocol byte, oversize, bad CRC).
+ * `own`: `buf` is reused after this read (a shared read buffer): the frame gets a copy of its
+ * bytes, and its views point into that copy.
  */
-export function decodeBoltFrame(buf: Buffer, offset: number, maxFrameBytes: number): { frame: BoltFrame; length: number } | undefined {
+export function decodeBoltFrame(buf: Buffer, offset: number, maxFrameBytes: number, own = false): { frame: BoltFrame; length: number } | undefined {
   const avail = buf.length - offset;
   if (avail < 1) return undefined;
   const proto = buf[offset];
@@ -141,13 +143,20 @@ export function decodeBoltFrame(buf: Buffer, offset: number, maxFrameBytes: numb
     const expected = buf.readUInt32BE(offset + length - 4);
     if (crc32(buf.subarray(offset, offset + length - 4)) !== expected) throw new BoltProtocolError('Bolt frame CRC32 mismatch');
   }
-  const className = buf.toString('utf8', p, p + classLen);
+  let src = buf;
+  if (own) {
+    src = Buffer.allocUnsafe(length);
+    buf.copy(src, 0, offset, offset + length);
+    p -= offset;
+    offset = 0;
+  }
+  const className = classLen === 0 ? '' : src.toString('utf8', p, p + classLen);
   p += classLen;
-  const header = buf.subarray(p, p + headerLen);
+  const header = src.subarray(p, p + headerLen);
   p += headerLen;
-  const content = buf.subarray(p, p + contentLen);
+  const content = src.subarray(p, p + contentLen);
   return {
-    frame: { proto, ver1, type, cmdCode, ver2, requestId, codec, switchFlags, timeout, status, className, header, content, raw: buf.subarray(offset, offset + length) },
+    frame: { proto, ver1, type, cmdCode, ver2, requestId, codec, switchFlags, timeout, status, className, header, content, raw: own ? src : src.subarray(offset, offset + length) },
     length,
   };
 }
@@ -172,6 +181,60 @@ export function parseHeaderMap(header: Buffer): Map<string, string> {
     if (key !== null) out.set(key, value ?? '');
   }
   return out;
+}
+
+/** The header keys a call is routed by (see readRouting). */
+const SERVICE_KEY = Buffer.from('service');
+const TARGET_SERVICE_KEY = Buffer.from('sofa_head_target_service');
+const METHOD_KEY = Buffer.from('sofa_head_method_name');
+
+/** What readRouting finds (last occurrence wins, as in parseHeaderMap; a null value reads as ''). */
+export interface BoltRouting {
+  service: string | undefined;
+  targetService: string | undefined;
+  method: string | undefined;
+}
+
+/**
+ * The routing fields of a header block (`service`, `sofa_head_target_service`,
+ * `sofa_head_method_name`) without making strings of the other entries: the block's structure is
+ * checked whole (a truncated map throws, as parseHeaderMap does), keys are compared as bytes
+ * (they are ASCII: equal bytes ⇔ equal decoded strings), and only these values are decoded.
+ */
+export function readRouting(header: Buffer, into: BoltRouting): void {
+  const n = header.length;
+  let p = 0;
+  while (p < n) {
+    if (p + 4 > n) throw new BoltProtocolError('truncated Bolt header map');
+    const keyLen = u32(header, p);
+    const keyAt = (p += 4);
+    if (keyLen !== 0xffffffff) {
+      if (p + keyLen > n) throw new BoltProtocolError('truncated Bolt header map');
+      p += keyLen;
+    }
+    if (p + 4 > n) throw new BoltProtocolError('truncated Bolt header map');
+    const valueLen = u32(header, p);
+    const valueAt = (p += 4);
+    if (valueLen !== 0xffffffff) {
+      if (p + valueLen > n) throw new BoltProtocolError('truncated Bolt header map');
+      p += valueLen;
+    }
+    const key = keyLen === 7 ? SERVICE_KEY : keyLen === 24 ? TARGET_SERVICE_KEY : keyLen === 21 ? METHOD_KEY : undefined;
+    if (key === undefined || !bytesAt(header, keyAt, key)) continue;
+    const value = valueLen === 0xffffffff ? '' : header.toString('utf8', valueAt, valueAt + valueLen);
+    if (key === SERVICE_KEY) into.service = value;
+    else if (key === TARGET_SERVICE_KEY) into.targetService = value;
+    else into.method = value;
+  }
+}
+
+function u32(b: Buffer, p: number): number {
+  return b[p] * 0x1000000 + ((b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3]);
+}
+
+function bytesAt(b: Buffer, at: number, key: Buffer): boolean {
+  for (let i = 0; i < key.length; i++) if (b[at + i] !== key[i]) return false;
+  return true;
 }
 
 function requestIdOffset(proto: number): number {

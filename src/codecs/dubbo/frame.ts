@@ -70,8 +70,11 @@ export class DubboProtocolError extends ShuttleError {
   }
 }
 
-/** Decodes one frame at `offset`; undefined when more bytes are needed; throws when invalid. */
-export function decodeDubboFrame(buf: Buffer, offset: number, maxFrameBytes: number): { frame: DubboFrame; length: number } | undefined {
+/**
+ * Decodes one frame at `offset`; undefined when more bytes are needed; throws when invalid.
+ * `own`: `buf` is reused after this read (a shared read buffer): the frame gets a copy of its bytes.
+ */
+export function decodeDubboFrame(buf: Buffer, offset: number, maxFrameBytes: number, own = false): { frame: DubboFrame; length: number } | undefined {
   const avail = buf.length - offset;
   if (avail >= 1 && buf[offset] !== MAGIC_HIGH) throw new DubboProtocolError('not a Dubbo frame (bad magic)');
   if (avail >= 2 && buf[offset + 1] !== MAGIC_LOW) throw new DubboProtocolError('not a Dubbo frame (bad magic)');
@@ -81,16 +84,21 @@ export function decodeDubboFrame(buf: Buffer, offset: number, maxFrameBytes: num
   const length = DUBBO_HEADER + bodyLength;
   if (length > maxFrameBytes) throw new DubboProtocolError(`Dubbo frame of ${length} bytes is over the limit of ${maxFrameBytes}`);
   if (avail < length) return undefined;
+  let raw: Buffer;
+  if (own) {
+    raw = Buffer.allocUnsafe(length);
+    buf.copy(raw, 0, offset, offset + length);
+  } else raw = buf.subarray(offset, offset + length);
   return {
     frame: {
       isRequest: (flag & FLAG_REQUEST) !== 0,
       twoWay: (flag & FLAG_TWOWAY) !== 0,
       event: (flag & FLAG_EVENT) !== 0,
       serialization: flag & SERIALIZATION_MASK,
-      status: buf[offset + 3],
-      requestId: buf.readBigUInt64BE(offset + 4),
-      body: buf.subarray(offset + DUBBO_HEADER, offset + length),
-      raw: buf.subarray(offset, offset + length),
+      status: raw[3],
+      requestId: raw.readBigUInt64BE(4),
+      body: raw.subarray(DUBBO_HEADER),
+      raw,
     },
     length,
   };
@@ -102,8 +110,13 @@ export function decodeDubboFrame(buf: Buffer, offset: number, maxFrameBytes: num
  */
 export function readInvocation(frame: DubboFrame): DubboInvocation {
   if (frame.serialization !== HESSIAN2_SERIALIZATION) throw new DubboProtocolError(`unsupported Dubbo serialization ${frame.serialization}`);
+  return readPlainInvocation(frame.body) ?? readInvocationByHessian(frame.body);
+}
+
+/** readInvocation through hessian.js, whatever the body holds (exported for tests). */
+export function readInvocationByHessian(body: Buffer): DubboInvocation {
   try {
-    const d = new hessian.DecoderV2(frame.body);
+    const d = new hessian.DecoderV2(body);
     const dubboVersion = text(d.read(), 'dubbo version');
     const service = text(d.read(), 'service');
     const version = text(d.read(), 'version');
@@ -115,19 +128,155 @@ export function readInvocation(frame: DubboFrame): DubboInvocation {
     for (let i = 0; i < args; i++) d.read();
     const raw = d.read() ?? {};
     if (typeof raw !== 'object' || Array.isArray(raw)) throw new DubboProtocolError('attachments are not a map');
-    // Scalars only (Dubbo sends the caller's timeout as a number): lists, maps and shared
-    // references are not turned into text, which a crafted body could make exponentially large.
-    const attachments: Record<string, string> = {};
-    for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
-      if (typeof v === 'string') attachments[k] = v;
-      else if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') attachments[k] = String(v);
-    }
-    return { dubboVersion, service, version, method, attachments };
+    return { dubboVersion, service, version, method, attachments: scalarAttachments(raw as Record<string, unknown>) };
   } catch (err) {
     if (err instanceof DubboProtocolError) throw err;
     throw new DubboProtocolError(`malformed Dubbo request body: ${(err as Error).message}`);
   }
 }
+
+/**
+ * Scalars only (Dubbo sends the caller's timeout as a number): lists, maps and shared references
+ * are not turned into text, which a crafted body could make exponentially large.
+ */
+function scalarAttachments(raw: Record<string, unknown>): Record<string, string> {
+  const attachments: Record<string, string> = {};
+  for (const [k, v] of Object.entries(raw)) {
+    if (typeof v === 'string') attachments[k] = v;
+    else if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') attachments[k] = String(v);
+  }
+  return attachments;
+}
+
+/**
+ * The common call read without hessian.js, which builds every argument as an object just to get
+ * past it (most of a Dubbo call's proxy CPU): when every value up to the end of the attachments is
+ * an ASCII string, an int, a long within 2^53, a boolean or null, and the attachments are an
+ * untyped map ('H') of string keys, or null. Anything else — objects, lists, doubles, binary,
+ * references, non-ASCII text, a body cut short — returns undefined, and hessian.js reads the body
+ * as before (it decides what is malformed). The values match what hessian.js reads (property test;
+ * exported for it).
+ */
+export function readPlainInvocation(body: Buffer): DubboInvocation | undefined {
+  plainReader.buf = body as Latin1Buffer;
+  plainReader.at = 0;
+  try {
+    return readPlain(body, plainReader);
+  } finally {
+    plainReader.buf = NO_BODY; // (the body is not kept alive by the reader)
+  }
+}
+
+function readPlain(body: Buffer, r: typeof plainReader): DubboInvocation | undefined {
+  const dubboVersion = r.text();
+  const service = r.text();
+  const version = r.text();
+  const method = r.text();
+  if (dubboVersion === undefined || service === undefined || version === undefined || method === undefined) return undefined;
+  let next = r.scalar();
+  if (typeof next === 'number') next = r.scalar(); // Dubbox writes an int (-1) before the descriptor
+  if (next === NOT_PLAIN || (next !== null && typeof next !== 'string')) return undefined;
+  const args = countArgs(next ?? '');
+  for (let i = 0; i < args; i++) if (r.scalar() === NOT_PLAIN) return undefined;
+  const raw: Record<string, unknown> = {};
+  const code = body[r.at];
+  if (code === 0x4e) return { dubboVersion, service, version, method, attachments: {} };
+  if (code !== 0x48) return undefined;
+  r.at++;
+  for (;;) {
+    if (r.at >= body.length) return undefined;
+    if (body[r.at] === 0x5a) break;
+    const k = r.scalar();
+    if (typeof k !== 'string') return undefined;
+    const v = r.scalar();
+    if (v === NOT_PLAIN) return undefined;
+    raw[k] = v;
+  }
+  return { dubboVersion, service, version, method, attachments: scalarAttachments(raw) };
+}
+
+type Latin1Buffer = Buffer & { latin1Slice(start: number, end: number): string };
+
+/** A value readPlainInvocation leaves to hessian.js. */
+const NOT_PLAIN = Symbol('not plain');
+
+/** The cursor of readPlainInvocation (one body at a time). */
+const NO_BODY = Buffer.alloc(0) as Latin1Buffer;
+
+const plainReader = {
+  buf: NO_BODY,
+  at: 0,
+
+  /** A header string: null reads as '' (as text() does); anything else not plain. */
+  text(): string | undefined {
+    const v = this.scalar();
+    if (v === null) return '';
+    return typeof v === 'string' ? v : undefined;
+  },
+
+  /** hessian2: string, int, long, boolean, null; NOT_PLAIN for any other value or a cut. */
+  scalar(): string | number | boolean | null | typeof NOT_PLAIN {
+    const b = this.buf;
+    const at = this.at;
+    if (at >= b.length) return NOT_PLAIN;
+    const c = b[at];
+    if (c <= 0x1f) return this.ascii(at + 1, c, true);
+    if (c >= 0x30 && c <= 0x33) return at + 1 < b.length ? this.ascii(at + 2, (c - 0x30) * 256 + b[at + 1], true) : NOT_PLAIN;
+    if (c === 0x53 || c === 0x52) return this.chunks();
+    if (c >= 0x80 && c <= 0xbf) return this.skip(1, c - 0x90);
+    if (c >= 0xc0 && c <= 0xcf) return at + 1 < b.length ? this.skip(2, ((c - 0xc8) << 8) + b[at + 1]) : NOT_PLAIN;
+    if (c >= 0xd0 && c <= 0xd7) return at + 2 < b.length ? this.skip(3, ((c - 0xd4) << 16) + (b[at + 1] << 8) + b[at + 2]) : NOT_PLAIN;
+    if (c >= 0xd8 && c <= 0xef) return this.skip(1, c - 0xe0);
+    if (c >= 0xf0) return at + 1 < b.length ? this.skip(2, ((c - 0xf8) << 8) + b[at + 1]) : NOT_PLAIN;
+    if (c >= 0x38 && c <= 0x3f) return at + 2 < b.length ? this.skip(3, ((c - 0x3c) << 16) + (b[at + 1] << 8) + b[at + 2]) : NOT_PLAIN;
+    if (c === 0x49 || c === 0x59) return at + 4 < b.length ? this.skip(5, b.readInt32BE(at + 1)) : NOT_PLAIN;
+    if (c === 0x4c) {
+      if (at + 8 >= b.length) return NOT_PLAIN;
+      const n = b.readBigInt64BE(at + 1);
+      return n >= -0x1fffffffffffffn && n <= 0x1fffffffffffffn ? this.skip(9, Number(n)) : NOT_PLAIN;
+    }
+    if (c === 0x54) return this.skip(1, true);
+    if (c === 0x46) return this.skip(1, false);
+    if (c === 0x4e) return this.skip(1, null);
+    return NOT_PLAIN;
+  },
+
+  skip<T>(n: number, v: T): T {
+    this.at += n;
+    return v;
+  },
+
+  /** `len` ASCII bytes from `from` (hessian lengths count characters: equal to bytes for ASCII). */
+  ascii(from: number, len: number, move: boolean): string | typeof NOT_PLAIN {
+    const b = this.buf;
+    const end = from + len;
+    if (end > b.length) return NOT_PLAIN;
+    for (let i = from; i < end; i++) if (b[i] >= 0x80) return NOT_PLAIN;
+    if (move) this.at = end;
+    return len === 0 ? '' : b.latin1Slice(from, end);
+  },
+
+  /** 'R' (non-final) chunks, then a final chunk of any string form. */
+  chunks(): string | typeof NOT_PLAIN {
+    let out = '';
+    for (;;) {
+      const b = this.buf;
+      const at = this.at;
+      if (at >= b.length) return NOT_PLAIN;
+      const c = b[at];
+      if (c === 0x52 || c === 0x53) {
+        if (at + 2 >= b.length) return NOT_PLAIN;
+        const part = this.ascii(at + 3, b.readUInt16BE(at + 1), true);
+        if (part === NOT_PLAIN) return NOT_PLAIN;
+        out += part;
+        if (c === 0x53) return out;
+        continue;
+      }
+      const last = this.scalar();
+      return typeof last === 'string' ? out + last : NOT_PLAIN;
+    }
+  },
+};
 
 /** A header field of the body: a string (null reads as empty), anything else is malformed. */
 function text(v: unknown, what: string): string {

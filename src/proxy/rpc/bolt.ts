@@ -1,6 +1,41 @@
 /** SOFA Bolt as an RpcProtocol. */
-import { BoltCmd, BoltProtocolError, BoltStatus, BoltType, boltResponse, decodeBoltFrame, isResponse, parseHeaderMap, setRequestId, type BoltFrame } from '../../codecs/bolt/frame.ts';
+import { BoltCmd, BoltProtocolError, BoltStatus, BoltType, boltResponse, decodeBoltFrame, isResponse, parseHeaderMap, readRouting, setRequestId, type BoltFrame, type BoltRouting } from '../../codecs/bolt/frame.ts';
+import type { RpcCall } from '../../router/rpc-router.ts';
 import type { RpcFailure, RpcProtocol } from './protocol.ts';
+
+/** readRouting's answer for the call being made (one at a time: no object per call). */
+const routing: BoltRouting = { service: undefined, targetService: undefined, method: undefined };
+
+/**
+ * A Bolt call's routing fields. Only service and method are read per call (readRouting); the
+ * whole header map, by lower-cased name, is built the first time a route or filter asks for a
+ * header. (The header block is the frame's own memory, never written again: decode's `own`.)
+ */
+class BoltCall implements RpcCall {
+  readonly protocol = 'bolt';
+  readonly service: string;
+  readonly method: string | undefined;
+  private readonly block: Buffer;
+  private lower: Map<string, string> | undefined;
+
+  constructor(block: Buffer) {
+    this.block = block;
+    const r = routing;
+    r.service = r.targetService = r.method = undefined;
+    readRouting(block, r);
+    this.service = r.service ?? r.targetService ?? '';
+    this.method = r.method;
+  }
+
+  header(name: string): string | undefined {
+    let lower = this.lower;
+    if (lower === undefined) {
+      lower = this.lower = new Map();
+      for (const [k, v] of parseHeaderMap(this.block)) lower.set(k.toLowerCase(), v);
+    }
+    return lower.get(name);
+  }
+}
 
 const STATUS: Record<RpcFailure, number> = {
   no_route: BoltStatus.NO_PROCESSOR,
@@ -26,12 +61,7 @@ export const boltProtocol: RpcProtocol<BoltFrame> = {
     if (f.cmdCode === BoltCmd.HEARTBEAT) return 'heartbeat';
     return f.type === BoltType.ONEWAY ? 'oneway' : 'request';
   },
-  call(f) {
-    const headers = parseHeaderMap(f.header);
-    const lower = new Map<string, string>();
-    for (const [k, v] of headers) lower.set(k.toLowerCase(), v);
-    return { protocol: 'bolt', service: headers.get('service') ?? headers.get('sofa_head_target_service') ?? '', method: headers.get('sofa_head_method_name'), header: (n) => lower.get(n) };
-  },
+  call: (f) => new BoltCall(f.header),
   timeoutOf: (f) => (f.timeout > 0 ? f.timeout : 0),
   clientId: (f) => f.requestId,
   heartbeatAck: (f) => boltResponse(f, BoltStatus.SUCCESS, { heartbeat: true }),

@@ -31,7 +31,9 @@ export const dubboProtocol: RpcProtocol<DubboFrame> = {
   },
   call(f) {
     const inv = readInvocation(f);
-    const lower = new Map(Object.entries(inv.attachments).map(([k, v]) => [k.toLowerCase(), v]));
+    const lower = new Map<string, string>();
+    const attachments = inv.attachments;
+    for (const k of Object.keys(attachments)) lower.set(k.toLowerCase(), attachments[k]);
     if (inv.version) lower.set('version', inv.version);
     return { protocol: 'dubbo', service: inv.service, method: inv.method, header: (n) => lower.get(n) };
   },

@@ -6,8 +6,9 @@
  */
 import type net from 'node:net';
 import { FrameBuffer } from '../../codecs/frame-buffer.ts';
-import { onBatchedData, SocketOutput, type OutputOwner } from '../../stream/socket-output.ts';
+import { beginBatch, endBatch, onBatchedData, SocketOutput, type OutputOwner } from '../../stream/socket-output.ts';
 import { Deadline, deadlines } from '../../stream/deadlines.ts';
+import { readInto } from '../../net/socket-io.ts';
 import type { Cluster } from '../../cluster/cluster-manager.ts';
 import type { Host } from '../../cluster/host.ts';
 import type { RpcCall, RpcRoute } from '../../router/rpc-router.ts';
@@ -37,6 +38,9 @@ const FLAG_OF_FAILURE: Partial<Record<RpcFailure, ResponseFlag>> = { no_host: 'U
 
 /** How long an idle connection is kept during a drain, for a call already on its way. */
 const DRAIN_IDLE_GRACE_MS = 1_000;
+
+/** Every downstream RPC connection of a thread reads into this buffer; a read is decoded before the next. */
+const sharedReadBuffer = Buffer.allocUnsafeSlow(64 * 1024);
 
 export class RpcConnection<F> implements Migratable, OutputOwner, StreamWriteCallbacks {
   readonly socket: net.Socket;
@@ -68,6 +72,17 @@ export class RpcConnection<F> implements Migratable, OutputOwner, StreamWriteCal
 
   /** The connection's TLS (SNI, the client's identity), when it has one. */
   readonly tls: TlsInfo | undefined;
+  /** Reads go into sharedReadBuffer (see start()). */
+  private sharedReads = false;
+  /**
+   * idle_timeout without a socket timer (Node refreshes one on every read and write): reads and
+   * writes only bump `activity`; a deadline looks at it four times per idle_timeout (see checkIdle()).
+   */
+  private activity = 0;
+  private quietSince = 0;
+  /** The listener's idle_timeout when the connection started (as the socket timer it replaces). */
+  private idleMs = 0;
+  private readonly idleCheck = new Deadline(() => this.checkIdle());
 
   constructor(socket: net.Socket, id: string, protocol: RpcProtocol<F>, ctx: RpcProxyContext, onClose: (c: RpcConnection<F>) => void, tls?: TlsInfo) {
     this.socket = socket;
@@ -98,8 +113,20 @@ export class RpcConnection<F> implements Migratable, OutputOwner, StreamWriteCal
     const s = this.socket;
     const snap = this.ctx.snapshot();
     s.setNoDelay(true);
-    // Every call of a read goes upstream in one write per upstream connection.
-    onBatchedData(s, (chunk) => this.onData(chunk));
+    // Reads land in the thread's shared buffer (net/socket-io.ts): no Buffer and no stream work
+    // per read. What outlives the read is copied: each call's frame (decode's `own`: calls are
+    // sent later by a retry, a filter, a connecting upstream), a frame cut by the end of the read
+    // (FrameBuffer). TLS sockets read through 'data'. Either way, every call of a read goes
+    // upstream in one write per upstream connection (the batch).
+    this.sharedReads = readInto(s, sharedReadBuffer, (bytes) => {
+      beginBatch();
+      try {
+        this.onData(sharedReadBuffer.subarray(0, bytes), true);
+      } finally {
+        endBatch();
+      }
+    });
+    if (!this.sharedReads) onBatchedData(s, (chunk) => this.onData(chunk, false));
     s.on('error', () => {});
     s.on('end', () => {
       // (allowHalfOpen: the answers to calls already sent still go out.)
@@ -110,14 +137,35 @@ export class RpcConnection<F> implements Migratable, OutputOwner, StreamWriteCal
       this.closed = true;
       this.cancelFlush?.();
       clearTimeout(this.drainTimer);
+      this.idleCheck.cancel();
       for (const run of [...this.runs]) run.abandon();
       snap.telemetry.downstreamClosed(snap.listenerIndex);
       this.onClose(this);
     });
-    s.setTimeout(snap.listener.idle_timeout, () => s.destroy());
+    this.idleMs = snap.listener.idle_timeout;
+    this.quietSince = performance.now();
+    this.idleCheck.arm(deadlines.queue(idleStep(this.idleMs)));
     snap.telemetry.downstreamOpened(snap.listenerIndex);
-    if (initial) this.onData(initial);
+    if (initial) this.onData(initial, false);
     s.resume();
+  }
+
+  /**
+   * A byte either way since the last look restarts the quiet period; a connection quiet for
+   * idle_timeout closes (within a quarter of it more, as the L4 relay's timer).
+   */
+  private checkIdle(): void {
+    if (this.closed) return;
+    const idleMs = this.idleMs;
+    const now = performance.now();
+    if (this.activity !== 0) {
+      this.activity = 0;
+      this.quietSince = now;
+    } else if (now - this.quietSince >= idleMs) {
+      this.socket.destroy();
+      return;
+    }
+    this.idleCheck.arm(deadlines.queue(idleStep(idleMs)));
   }
 
   /** Plain Bolt and Dubbo peers know no goaway: keep serving until idle, then close after a grace. */
@@ -199,17 +247,22 @@ export class RpcConnection<F> implements Migratable, OutputOwner, StreamWriteCal
     this.drainTimer.unref();
   }
 
-  private onData(chunk: Buffer): void {
+  /** `volatile`: `chunk` is the shared read buffer, overwritten by the next read of any socket. */
+  private onData(chunk: Buffer, volatile: boolean): void {
+    this.activity++;
     if (this.ending) return;
     const snap = this.ctx.snapshot();
     const row = snap.telemetry.row;
     const base = snap.telemetry.layout.listener(snap.listenerIndex);
     row[base + L.downstream_cx_rx_bytes_total] += chunk.length;
-    const buf = this.frames.append(chunk);
+    const buf = this.frames.append(chunk, volatile);
+    // Frames decoded from the read itself get their own copy; bytes gathered in the frame
+    // buffer's own memory are never written again (frame-buffer.ts).
+    const own = volatile && buf === chunk;
     let offset = 0;
     try {
       for (;;) {
-        const decoded = this.protocol.decode(buf, offset, snap.listener.rpc!.max_frame_bytes);
+        const decoded = this.protocol.decode(buf, offset, snap.listener.rpc!.max_frame_bytes, own);
         if (!decoded) break;
         offset += decoded.length;
         this.onFrame(decoded.frame, snap);
@@ -239,6 +292,7 @@ export class RpcConnection<F> implements Migratable, OutputOwner, StreamWriteCal
   // ---- OutputOwner --------------------------------------------------------------------------
 
   onWritten(bytes: number): void {
+    this.activity++;
     const snap = this.ctx.snapshot();
     snap.telemetry.row[snap.telemetry.layout.listener(snap.listenerIndex) + L.downstream_cx_tx_bytes_total] += bytes;
   }
@@ -314,7 +368,9 @@ class RpcCallRun<F> implements StreamDecoder, PoolCallbacks {
   private readonly oneway: boolean;
   private readonly snap: RpcListenerSnapshot;
   private readonly route: RpcRoute | undefined;
-  private readonly tried = new Set<Host>();
+  /** Hosts tried, made at the first retry (most calls make one try: no Set per call). */
+  private tried: Set<Host> | undefined;
+  private attempts = 0;
   private readonly startedAt = performance.now();
   /** The current try: its host, and the upstream stream it was sent on. */
   private host: Host | undefined;
@@ -388,9 +444,10 @@ class RpcCallRun<F> implements StreamDecoder, PoolCallbacks {
   }
 
   private attempt(cluster: Cluster): void {
+    if (this.host !== undefined) (this.tried ??= new Set()).add(this.host);
     const host = cluster.lb.choose(this.tried);
     if (!host) return this.fail('no_host', 'SHUTTLE_E_NO_HEALTHY_HOST', null);
-    this.tried.add(host);
+    this.attempts++;
     this.tryStartedAt = performance.now();
     const { telemetry, listener } = this.snap;
     // The registry of this connection's protocol: its frames are F.
@@ -504,7 +561,7 @@ class RpcCallRun<F> implements StreamDecoder, PoolCallbacks {
     if (listener.access_log) {
       this.conn.ctx.logger.info({
         msg: 'access', conn: this.conn.id, listener: listener.name, protocol: this.conn.protocol.name, service: this.call.service, method: this.call.method ?? null,
-        request_id: String(this.clientId), oneway: this.oneway, status: status < 0 ? null : status, upstream: host?.address ?? null, attempts: this.tried.size, retries: this.retries,
+        request_id: String(this.clientId), oneway: this.oneway, status: status < 0 ? null : status, upstream: host?.address ?? null, attempts: this.attempts, retries: this.retries,
         duration_ms: Math.round((performance.now() - this.startedAt) * 1000) / 1000, error,
         response_flags: this.flags === 0 ? '-' : responseFlagsText(this.flags),
         tls: this.conn.tls ? { sni: this.conn.tls.sni ?? null, version: this.conn.tls.version, peer: this.conn.tls.peer?.identity ?? null } : undefined,
@@ -515,3 +572,8 @@ class RpcCallRun<F> implements StreamDecoder, PoolCallbacks {
 }
 
 function noop(): void {}
+
+/** How often a connection's idle check looks: four times per idle_timeout. */
+function idleStep(idleMs: number): number {
+  return Math.max(1, Math.ceil(idleMs / 4));
+}
