@@ -2,6 +2,8 @@
  * HpackDecoder remembers the last literal value per static name (peers such as nginx send the same
  * literals in every response): a repeat decodes to the same string without decoding it again, and
  * any change of octets (a new date, raw instead of Huffman, another length) is decoded afresh.
+ * And the encoder and decoder stay in step over long random sequences of repeated and interleaved
+ * lists, with evictions, never-indexed fields and a size update on the way.
  */
 import { describe, expect, it } from 'vitest';
 import { HpackDecoder, HpackEncoder } from '../src/codecs/http2/hpack.ts';
@@ -34,5 +36,38 @@ describe('HPACK literal memo', () => {
     d.decode(NGINX_HEAD);
     // date (static 33), literal without indexing, Huffman, 2 octets of all-ones = EOS padding > 7 bits.
     expect(() => d.decode(Buffer.from([0x0f, 0x12, 0x82, 0xff, 0xff]))).toThrow(/Huffman|EOS/);
+  });
+
+  it('encoder and decoder stay in step: repeated and interleaved lists, evictions, never-indexed fields, a size update', () => {
+    const pool: string[][] = [
+      [':method', 'GET', ':path', '/', ':scheme', 'http', ':authority', 'a.example', 'user-agent', 'h2load'],
+      [':status', '200', 'server', 'nginx/1.22.1', 'date', 'Fri, 04 Dec 2026 06:30:01 GMT', 'content-length', '24'],
+      [':status', '200', 'server', 'nginx/1.22.1', 'date', 'Fri, 04 Dec 2026 06:30:02 GMT', 'content-length', '24'],
+      [':method', 'POST', ':path', '/svc.Greeter/Hello', ':scheme', 'http', ':authority', 'b.example', 'content-type', 'application/grpc', 'te', 'trailers'],
+      [':status', '404', 'x-big', 'y'.repeat(1500)],
+      [':status', '200', 'authorization', 'secret', 'cookie', 'k=v'],
+    ];
+    let seed = 42;
+    const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) >>> 0) % n);
+    for (const tableSize of [4096, 256]) {
+      const e = new HpackEncoder();
+      const d = new HpackDecoder({ maxTableSize: 4096, maxHeaderListSize: 1 << 20 });
+      if (tableSize !== 4096) e.setPeerMaxTableSize(tableSize);
+      let repeats = 0;
+      let last: Buffer | undefined;
+      let lastList: string[] | undefined;
+      for (let i = 0; i < 3000; i++) {
+        // Mostly repeats (as on a proxied connection), sometimes another list.
+        const list = rand(4) === 0 || lastList === undefined ? pool[rand(pool.length)] : lastList;
+        const neverIndex = list[0] === ':status' && rand(5) === 0 ? ['server'] : undefined;
+        const block = e.encode([...list], neverIndex);
+        expect(d.decode(block).headers).toEqual(list);
+        if (lastList === list && last !== undefined && block.equals(last)) repeats++;
+        last = block;
+        lastList = list;
+        if (i === 1500 && tableSize === 4096) e.setPeerMaxTableSize(2048); // a size update mid-way
+      }
+      expect(repeats).toBeGreaterThan(500); // (fully indexed repeats: the same bytes)
+    }
   });
 });
