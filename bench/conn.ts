@@ -34,7 +34,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cpuSeconds, freePort, hardFileLimit, has, median, NGINX_STREAM_MODULE, processFamily, spawnUntil, startNginx, startShuttleWith, stop, table, threadCpuSeconds, waitForPort } from './support/lib.ts';
+import { cpuSeconds, freePort, hardFileLimit, has, inTurn, median, NGINX_STREAM_MODULE, processFamily, spawnUntil, startNginx, startShuttleWith, stop, table, threadCpuSeconds, waitForPort } from './support/lib.ts';
 
 const REPS = Number(process.env.REPS ?? 3);
 const DURATION = Number(process.env.DURATION ?? 4);
@@ -225,7 +225,7 @@ try {
   for (const t of targets) for (const s of SCENARIOS) await measure(t, s, 1); // warm-up (JIT, pools)
   for (let rep = 0; rep < REPS; rep++) {
     for (const scenario of SCENARIOS) {
-      for (const t of targets) {
+      for (const t of inTurn(targets, rep)) {
         const s = await measure(t, scenario, DURATION);
         if (!s) continue;
         const key = `${t.name}|${scenario}`;

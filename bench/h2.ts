@@ -18,7 +18,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cpuSplit, freePort, median, processFamily, spawnUntil, startNginx, startShuttle, stop, table, waitForPort } from './support/lib.ts';
+import { cpuSplit, freePort, inTurn, median, processFamily, spawnUntil, startNginx, startShuttle, stop, table, waitForPort } from './support/lib.ts';
 
 const REPS = Number(process.env.REPS ?? 3);
 const DURATION = Number(process.env.DURATION ?? 5);
@@ -104,7 +104,7 @@ const results = new Map<string, Sample[]>();
 try {
   for (const t of all) await h2load(t.port, 2); // warm-up (JIT, pools)
   for (let rep = 0; rep < REPS; rep++) {
-    for (const t of all) {
+    for (const t of inTurn(all, rep)) {
       const pids = t.pids();
       const cpu = () => pids.reduce((n, p) => {
         try {

@@ -21,7 +21,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cpuSplit, freePort, has, median, processFamily, spawnUntil, startNginx, startShuttle, stop, table, waitForPort } from './support/lib.ts';
+import { cpuSplit, freePort, has, inTurn, median, processFamily, spawnUntil, startNginx, startShuttle, stop, table, waitForPort } from './support/lib.ts';
 
 const REPS = Number(process.env.REPS ?? 3);
 const DURATION = Number(process.env.DURATION ?? 5);
@@ -153,7 +153,7 @@ try {
   for (const t of all) wrk(t.port, 10); // warm-up (JIT, pools)
   for (let rep = 0; rep < REPS; rep++) {
     for (const c of CONNECTIONS) {
-      for (const t of all) {
+      for (const t of inTurn(all, rep)) {
         const pids = t.pids();
         const cpu = () => pids.reduce((n, p) => { const s = cpuSplit(p); return { user: n.user + s.user, sys: n.sys + s.sys }; }, { user: 0, sys: 0 });
         const before = cpu();

@@ -15,7 +15,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cpuSeconds, freePort, median, percentile, startShuttle, stop, table, waitForPort } from './support/lib.ts';
+import { cpuSeconds, freePort, inTurn, median, percentile, startShuttle, stop, table, waitForPort } from './support/lib.ts';
 
 const REPS = Number(process.env.REPS ?? 3);
 const SECONDS = Number(process.env.SECONDS ?? 4);
@@ -96,7 +96,7 @@ try {
   const results = new Map<string, { rate: number; p50: number; p99: number; cpu: number }[]>();
   for (let rep = 0; rep < REPS; rep++) {
     for (const c of CONCURRENCY) {
-      for (const t of targets) {
+      for (const t of inTurn(targets, rep)) {
         const before = t.pid ? cpuSeconds(t.pid) : 0;
         const r = await run(t.port, c);
         const cpu = t.pid ? ((cpuSeconds(t.pid) - before) * 1e6) / r.calls : NaN;

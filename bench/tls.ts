@@ -17,7 +17,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cpuSplit, freePort, has, median, processFamily, spawnUntil, startNginx, startShuttle, stop, table } from './support/lib.ts';
+import { cpuSplit, freePort, has, inTurn, median, processFamily, spawnUntil, startNginx, startShuttle, stop, table } from './support/lib.ts';
 
 const REPS = Number(process.env.REPS ?? 3);
 const DURATION = Number(process.env.DURATION ?? 5);
@@ -105,7 +105,7 @@ const all = await targets();
 try {
   for (const t of all) wrk(t.port, false); // warm-up
   for (let rep = 0; rep < REPS; rep++) {
-    for (const t of all) {
+    for (const t of inTurn(all, rep)) {
       const pids = t.pids();
       let c0 = cpuOf(pids);
       const hs = wrk(t.port, true);

@@ -23,6 +23,15 @@ export function percentile(sorted: Float64Array, p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
+/**
+ * The targets in the order of this repetition: reversed every other one, so that no target always
+ * runs first or right after the same neighbour (this machine drifts within a run, and a target
+ * pays for the one before it: its GC, its sockets in TIME_WAIT).
+ */
+export function inTurn<T>(targets: readonly T[], rep: number): readonly T[] {
+  return rep % 2 === 0 ? targets : [...targets].reverse();
+}
+
 export function median(values: number[]): number {
   const s = [...values].sort((a, b) => a - b);
   const m = s.length >> 1;
