@@ -4,6 +4,9 @@
  * inspector and writes its files when it stops (drain, SIGTERM):
  *   SHUTTLE_CPU_PROFILE_DIR=dir    worker-<id>.cpuprofile (Chrome DevTools, speedscope)
  *   SHUTTLE_HEAP_PROFILE_DIR=dir   worker-<id>.heapprofile: sampled allocations by stack
+ *   SHUTTLE_HEAP_LIVE_AFTER_MS=n   (with the above) worker-<id>.live.heapprofile, written n ms
+ *                                  after start: the objects alive then, by the stack that made
+ *                                  them (what idle connections hold: bench/idle-profile.ts)
  */
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
@@ -22,7 +25,16 @@ export function startProfiler(workerId: number): (() => Promise<void>) | undefin
   }
   if (heapDir) {
     session.post('HeapProfiler.enable');
-    session.post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+    const liveAfterMs = Number(process.env.SHUTTLE_HEAP_LIVE_AFTER_MS ?? 0);
+    const live = liveAfterMs > 0;
+    session.post('HeapProfiler.startSampling', { samplingInterval: live ? 256 : 4096, includeObjectsCollectedByMajorGC: !live, includeObjectsCollectedByMinorGC: !live });
+    if (live) {
+      setTimeout(() => {
+        session.post('HeapProfiler.stopSampling', (err, r) => {
+          if (!err) writeFileSync(join(heapDir, `worker-${workerId}.live.heapprofile`), JSON.stringify((r as { profile: unknown }).profile));
+        });
+      }, liveAfterMs).unref();
+    }
   }
   const post = (method: string) => new Promise<unknown>((resolve) => session.post(method, (err, result) => resolve(err ? undefined : result)));
   return async () => {
