@@ -110,6 +110,8 @@ export interface ServerCodecCallbacks {
   onClose(): void;
   /** A stream became active or finished: the count is the connection manager's idle clock. */
   onStreamCountChanged(active: number): void;
+  /** Malformed input was answered and the connection is closing; or an internal error (a bug). */
+  onCodecError(error: ShuttleError): void;
 }
 
 /** One downstream connection's protocol: HTTP/1.1 or HTTP/2 (h2c now, h2 by ALPN with TLS). */

@@ -62,10 +62,7 @@ export function readInto(socket: net.Socket, buffer: Buffer, onRead: (bytes: num
   const s = socket as UserBufferSocket;
   const sym = symbols!;
   s[sym.generator] = null;
-  s[sym.callback] = (bytes: number) => {
-    onRead(bytes);
-    return true;
-  };
+  s[sym.callback] = onRead; // (only a return of false would stop reading: no wrapper needed)
   switchBuffer(socket, buffer);
   return true;
 }

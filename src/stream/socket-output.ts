@@ -58,6 +58,9 @@ export function onBatchedData(socket: net.Socket, handler: (chunk: Buffer) => vo
   });
 }
 
+/** The shared empty list of outputs with nothing pushed (never pushed to). */
+const NO_PIECES: (string | Buffer)[] = [];
+
 /** Staging buffers not lent to any output (reused: an output borrows one per event). */
 const STAGE_BYTES = 16 * 1024;
 const STAGES_KEPT = 32;
@@ -73,7 +76,8 @@ export interface OutputOwner {
 export class SocketOutput {
   private readonly socket: net.Socket;
   private readonly owner: OutputOwner;
-  private pieces: (string | Buffer)[] = [];
+  /** NO_PIECES until the first push of an event (an idle connection holds no array). */
+  private pieces: (string | Buffer)[] = NO_PIECES;
   private bytes = 0;
   private volatile = false;
   private queued = false;
@@ -96,6 +100,7 @@ export class SocketOutput {
   push(piece: string | Buffer, volatile = false): void {
     if (piece.length === 0) return;
     if (this.stageUsed > this.stageFrom) this.closeStaged();
+    if (this.pieces === NO_PIECES) this.pieces = [];
     this.pieces.push(piece);
     this.bytes += piece.length;
     if (volatile) this.volatile = true;
@@ -145,6 +150,7 @@ export class SocketOutput {
 
   /** The staged bytes so far become a piece (something else is pushed after them). */
   private closeStaged(): void {
+    if (this.pieces === NO_PIECES) this.pieces = [];
     this.pieces.push(this.stage!.subarray(this.stageFrom, this.stageUsed));
     this.stageFrom = this.stageUsed;
   }
@@ -160,7 +166,7 @@ export class SocketOutput {
     this.volatile = false;
     const socket = this.socket;
     if (socket.destroyed) {
-      this.pieces = [];
+      this.pieces = NO_PIECES;
       this.stage = undefined;
       this.stageFrom = this.stageUsed = 0;
       if (stage !== undefined && freeStages.length < STAGES_KEPT) freeStages.push(stage);
@@ -174,7 +180,7 @@ export class SocketOutput {
     } else {
       if (stage !== undefined && this.stageUsed > this.stageFrom) this.closeStaged();
       const pieces = this.pieces;
-      this.pieces = [];
+      this.pieces = NO_PIECES;
       ok = writeJoined(socket, pieces, bytes, volatile);
     }
     this.stage = undefined;

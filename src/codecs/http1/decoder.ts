@@ -75,15 +75,16 @@ abstract class Http1Decoder<H extends RequestHead | ResponseHead> {
   protected readonly limits: HeadLimits;
   protected readonly maxBodyBytes: number;
   private readonly volatileInput: boolean;
-  /** Set when payloadOnly: hands chunk payload ranges on (one closure per decoder, not per read). */
-  private readonly payload: ((buf: Buffer, from: number, to: number) => void) | undefined;
+  private readonly payloadOnly: boolean;
+  /** When payloadOnly: hands chunk payload ranges on (one closure per decoder, made at its first chunked body). */
+  private payload: ((buf: Buffer, from: number, to: number) => void) | undefined;
 
   constructor(handler: DecoderHandler<H>, opts: DecoderOptions = {}) {
     this.handler = handler;
     this.limits = opts.limits ?? DEFAULT_HEAD_LIMITS;
     this.maxBodyBytes = opts.maxBodyBytes ?? Infinity;
     this.volatileInput = opts.volatileInput ?? false;
-    this.payload = opts.payloadOnly ? (buf, from, to) => this.handler.onBody(buf.subarray(from, to), false) : undefined;
+    this.payloadOnly = opts.payloadOnly ?? false;
   }
 
   /** True while a message has completed and the next one waits for resume(). */
@@ -203,10 +204,10 @@ abstract class Http1Decoder<H extends RequestHead | ResponseHead> {
         }
         case Mode.Chunked: {
           const scanner = this.chunked!;
-          const end = scanner.scan(buf, i, len, this.payload);
+          const end = scanner.scan(buf, i, len, this.payloadOnly ? (this.payload ??= (b, from, to) => this.handler.onBody(b.subarray(from, to), false)) : undefined);
           if (scanner.payloadBytes > this.maxBodyBytes) throw new HttpParseError('SHUTTLE_E_HTTP_BODY_TOO_LARGE', `body larger than ${this.maxBodyBytes} bytes`);
           const stop = end < 0 ? len : end;
-          if (this.payload === undefined) this.handler.onBody(buf.subarray(i, stop), false);
+          if (!this.payloadOnly) this.handler.onBody(buf.subarray(i, stop), false);
           i = stop;
           if (end >= 0) this.finish(scanner.trailers);
           break;

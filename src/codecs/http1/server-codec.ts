@@ -22,7 +22,7 @@ import { readInto } from '../../net/socket-io.ts';
 /** Every downstream HTTP/1 connection of the thread reads into this (reads are handled one at a time). */
 const sharedReadBuffer = Buffer.allocUnsafeSlow(64 * 1024);
 import { resumeReading, stopReading } from '../../upgrade/migration.ts';
-import { RequestDecoder } from './decoder.ts';
+import { RequestDecoder, type DecoderHandler } from './decoder.ts';
 import { HttpParseError } from './errors.ts';
 import { validHost, type HeadLimits, type RequestHead } from './head.ts';
 
@@ -45,8 +45,6 @@ export interface Http1ServerOptions {
   readonly tunnelIdleTimeoutMs: number;
   /** The connection's byte counters: row[rxCell] and row[txCell] grow by what moves. */
   readonly stats: { readonly row: Float64Array; readonly rxCell: number; readonly txCell: number };
-  /** Malformed input was answered and the connection is closing; or an internal error (a bug). */
-  readonly onError: (error: ShuttleError) => void;
 }
 
 /** A response made by the codec itself (malformed requests): latin1 text, Connection: close. */
@@ -55,7 +53,7 @@ export function codecReply(status: number, error: ShuttleError): string {
   return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-shuttle-error: ${error.code}\r\nconnection: close\r\n\r\n${body}`;
 }
 
-export class Http1ServerCodec implements ServerCodec, OutputOwner {
+export class Http1ServerCodec implements ServerCodec, OutputOwner, DecoderHandler<RequestHead> {
   readonly protocol = 'HTTP/1.1';
   readonly socket: net.Socket;
   private readonly callbacks: ServerCodecCallbacks;
@@ -85,12 +83,8 @@ export class Http1ServerCodec implements ServerCodec, OutputOwner {
     this.opts = opts;
     this.output = new SocketOutput(socket, this);
     this.headTimer = new Deadline(() => this.reject(new HttpParseError('SHUTTLE_E_HTTP_HEADERS_TIMEOUT', 'request header timeout')));
-    this.decoder = new RequestDecoder({
-      onHead: (head) => this.onHead(head),
-      // Body bytes outlive the read (retries, filters, a slow upstream): ours, when the read buffer is shared.
-      onBody: (chunk, last) => this.current?.onBody(this.sharedReads ? Buffer.from(chunk) : chunk, last),
-      onComplete: (trailers) => this.onRequestComplete(trailers),
-    }, { limits: opts.limits, maxBodyBytes: opts.maxBodyBytes, payloadOnly: true, volatileInput: true });
+    // (The codec is its decoder's handler: no closures per connection.)
+    this.decoder = new RequestDecoder(this, { limits: opts.limits, maxBodyBytes: opts.maxBodyBytes, payloadOnly: true, volatileInput: true });
   }
 
   get tunnelIdleTimeoutMs(): number {
@@ -123,7 +117,7 @@ export class Http1ServerCodec implements ServerCodec, OutputOwner {
     if (!this.sharedReads) onBatchedData(s, (chunk) => this.onData(chunk));
     s.on('end', () => this.onEnd());
     s.on('error', noop);
-    s.once('close', () => this.onClose());
+    s.on('close', () => this.onClose()); // ('close' comes once: no once() wrapper per connection)
     if (initial) this.onData(initial);
     s.resume();
   }
@@ -209,7 +203,9 @@ export class Http1ServerCodec implements ServerCodec, OutputOwner {
     }
   }
 
-  private onHead(head: RequestHead): void {
+  // ---- DecoderHandler (the request decoder's) ---------------------------------------------------
+
+  onHead(head: RequestHead): void {
     this.headTimer.cancel();
     this.headStarted = false;
     this.requestInProgress = true;
@@ -222,7 +218,12 @@ export class Http1ServerCodec implements ServerCodec, OutputOwner {
     stream.decoder.decodeHeaders(headers, endStream);
   }
 
-  private onRequestComplete(trailers: string[]): void {
+  /** Body bytes outlive the read (retries, filters, a slow upstream): ours, when the read buffer is shared. */
+  onBody(chunk: Buffer, last: boolean): void {
+    this.current?.onBody(this.sharedReads ? Buffer.from(chunk) : chunk, last);
+  }
+
+  onComplete(trailers: string[]): void {
     this.requestInProgress = false;
     const current = this.current;
     if (current !== undefined) current.onRequestComplete(trailers);
@@ -238,7 +239,7 @@ export class Http1ServerCodec implements ServerCodec, OutputOwner {
     this.headTimer.cancel();
     this.headStarted = false;
     this.closing = true;
-    this.opts.onError(err);
+    this.callbacks.onCodecError(err);
     const stream = this.current;
     if (stream !== undefined) {
       this.current = undefined; // the aborted stream must not end the connection itself

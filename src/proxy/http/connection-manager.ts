@@ -10,7 +10,7 @@
  *   idle_timeout: no stream for that long → close (Envoy's idle_timeout; streams have their own)
  */
 import type net from 'node:net';
-import { Http1ServerCodec } from '../../codecs/http1/server-codec.ts';
+import { Http1ServerCodec, type Http1ServerOptions } from '../../codecs/http1/server-codec.ts';
 import { Http2ServerCodec } from '../../codecs/http2/server-codec.ts';
 import type { Http2MigratedState } from '../../codecs/http2/connection.ts';
 import type { ShuttleError } from '../../errors.ts';
@@ -53,13 +53,14 @@ export class HttpConnectionManager implements ServerCodecCallbacks, DownstreamCo
     this.ctx = ctx;
     this.onClosed = onClosed;
     const snap = (this.snap = ctx.snapshot());
-    const http = snap.listener.http;
-    const listenerBase = snap.telemetry.layout.listener(snap.listenerIndex);
-    const stats = { row: snap.telemetry.row, rxCell: listenerBase + L.downstream_cx_rx_bytes_total, txCell: listenerBase + L.downstream_cx_tx_bytes_total };
-    const onError = (error: ShuttleError) => this.codecError(error);
-    this.codec = protocol === 'HTTP/2'
-      ? new Http2ServerCodec(socket, this, { settings: http.http2, maxHeaderListSize: http.max_request_headers_kb * 1024, maxRequestBodyBytes: http.max_request_body_bytes, maxHeaders: http.max_headers, scheme: tls ? 'https' : 'http', stats, onError, counters: { row: snap.telemetry.row, base: listenerBase }, sendStallTimeoutMs: http.stream_idle_timeout, resumed })
-      : new Http1ServerCodec(socket, this, { limits: { maxHeadBytes: http.max_request_headers_kb * 1024, maxHeaders: http.max_headers }, maxBodyBytes: http.max_request_body_bytes, headersTimeout: deadlines.queue(http.request_headers_timeout), scheme: tls ? 'https' : 'http', tunnelIdleTimeoutMs: snap.listener.idle_timeout, stats, onError });
+    if (protocol === 'HTTP/2') {
+      const http = snap.listener.http;
+      const listenerBase = snap.telemetry.layout.listener(snap.listenerIndex);
+      const stats = { row: snap.telemetry.row, rxCell: listenerBase + L.downstream_cx_rx_bytes_total, txCell: listenerBase + L.downstream_cx_tx_bytes_total };
+      this.codec = new Http2ServerCodec(socket, this, { settings: http.http2, maxHeaderListSize: http.max_request_headers_kb * 1024, maxRequestBodyBytes: http.max_request_body_bytes, maxHeaders: http.max_headers, scheme: tls ? 'https' : 'http', stats, onError: (error) => this.onCodecError(error), counters: { row: snap.telemetry.row, base: listenerBase }, sendStallTimeoutMs: http.stream_idle_timeout, resumed });
+    } else {
+      this.codec = new Http1ServerCodec(socket, this, http1Options(snap, tls ? 'https' : 'http'));
+    }
     this.idleQueue = deadlines.queue(snap.listener.idle_timeout);
     this.idleTimer = new Deadline(() => this.codec.close());
   }
@@ -185,7 +186,7 @@ export class HttpConnectionManager implements ServerCodecCallbacks, DownstreamCo
     this.onClosed(this);
   }
 
-  private codecError(error: ShuttleError): void {
+  onCodecError(error: ShuttleError): void {
     const snap = this.snap;
     if (error.source === 'internal') {
       this.ctx.logger.error({ conn: this.id, listener: snap.listener.name, err: error }, 'internal error handling a request; connection closed');
@@ -197,6 +198,29 @@ export class HttpConnectionManager implements ServerCodecCallbacks, DownstreamCo
 }
 
 function noop(): void {}
+
+/**
+ * The HTTP/1 codec's options for a listener generation and scheme: the same object for all its
+ * connections (an idle connection should cost little more than its socket).
+ */
+const http1OptionsBySnapshot = new WeakMap<HttpListenerSnapshot, { http?: Http1ServerOptions; https?: Http1ServerOptions }>();
+
+function http1Options(snap: HttpListenerSnapshot, scheme: 'http' | 'https'): Http1ServerOptions {
+  let bySchema = http1OptionsBySnapshot.get(snap);
+  if (bySchema === undefined) http1OptionsBySnapshot.set(snap, (bySchema = {}));
+  const known = bySchema[scheme];
+  if (known !== undefined) return known;
+  const http = snap.listener.http;
+  const listenerBase = snap.telemetry.layout.listener(snap.listenerIndex);
+  return (bySchema[scheme] = {
+    limits: { maxHeadBytes: http.max_request_headers_kb * 1024, maxHeaders: http.max_headers },
+    maxBodyBytes: http.max_request_body_bytes,
+    headersTimeout: deadlines.queue(http.request_headers_timeout),
+    scheme,
+    tunnelIdleTimeoutMs: snap.listener.idle_timeout,
+    stats: { row: snap.telemetry.row, rxCell: listenerBase + L.downstream_cx_rx_bytes_total, txCell: listenerBase + L.downstream_cx_tx_bytes_total },
+  });
+}
 
 /** How often an HTTP/2 connection waiting to move checks whether its streams are done. */
 const H2_MIGRATION_POLL_MS = 2;
