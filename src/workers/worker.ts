@@ -10,6 +10,7 @@
  * connections and new requests; open connections and in-flight requests keep the one they
  * started with. Stats and health cells are indexed by stable ids, so nothing is copied.
  */
+import { adoptTransferred } from '../net/socket-io.ts';
 import net from 'node:net';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Cluster, ClusterManager } from '../cluster/cluster-manager.ts';
@@ -508,7 +509,7 @@ port.on('message', (msg: MainToWorker) => {
         port.postMessage({ type: 'bounce', listener: msg.listener, socket: msg.socket } satisfies WorkerToMain, [msg.socket]);
         break;
       }
-      serve(msg.socket, msg.listener);
+      serve(adoptTransferred(msg.socket), msg.listener);
       break;
     case 'exit-now':
       flushSync();
