@@ -104,7 +104,7 @@ describe('SOFA Bolt proxy', () => {
     }
     const quietFor = (await quiet.closed) - quiet.opened;
     // Upper bounds: idle_timeout, a quarter more by design, and generous slack for a busy machine.
-    expect(quietFor).toBeGreaterThanOrEqual(990);
+    expect(quietFor).toBeGreaterThanOrEqual(900); // (the proxy may start its clock a little before our connect callback runs)
     expect(quietFor).toBeLessThan(5000);
     expect(busy.s.destroyed).toBe(false);
     await eventually(async () => busy.answers(), (n) => n === 8);
