@@ -15,15 +15,23 @@
  *                              head … tail        one unref'd Node timer for the head
  */
 
+/**
+ * An object that hears its deadline expire by a method, instead of a closure: what a connection
+ * keeps for its whole life (idle and head timers) costs no closure and context per connection.
+ */
+export interface DeadlineOwner {
+  deadlineExpired(deadline: Deadline): void;
+}
+
 export class Deadline {
   /** Absolute expiry, performance.now() milliseconds. */
   at = 0;
   prev: Deadline | null = null;
   next: Deadline | null = null;
   queue: DeadlineQueue | null = null;
-  private readonly onExpire: () => void;
+  private readonly onExpire: (() => void) | DeadlineOwner;
 
-  constructor(onExpire: () => void) {
+  constructor(onExpire: (() => void) | DeadlineOwner) {
     this.onExpire = onExpire;
   }
 
@@ -43,7 +51,9 @@ export class Deadline {
 
   /** Called by the queue, after unlinking. */
   expire(): void {
-    this.onExpire();
+    const e = this.onExpire;
+    if (typeof e === 'function') e();
+    else e.deadlineExpired(this);
   }
 }
 

@@ -14,7 +14,7 @@ import type net from 'node:net';
 import { STATUS_CODES } from 'node:http';
 import { ShuttleError } from '../../errors.ts';
 import type { ServerCodec, ServerCodecCallbacks, StreamDecoder, StreamEncoder, StreamResetReason, StreamWriteCallbacks } from '../../layers.ts';
-import { Deadline, type DeadlineQueue } from '../../stream/deadlines.ts';
+import { Deadline, type DeadlineOwner, type DeadlineQueue } from '../../stream/deadlines.ts';
 import { HeaderMap, isConnectionField, CONNECTION_FIELDS } from '../../stream/header-map.ts';
 import { beginBatch, endBatch, onBatchedData, SocketOutput, type OutputOwner } from '../../stream/socket-output.ts';
 import { readInto } from '../../net/socket-io.ts';
@@ -53,7 +53,7 @@ export function codecReply(status: number, error: ShuttleError): string {
   return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-shuttle-error: ${error.code}\r\nconnection: close\r\n\r\n${body}`;
 }
 
-export class Http1ServerCodec implements ServerCodec, OutputOwner, DecoderHandler<RequestHead> {
+export class Http1ServerCodec implements ServerCodec, OutputOwner, DecoderHandler<RequestHead>, DeadlineOwner {
   readonly protocol = 'HTTP/1.1';
   readonly socket: net.Socket;
   private readonly callbacks: ServerCodecCallbacks;
@@ -82,7 +82,7 @@ export class Http1ServerCodec implements ServerCodec, OutputOwner, DecoderHandle
     this.callbacks = callbacks;
     this.opts = opts;
     this.output = new SocketOutput(socket, this);
-    this.headTimer = new Deadline(() => this.reject(new HttpParseError('SHUTTLE_E_HTTP_HEADERS_TIMEOUT', 'request header timeout')));
+    this.headTimer = new Deadline(this); // (deadlineExpired: a head begun and not complete in time)
     // (The codec is its decoder's handler: no closures per connection.)
     this.decoder = new RequestDecoder(this, { limits: opts.limits, maxBodyBytes: opts.maxBodyBytes, payloadOnly: true, volatileInput: true });
   }
@@ -201,6 +201,11 @@ export class Http1ServerCodec implements ServerCodec, OutputOwner, DecoderHandle
       this.reject(err instanceof ShuttleError && err.source !== 'internal' ? err : new ShuttleError('SHUTTLE_E_INTERNAL', 'internal', `internal error: ${(err as Error).message}`, { cause: err }));
       return false;
     }
+  }
+
+  /** The head timer: request_headers_timeout passed with a head begun and not complete. */
+  deadlineExpired(): void {
+    this.reject(new HttpParseError('SHUTTLE_E_HTTP_HEADERS_TIMEOUT', 'request header timeout'));
   }
 
   // ---- DecoderHandler (the request decoder's) ---------------------------------------------------

@@ -16,7 +16,7 @@ import type { Http2MigratedState } from '../../codecs/http2/connection.ts';
 import type { ShuttleError } from '../../errors.ts';
 import type { ServerCodec, ServerCodecCallbacks, StreamDecoder, StreamEncoder } from '../../layers.ts';
 import { L } from '../../shared/stats-table.ts';
-import { Deadline, deadlines, type DeadlineQueue } from '../../stream/deadlines.ts';
+import { Deadline, deadlines, type DeadlineOwner, type DeadlineQueue } from '../../stream/deadlines.ts';
 import type { TlsInfo } from '../../net/tls-server.ts';
 import { isTlsSocket, whenFlushed, type Migratable, type MigratedState, type MigrationDone } from '../../upgrade/migration.ts';
 import type { HttpListenerSnapshot, HttpProxyContext } from './context.ts';
@@ -24,7 +24,7 @@ import { ProxyStream, type DownstreamConnection } from './proxy-stream.ts';
 
 export type HttpProtocol = 'HTTP/1.1' | 'HTTP/2';
 
-export class HttpConnectionManager implements ServerCodecCallbacks, DownstreamConnection, Migratable {
+export class HttpConnectionManager implements ServerCodecCallbacks, DownstreamConnection, Migratable, DeadlineOwner {
   readonly socket: net.Socket;
   readonly id: string;
   private readonly ctx: HttpProxyContext;
@@ -62,7 +62,7 @@ export class HttpConnectionManager implements ServerCodecCallbacks, DownstreamCo
       this.codec = new Http1ServerCodec(socket, this, http1Options(snap, tls ? 'https' : 'http'));
     }
     this.idleQueue = deadlines.queue(snap.listener.idle_timeout);
-    this.idleTimer = new Deadline(() => this.codec.close());
+    this.idleTimer = new Deadline(this); // (deadlineExpired: idle for the listener's idle_timeout)
   }
 
   get localPort(): number {
@@ -176,6 +176,11 @@ export class HttpConnectionManager implements ServerCodecCallbacks, DownstreamCo
       // Draining and idle: nothing more will come.
       if (this.ctx.draining()) this.drain();
     }
+  }
+
+  /** The idle timer: no stream for the listener's idle_timeout. */
+  deadlineExpired(): void {
+    this.codec.close();
   }
 
   onClose(): void {

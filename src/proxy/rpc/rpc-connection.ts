@@ -7,7 +7,7 @@
 import type net from 'node:net';
 import { FrameBuffer } from '../../codecs/frame-buffer.ts';
 import { beginBatch, endBatch, onBatchedData, SocketOutput, type OutputOwner } from '../../stream/socket-output.ts';
-import { Deadline, deadlines } from '../../stream/deadlines.ts';
+import { Deadline, deadlines, type DeadlineOwner } from '../../stream/deadlines.ts';
 import { readInto } from '../../net/socket-io.ts';
 import type { Cluster } from '../../cluster/cluster-manager.ts';
 import type { Host } from '../../cluster/host.ts';
@@ -42,7 +42,7 @@ const DRAIN_IDLE_GRACE_MS = 1_000;
 /** Every downstream RPC connection of a thread reads into this buffer; a read is decoded before the next. */
 const sharedReadBuffer = Buffer.allocUnsafeSlow(64 * 1024);
 
-export class RpcConnection<F> implements Migratable, OutputOwner, StreamWriteCallbacks {
+export class RpcConnection<F> implements Migratable, OutputOwner, StreamWriteCallbacks, DeadlineOwner {
   readonly socket: net.Socket;
   readonly id: string;
   readonly protocol: RpcProtocol<F>;
@@ -82,7 +82,7 @@ export class RpcConnection<F> implements Migratable, OutputOwner, StreamWriteCal
   private quietSince = 0;
   /** The listener's idle_timeout when the connection started (as the socket timer it replaces). */
   private idleMs = 0;
-  private readonly idleCheck = new Deadline(() => this.checkIdle());
+  private readonly idleCheck = new Deadline(this); // (deadlineExpired: checkIdle)
 
   constructor(socket: net.Socket, id: string, protocol: RpcProtocol<F>, ctx: RpcProxyContext, onClose: (c: RpcConnection<F>) => void, tls?: TlsInfo) {
     this.socket = socket;
@@ -127,7 +127,7 @@ export class RpcConnection<F> implements Migratable, OutputOwner, StreamWriteCal
       }
     });
     if (!this.sharedReads) onBatchedData(s, (chunk) => this.onData(chunk, false));
-    s.on('error', () => {});
+    s.on('error', noop);
     s.on('end', () => {
       // (allowHalfOpen: the answers to calls already sent still go out.)
       this.peerEnded = true;
@@ -154,6 +154,10 @@ export class RpcConnection<F> implements Migratable, OutputOwner, StreamWriteCal
    * A byte either way since the last look restarts the quiet period; a connection quiet for
    * idle_timeout closes (within a quarter of it more, as the L4 relay's timer).
    */
+  deadlineExpired(): void {
+    this.checkIdle();
+  }
+
   private checkIdle(): void {
     if (this.closed) return;
     const idleMs = this.idleMs;
