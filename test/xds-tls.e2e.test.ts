@@ -26,6 +26,35 @@ const TLS = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3';
 const SPIFFE = 'spiffe://cluster.local/ns/default/sa/backend';
 const ads = { ads: {}, resource_api_version: 'V3' };
 
+/** Listener 'web' on `port`: TLS with the SDS secret 'web-cert' (and `common`), HTTP routed by RDS 'web-routes'. */
+function webListener(port: number, common: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    name: 'web', address: { socket_address: { address: '127.0.0.1', port_value: port } },
+    filter_chains: [{
+      transport_socket: { name: 'envoy.transport_sockets.tls', typed_config: { '@type': `${TLS}.DownstreamTlsContext`, common_tls_context: {
+        tls_certificate_sds_secret_configs: [{ name: 'web-cert', sds_config: ads }], ...common,
+      } } },
+      filters: [{ name: 'envoy.filters.network.http_connection_manager', typed_config: {
+        '@type': HCM, stat_prefix: 'web', rds: { route_config_name: 'web-routes', config_source: ads },
+        http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } }],
+      } }],
+    }],
+  };
+}
+
+/** GET / from 'web' over TLS (SNI web.test, trusting `ca`): the body and the served certificate's serial. */
+function httpsGet(port: number, ca: string): Promise<{ body: string; serial: string }> {
+  return new Promise((resolve, reject) => {
+    const req = https.get({ host: '127.0.0.1', port, path: '/', ca, servername: 'web.test', agent: false }, (res) => {
+      const serialNumber = (res.socket as TLSSocket).getPeerCertificate().serialNumber;
+      let body = '';
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve({ body, serial: serialNumber }));
+    });
+    req.on('error', reject);
+  });
+}
+
 describe.each(['sotw', 'delta'] as const)('xDS TLS and SDS, %s', (variant) => {
   it('terminates with an SDS certificate, verifies the upstream against an SDS root and a SPIFFE SAN, and rotates', { timeout: 60_000 }, async () => {
     const pki = makePki();
@@ -54,33 +83,13 @@ describe.each(['sotw', 'delta'] as const)('xDS TLS and SDS, %s', (variant) => {
     })]);
     cp.set('eds', [loadAssignment('backend', [{ port: upPort }])]);
     const port = await closedPort();
-    cp.set('lds', [{
-      name: 'web', address: { socket_address: { address: '127.0.0.1', port_value: port } },
-      filter_chains: [{
-        transport_socket: { name: 'envoy.transport_sockets.tls', typed_config: { '@type': `${TLS}.DownstreamTlsContext`, common_tls_context: {
-          tls_certificate_sds_secret_configs: [{ name: 'web-cert', sds_config: ads }], alpn_protocols: ['http/1.1'],
-          tls_params: { tls_minimum_protocol_version: 'TLSv1_2' },
-        } } },
-        filters: [{ name: 'envoy.filters.network.http_connection_manager', typed_config: {
-          '@type': HCM, stat_prefix: 'web', rds: { route_config_name: 'web-routes', config_source: ads },
-          http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } }],
-        } }],
-      }],
-    }]);
+    cp.set('lds', [webListener(port, { alpn_protocols: ['http/1.1'], tls_params: { tls_minimum_protocol_version: 'TLSv1_2' } })]);
     cp.set('rds', [routeConfig('web-routes', [{ match: { prefix: '/' }, route: { cluster: 'backend' } }])]);
 
     const shuttle = new ShuttleProcess(writeTempConfig(YAML.stringify(bootstrapFor(cp, 'tls', variant)), 'yaml'), { configFlag: '--bootstrap', threads: 2 });
     cleanup.push(() => shuttle.stop());
     const { admin } = await shuttle.ready();
-    const get = () => new Promise<{ body: string; serial: string }>((resolve, reject) => {
-      const req = https.get({ host: '127.0.0.1', port, path: '/', ca: pki.read('ca.pem'), servername: 'web.test', agent: false }, (res) => {
-        const serialNumber = (res.socket as TLSSocket).getPeerCertificate().serialNumber;
-        let body = '';
-        res.on('data', (d) => (body += d));
-        res.on('end', () => resolve({ body, serial: serialNumber }));
-      });
-      req.on('error', reject);
-    });
+    const get = () => httpsGet(port, pki.read('ca.pem'));
     const first = await eventually(() => get().catch((err) => ({ body: String(err.message), serial: '' })), (r) => r.body === 'from the TLS upstream', 20_000);
     expect(first.serial).toBe(serial('web1'));
 
@@ -120,32 +129,13 @@ describe.each(['sotw', 'delta'] as const)('xDS TLS and SDS, %s', (variant) => {
     cp.set('cds', [edsCluster('backend')]);
     cp.set('eds', [loadAssignment('backend', [{ port: (upstream.address() as { port: number }).port }])]);
     const port = await closedPort();
-    cp.set('lds', [{
-      name: 'web', address: { socket_address: { address: '127.0.0.1', port_value: port } },
-      filter_chains: [{
-        transport_socket: { name: 'envoy.transport_sockets.tls', typed_config: { '@type': `${TLS}.DownstreamTlsContext`, common_tls_context: {
-          tls_certificate_sds_secret_configs: [{ name: 'web-cert', sds_config: ads }],
-        } } },
-        filters: [{ name: 'envoy.filters.network.http_connection_manager', typed_config: {
-          '@type': HCM, stat_prefix: 'web', rds: { route_config_name: 'web-routes', config_source: ads },
-          http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } }],
-        } }],
-      }],
-    }]);
+    cp.set('lds', [webListener(port)]);
     cp.set('rds', [routeConfig('web-routes', [{ match: { prefix: '/' }, route: { cluster: 'backend' } }])]);
 
     const shuttle = new ShuttleProcess(writeTempConfig(YAML.stringify(bootstrapFor(cp, 'warm', variant)), 'yaml'), { configFlag: '--bootstrap', threads: 2 });
     cleanup.push(() => shuttle.stop());
     const { admin } = await shuttle.ready();
-    const get = () => new Promise<{ body: string; serial: string }>((resolve, reject) => {
-      const req = https.get({ host: '127.0.0.1', port, path: '/', ca: pki.read('ca.pem'), servername: 'web.test', agent: false }, (res) => {
-        const serialNumber = (res.socket as TLSSocket).getPeerCertificate().serialNumber;
-        let body = '';
-        res.on('data', (d) => (body += d));
-        res.on('end', () => resolve({ body, serial: serialNumber }));
-      });
-      req.on('error', reject);
-    });
+    const get = () => httpsGet(port, pki.read('ca.pem'));
 
     // Shuttle asks for the secret the listener names; until it comes, the listener warms: nothing listens.
     await eventually(async () => cp.requests.filter((r) => r.type === 'sds' && r.resource_names.includes('web-cert')), (r) => r.length > 0, 20_000);
