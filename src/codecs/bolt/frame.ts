@@ -205,20 +205,12 @@ export function readRouting(header: Buffer, into: BoltRouting): void {
   const n = header.length;
   let p = 0;
   while (p < n) {
-    if (p + 4 > n) throw new BoltProtocolError('truncated Bolt header map');
-    const keyLen = u32(header, p);
-    const keyAt = (p += 4);
-    if (keyLen !== 0xffffffff) {
-      if (p + keyLen > n) throw new BoltProtocolError('truncated Bolt header map');
-      p += keyLen;
-    }
-    if (p + 4 > n) throw new BoltProtocolError('truncated Bolt header map');
-    const valueLen = u32(header, p);
-    const valueAt = (p += 4);
-    if (valueLen !== 0xffffffff) {
-      if (p + valueLen > n) throw new BoltProtocolError('truncated Bolt header map');
-      p += valueLen;
-    }
+    const keyLen = fieldLength(header, p);
+    const keyAt = p + 4;
+    p = fieldEnd(keyAt, keyLen, n);
+    const valueLen = fieldLength(header, p);
+    const valueAt = p + 4;
+    p = fieldEnd(valueAt, valueLen, n);
     const key = keyLen === 7 ? SERVICE_KEY : keyLen === 24 ? TARGET_SERVICE_KEY : keyLen === 21 ? METHOD_KEY : undefined;
     if (key === undefined || !bytesAt(header, keyAt, key)) continue;
     const value = valueLen === 0xffffffff ? '' : header.toString('utf8', valueAt, valueAt + valueLen);
@@ -226,6 +218,19 @@ export function readRouting(header: Buffer, into: BoltRouting): void {
     else if (key === TARGET_SERVICE_KEY) into.targetService = value;
     else into.method = value;
   }
+}
+
+/** The length prefix of a header map field at `p` (0xffffffff: null). */
+function fieldLength(b: Buffer, p: number): number {
+  if (p + 4 > b.length) throw new BoltProtocolError('truncated Bolt header map');
+  return u32(b, p);
+}
+
+/** Where a field of `len` bytes starting at `at` ends (a null field has no bytes). */
+function fieldEnd(at: number, len: number, n: number): number {
+  if (len === 0xffffffff) return at;
+  if (at + len > n) throw new BoltProtocolError('truncated Bolt header map');
+  return at + len;
 }
 
 function u32(b: Buffer, p: number): number {
