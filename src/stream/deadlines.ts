@@ -14,6 +14,7 @@
  *   Deadlines ── queue(ms) ─▶ DeadlineQueue ◀── Deadline.arm(queue) / cancel()
  *                              head … tail        one unref'd Node timer for the head
  */
+import { approximateNow } from './clock.ts';
 
 /**
  * An object that hears its deadline expire by a method, instead of a closure: what a connection
@@ -70,7 +71,7 @@ export class DeadlineQueue {
   }
 
   append(d: Deadline): void {
-    d.at = performance.now() + this.durationMs;
+    d.at = approximateNow() + this.durationMs; // (within a read, the read's time: expiry never late)
     d.queue = this;
     d.prev = this.tail;
     d.next = null;

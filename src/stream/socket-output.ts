@@ -18,6 +18,7 @@
  * connection holds none.
  */
 import type net from 'node:net';
+import { holdClock } from './clock.ts';
 import { writeJoined } from './joined-write.ts';
 
 /** Outputs with pieces waiting, flushed together by one microtask (or at the end of a read batch). */
@@ -39,11 +40,13 @@ function flushAll(): void {
  * microtask. Writes outside any read handler (timers, callbacks) go out through a microtask.
  */
 export function beginBatch(): void {
-  batchDepth++;
+  if (batchDepth++ === 0) holdClock(true);
 }
 
 export function endBatch(): void {
-  if (--batchDepth === 0 && waiting.length > 0 && !flushQueued) flushAll();
+  if (--batchDepth !== 0) return;
+  holdClock(false);
+  if (waiting.length > 0 && !flushQueued) flushAll();
 }
 
 /** Reads of `socket` handled as a batch: what the handler writes leaves when it returns. */

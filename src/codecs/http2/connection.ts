@@ -25,7 +25,8 @@ import { ShuttleError } from '../../errors.ts';
 import type { StreamDecoder, StreamEncoder, StreamResetReason, StreamWriteCallbacks } from '../../layers.ts';
 import { Deadline, deadlines, type DeadlineQueue } from '../../stream/deadlines.ts';
 import { HeaderMap } from '../../stream/header-map.ts';
-import { onBatchedData, SocketOutput, type OutputOwner } from '../../stream/socket-output.ts';
+import { beginBatch, endBatch, onBatchedData, SocketOutput, type OutputOwner } from '../../stream/socket-output.ts';
+import { readInto } from '../../net/socket-io.ts';
 import {
   DEFAULT_MAX_FRAME_SIZE, DEFAULT_WINDOW, ERROR_NAMES, ErrorCode, Flag, FRAME_HEADER_BYTES, FrameType, frameHeader,
   goAwayFrame, MAX_WINDOW, pingFrame, PREFACE, rstStreamFrame, Setting, SETTINGS_ACK, settingsFrame, windowUpdateFrame, writeFrameHeader,
@@ -108,6 +109,8 @@ const RESET_JUDGED_AFTER = 100;
 const RECENTLY_RESET = 128;
 const EMPTY = Buffer.alloc(0);
 const NO_PIECES: Buffer[] = [];
+/** The thread's read buffer for HTTP/2 connections (one read is handled before the next lands). */
+const sharedReadBuffer = Buffer.allocUnsafeSlow(64 * 1024);
 /** Header blocks and DATA payloads up to these sizes are written in place (SocketOutput.reserve). */
 const STAGED_BLOCK_BYTES = 8 * 1024;
 const STAGED_DATA_BYTES = 1024;
@@ -150,6 +153,8 @@ export abstract class Http2Connection implements OutputOwner {
   readonly streams = new Map<number, Http2Stream>();
   /** The start of a frame (or of the preface) cut by the end of a read, copied. */
   private carry: Buffer | undefined;
+  /** Reads land in the thread's shared buffer (readInto): what outlives a read is copied. */
+  private sharedReads = false;
   private readonly hpackIn: HpackDecoder;
   private readonly hpackOut = new HpackEncoder();
 
@@ -218,7 +223,19 @@ export abstract class Http2Connection implements OutputOwner {
     s.setNoDelay(true);
     if (this.opts.resumed !== undefined) this.resume(this.opts.resumed);
     else this.greet(l);
-    onBatchedData(s, (chunk) => this.onData(chunk));
+    // Reads land in the thread's shared buffer (net/socket-io.ts): no Buffer and no stream work
+    // per read. What outlives a read is copied: DATA payloads (at this codec's boundary, as the
+    // HTTP/1 codec does with bodies), a header block's fragments, a frame cut by the read's end.
+    // Sockets that cannot (TLS, or internals missing) read through 'data'.
+    this.sharedReads = readInto(s, sharedReadBuffer, (bytes) => {
+      beginBatch();
+      try {
+        this.onData(sharedReadBuffer.subarray(0, bytes));
+      } finally {
+        endBatch();
+      }
+    });
+    if (!this.sharedReads) onBatchedData(s, (chunk) => this.onData(chunk));
     s.on('end', () => this.onEnd());
     s.on('error', () => {});
     s.once('close', () => this.onClose());
@@ -335,8 +352,9 @@ export abstract class Http2Connection implements OutputOwner {
 
   /**
    * Frames are read straight from each socket read (views, no copy). Only a frame cut by the end
-   * of a read is copied (its bytes so far, then the rest from the next read), so a body streaming
-   * through costs no copy of every byte, and no buffer larger than one frame is ever made.
+   * of a read is copied (its bytes so far, then the rest from the next read), so no buffer larger
+   * than one frame is ever made. With shared reads, a DATA payload is copied once, as it leaves
+   * for its stream; without, it is passed on as a view of the read.
    */
   private onData(chunk: Buffer): void {
     this.opts.stats.row[this.opts.stats.rxCell] += chunk.length;
@@ -516,7 +534,7 @@ export abstract class Http2Connection implements OutputOwner {
     }
     // Padding is consumed at once; the data when its reader takes it.
     stream.consumed(length - data.length);
-    stream.receiveData(data, endStream);
+    stream.receiveData(this.sharedReads && data.length > 0 ? Buffer.from(data) : data, endStream);
   }
 
   /** A HEADERS frame whose payload is buf[start, end). */
@@ -542,13 +560,13 @@ export abstract class Http2Connection implements OutputOwner {
     this.blockPriorityDep = dependency;
     this.checkBlockSize();
     if ((flags & Flag.END_HEADERS) !== 0) return this.endBlock(buf, start, end);
-    this.blockPieces = [buf.subarray(start, end)];
+    this.blockPieces = [Buffer.from(buf.subarray(start, end))]; // (a copy: the read's memory may be reused)
   }
 
   private onContinuation(flags: number, streamId: number, payload: Buffer): void {
     if (this.blockStream === 0 || streamId !== this.blockStream) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'CONTINUATION without HEADERS');
     if (++this.blockFrames > MAX_CONTINUATIONS) this.calm('continuation_flood', 'too many CONTINUATION frames');
-    this.blockPieces.push(payload);
+    this.blockPieces.push(Buffer.from(payload));
     this.blockBytes += payload.length;
     this.checkBlockSize();
     if ((flags & Flag.END_HEADERS) === 0) return;

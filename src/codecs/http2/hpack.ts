@@ -230,6 +230,16 @@ export interface HpackDecoderState {
 
 /** Literal values remembered per static name (HpackDecoder.valueOf): prefix byte + octets. */
 const MEMO_BYTES = 48;
+
+/**
+ * `span` octets of `a` from 0 equal those of `b` from `at`. Why a loop: the spans are at most
+ * MEMO_BYTES, and Buffer#compare with offsets validates five arguments and crosses into C++ —
+ * several times the cost of the comparison itself (3% of the HTTP/2 proxy's CPU in a profile).
+ */
+function sameOctets(a: Uint8Array, b: Uint8Array, at: number, span: number): boolean {
+  for (let i = 0; i < span; i++) if (a[i] !== b[at + i]) return false;
+  return true;
+}
 interface ValueMemo {
   readonly bytes: (Buffer | undefined)[];
   readonly span: Uint8Array;
@@ -479,7 +489,7 @@ export class HpackDecoder {
     if (index === 0 || index > STATIC_TABLE_LENGTH || from >= this.end || span > MEMO_BYTES || from + span > this.end) return this.readString();
     const memo = (this.memo ??= { bytes: [], span: new Uint8Array(STATIC_TABLE_LENGTH + 1), value: [] });
     const seen = memo.bytes[index];
-    if (seen !== undefined && memo.span[index] === span && buf.compare(seen, 0, span, from, from + span) === 0) {
+    if (seen !== undefined && memo.span[index] === span && sameOctets(seen, buf, from, span)) {
       this.pos = from + span;
       return memo.value[index];
     }

@@ -42,6 +42,7 @@ import { sendLocalReply, type LocalReply } from './local-reply.ts';
 import type { FilterLocalReply, StreamInfo } from '../../filters/api.ts';
 import { HttpFilterManager, type FilterHost } from '../../filters/http-filter-manager.ts';
 import { RESPONSE_FLAG_INDEX, responseFlagsText, type ResponseFlag } from '../../filters/response-flags.ts';
+import { approximateNow } from '../../stream/clock.ts';
 
 const HELD_REQUEST = 1;
 const HELD_RETRY = 2;
@@ -291,7 +292,7 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks, FilterH
     this.conn = conn;
     this.ctx = ctx;
     this.snap = ctx.snapshot();
-    this.startedAt = performance.now();
+    this.startedAt = approximateNow();
     this.snap.telemetry.streams(1);
     downstream.setWriteCallbacks(this);
   }
@@ -414,7 +415,7 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks, FilterH
     }
     this.armIdleTimer(timeoutMs);
     if (timeoutMs > 0) {
-      if (this.grpc) this.deadlineAt = performance.now() + timeoutMs;
+      if (this.grpc) this.deadlineAt = approximateNow() + timeoutMs;
       this.timeout = new Deadline(() => this.timedOut(new ShuttleError('SHUTTLE_E_UPSTREAM_TIMEOUT', 'upstream', `no complete response within ${timeoutMs}ms`)));
       this.timeout.arm(deadlines.queue(timeoutMs));
     }
@@ -531,7 +532,7 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks, FilterH
     }
     this.tried?.add(host);
     this.lastHost = host;
-    this.tryStartedAt = performance.now();
+    this.tryStartedAt = approximateNow();
     const attempt = new UpstreamAttempt(this, host);
     this.attempt = attempt;
     const pool = this.ctx.pools.get(host, cluster, this.snap.telemetry);
@@ -556,7 +557,7 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks, FilterH
     const telemetry = this.snap.telemetry;
     telemetry.row[telemetry.layout.host(attempt.host.index) + H.upstream_rq_total]++;
     const request = this.request!;
-    if (this.grpc && this.deadlineAt > 0) request.set('grpc-timeout', formatGrpcTimeout(this.deadlineAt - performance.now()));
+    if (this.grpc && this.deadlineAt > 0) request.set('grpc-timeout', formatGrpcTimeout(this.deadlineAt - approximateNow()));
     // What is kept for a replay, then what waited without being kept.
     const pieces = this.pending.length === 0 ? this.body : this.body.length === 0 ? this.pending : this.body.concat(this.pending);
     this.pending = EMPTY_LIST;
@@ -675,7 +676,7 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks, FilterH
   }
 
   private complete(attempt: UpstreamAttempt): void {
-    this.upstreamMs = performance.now() - this.tryStartedAt;
+    this.upstreamMs = approximateNow() - this.tryStartedAt;
     attempt.completed();
     this.attempt = undefined;
     this.finish();
@@ -865,7 +866,7 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks, FilterH
       if (flag !== undefined) this.setResponseFlag(flag);
     }
     if (this.flags !== 0) this.snap.telemetry.responseFlags(this.snap.listenerIndex, this.flags);
-    this.snap.telemetry.recordRequest(this.snap.listenerIndex, this.route?.config, this.cluster?.index ?? -1, this.status, performance.now() - this.startedAt, this.upstreamMs, this.retries, error?.code);
+    this.snap.telemetry.recordRequest(this.snap.listenerIndex, this.route?.config, this.cluster?.index ?? -1, this.status, approximateNow() - this.startedAt, this.upstreamMs, this.retries, error?.code);
     this.filters?.streamEnded(this.downstreamGone);
     this.timeout?.cancel();
     this.tryTimeout?.cancel();
@@ -905,7 +906,7 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks, FilterH
       grpc_status: this.grpc ? (this.grpcStatus >= 0 ? this.grpcStatus : null) : undefined,
       bytes_received: this.bytesReceived,
       bytes_sent: this.downstream.bytesSent,
-      duration_ms: Math.round((performance.now() - this.startedAt) * 1000) / 1000,
+      duration_ms: Math.round((approximateNow() - this.startedAt) * 1000) / 1000,
       route: this.route?.name ?? null,
       cluster: this.cluster?.name ?? null,
       tls: this.conn.tls ? { sni: this.conn.tls.sni ?? null, version: this.conn.tls.version, peer: this.conn.tls.peer?.identity ?? null } : undefined,

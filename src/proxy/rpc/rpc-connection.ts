@@ -24,6 +24,7 @@ import { RESPONSE_FLAG_INDEX, responseFlagsText, type ResponseFlag } from '../..
 import { RpcFilterRun } from '../../filters/rpc-filter-run.ts';
 import type { TlsInfo } from '../../net/tls-server.ts';
 import { isTlsSocket, resumeReading, stopReading, whenFlushed, type Migratable, type MigrationDone } from '../../upgrade/migration.ts';
+import { approximateNow } from '../../stream/clock.ts';
 
 /** The error code a filter's answer is logged with. */
 const FILTER_ERROR: Record<RpcLocalReply['kind'], ErrorCode> = {
@@ -375,7 +376,7 @@ class RpcCallRun<F> implements StreamDecoder, PoolCallbacks {
   /** Hosts tried, made at the first retry (most calls make one try: no Set per call). */
   private tried: Set<Host> | undefined;
   private attempts = 0;
-  private readonly startedAt = performance.now();
+  private readonly startedAt = approximateNow();
   /** The current try: its host, and the upstream stream it was sent on. */
   private host: Host | undefined;
   private cluster: Cluster | undefined;
@@ -452,7 +453,7 @@ class RpcCallRun<F> implements StreamDecoder, PoolCallbacks {
     const host = cluster.lb.choose(this.tried);
     if (!host) return this.fail('no_host', 'SHUTTLE_E_NO_HEALTHY_HOST', null);
     this.attempts++;
-    this.tryStartedAt = performance.now();
+    this.tryStartedAt = approximateNow();
     const { telemetry, listener } = this.snap;
     // The registry of this connection's protocol: its frames are F.
     const pools = this.conn.ctx.pools[this.conn.protocol.name] as unknown as MuxPoolRegistry<F>;
@@ -546,7 +547,7 @@ class RpcCallRun<F> implements StreamDecoder, PoolCallbacks {
    * successful response (or a oneway call sent), 500 for an error response, a local reply's status.
    */
   private recordOutcome(status: number, error: string | null, host: Host | null): void {
-    const now = performance.now();
+    const now = approximateNow();
     const answered = error === null && host !== null && !this.oneway;
     const httpStatus = error !== null ? (ERRORS[error as ErrorCode]?.http ?? 500) : this.oneway || status === this.conn.protocol.okStatus ? 200 : 500;
     this.snap.telemetry.recordRequest(this.snap.listenerIndex, this.route?.config, this.clusterIndex, httpStatus, now - this.startedAt, answered ? now - this.tryStartedAt : -1, this.retries, error ?? undefined);
@@ -566,7 +567,7 @@ class RpcCallRun<F> implements StreamDecoder, PoolCallbacks {
       this.conn.ctx.logger.info({
         msg: 'access', conn: this.conn.id, listener: listener.name, protocol: this.conn.protocol.name, service: this.call.service, method: this.call.method ?? null,
         request_id: String(this.clientId), oneway: this.oneway, status: status < 0 ? null : status, upstream: host?.address ?? null, attempts: this.attempts, retries: this.retries,
-        duration_ms: Math.round((performance.now() - this.startedAt) * 1000) / 1000, error,
+        duration_ms: Math.round((approximateNow() - this.startedAt) * 1000) / 1000, error,
         response_flags: this.flags === 0 ? '-' : responseFlagsText(this.flags),
         tls: this.conn.tls ? { sni: this.conn.tls.sni ?? null, version: this.conn.tls.version, peer: this.conn.tls.peer?.identity ?? null } : undefined,
       });
