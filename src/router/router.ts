@@ -127,6 +127,13 @@ export class Router {
   /** "example.*" → "example.", longest first. */
   private readonly prefixes: [string, CompiledVirtualHost][] = [];
   private fallback: CompiledVirtualHost | undefined;
+  /**
+   * The last authority looked up and its virtual host. Why: a connection's requests name the same
+   * authority (an HTTP/2 peer sends the very string from its HPACK table), and the lookup past an
+   * exact miss slices the port off (a new string, hashed) on every request.
+   */
+  private lastAuthority = '';
+  private lastVirtualHost: CompiledVirtualHost | undefined;
 
   constructor(virtualHosts: readonly VirtualHostConfig[]) {
     for (const vh of virtualHosts) {
@@ -151,6 +158,14 @@ export class Router {
   }
 
   private virtualHost(authority: string): CompiledVirtualHost | undefined {
+    if (authority === this.lastAuthority && authority !== '') return this.lastVirtualHost;
+    const vh = this.lookUp(authority);
+    this.lastAuthority = authority;
+    this.lastVirtualHost = vh;
+    return vh;
+  }
+
+  private lookUp(authority: string): CompiledVirtualHost | undefined {
     const exact = this.exact.get(authority);
     if (exact) return exact;
     // Match with the port too (domains may name one), then without it.

@@ -109,6 +109,15 @@ const RESET_JUDGED_AFTER = 100;
 const RECENTLY_RESET = 128;
 const EMPTY = Buffer.alloc(0);
 const NO_PIECES: Buffer[] = [];
+/** buf[start, end) in a Buffer of its own (a short one copied by a loop: no argument checks). */
+function copyOf(buf: Buffer, start: number, end: number): Buffer {
+  const n = end - start;
+  const out = Buffer.allocUnsafe(n);
+  if (n > 64) buf.copy(out, 0, start, end);
+  else for (let i = 0; i < n; i++) out[i] = buf[start + i];
+  return out;
+}
+
 /** The thread's read buffer for HTTP/2 connections (one read is handled before the next lands). */
 const sharedReadBuffer = Buffer.allocUnsafeSlow(64 * 1024);
 /** Header blocks and DATA payloads up to these sizes are written in place (SocketOutput.reserve). */
@@ -437,9 +446,12 @@ export abstract class Http2Connection implements OutputOwner {
     const streamId = buf.readUInt32BE(offset + 5) & 0x7fffffff;
     const start = offset + FRAME_HEADER_BYTES;
     try {
-      // The usual HEADERS frame is decoded where it lies (no view of its payload made).
-      if (type === FrameType.HEADERS && this.firstFrameSeen && this.blockStream === 0) this.onHeadersFrame(flags, streamId, buf, start, start + length);
-      else this.onFrame(type, flags, streamId, buf.subarray(start, start + length));
+      // The usual HEADERS and DATA frames are handled where they lie (no view of the payload made).
+      if (this.firstFrameSeen && this.blockStream === 0) {
+        if (type === FrameType.HEADERS) return this.onHeadersFrame(flags, streamId, buf, start, start + length);
+        if (type === FrameType.DATA) return this.onDataFrame(flags, streamId, buf, start, start + length);
+      }
+      this.onFrame(type, flags, streamId, buf.subarray(start, start + length));
     } catch (err) {
       if (!(err instanceof StreamError)) throw err;
       this.streamError(err.streamId, err.code, err.message);
@@ -455,7 +467,7 @@ export abstract class Http2Connection implements OutputOwner {
       throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'a header block was interrupted by another frame');
     }
     switch (type) {
-      case FrameType.DATA: return this.onDataFrame(flags, streamId, payload);
+      case FrameType.DATA: return this.onDataFrame(flags, streamId, payload, 0, payload.length);
       case FrameType.HEADERS: return this.onHeadersFrame(flags, streamId, payload, 0, payload.length);
       case FrameType.PRIORITY: return this.onPriority(streamId, payload);
       case FrameType.RST_STREAM: return this.onRstStream(streamId, payload);
@@ -489,24 +501,16 @@ export abstract class Http2Connection implements OutputOwner {
     if (c !== undefined && i !== undefined) c.row[c.base + i]++;
   }
 
-  /** Padding stripped; throws for a pad length beyond the payload. */
-  private unpad(flags: number, payload: Buffer): Buffer {
-    if ((flags & Flag.PADDED) === 0) return payload;
-    if (payload.length < 1) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'padded frame without a pad length');
-    const pad = payload[0];
-    if (pad >= payload.length) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'padding longer than the payload');
-    return payload.subarray(1, payload.length - pad);
-  }
-
   /** A stream id the peer could have opened and we have no state for: idle, or closed. */
   private isIdle(streamId: number): boolean {
     const peerInitiated = (streamId & 1) === (this.role === 'server' ? 1 : 0);
     return peerInitiated ? streamId > this.lastPeerStreamId : streamId >= this.nextStreamId;
   }
 
-  private onDataFrame(flags: number, streamId: number, payload: Buffer): void {
+  /** A DATA frame whose payload is buf[start, end). */
+  private onDataFrame(flags: number, streamId: number, buf: Buffer, start: number, end: number): void {
     if (streamId === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'DATA on stream 0');
-    const length = payload.length;
+    const length = end - start;
     // Flow control counts the whole frame, padding included, whatever becomes of it.
     if (length > this.recvWindow) throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, 'DATA beyond the connection window');
     this.recvWindow -= length;
@@ -516,7 +520,13 @@ export abstract class Http2Connection implements OutputOwner {
       this.recvWindow += this.recvUnacked;
       this.recvUnacked = 0;
     }
-    const data = this.unpad(flags, payload);
+    if ((flags & Flag.PADDED) !== 0) {
+      if (length < 1) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'padded frame without a pad length');
+      const pad = buf[start];
+      if (pad >= length) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'padding longer than the payload');
+      start++;
+      end -= pad;
+    }
     const stream = this.streams.get(streamId);
     if (stream === undefined) {
       if (this.isIdle(streamId)) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'DATA on an idle stream');
@@ -527,14 +537,15 @@ export abstract class Http2Connection implements OutputOwner {
     if (length > stream.recvWindow) throw new StreamError(streamId, ErrorCode.FLOW_CONTROL_ERROR, 'DATA beyond the stream window');
     stream.recvWindow -= length;
     const endStream = (flags & Flag.END_STREAM) !== 0;
-    if (data.length === 0 && !endStream) {
+    const size = end - start;
+    if (size === 0 && !endStream) {
       if (++this.emptyFrames > MAX_EMPTY_FRAMES) this.calm('empty_frame_flood', 'too many empty DATA frames');
     } else {
       this.emptyFrames = 0;
     }
     // Padding is consumed at once; the data when its reader takes it.
-    stream.consumed(length - data.length);
-    stream.receiveData(this.sharedReads && data.length > 0 ? Buffer.from(data) : data, endStream);
+    stream.consumed(length - size);
+    stream.receiveData(size === 0 ? EMPTY : this.sharedReads ? copyOf(buf, start, end) : buf.subarray(start, end), endStream);
   }
 
   /** A HEADERS frame whose payload is buf[start, end). */
