@@ -15,7 +15,7 @@ const dir = mkdtempSync(join(tmpdir(), 'shuttle-h2-alloc-'));
 const profDir = mkdtempSync(join(tmpdir(), 'shuttle-h2-heap-'));
 process.env.SHUTTLE_HEAP_PROFILE_DIR = profDir;
 
-const upstream = await startNginx(dir, 'upstream', (p) => `server { listen 127.0.0.1:${p} http2; location / { return 200 "hello from the upstream\\n"; } }`, 'http2_max_requests 10000000;');
+const upstream = await startNginx(dir, 'upstream', (p) => `server { listen 127.0.0.1:${p} http2; location / { return 200 "hello from the upstream\\n"; } }`);
 const port = await freePort();
 const shuttle = await startShuttle({
   listeners: [{ name: 'h2', address: `127.0.0.1:${port}`, protocol: 'http', access_log: false, http: { codec: 'http2' }, virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ cluster: 'up' }] }] }],

@@ -29,7 +29,7 @@ const dir = mkdtempSync(join(tmpdir(), 'shuttle-h2-bench-'));
 
 interface Target { name: string; port: number; pids: () => number[]; stop(): Promise<void> }
 
-const nginx = (name: string, body: (port: number) => string) => startNginx(dir, name, body, 'http2_max_requests 10000000;');
+const nginx = (name: string, body: (port: number) => string) => startNginx(dir, name, body);
 
 const upstream = await nginx('upstream', (p) => `server { listen 127.0.0.1:${p} http2 backlog=4096; location / { return 200 "hello from the upstream\\n"; } }`);
 

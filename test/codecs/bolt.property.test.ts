@@ -397,6 +397,22 @@ describe(`Bolt codec properties (fast-check seed ${FUZZ_SEED})`, () => {
     }), fcParams(1500));
   });
 
+  it('reads repeated and nearly repeated routing values right (the per-key memo of the last value)', () => {
+    // Few values, so blocks repeat them: the same bytes, the same length with other bytes, a
+    // prefix, a multi-byte character, one over the memo's 128 bytes, and a null.
+    const value = fc.constantFrom('com.example.Echo', 'com.example.Echp', 'com.example.Ech', 'cöm.example.Echo', 'x'.repeat(129), 'x'.repeat(128) + 'y', '', null);
+    const key = fc.constantFrom('service', 'sofa_head_target_service', 'sofa_head_method_name');
+    const blocks = fc.array(fc.array(fc.tuple(key, value), { maxLength: 4 }).map(headerBlock), { minLength: 2, maxLength: 12 });
+    fc.assert(fc.property(blocks, (list) => {
+      for (const b of list) {
+        const map = parseHeaderMap(b);
+        const found: BoltRouting = { service: undefined, targetService: undefined, method: undefined };
+        readRouting(b, found);
+        expect(found).toEqual({ service: map.get('service'), targetService: map.get('sofa_head_target_service'), method: map.get('sofa_head_method_name') });
+      }
+    }), fcParams(800));
+  });
+
   it('decodes a frame the same into its own copy (`own`: the read buffer is reused)', () => {
     fc.assert(fc.property(specArb, fc.nat({ max: 16 }), (spec, at) => {
       const raw = Buffer.concat([Buffer.alloc(at, 0xee), encodeBolt(spec)]);

@@ -188,6 +188,32 @@ const SERVICE_KEY = Buffer.from('service');
 const TARGET_SERVICE_KEY = Buffer.from('sofa_head_target_service');
 const METHOD_KEY = Buffer.from('sofa_head_method_name');
 
+/**
+ * The last value read for one routing key. Why: a client calls the same few services and methods
+ * over and over; the same bytes as last time are the same string, so a repeat costs a byte compare
+ * instead of a UTF-8 decode and a new string, and the route lookup that follows hashes a string it
+ * has hashed before (V8 keeps a string's hash in the string).
+ */
+class ValueMemo {
+  private readonly bytes = Buffer.alloc(128);
+  private length = -1;
+  private value = '';
+
+  read(b: Buffer, at: number, len: number): string {
+    if (len === this.length && sameBytes(b, at, this.bytes, len)) return this.value;
+    const value = b.toString('utf8', at, at + len);
+    if (len <= this.bytes.length) {
+      b.copy(this.bytes, 0, at, at + len);
+      this.length = len;
+      this.value = value;
+    }
+    return value;
+  }
+}
+const SERVICE_MEMO = new ValueMemo();
+const TARGET_SERVICE_MEMO = new ValueMemo();
+const METHOD_MEMO = new ValueMemo();
+
 /** What readRouting finds (last occurrence wins, as in parseHeaderMap; a null value reads as ''). */
 export interface BoltRouting {
   service: string | undefined;
@@ -213,10 +239,13 @@ export function readRouting(header: Buffer, into: BoltRouting): void {
     p = fieldEnd(valueAt, valueLen, n);
     const key = keyLen === 7 ? SERVICE_KEY : keyLen === 24 ? TARGET_SERVICE_KEY : keyLen === 21 ? METHOD_KEY : undefined;
     if (key === undefined || !bytesAt(header, keyAt, key)) continue;
-    const value = valueLen === 0xffffffff ? '' : header.toString('utf8', valueAt, valueAt + valueLen);
-    if (key === SERVICE_KEY) into.service = value;
-    else if (key === TARGET_SERVICE_KEY) into.targetService = value;
-    else into.method = value;
+    if (valueLen === 0xffffffff) {
+      if (key === SERVICE_KEY) into.service = '';
+      else if (key === TARGET_SERVICE_KEY) into.targetService = '';
+      else into.method = '';
+    } else if (key === SERVICE_KEY) into.service = SERVICE_MEMO.read(header, valueAt, valueLen);
+    else if (key === TARGET_SERVICE_KEY) into.targetService = TARGET_SERVICE_MEMO.read(header, valueAt, valueLen);
+    else into.method = METHOD_MEMO.read(header, valueAt, valueLen);
   }
 }
 
@@ -238,7 +267,12 @@ function u32(b: Buffer, p: number): number {
 }
 
 function bytesAt(b: Buffer, at: number, key: Buffer): boolean {
-  for (let i = 0; i < key.length; i++) if (b[at + i] !== key[i]) return false;
+  return sameBytes(b, at, key, key.length);
+}
+
+/** b[at, at + len) equals other[0, len). */
+function sameBytes(b: Buffer, at: number, other: Buffer, len: number): boolean {
+  for (let i = 0; i < len; i++) if (b[at + i] !== other[i]) return false;
   return true;
 }
 
