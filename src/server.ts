@@ -39,7 +39,8 @@ import { applyIdChanges, idleChecks, type SharedTables } from './shared/id-lifec
 import { H, StatsLayout, StatsTable } from './shared/stats-table.ts';
 import { RequestTable } from './shared/request-table.ts';
 import { HealthStats } from './cluster/health/health-stats.ts';
-import { announceReady, isSuccessor, receiveHandover, startSuccessor, type Handover } from './upgrade/handover.ts';
+import { announceReady, isSuccessor, receiveHandover, startSuccessor, type HandedListener, type Handover } from './upgrade/handover.ts';
+import { borrowListeners, giveBackListeners, listenInherited, type BorrowedListener } from './upgrade/reuseport-handover.ts';
 import { MigrationRelay, fallbackTotal } from './upgrade/migration-relay.ts';
 import { receiveMigrations, type MigrationStats } from './upgrade/migration-intake.ts';
 import type { ChildProcess } from 'node:child_process';
@@ -168,7 +169,8 @@ export async function startServer(opts: StartOptions): Promise<void> {
     }
   }
 
-  const bound = await pool.start().catch((err) => fail(err, 'workers failed to start'));
+  // (reuseport, successor: workers wait for the old process's sockets before they listen.)
+  const bound = await pool.start(undefined, successor && opts.balance === 'reuseport').catch((err) => fail(err, 'workers failed to start'));
   await checker.update(stats.layout.hosts);
 
   let handover: Handover | undefined;
@@ -181,7 +183,10 @@ export async function startServer(opts: StartOptions): Promise<void> {
     adminAddress = await admin.listen(current.config.admin.address, inheritedAdmin).catch((err) => fail(err, 'admin server could not listen'));
   }
   if (opts.balance === 'reuseport') {
-    reusePortListeners = bound[0];
+    const wanted = (h: HandedListener) => current.config.listeners.some((l) => l.name === h.name && addressKey(l) === h.key);
+    reusePortListeners = handover
+      ? await listenInherited(pool, handover.listeners, wanted).catch((err) => fail(err, 'upgrade: workers could not take the listening sockets'))
+      : bound[0];
   } else {
     const adopted = new Set<unknown>();
     for (const l of current.config.listeners) {
@@ -380,7 +385,13 @@ export async function startServer(opts: StartOptions): Promise<void> {
     try {
       const migrate = current.config.connection_migration;
       // Run by xDS: the new process starts from what our control plane made (it asks for it first).
-      const child = await startSuccessor({ listeners: acceptor.handles(), admin: admin.listening, config: xdsManager?.runningConfig() }, current.config.upgrade_timeout, migrate);
+      // reuseport: the workers' sockets are lent for the handover (upgrade/reuseport-handover.ts).
+      const keyOf = (name: string) => {
+        const l = current.config.listeners.find((x) => x.name === name);
+        return l && addressKey(l);
+      };
+      const lending = opts.balance === 'reuseport' ? { borrow: () => borrowListeners(pool, keyOf), giveBack: (b: HandedListener[]) => giveBackListeners(pool, b as BorrowedListener[]) } : {};
+      const child = await startSuccessor({ listeners: acceptor.handles(), admin: admin.listening, config: xdsManager?.runningConfig(), ...lending }, current.config.upgrade_timeout, migrate);
       logger.info({ new_pid: child.pid, drain_timeout_ms: current.config.drain_timeout, connection_migration: migrate }, 'upgrade: the new process serves; this one drains');
       upgradeReport(attempt, true, child.pid ?? null, null);
       if (migrate && !(await migrateConnections(child))) {

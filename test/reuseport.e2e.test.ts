@@ -1,18 +1,34 @@
 /**
  * --balance reuseport: each worker binds its own listener and the kernel spreads connections.
  */
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Agent, request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
+import { httpUpstream } from './support/http.ts';
+import { loop, tcpEcho } from './support/load.ts';
 import { Client, closedPort, echoServer, type Upstream } from './support/net.ts';
-import { startShuttle, testConfig, type ShuttleProcess } from './support/shuttle.ts';
+import { alive, stopByPidFile } from './support/process.ts';
+import { runCli, ShuttleProcess as CliProcess, startShuttle, testConfig, type ShuttleProcess } from './support/shuttle.ts';
+import { eventually } from './support/wait.ts';
+
+/** Inodes of the sockets listening on 127.0.0.1:port (from /proc/net/tcp), sorted. */
+function listeningSockets(port: number): string[] {
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  return readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1).map((l) => l.trim().split(/\s+/)).filter((f) => f[1] === local && f[3] === '0A').map((f) => f[9]).sort();
+}
 
 let shuttle: ShuttleProcess | undefined;
 let echo: Upstream | undefined;
 const clients: Client[] = [];
+const cleanup: (() => Promise<unknown> | void)[] = [];
 
 afterEach(async () => {
   for (const c of clients.splice(0)) c.socket.destroy();
   await shuttle?.stop();
   await echo?.close();
+  for (const f of cleanup.splice(0).reverse()) await f();
 });
 
 describe('reuseport balancing', () => {
@@ -47,4 +63,58 @@ describe('reuseport balancing', () => {
     expect(await shuttle.waitForExit()).toBe(1);
     expect(shuttle.stderr).toMatch(/reuseport needs a fixed port/);
   });
+
+  it('upgrades 3 times under a new connection per request: the new process adopts the workers\' sockets, 0 refused, 0 reset', async () => {
+    // Closing a SO_REUSEPORT socket resets what waits in its accept queue: the old workers' sockets
+    // must reach the new process, not be closed under the clients (workers/own-listeners.ts).
+    const up = await httpUpstream('app');
+    echo = await echoServer();
+    cleanup.push(() => up.close());
+    const [web, tcp] = [await closedPort(), await closedPort()];
+    const dir = mkdtempSync(join(tmpdir(), 'shuttle-reuseport-upgrade-'));
+    const configFile = join(dir, 'shuttle.json');
+    const pidFile = join(dir, 'shuttle.pid');
+    const drainMs = 2_000;
+    writeFileSync(configFile, JSON.stringify(testConfig({
+      drain_timeout: `${drainMs}ms`,
+      listeners: [
+        { name: 'web', address: `127.0.0.1:${web}`, protocol: 'http', access_log: false, virtual_hosts: [{ name: 'a', domains: ['*'], routes: [{ cluster: 'app' }] }] },
+        { name: 'tcp', address: `127.0.0.1:${tcp}`, cluster: 'echo', access_log: false },
+      ],
+      clusters: [{ name: 'app', hosts: [up.address] }, { name: 'echo', hosts: [echo.address] }],
+    })));
+    const first = new CliProcess(configFile, { threads: 2, balance: 'reuseport', args: ['--pid-file', pidFile] });
+    cleanup.push(() => stopByPidFile(pidFile), () => first.stop());
+    await first.ready();
+    const fresh = new Agent({ pipelining: 0 });
+    cleanup.push(() => fresh.close());
+    const get = async () => {
+      const res = await request(`http://127.0.0.1:${web}/x`, { dispatcher: fresh, reset: true, headersTimeout: 5_000, bodyTimeout: 5_000 });
+      await res.body.dump();
+      if (res.statusCode !== 200) throw new Error(`status ${res.statusCode}`);
+    };
+    // Many loops at once, so that connections wait in the sockets' accept queues at every moment.
+    const loops = [...Array.from({ length: 4 }, () => loop(get)), ...Array.from({ length: 24 }, () => loop(() => tcpEcho(tcp)))];
+    // The listening sockets themselves: the same ones serve before and after (none closed, none new).
+    const sockets = { web: listeningSockets(web), tcp: listeningSockets(tcp) };
+    expect([sockets.web.length, sockets.tcp.length]).toEqual([2, 2]);
+    const pids = [first.pid];
+    for (let i = 0; i < 3; i++) {
+      const old = pids.at(-1)!;
+      const r = await runCli(['upgrade', '--pid-file', pidFile], { timeoutMs: 60_000 });
+      expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
+      const next = Number(readFileSync(pidFile, 'utf8'));
+      expect(next).not.toBe(old);
+      pids.push(next);
+      await eventually(async () => alive(old), (a) => !a, drainMs + 2_000 + 15_000);
+    }
+    await Promise.all(loops.map((l) => l.stop()));
+    const total = loops.reduce((n, l) => ({ ok: n.ok + l.counts.ok, refused: n.refused + l.counts.refused, failed: n.failed + l.counts.failed, errors: [...n.errors, ...l.counts.errors].slice(0, 5) }), { ok: 0, refused: 0, failed: 0, errors: [] as string[] });
+    console.log(`reuseport upgrade x3 under new connections: ${JSON.stringify(total)}`);
+    expect(total.ok).toBeGreaterThan(100);
+    expect(total).toEqual({ ok: total.ok, refused: 0, failed: 0, errors: [] });
+    expect(alive(pids[3])).toBe(true);
+    for (const p of pids.slice(0, 3)) expect(alive(p)).toBe(false);
+    expect({ web: listeningSockets(web), tcp: listeningSockets(tcp) }).toEqual(sockets);
+  }, 120_000);
 });

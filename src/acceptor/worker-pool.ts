@@ -144,11 +144,15 @@ export class WorkerPool {
     return this.slots.filter((s) => s.member).length;
   }
 
-  /** Starts `threads` workers; resolves when all are ready, rejects if one fails to start. */
-  async start(threads = this.opts.threads): Promise<BoundListener[][]> {
+  /**
+   * Starts `threads` workers; resolves when all are ready, rejects if one fails to start.
+   * `deferListen` (reuseport, new process of an upgrade): they bind nothing until told (see
+   * upgrade/reuseport-handover.ts).
+   */
+  async start(threads = this.opts.threads, deferListen = false): Promise<BoundListener[][]> {
     const chosen = this.freeSlots(threads);
     for (const slot of chosen) slot.member = true;
-    return Promise.all(chosen.map((slot) => this.spawn(slot)));
+    return Promise.all(chosen.map((slot) => this.spawn(slot, deferListen)));
   }
 
   /**
@@ -444,7 +448,17 @@ export class WorkerPool {
     }
   }
 
-  private spawn(slot: Slot): Promise<BoundListener[]> {
+  /** The running workers of the current set, by slot. */
+  members(): { slot: number; worker: Worker }[] {
+    return this.slots.flatMap((s) => (s.member && s.worker ? [{ slot: s.index, worker: s.worker }] : []));
+  }
+
+  /** The worker running in `slot` now, if any. */
+  workerAt(slot: number): Worker | undefined {
+    return this.slots[slot]?.worker;
+  }
+
+  private spawn(slot: Slot, deferListen = false): Promise<BoundListener[]> {
     const workerId = this.nextWorkerId++;
     if (!slot.events) {
       const ring = Ring.create(EVENT_RING_BYTES);
@@ -470,6 +484,7 @@ export class WorkerPool {
       logFormat: this.opts.logFormat,
       colorize: this.opts.colorize,
       configFile: this.opts.configFile,
+      deferListen,
     };
     const worker = new Worker(WORKER_ENTRY, { workerData: init, name: `shuttle-worker-${slot.index}`, resourceLimits: process.env.SHUTTLE_YOUNG_MB ? { maxYoungGenerationSizeMb: Number(process.env.SHUTTLE_YOUNG_MB) } : undefined });
     slot.worker = worker;

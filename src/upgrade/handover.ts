@@ -23,7 +23,12 @@ type ParentMessage =
   | { type: 'upgrade-done' }
   | { type: 'upgrade-config'; config: unknown };
 
-type ChildMessage = { type: 'upgrade-hello' } | { type: 'upgrade-ready'; pid: number } | { type: 'upgrade-config-request' };
+type ChildMessage =
+  | { type: 'upgrade-hello' }
+  /** Every socket arrived: the old process may use its own copies as it likes again. */
+  | { type: 'upgrade-received' }
+  | { type: 'upgrade-ready'; pid: number }
+  | { type: 'upgrade-config-request' };
 
 export interface HandedListener {
   name: string;
@@ -42,6 +47,13 @@ export interface Handover {
    * until its own xDS stream answers (see receiveRunningConfig).
    */
   config?: unknown;
+  /**
+   * Listeners to lend only while they are handed over (reuseport: workers' sockets, borrowed when
+   * the new process asks and given back once it has them, or when it fails; see
+   * reuseport-handover.ts). Sent after `listeners`.
+   */
+  borrow?: () => Promise<HandedListener[]>;
+  giveBack?: (borrowed: HandedListener[]) => void;
 }
 
 /**
@@ -55,9 +67,15 @@ export function startSuccessor(handover: Handover, deadlineMs: number, keepChann
   });
   return new Promise((resolve, reject) => {
     let settled = false;
+    let borrowed: HandedListener[] | undefined;
+    const giveBack = () => {
+      if (borrowed !== undefined) handover.giveBack?.(borrowed);
+      borrowed = undefined;
+    };
     const settle = (err?: Error) => {
       if (settled) return;
       settled = true;
+      giveBack();
       clearTimeout(timer);
       child.off('exit', onExit);
       if (err) {
@@ -75,10 +93,18 @@ export function startSuccessor(handover: Handover, deadlineMs: number, keepChann
       if (msg.type === 'upgrade-config-request') {
         child.send({ type: 'upgrade-config', config: handover.config ?? null } satisfies ParentMessage);
       } else if (msg.type === 'upgrade-hello') {
-        for (const l of handover.listeners) child.send({ type: 'upgrade-listener', name: l.name, key: l.key } satisfies ParentMessage, l.server);
-        if (handover.admin) child.send({ type: 'upgrade-admin' } satisfies ParentMessage, handover.admin);
-        child.send({ type: 'upgrade-done' } satisfies ParentMessage);
+        void (async () => {
+          const lent = handover.borrow ? await handover.borrow() : [];
+          if (settled) return handover.giveBack?.(lent);
+          borrowed = lent;
+          for (const l of [...handover.listeners, ...lent]) child.send({ type: 'upgrade-listener', name: l.name, key: l.key } satisfies ParentMessage, l.server);
+          if (handover.admin) child.send({ type: 'upgrade-admin' } satisfies ParentMessage, handover.admin);
+          child.send({ type: 'upgrade-done' } satisfies ParentMessage);
+        })();
+      } else if (msg.type === 'upgrade-received') {
+        giveBack();
       } else if (msg.type === 'upgrade-ready') {
+        giveBack();
         // The channel stays open for connection migration (keepChannel); the caller closes it.
         if (!keepChannel) child.disconnect();
         child.unref();
@@ -134,6 +160,7 @@ export function receiveHandover(timeoutMs = 10_000): Promise<Handover> {
       else if (msg.type === 'upgrade-done') {
         clearTimeout(timer);
         process.off('message', onMessage);
+        process.send!({ type: 'upgrade-received' } satisfies ChildMessage);
         resolve(handover);
       }
     };

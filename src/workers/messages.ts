@@ -33,6 +33,11 @@ export interface WorkerInit {
   /** This worker's ring of events for the main thread (worker → main). */
   readonly events: SharedArrayBuffer;
   readonly balance: BalanceMode;
+  /**
+   * reuseport, new process of an upgrade: bind nothing at start; the main thread sends 'listen'
+   * with the old process's sockets to adopt (a respawned worker binds as usual).
+   */
+  readonly deferListen?: boolean;
   readonly logLevel: LogLevel;
   readonly logFormat: LogFormat;
   /** Pretty logs in colour (stdout is a terminal). */
@@ -84,7 +89,20 @@ export type MainToWorker =
   /** Old process: the new process is gone: every connection not moved yet is served here again. */
   | { type: 'migrate-abort' }
   /** New process: serve a connection moved from the old process (sockets: the downstream first). */
-  | { type: 'adopt'; id: string; state: MigratedState; sockets: net.Socket[] };
+  | { type: 'adopt'; id: string; state: MigratedState; sockets: net.Socket[] }
+  // ---- reuseport sockets across an upgrade (workers/own-listeners.ts) ----
+  /** Old process: transfer your listening sockets to the main thread (answer: lent-listeners). */
+  | { type: 'lend-listeners' }
+  /** Old process: your lent sockets, given back (the new process holds copies now). */
+  | { type: 'give-back-listeners'; listeners: LentListener[] }
+  /** New process, started with deferListen: adopt these sockets, bind the listeners left (answer: listening). */
+  | { type: 'listen'; inherited: LentListener[] };
+
+/** A listening socket in transit between a worker and the main thread (in the transfer list). */
+export interface LentListener {
+  name: string;
+  server: net.Server;
+}
 
 export interface BoundListener {
   name: string;
@@ -105,4 +123,7 @@ export type WorkerToMain =
   | { type: 'migrate-fallback'; reason: FallbackReason }
   /** Every connection of this worker moved or fell back to draining. */
   | { type: 'migrate-settled' }
-  | { type: 'adopted'; id: string; ok: boolean; error?: string };
+  | { type: 'adopted'; id: string; ok: boolean; error?: string }
+  | { type: 'lent-listeners'; listeners: LentListener[] }
+  /** The answer to 'listen': every listener of the config is served. */
+  | { type: 'listening'; listeners: BoundListener[] };

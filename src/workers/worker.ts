@@ -11,10 +11,9 @@
  * started with. Stats and health cells are indexed by stable ids, so nothing is copied.
  */
 import { adoptTransferred } from '../net/socket-io.ts';
-import net from 'node:net';
+import type net from 'node:net';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Cluster, ClusterManager } from '../cluster/cluster-manager.ts';
-import { formatAddress } from '../config/address.ts';
 import { deepFreeze } from '../config/load.ts';
 import type { ListenerConfig, ShuttleConfig } from '../config/schema.ts';
 import { ShuttleError } from '../errors.ts';
@@ -48,7 +47,8 @@ import { clusterFetcher } from '../filters/shared/cluster-fetch.ts';
 import { PolicyTable } from '../filters/shared/policy-table.ts';
 import { StatsLayout, StatsTable } from '../shared/stats-table.ts';
 import { RequestTable } from '../shared/request-table.ts';
-import type { BoundListener, HostsUpdate, MainToWorker, WorkerInit, WorkerToMain } from './messages.ts';
+import type { BoundListener, HostsUpdate, LentListener, MainToWorker, WorkerInit, WorkerToMain } from './messages.ts';
+import { OwnListeners } from './own-listeners.ts';
 import { startProfiler } from './profiler.ts';
 import { OutgoingMigration } from './outgoing-migration.ts';
 import type { MigratedState } from '../upgrade/migration.ts';
@@ -114,7 +114,14 @@ const requestRow = new RequestTable(init.requests).row(init.slot);
 let runtime = buildRuntime(init.generation, deepFreeze(init.config), init.ids, init.secrets);
 /** Open connections, by the listener they came in on. */
 const open = new Map<ProxiedConnection, string>();
-const ownServers = new Map<string, { server: net.Server; address: string }>();
+/** reuseport: this worker's own listening sockets. */
+const own = new OwnListeners(
+  (socket, listener) => {
+    loadTable.connectionOpened(init.slot);
+    serve(socket, listener);
+  },
+  (err, listener) => logger.error({ err, listener }, 'listener error'),
+);
 let connectionSeq = 0;
 let draining = false;
 /** Old process in an upgrade: connections move to the new process (upgrade/migration.ts). */
@@ -329,22 +336,24 @@ function startRpc<F>(socket: net.Socket, id: string, protocol: RpcProtocol<F>, c
   c.start(first !== undefined && first.length > 0 ? first : undefined);
 }
 
-function listenOwn(listener: ListenerConfig): Promise<BoundListener> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
-      loadTable.connectionOpened(init.slot);
-      serve(socket, listener.name);
-    });
-    server.once('error', reject);
-    server.listen({ host: listener.address.host, port: listener.address.port, reusePort: true, backlog: listener.backlog }, () => {
-      server.off('error', reject);
-      server.on('error', (err) => logger.error({ err, listener: listener.name }, 'listener error'));
-      const a = server.address() as net.AddressInfo;
-      const address = formatAddress({ host: a.address, port: a.port });
-      ownServers.set(listener.name, { server, address });
-      resolve({ name: listener.name, address });
-    });
-  });
+/**
+ * reuseport: serves every listener of the config, on the sockets given (`inherited`, from the
+ * old process) where there are some, else on a new socket. Exits if one cannot bind.
+ */
+async function listenAll(inherited: readonly LentListener[]): Promise<BoundListener[]> {
+  const bound = new Map<string, BoundListener>();
+  for (const { name, server } of inherited) bound.set(name, own.adopt(name, server));
+  for (const listener of runtime.config.listeners) {
+    if (bound.has(listener.name)) continue;
+    try {
+      bound.set(listener.name, await own.bind(listener));
+    } catch (err) {
+      send({ type: 'listen-failed', listener: listener.name, error: (err as Error).message });
+      flushSync();
+      process.exit(1);
+    }
+  }
+  return [...bound.values()];
 }
 
 /** Applies a new generation: new connections and requests use it; open ones finish as they are. */
@@ -366,19 +375,14 @@ async function applyConfig(shared: SharedArrayBuffer): Promise<void> {
   if (init.balance === 'reuseport') {
     // This worker owns its listeners: bind the new (or moved) ones first, then close the old.
     for (const l of snap.config.listeners) {
-      const own = ownServers.get(l.name);
       const prev = previous.listeners.get(l.name)?.config;
       const moved = prev && (prev.address.host !== l.address.host || prev.address.port !== l.address.port || prev.backlog !== l.backlog);
-      if (own && !moved) continue;
-      const old = own?.server;
-      await listenOwn(l);
-      old?.close();
+      if (own.has(l.name) && !moved) continue;
+      const old = own.detach(l.name);
+      await own.bind(l);
+      for (const server of old) server.close();
     }
-    for (const [name, own] of ownServers) {
-      if (runtime.listeners.has(name)) continue;
-      own.server.close();
-      ownServers.delete(name);
-    }
+    for (const name of own.names()) if (!runtime.listeners.has(name)) own.close(name);
   }
   logger.info({ generation: snap.generation }, 'config applied');
 }
@@ -409,7 +413,7 @@ function applyHosts(shared: SharedArrayBuffer): void {
 function drain(deadlineMs: number): void {
   if (draining) return;
   draining = true;
-  for (const { server } of ownServers.values()) server.close();
+  own.closeAll();
   pools.byHost.drainAll();
   // Multiplexed upstream connections stay: draining RPC connections still send on them. They
   // close with the worker.
@@ -426,8 +430,9 @@ function drain(deadlineMs: number): void {
 /** Old process: every connection moves to the new process, or drains when it can't. */
 function migrate(windowMs: number): void {
   if (draining || migration.active) return;
-  // No new connection comes here any more (the acceptor diverts them to the new process).
-  for (const { server } of ownServers.values()) server.close();
+  // No new connection comes here any more (the acceptor diverts them to the new process; in
+  // reuseport mode the new process holds copies of these sockets, see own-listeners.ts).
+  own.closeAll();
   logger.info({ open: open.size, window_ms: windowMs }, 'connection migration: moving connections to the new process');
   migration.start(open.keys(), windowMs);
   exitIfDone();
@@ -557,6 +562,21 @@ port.on('message', (msg: MainToWorker) => {
         send({ type: 'config-failed', generation: msg.generation, error: (err as Error).message });
       }
       break;
+    case 'lend-listeners': {
+      const lent = own.lend();
+      port.postMessage({ type: 'lent-listeners', listeners: lent } satisfies WorkerToMain, lent.map((l) => l.server));
+      break;
+    }
+    case 'give-back-listeners':
+      // (Draining or moving out meanwhile: no more connections here; our copies close.)
+      for (const { name, server } of msg.listeners) {
+        if (draining || migration.active) server.close();
+        else own.adopt(name, server);
+      }
+      break;
+    case 'listen':
+      void listenAll(msg.inherited).then((listeners) => send({ type: 'listening', listeners }));
+      break;
     case 'config':
       applyConfig(msg.snapshot).then(
         () => send({ type: 'config-applied', generation: msg.generation }),
@@ -569,18 +589,8 @@ port.on('message', (msg: MainToWorker) => {
   }
 });
 
-if (init.balance === 'reuseport') {
-  const bound: BoundListener[] = [];
-  for (const listener of runtime.config.listeners) {
-    try {
-      bound.push(await listenOwn(listener));
-    } catch (err) {
-      send({ type: 'listen-failed', listener: listener.name, error: (err as Error).message });
-      flushSync();
-      process.exit(1);
-    }
-  }
-  send({ type: 'ready', listeners: bound });
+if (init.balance === 'reuseport' && !init.deferListen) {
+  send({ type: 'ready', listeners: await listenAll([]) });
 } else {
   send({ type: 'ready', listeners: [] });
 }
