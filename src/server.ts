@@ -15,7 +15,7 @@ import type net from 'node:net';
 import type { SocketAddress } from './config/address.ts';
 import { Piscina } from 'piscina';
 import { Acceptor } from './acceptor/acceptor.ts';
-import { WorkerPool } from './acceptor/worker-pool.ts';
+import { WorkerPool, type PoolWorker } from './acceptor/worker-pool.ts';
 import { AdminServer } from './admin/admin-server.ts';
 import { createMetricsRegistry } from './admin/metrics.ts';
 import { configHash, registerRoutes, type Phase, type ReloadInfo, type UpgradeInfo } from './admin/routes.ts';
@@ -68,6 +68,15 @@ export interface StartOptions {
 }
 
 const RELOAD_TASK = new URL('./config/reload-task.ts', import.meta.url).href;
+
+/** The address key (acceptor.addressKey) of a listener of `config`, by name. */
+const keyIn = (config: ShuttleConfig) => (name: string): string | undefined => {
+  const l = config.listeners.find((x) => x.name === name);
+  return l && addressKey(l);
+};
+
+/** Whether `config` still has a handed-over socket's listener, at the same address. */
+const keptIn = (config: ShuttleConfig) => (h: HandedListener): boolean => config.listeners.some((l) => l.name === h.name && addressKey(l) === h.key);
 
 export async function startServer(opts: StartOptions): Promise<void> {
   const logLevel = opts.logLevel ?? opts.config.log.level;
@@ -183,9 +192,8 @@ export async function startServer(opts: StartOptions): Promise<void> {
     adminAddress = await admin.listen(current.config.admin.address, inheritedAdmin).catch((err) => fail(err, 'admin server could not listen'));
   }
   if (opts.balance === 'reuseport') {
-    const wanted = (h: HandedListener) => current.config.listeners.some((l) => l.name === h.name && addressKey(l) === h.key);
     reusePortListeners = handover
-      ? await listenInherited(pool, handover.listeners, wanted).catch((err) => fail(err, 'upgrade: workers could not take the listening sockets'))
+      ? await listenInherited(pool, pool.members(), handover.listeners, keptIn(current.config)).catch((err) => fail(err, 'upgrade: workers could not take the listening sockets'))
       : bound[0];
   } else {
     const adopted = new Set<unknown>();
@@ -279,7 +287,11 @@ export async function startServer(opts: StartOptions): Promise<void> {
         await pool.publishHosts(next, hostsOnly);
       } else if (replaceWorkers) {
         pool.setSnapshot(next);
-        const bound = await pool.replaceAll(wantThreads, config.drain_timeout);
+        // reuseport: the new workers adopt the old ones' sockets (none closed under queued clients).
+        const takeOver = opts.balance === 'reuseport'
+          ? async (fresh: PoolWorker[], old: PoolWorker[]) => listenInherited(pool, fresh, await borrowListeners(pool, old, keyIn(current.config)), keptIn(config))
+          : undefined;
+        const bound = await pool.replaceAll(wantThreads, config.drain_timeout, takeOver);
         threads = wantThreads;
         if (opts.balance === 'reuseport') reusePortListeners = bound[0];
       } else {
@@ -386,11 +398,7 @@ export async function startServer(opts: StartOptions): Promise<void> {
       const migrate = current.config.connection_migration;
       // Run by xDS: the new process starts from what our control plane made (it asks for it first).
       // reuseport: the workers' sockets are lent for the handover (upgrade/reuseport-handover.ts).
-      const keyOf = (name: string) => {
-        const l = current.config.listeners.find((x) => x.name === name);
-        return l && addressKey(l);
-      };
-      const lending = opts.balance === 'reuseport' ? { borrow: () => borrowListeners(pool, keyOf), giveBack: (b: HandedListener[]) => giveBackListeners(pool, b as BorrowedListener[]) } : {};
+      const lending = opts.balance === 'reuseport' ? { borrow: () => borrowListeners(pool, pool.members(), keyIn(current.config)), giveBack: (b: HandedListener[]) => giveBackListeners(pool, b as BorrowedListener[]) } : {};
       const child = await startSuccessor({ listeners: acceptor.handles(), admin: admin.listening, config: xdsManager?.runningConfig(), ...lending }, current.config.upgrade_timeout, migrate);
       logger.info({ new_pid: child.pid, drain_timeout_ms: current.config.drain_timeout, connection_migration: migrate }, 'upgrade: the new process serves; this one drains');
       upgradeReport(attempt, true, child.pid ?? null, null);

@@ -117,4 +117,43 @@ describe('reuseport balancing', () => {
     for (const p of pids.slice(0, 3)) expect(alive(p)).toBe(false);
     expect({ web: listeningSockets(web), tcp: listeningSockets(tcp) }).toEqual(sockets);
   }, 120_000);
+
+  it('replaces the workers on a thread-count reload: the new ones adopt the old ones\' sockets, 0 refused, 0 reset', async () => {
+    echo = await echoServer();
+    const tcp = await closedPort();
+    const dir = mkdtempSync(join(tmpdir(), 'shuttle-reuseport-reload-'));
+    const configFile = join(dir, 'shuttle.json');
+    const pidFile = join(dir, 'shuttle.pid');
+    const config = (threads: number) => JSON.stringify(testConfig({
+      drain_timeout: '1s',
+      workers: { threads },
+      listeners: [{ name: 'tcp', address: `127.0.0.1:${tcp}`, cluster: 'echo', access_log: false }],
+      clusters: [{ name: 'echo', hosts: [echo!.address] }],
+    }));
+    writeFileSync(configFile, config(2));
+    const proc = new CliProcess(configFile, { threads: 2, balance: 'reuseport', args: ['--pid-file', pidFile] });
+    cleanup.push(() => proc.stop());
+    const { admin } = await proc.ready();
+    const readyWorkers = async () => ((await (await fetch(`${admin}/workers`)).json()) as { workers: { state: string }[] }).workers.filter((w) => w.state === 'ready').length;
+    const first = listeningSockets(tcp);
+    expect(first).toHaveLength(2);
+    const loops = Array.from({ length: 16 }, () => loop(() => tcpEcho(tcp)));
+    // 2 → 3 threads: the two sockets go to two new workers, the third binds one more.
+    writeFileSync(configFile, config(3));
+    expect((await runCli(['reload', '--pid-file', pidFile], { timeoutMs: 30_000 })).code).toBe(0);
+    await eventually(readyWorkers, (n) => n === 3);
+    const grown = listeningSockets(tcp);
+    expect(grown).toHaveLength(3);
+    expect(grown).toEqual(expect.arrayContaining(first));
+    // 3 → 1: the one new worker serves all three sockets (closing one would reset its queue).
+    writeFileSync(configFile, config(1));
+    expect((await runCli(['reload', '--pid-file', pidFile], { timeoutMs: 30_000 })).code).toBe(0);
+    await eventually(readyWorkers, (n) => n === 1);
+    await new Promise((r) => setTimeout(r, 1_500)); // the old workers drain (1 s) and exit
+    expect(listeningSockets(tcp)).toEqual(grown);
+    await Promise.all(loops.map((l) => l.stop()));
+    const total = loops.reduce((n, l) => ({ ok: n.ok + l.counts.ok, refused: n.refused + l.counts.refused, failed: n.failed + l.counts.failed, errors: [...n.errors, ...l.counts.errors].slice(0, 5) }), { ok: 0, refused: 0, failed: 0, errors: [] as string[] });
+    expect(total.ok).toBeGreaterThan(100);
+    expect(total).toEqual({ ok: total.ok, refused: 0, failed: 0, errors: [] });
+  }, 60_000);
 });

@@ -5,7 +5,8 @@
  * socket to the ready worker with the fewest active connections, read from the shared load table.
  *
  * replaceAll() swaps the whole set (a reload that needs fresh threads): new workers start in free
- * slots, and only once all are ready do the old ones stop taking connections and drain.
+ * slots, and only once all are ready do the old ones stop taking connections and drain. In
+ * reuseport mode the new ones take the old ones' listening sockets over first (`takeOver`).
  */
 import type net from 'node:net';
 import { randomBytes } from 'node:crypto';
@@ -52,6 +53,16 @@ export interface WorkerPoolOptions {
   health: HealthTable;
   /** Called on the main thread for each event a worker reports. */
   onEvent: (event: UpstreamEvent) => void;
+}
+
+/** A running worker and its slot. */
+export interface PoolWorker {
+  slot: number;
+  worker: Worker;
+}
+
+function workersOf(slots: Slot[]): PoolWorker[] {
+  return slots.flatMap((s) => (s.worker ? [{ slot: s.index, worker: s.worker }] : []));
 }
 
 interface Slot {
@@ -161,14 +172,15 @@ export class WorkerPool {
    * and drain for `drainMs`. If a new worker fails to start, the new ones are stopped and the old
    * set keeps serving.
    */
-  async replaceAll(threads: number, drainMs: number): Promise<BoundListener[][]> {
+  async replaceAll(threads: number, drainMs: number, takeOver?: (fresh: PoolWorker[], old: PoolWorker[]) => Promise<BoundListener[]>): Promise<BoundListener[][]> {
     const old = this.slots.filter((s) => s.member);
     const fresh = this.freeSlots(threads);
     if (fresh.length < threads) throw new Error(`no room for ${threads} more workers (at most ${MAX_WORKER_SLOTS} at once)`);
     for (const slot of fresh) slot.member = true;
     let bound: BoundListener[][];
     try {
-      bound = await Promise.all(fresh.map((slot) => this.spawn(slot)));
+      bound = await Promise.all(fresh.map((slot) => this.spawn(slot, takeOver !== undefined)));
+      if (takeOver) bound = [await takeOver(workersOf(fresh), workersOf(old))];
     } catch (err) {
       for (const slot of fresh) {
         slot.member = false;
@@ -449,8 +461,8 @@ export class WorkerPool {
   }
 
   /** The running workers of the current set, by slot. */
-  members(): { slot: number; worker: Worker }[] {
-    return this.slots.flatMap((s) => (s.member && s.worker ? [{ slot: s.index, worker: s.worker }] : []));
+  members(): PoolWorker[] {
+    return workersOf(this.slots.filter((s) => s.member));
   }
 
   /** The worker running in `slot` now, if any. */

@@ -8,6 +8,9 @@
  *   old main ── IPC (handover.ts) ─▶ new main;  new main ── upgrade-received ─▶ old main
  *   old main ── give-back-listeners ─▶ old workers (accept again until the new process is ready)
  *   new main ── listen (copies transferred, spread over the workers) ─▶ new workers ── listening ─▶
+ *
+ * A reload that replaces the workers (workers.threads changed, replace_on_reload) does the same
+ * within the process: the old workers lend, the new ones adopt, nothing is given back.
  */
 import type net from 'node:net';
 import type { Worker } from 'node:worker_threads';
@@ -16,9 +19,14 @@ import type { HandedListener } from './handover.ts';
 
 /** What this needs of the worker pool. */
 export interface ListenerPool {
-  members(): { slot: number; worker: Worker }[];
   workerAt(slot: number): Worker | undefined;
   dispatch(listener: string, socket: net.Socket): boolean;
+}
+
+/** A running worker and its slot. */
+export interface SlotWorker {
+  slot: number;
+  worker: Worker;
 }
 
 /** A socket borrowed from a worker, handed over as any listener is (key: see addressKey). */
@@ -51,8 +59,8 @@ function ask<T extends WorkerToMain['type']>(worker: Worker, msg: MainToWorker, 
  * least-loaded worker, so nothing waits in a backlog for long. A worker that does not answer in
  * time keeps its own (they are then not handed over, and reset what is queued when it closes them).
  */
-export async function borrowListeners(pool: ListenerPool, keyOf: (name: string) => string | undefined, timeoutMs = 5_000): Promise<BorrowedListener[]> {
-  const borrowOne = async ({ slot, worker }: { slot: number; worker: Worker }): Promise<BorrowedListener[]> => {
+export async function borrowListeners(pool: ListenerPool, from: readonly SlotWorker[], keyOf: (name: string) => string | undefined, timeoutMs = 5_000): Promise<BorrowedListener[]> {
+  const borrowOne = async ({ slot, worker }: SlotWorker): Promise<BorrowedListener[]> => {
     const answer = await ask(worker, { type: 'lend-listeners' }, [], 'lent-listeners', timeoutMs);
     // At once, as each worker answers (a microtask after its message, before any I/O): a socket
     // arrives here already accepting, and a connection with no listener would never be served.
@@ -63,7 +71,7 @@ export async function borrowListeners(pool: ListenerPool, keyOf: (name: string) 
       return { name, key: keyOf(name) ?? '', server, slot };
     });
   };
-  return (await Promise.all(pool.members().map(borrowOne))).flat();
+  return (await Promise.all(from.map(borrowOne))).flat();
 }
 
 /** Old side: gives borrowed sockets back to their workers (a slot whose worker is gone: closed here). */
@@ -90,8 +98,7 @@ export function giveBackListeners(pool: ListenerPool, borrowed: readonly Borrowe
  * no longer has, or moved) are closed here: the old process still holds them until it drains.
  * Resolves with what the first worker listens on.
  */
-export async function listenInherited(pool: ListenerPool, handed: readonly HandedListener[], wanted: (h: HandedListener) => boolean, timeoutMs = 30_000): Promise<BoundListener[]> {
-  const members = pool.members();
+export async function listenInherited(pool: ListenerPool, members: readonly SlotWorker[], handed: readonly HandedListener[], wanted: (h: HandedListener) => boolean, timeoutMs = 30_000): Promise<BoundListener[]> {
   const shares: LentListener[][] = members.map(() => []);
   /** Per listener, the worker its next socket goes to (each worker gets one of each first). */
   const next = new Map<string, number>();
