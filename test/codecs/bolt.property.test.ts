@@ -397,6 +397,20 @@ describe(`Bolt codec properties (fast-check seed ${FUZZ_SEED})`, () => {
     }), fcParams(1500));
   });
 
+  it('decodes repeated and nearly repeated class names right (the memo of the last one, per frame kind)', () => {
+    const className = fc.constantFrom('com.alipay.sofa.rpc.core.request.SofaRequest', 'com.alipay.sofa.rpc.core.request.SofaRequesu', 'com.alipay.sofa.rpc.core.response.SofaResponse', 'cöm.x', 'com.x', 'x'.repeat(129), 'x'.repeat(128) + 'y');
+    const frames = fc.array(fc.tuple(specArb, className).map(([spec, name]) => ({ ...spec, className: name })), { minLength: 2, maxLength: 10 });
+    fc.assert(fc.property(frames, fc.boolean(), (specs, own) => {
+      for (const spec of specs) {
+        const raw = encodeBolt(spec);
+        const { frame } = decodeBoltFrame(raw, 0, MAX, own)!;
+        expect(frame.className).toBe(spec.className);
+        raw.fill(0x5a); // (an owned frame's name outlives its read buffer)
+        expect(frame.className).toBe(spec.className);
+      }
+    }), fcParams(500));
+  });
+
   it('reads repeated and nearly repeated routing values right (the per-key memo of the last value)', () => {
     // Few values, so blocks repeat them: the same bytes, the same length with other bytes, a
     // prefix, a multi-byte character, one over the memo's 128 bytes, and a null.

@@ -89,6 +89,35 @@ function headerLength(proto: number, response: boolean): number {
 }
 
 /**
+ * The last string read for one field (a frame's class name, a routing key's value). Why: a client
+ * sends the same class names and calls the same few services and methods over and over; the same
+ * bytes as last time are the same string, so a repeat costs a byte compare instead of a UTF-8
+ * decode and a new string, and a route lookup that follows hashes a string it has hashed before
+ * (V8 keeps a string's hash in the string).
+ */
+class ValueMemo {
+  private readonly bytes = Buffer.alloc(128);
+  private length = -1;
+  private value = '';
+
+  read(b: Buffer, at: number, len: number): string {
+    if (len === this.length && sameBytes(b, at, this.bytes, len)) return this.value;
+    const value = b.toString('utf8', at, at + len);
+    if (len <= this.bytes.length) {
+      b.copy(this.bytes, 0, at, at + len);
+      this.length = len;
+      this.value = value;
+    }
+    return value;
+  }
+}
+const REQUEST_CLASS_MEMO = new ValueMemo();
+const RESPONSE_CLASS_MEMO = new ValueMemo();
+const SERVICE_MEMO = new ValueMemo();
+const TARGET_SERVICE_MEMO = new ValueMemo();
+const METHOD_MEMO = new ValueMemo();
+
+/**
  * Decodes one frame at `offset`. Returns undefined when more bytes are needed; throws
  * BoltProtocolError for a frame that cannot be valid (bad protocol byte, oversize, bad CRC).
  * `own`: `buf` is reused after this read (a shared read buffer): the frame gets a copy of its
@@ -110,25 +139,27 @@ export function decodeBoltFrame(buf: Buffer, offset: number, maxFrameBytes: numb
   let p = offset + 1;
   const ver1 = v2 ? buf[p++] : 1;
   p++; // type
-  const cmdCode = buf.readUInt16BE(p);
+  // (Fields read by hand: the fixed part is known to be there, and Buffer#readUInt*BE check
+  // their bounds again through argument validators, a few per cent of an RPC proxy's CPU.)
+  const cmdCode = u16(buf, p);
   p += 2;
   const ver2 = buf[p++];
-  const requestId = buf.readUInt32BE(p);
+  const requestId = u32(buf, p);
   p += 4;
   const codec = buf[p++];
   const switchFlags = v2 ? buf[p++] : 0;
   let timeout = -1;
   let status = 0;
   if (response) {
-    status = buf.readUInt16BE(p);
+    status = u16(buf, p);
     p += 2;
   } else {
-    timeout = buf.readInt32BE(p);
+    timeout = (buf[p] << 24) | (buf[p + 1] << 16) | (buf[p + 2] << 8) | buf[p + 3];
     p += 4;
   }
-  const classLen = buf.readUInt16BE(p);
-  const headerLen = buf.readUInt16BE(p + 2);
-  const contentLen = buf.readUInt32BE(p + 4);
+  const classLen = u16(buf, p);
+  const headerLen = u16(buf, p + 2);
+  const contentLen = u32(buf, p + 4);
   p += 8;
   // SOFABolt (Java) and sofa-bolt-node read these lengths as signed: a value with the top bit set
   // would frame differently upstream than here (request smuggling), so it is refused.
@@ -150,7 +181,7 @@ export function decodeBoltFrame(buf: Buffer, offset: number, maxFrameBytes: numb
     p -= offset;
     offset = 0;
   }
-  const className = classLen === 0 ? '' : src.toString('utf8', p, p + classLen);
+  const className = classLen === 0 ? '' : (response ? RESPONSE_CLASS_MEMO : REQUEST_CLASS_MEMO).read(src, p, classLen);
   p += classLen;
   const header = src.subarray(p, p + headerLen);
   p += headerLen;
@@ -187,32 +218,6 @@ export function parseHeaderMap(header: Buffer): Map<string, string> {
 const SERVICE_KEY = Buffer.from('service');
 const TARGET_SERVICE_KEY = Buffer.from('sofa_head_target_service');
 const METHOD_KEY = Buffer.from('sofa_head_method_name');
-
-/**
- * The last value read for one routing key. Why: a client calls the same few services and methods
- * over and over; the same bytes as last time are the same string, so a repeat costs a byte compare
- * instead of a UTF-8 decode and a new string, and the route lookup that follows hashes a string it
- * has hashed before (V8 keeps a string's hash in the string).
- */
-class ValueMemo {
-  private readonly bytes = Buffer.alloc(128);
-  private length = -1;
-  private value = '';
-
-  read(b: Buffer, at: number, len: number): string {
-    if (len === this.length && sameBytes(b, at, this.bytes, len)) return this.value;
-    const value = b.toString('utf8', at, at + len);
-    if (len <= this.bytes.length) {
-      b.copy(this.bytes, 0, at, at + len);
-      this.length = len;
-      this.value = value;
-    }
-    return value;
-  }
-}
-const SERVICE_MEMO = new ValueMemo();
-const TARGET_SERVICE_MEMO = new ValueMemo();
-const METHOD_MEMO = new ValueMemo();
 
 /** What readRouting finds (last occurrence wins, as in parseHeaderMap; a null value reads as ''). */
 export interface BoltRouting {
@@ -262,6 +267,10 @@ function fieldEnd(at: number, len: number, n: number): number {
   return at + len;
 }
 
+function u16(b: Buffer, p: number): number {
+  return (b[p] << 8) | b[p + 1];
+}
+
 function u32(b: Buffer, p: number): number {
   return b[p] * 0x1000000 + ((b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3]);
 }
@@ -286,7 +295,11 @@ function requestIdOffset(proto: number): number {
  */
 export function setRequestId(frame: BoltFrame, id: number): void {
   const raw = frame.raw;
-  raw.writeUInt32BE(id >>> 0, requestIdOffset(frame.proto));
+  const at = requestIdOffset(frame.proto);
+  raw[at] = id >>> 24;
+  raw[at + 1] = id >>> 16;
+  raw[at + 2] = id >>> 8;
+  raw[at + 3] = id; // (a typed array keeps the low 8 bits)
   frame.requestId = id >>> 0;
   if (frame.proto === BOLT_V2 && frame.switchFlags & CRC_SWITCH) raw.writeUInt32BE(crc32(raw.subarray(0, raw.length - 4)), raw.length - 4);
 }
