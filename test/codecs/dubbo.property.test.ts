@@ -269,6 +269,20 @@ describe(`Dubbo codec properties (fast-check seed ${FUZZ_SEED})`, () => {
     expect(readPlainInvocation(body)?.service).toBe(long);
   });
 
+  it('reads repeated and nearly repeated plain bodies right (the memo of the string last read at each position)', () => {
+    // Few values, so bodies repeat them at the same positions: the same bytes, the same length
+    // with other bytes, a prefix, one over the memo's 96 bytes; and bodies of other shapes between.
+    const text = fc.constantFrom('com.example.Echo', 'com.example.Echp', 'dom.example.Echo', 'com.example.Ech', '1.0.0', '2.0.2', 'echo', 'x'.repeat(97), 'x'.repeat(96), '');
+    const body = fc.record({
+      head: fc.array(text, { minLength: 4, maxLength: 4 }),
+      args: fc.array(text, { maxLength: 3 }),
+      attachments: fc.dictionary(fc.constantFrom('path', 'interface', 'version', 'timeout', 'input'), fc.oneof(text, fc.integer({ min: 0, max: 5000 })), { maxKeys: 4 }),
+    }).map((b) => hessianBody([...b.head, b.args.map(() => 'Ljava/lang/String;').join(''), ...b.args, b.attachments]));
+    fc.assert(fc.property(fc.array(body, { minLength: 2, maxLength: 10 }), (bodies) => {
+      for (const b of bodies) expect(readPlainInvocation(b)).toEqual(readInvocationByHessian(b));
+    }), fcParams(500));
+  });
+
   it('decodes a frame the same into its own copy (`own`: the read buffer is reused)', () => {
     fc.assert(fc.property(anyFrame, fc.nat({ max: 16 }), (a, at) => {
       const raw = Buffer.concat([Buffer.alloc(at, 0xee), a.raw]);

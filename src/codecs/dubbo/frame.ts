@@ -160,6 +160,7 @@ function scalarAttachments(raw: Record<string, unknown>): Record<string, string>
 export function readPlainInvocation(body: Buffer): DubboInvocation | undefined {
   plainReader.buf = body as Latin1Buffer;
   plainReader.at = 0;
+  plainReader.nth = 0;
   try {
     return readPlain(body, plainReader);
   } finally {
@@ -203,9 +204,24 @@ const NOT_PLAIN = Symbol('not plain');
 /** The cursor of readPlainInvocation (one body at a time). */
 const NO_BODY = Buffer.alloc(0) as Latin1Buffer;
 
+/**
+ * The string read last at each position of a body (the nth string of the call), up to
+ * MEMO_POSITIONS strings of at most MEMO_BYTES. Why: a client's calls repeat their shape and
+ * most of their text (version, service, method, descriptor, attachment keys and values); the same
+ * bytes at the same position as last time are the same string, so a repeat costs a byte compare
+ * instead of a new string (15% of a Dubbo worker's user time went to making these strings).
+ */
+const MEMO_POSITIONS = 32;
+const MEMO_BYTES = 96;
+const memoBytes = Buffer.alloc(MEMO_POSITIONS * MEMO_BYTES);
+const memoLength = new Int32Array(MEMO_POSITIONS).fill(-1);
+const memoValue: string[] = new Array<string>(MEMO_POSITIONS).fill('');
+
 const plainReader = {
   buf: NO_BODY,
   at: 0,
+  /** Strings read so far from this body (the memo's position). */
+  nth: 0,
 
   /** A header string: null reads as '' (as text() does); anything else not plain. */
   text(): string | undefined {
@@ -253,7 +269,25 @@ const plainReader = {
     if (end > b.length) return NOT_PLAIN;
     for (let i = from; i < end; i++) if (b[i] >= 0x80) return NOT_PLAIN;
     if (move) this.at = end;
-    return len === 0 ? '' : b.latin1Slice(from, end);
+    if (len === 0) return '';
+    const n = this.nth++;
+    if (n >= MEMO_POSITIONS || len > MEMO_BYTES) return b.latin1Slice(from, end);
+    const at = n * MEMO_BYTES;
+    if (memoLength[n] === len) {
+      let same = true;
+      for (let i = 0; i < len; i++) {
+        if (memoBytes[at + i] !== b[from + i]) {
+          same = false;
+          break;
+        }
+      }
+      if (same) return memoValue[n];
+    }
+    const value = b.latin1Slice(from, end);
+    b.copy(memoBytes, at, from, end);
+    memoLength[n] = len;
+    memoValue[n] = value;
+    return value;
   },
 
   /** 'R' (non-final) chunks, then a final chunk of any string form. */
