@@ -18,15 +18,32 @@ for (const c of "!#$%&'*+-.^_`|~") NAME_CHAR[c.charCodeAt(0)] = 1;
 for (let c = 48; c <= 57; c++) NAME_CHAR[c] = 1;
 for (let c = 97; c <= 122; c++) NAME_CHAR[c] = 1;
 
+/**
+ * Strings found valid lately, direct-mapped by length. Why: most names and values of a message
+ * are the very strings of the previous one (the HPACK decoder hands out its table's strings and
+ * remembers literals), so a repeat is checked by identity (or an equal-length compare) instead
+ * of a pass over its characters. Validity depends on the characters only, so a string equal to
+ * one found valid is valid.
+ */
+const VALID_NAMES: string[] = new Array<string>(64).fill('');
+const VALID_VALUES: string[] = new Array<string>(64).fill('');
+let lastValidHost = '';
+
 function validName(name: string): boolean {
-  if (name.length === 0) return false;
-  for (let i = 0; i < name.length; i++) if (NAME_CHAR[name.charCodeAt(i)] !== 1) return false;
+  const n = name.length;
+  if (n === 0) return false;
+  const slot = n & 63;
+  if (VALID_NAMES[slot] === name) return true;
+  for (let i = 0; i < n; i++) if (NAME_CHAR[name.charCodeAt(i)] !== 1) return false;
+  VALID_NAMES[slot] = name;
   return true;
 }
 
 function validValue(v: string): boolean {
   const n = v.length;
   if (n === 0) return true;
+  const slot = n & 63;
+  if (VALID_VALUES[slot] === v) return true;
   const first = v.charCodeAt(0);
   const last = v.charCodeAt(n - 1);
   if (first === 32 || first === 9 || last === 32 || last === 9) return false;
@@ -34,6 +51,7 @@ function validValue(v: string): boolean {
     const c = v.charCodeAt(i);
     if (c === 0 || c === 10 || c === 13) return false;
   }
+  VALID_VALUES[slot] = v;
   return true;
 }
 
@@ -119,7 +137,10 @@ export function checkFields(list: string[], kind: Kind, scheme: string): HeaderM
   }
   const auth = authority ?? host ?? '';
   if (authority !== undefined && host !== undefined && host !== authority) return 'host and :authority differ';
-  if (!validHost(auth)) return 'invalid :authority';
+  if (auth !== lastValidHost) {
+    if (!validHost(auth)) return 'invalid :authority';
+    lastValidHost = auth;
+  }
   h.path = path ?? '';
   h.authority = auth;
   h.scheme = schemeSeen ?? scheme;
