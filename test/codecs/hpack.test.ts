@@ -343,6 +343,16 @@ describe('HPACK encoder', () => {
     expect(e.encode([':path', '/pkg.Service/Method', 'x-small', 'v']).length).toBe(2);
   });
 
+  it('indexes date (the same value all through a second): a repeat costs one byte', () => {
+    const e = new HpackEncoder();
+    const d = decoder(4096);
+    const response = [':status', '200', 'date', 'Fri, 04 Dec 2026 08:55:45 GMT'];
+    expect(d.decode(e.encode(response)).headers).toEqual(response);
+    const again = e.encode(response);
+    expect(again.length).toBe(2);
+    expect(d.decode(again).headers).toEqual(response);
+  });
+
   it('Huffman-encodes a string only when that is shorter', () => {
     const e = new HpackEncoder();
     // Octets with long codes: Huffman would be ~3x longer, so the literal stays raw (H bit clear).
