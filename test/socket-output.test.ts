@@ -123,4 +123,35 @@ describe('SocketOutput', () => {
     endBatch();
     expect(out.pending).toBe(0);
   });
+
+  it('coalesces the batches of one event-loop iteration into one write, unless a piece is volatile', async () => {
+    const { writer, reader } = await pair();
+    const writes: number[] = [];
+    const write = writer.write.bind(writer) as (chunk: Uint8Array) => boolean;
+    (writer as unknown as { write: (chunk: Uint8Array) => boolean }).write = (chunk) => {
+      writes.push(chunk.length);
+      return write(chunk);
+    };
+    const out = new SocketOutput(writer, owner, { coalesce: true });
+    // Three reads handled in one iteration, each writing to the shared output.
+    for (const text of ['aa', 'bbb', 'cccc']) {
+      beginBatch();
+      out.push(Buffer.from(text));
+      endBatch();
+    }
+    expect(writes).toEqual([]); // (still waiting for the end of the iteration)
+    await new Promise((r) => setImmediate(r));
+    expect(writes).toEqual([9]);
+    // A view of a read buffer cannot wait: flushed at the end of its batch, with what came before.
+    beginBatch();
+    out.push(Buffer.from('dd'));
+    endBatch();
+    beginBatch();
+    out.push(Buffer.from('eee'), true);
+    endBatch();
+    expect(writes).toEqual([9, 5]);
+    await new Promise((r) => setImmediate(r));
+    expect(writes).toEqual([9, 5]);
+    expect((await readAll(reader, 14)).toString()).toBe('aabbbccccddeee');
+  });
 });

@@ -219,7 +219,8 @@ export abstract class Http2Connection implements OutputOwner {
     this.opts = opts;
     this.role = opts.role;
     this.maxRequestBodyBytes = opts.maxRequestBodyBytes ?? Infinity;
-    this.output = new SocketOutput(socket, this);
+    // An upstream connection carries the requests of many downstream ones: coalesced (see SocketOutput).
+    this.output = new SocketOutput(socket, this, { coalesce: opts.role === 'client' });
     this.prefaceSeen = opts.role === 'client';
     this.hpackIn = new HpackDecoder({ maxTableSize: 4096, maxHeaderListSize: opts.local.maxHeaderListSize });
     this.stallQueue = opts.sendStallTimeoutMs ? deadlines.queue(opts.sendStallTimeoutMs) : undefined;
