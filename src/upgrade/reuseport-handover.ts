@@ -34,20 +34,34 @@ export interface BorrowedListener extends HandedListener {
   slot: number;
 }
 
-/** Sends `msg` to a worker and resolves with its answer of type `answer` (undefined: no answer in time, or it exited). */
-function ask<T extends WorkerToMain['type']>(worker: Worker, msg: MainToWorker, transfer: net.Server[], answer: T, timeoutMs: number): Promise<Extract<WorkerToMain, { type: T }> | undefined> {
+/**
+ * Sends `msg` to a worker and resolves with its answer of type `answer` (undefined: it exited, or
+ * gave no answer within `timeoutMs`). An answer that comes after the time limit goes to `late`.
+ */
+function ask<T extends WorkerToMain['type']>(worker: Worker, msg: MainToWorker, transfer: net.Server[], answer: T, timeoutMs: number, late?: (m: Extract<WorkerToMain, { type: T }>) => void): Promise<Extract<WorkerToMain, { type: T }> | undefined> {
+  type Answer = Extract<WorkerToMain, { type: T }>;
   return new Promise((resolve) => {
-    const done = (value: Extract<WorkerToMain, { type: T }> | undefined) => {
+    let timedOut = false;
+    const stop = () => {
       clearTimeout(timer);
       worker.off('message', onMessage);
       worker.off('exit', onExit);
-      resolve(value);
     };
     const onMessage = (m: WorkerToMain) => {
-      if (m.type === answer) done(m as Extract<WorkerToMain, { type: T }>);
+      if (m.type !== answer) return;
+      stop();
+      if (timedOut) late?.(m as Answer);
+      else resolve(m as Answer);
     };
-    const onExit = () => done(undefined);
-    const timer = setTimeout(() => done(undefined), timeoutMs);
+    const onExit = () => {
+      stop();
+      resolve(undefined);
+    };
+    const timer = setTimeout(() => {
+      timedOut = true;
+      resolve(undefined);
+      if (!late) stop();
+    }, timeoutMs);
     worker.on('message', onMessage);
     worker.once('exit', onExit);
     worker.postMessage(msg, transfer);
@@ -57,11 +71,13 @@ function ask<T extends WorkerToMain['type']>(worker: Worker, msg: MainToWorker, 
 /**
  * Old side: borrows every worker's sockets. While borrowed, what they accept is handed to the
  * least-loaded worker, so nothing waits in a backlog for long. A worker that does not answer in
- * time keeps its own (they are then not handed over, and reset what is queued when it closes them).
+ * time keeps its sockets: if they come after all, they go straight back (here they would accept
+ * with no one to serve them), and that worker closes them when it drains.
  */
-export async function borrowListeners(pool: ListenerPool, from: readonly SlotWorker[], keyOf: (name: string) => string | undefined, timeoutMs = 5_000): Promise<BorrowedListener[]> {
+export async function borrowListeners(pool: ListenerPool, from: readonly SlotWorker[], keyOf: (name: string) => string | undefined, timeoutMs = 10_000): Promise<BorrowedListener[]> {
   const borrowOne = async ({ slot, worker }: SlotWorker): Promise<BorrowedListener[]> => {
-    const answer = await ask(worker, { type: 'lend-listeners' }, [], 'lent-listeners', timeoutMs);
+    const giveBackLate = (m: { listeners: LentListener[] }) => worker.postMessage({ type: 'give-back-listeners', listeners: m.listeners } satisfies MainToWorker, m.listeners.map((l) => l.server));
+    const answer = await ask(worker, { type: 'lend-listeners' }, [], 'lent-listeners', timeoutMs, giveBackLate);
     // At once, as each worker answers (a microtask after its message, before any I/O): a socket
     // arrives here already accepting, and a connection with no listener would never be served.
     return (answer?.listeners ?? []).map(({ name, server }) => {
