@@ -8,24 +8,18 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, startNginx, startShuttle, stop } from './support/lib.ts';
+import { startH2Proxy } from './support/lib.ts';
 
 const REQUESTS = Number(process.env.REQUESTS ?? 200_000);
 const dir = mkdtempSync(join(tmpdir(), 'shuttle-h2-alloc-'));
 const profDir = mkdtempSync(join(tmpdir(), 'shuttle-h2-heap-'));
 process.env.SHUTTLE_HEAP_PROFILE_DIR = profDir;
 
-const upstream = await startNginx(dir, 'upstream', (p) => `server { listen 127.0.0.1:${p} http2; location / { return 200 "hello from the upstream\\n"; } }`);
-const port = await freePort();
-const shuttle = await startShuttle({
-  listeners: [{ name: 'h2', address: `127.0.0.1:${port}`, protocol: 'http', access_log: false, http: { codec: 'http2' }, virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ cluster: 'up' }] }] }],
-  clusters: [{ name: 'up', protocol: 'http2', hosts: [`127.0.0.1:${upstream.port}`], http2: { max_connections: 1, max_concurrent_streams: 1000 } }],
-}, 1);
+const { port, shuttle, stop: stopProxy } = await startH2Proxy(dir);
 try {
   execFileSync('h2load', ['-n', String(REQUESTS), '-c', '10', '-m', '10', `http://127.0.0.1:${port}/`], { stdio: 'ignore', timeout: 120_000 });
 } finally {
-  await stop(shuttle);
-  upstream.child.kill('SIGTERM');
+  await stopProxy();
 }
 
 interface Node { callFrame: { functionName: string; url: string; lineNumber: number }; selfSize: number; children: Node[] }

@@ -8,7 +8,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cpuSeconds, freePort, startNginx, startShuttle, stop } from './support/lib.ts';
+import { cpuSeconds, startH2Proxy } from './support/lib.ts';
 
 const REQUESTS = Number(process.env.REQUESTS ?? 200_000);
 const dir = mkdtempSync(join(tmpdir(), 'shuttle-h2-prof-'));
@@ -16,12 +16,7 @@ const profDir = mkdtempSync(join(tmpdir(), 'shuttle-h2-cpu-'));
 const SYSCALLS = process.env.SYSCALLS === '1';
 if (!SYSCALLS) process.env.SHUTTLE_CPU_PROFILE_DIR = profDir;
 
-const upstream = await startNginx(dir, 'upstream', (p) => `server { listen 127.0.0.1:${p} http2; location / { return 200 "hello from the upstream\\n"; } }`);
-const port = await freePort();
-const shuttle = await startShuttle({
-  listeners: [{ name: 'h2', address: `127.0.0.1:${port}`, protocol: 'http', access_log: false, http: { codec: 'http2' }, virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ cluster: 'up' }] }] }],
-  clusters: [{ name: 'up', protocol: 'http2', hosts: [`127.0.0.1:${upstream.port}`], http2: { max_connections: 1, max_concurrent_streams: 1000 } }],
-}, 1);
+const { port, shuttle, stop: stopProxy } = await startH2Proxy(dir);
 let cpu = 0;
 try {
   const before = cpuSeconds(shuttle.pid!);
@@ -41,8 +36,7 @@ try {
     }
   }
 } finally {
-  await stop(shuttle);
-  upstream.child.kill('SIGTERM');
+  await stopProxy();
 }
 console.log(`${REQUESTS} requests, proxy CPU ${((cpu * 1e6) / REQUESTS).toFixed(1)} µs/request (profiling on)`);
 

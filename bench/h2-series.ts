@@ -11,14 +11,9 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cpuSplit, freePort, startNginx, startShuttle, stop } from './support/lib.ts';
+import { cpuSplit, startH2Proxy } from './support/lib.ts';
 const dir = mkdtempSync(join(tmpdir(), 'h2series-'));
-const upstream = await startNginx(dir, 'upstream', (p) => `server { listen 127.0.0.1:${p} http2; location / { return 200 "hello from the upstream\\n"; } }`);
-const port = await freePort();
-const shuttle = await startShuttle({
-  listeners: [{ name: 'h2', address: `127.0.0.1:${port}`, protocol: 'http', access_log: false, http: { codec: 'http2' }, virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ cluster: 'up' }] }] }],
-  clusters: [{ name: 'up', protocol: 'http2', hosts: [`127.0.0.1:${upstream.port}`], http2: { max_connections: 1, max_concurrent_streams: 1000 } }],
-}, 1);
+const { port, shuttle, stop: stopProxy } = await startH2Proxy(dir);
 /** Read and write system calls of a process so far (every thread). */
 function syscalls(pid: number): { reads: number; writes: number } {
   const io = readFileSync(`/proc/${pid}/io`, 'utf8');
@@ -36,6 +31,5 @@ try {
     console.log(`run ${i}: ${perRequest(c1.user + c1.sys - c0.user - c0.sys)} µs/req (user ${perRequest(c1.user - c0.user)}), reads/req ${perRequest(s1.reads - s0.reads, 3)}, writes/req ${perRequest(s1.writes - s0.writes, 3)}, ${rps} req/s`);
   }
 } finally {
-  await stop(shuttle);
-  upstream.child.kill('SIGTERM');
+  await stopProxy();
 }

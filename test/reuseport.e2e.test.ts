@@ -7,9 +7,9 @@ import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { httpUpstream } from './support/http.ts';
-import { loop, tcpEcho } from './support/load.ts';
+import { loop, tcpEcho, totalOf } from './support/load.ts';
 import { Client, closedPort, echoServer, type Upstream } from './support/net.ts';
-import { alive, stopByPidFile } from './support/process.ts';
+import { alive, stopByPidFile, upgradeInTurn } from './support/process.ts';
 import { runCli, ShuttleProcess as CliProcess, startShuttle, testConfig, type ShuttleProcess } from './support/shuttle.ts';
 import { eventually } from './support/wait.ts';
 
@@ -98,18 +98,9 @@ describe('reuseport balancing', () => {
     // The listening sockets themselves: the same ones serve before and after (none closed, none new).
     const sockets = { web: listeningSockets(web), tcp: listeningSockets(tcp) };
     expect([sockets.web.length, sockets.tcp.length]).toEqual([2, 2]);
-    const pids = [first.pid];
-    for (let i = 0; i < 3; i++) {
-      const old = pids.at(-1)!;
-      const r = await runCli(['upgrade', '--pid-file', pidFile], { timeoutMs: 60_000 });
-      expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
-      const next = Number(readFileSync(pidFile, 'utf8'));
-      expect(next).not.toBe(old);
-      pids.push(next);
-      await eventually(async () => alive(old), (a) => !a, drainMs + 2_000 + 15_000);
-    }
+    const pids = await upgradeInTurn(pidFile, first.pid, 3, drainMs);
     await Promise.all(loops.map((l) => l.stop()));
-    const total = loops.reduce((n, l) => ({ ok: n.ok + l.counts.ok, refused: n.refused + l.counts.refused, failed: n.failed + l.counts.failed, errors: [...n.errors, ...l.counts.errors].slice(0, 5) }), { ok: 0, refused: 0, failed: 0, errors: [] as string[] });
+    const total = totalOf(loops);
     console.log(`reuseport upgrade x3 under new connections: ${JSON.stringify(total)}`);
     expect(total.ok).toBeGreaterThan(100);
     expect(total).toEqual({ ok: total.ok, refused: 0, failed: 0, errors: [] });
@@ -152,7 +143,7 @@ describe('reuseport balancing', () => {
     await new Promise((r) => setTimeout(r, 1_500)); // the old workers drain (1 s) and exit
     expect(listeningSockets(tcp)).toEqual(grown);
     await Promise.all(loops.map((l) => l.stop()));
-    const total = loops.reduce((n, l) => ({ ok: n.ok + l.counts.ok, refused: n.refused + l.counts.refused, failed: n.failed + l.counts.failed, errors: [...n.errors, ...l.counts.errors].slice(0, 5) }), { ok: 0, refused: 0, failed: 0, errors: [] as string[] });
+    const total = totalOf(loops);
     expect(total.ok).toBeGreaterThan(100);
     expect(total).toEqual({ ok: total.ok, refused: 0, failed: 0, errors: [] });
   }, 60_000);

@@ -14,8 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { closedPort, echoServer } from './support/net.ts';
 import { runCli, ShuttleProcess } from './support/shuttle.ts';
 import { loop, tcpEcho } from './support/load.ts';
-import { eventually } from './support/wait.ts';
-import { alive, stopByPidFile } from './support/process.ts';
+import { alive, stopByPidFile, upgradeInTurn } from './support/process.ts';
 
 const cleanup: (() => Promise<unknown> | void)[] = [];
 afterEach(async () => {
@@ -75,20 +74,7 @@ describe('in-place upgrade', () => {
       }));
     }
 
-    const pids = [first.pid];
-    for (let i = 0; i < 3; i++) {
-      const old = pids.at(-1)!;
-      const r = await runCli(['upgrade', '--pid-file', pidFile], { timeoutMs: 60_000 });
-      expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
-      const next = Number(readFileSync(pidFile, 'utf8'));
-      expect(next).not.toBe(old);
-      expect(r.stdout).toContain(`pid ${next} serves`);
-      pids.push(next);
-      // The old process drains from the moment its successor serves and exits by the drain
-      // deadline; the bound adds the workers' 2 s backstop and generous slack for a busy machine
-      // (start-up time of the successor is not part of it: it varies with the machine's load).
-      await eventually(async () => alive(old), (a) => !a, drainMs + 2_000 + 15_000);
-    }
+    const pids = await upgradeInTurn(pidFile, first.pid, 3, drainMs);
     await Promise.all([...Object.values(loops), ...boltLoops].map((l) => l.stop()));
     const bolt = boltLoops.reduce((n, l) => ({ ok: n.ok + l.counts.ok, failed: n.failed + l.counts.failed + l.counts.refused }), { ok: 0, failed: 0 });
     // Long-lived Bolt connections move to the new process (connection migration): no call fails.

@@ -227,3 +227,25 @@ ${opts.stream ? `stream { ${opts.stream(port)} }` : ''}`);
   await waitForPort(port);
   return { port, child };
 }
+
+/**
+ * The HTTP/2 proxy of the h2 scripts (h2-profile, h2-allocations, h2-series): an nginx upstream
+ * (`return 200` over h2c) and Shuttle in front of it (1 thread, h2c both sides, one upstream
+ * connection). `stop()` ends both.
+ */
+export async function startH2Proxy(dir: string): Promise<{ port: number; shuttle: ChildProcess; stop: () => Promise<void> }> {
+  const upstream = await startNginx(dir, 'upstream', (p) => `server { listen 127.0.0.1:${p} http2; location / { return 200 "hello from the upstream\\n"; } }`);
+  const port = await freePort();
+  const shuttle = await startShuttle({
+    listeners: [{ name: 'h2', address: `127.0.0.1:${port}`, protocol: 'http', access_log: false, http: { codec: 'http2' }, virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ cluster: 'up' }] }] }],
+    clusters: [{ name: 'up', protocol: 'http2', hosts: [`127.0.0.1:${upstream.port}`], http2: { max_connections: 1, max_concurrent_streams: 1000 } }],
+  }, 1);
+  return {
+    port,
+    shuttle,
+    stop: async () => {
+      await stop(shuttle);
+      upstream.child.kill('SIGTERM');
+    },
+  };
+}

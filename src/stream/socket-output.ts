@@ -18,6 +18,7 @@
  * connection holds none.
  */
 import type net from 'node:net';
+import { readInto } from '../net/socket-io.ts';
 import { holdClock } from './clock.ts';
 import { writeJoined } from './joined-write.ts';
 
@@ -58,6 +59,22 @@ export function endBatch(): void {
   if (--batchDepth !== 0) return;
   holdClock(false);
   if (waiting.length > 0 && !flushQueued) flushAll();
+}
+
+/**
+ * Reads of `socket` into the thread's `buffer` (net/socket-io.ts readInto: no Buffer and no stream
+ * work per read), each handled as a batch; the chunk is a view of `buffer`, reused by the next
+ * read. False when the socket cannot (TLS, Node's internals missing): use onBatchedData.
+ */
+export function onBatchedSharedReads(socket: net.Socket, buffer: Buffer, handler: (chunk: Buffer) => void): boolean {
+  return readInto(socket, buffer, (bytes) => {
+    beginBatch();
+    try {
+      handler(buffer.subarray(0, bytes));
+    } finally {
+      endBatch();
+    }
+  });
 }
 
 /** Reads of `socket` handled as a batch: what the handler writes leaves when it returns. */

@@ -36,6 +36,18 @@ export function loop(once: () => Promise<void>, max = 500_000): { counts: LoopCo
   };
 }
 
+/** The counts of several loops added up (the first few errors of all). */
+export function totalOf(loops: readonly { counts: LoopCounts }[]): LoopCounts {
+  const total: LoopCounts = { ok: 0, refused: 0, failed: 0, errors: [] };
+  for (const { counts } of loops) {
+    total.ok += counts.ok;
+    total.refused += counts.refused;
+    total.failed += counts.failed;
+    total.errors.push(...counts.errors.slice(0, 5 - total.errors.length));
+  }
+  return total;
+}
+
 /** One fresh TCP connection: sends "ping", waits for it back, closes. */
 export function tcpEcho(port: number): Promise<void> {
   return new Promise((resolve, reject) => {

@@ -28,3 +28,24 @@ export async function stopByPidFile(pidFile: string): Promise<void> {
   process.kill(pid, 'SIGTERM');
   await eventually(async () => alive(pid), (a) => !a, 15_000).catch(() => process.kill(pid, 'SIGKILL'));
 }
+
+/**
+ * Runs `shuttle upgrade` `times` times in a row against the process the pid file names. Each must
+ * succeed, name a new pid that serves, and its predecessor must exit: by its drain deadline, plus
+ * the workers' 2 s backstop and generous slack for a busy machine (the successor's start-up time
+ * is not part of it: it varies with the machine's load). Returns every pid, `firstPid` first.
+ */
+export async function upgradeInTurn(pidFile: string, firstPid: number, times: number, drainMs: number): Promise<number[]> {
+  const { runCli } = await import('./shuttle.ts');
+  const pids = [firstPid];
+  for (let i = 0; i < times; i++) {
+    const old = pids.at(-1)!;
+    const r = await runCli(['upgrade', '--pid-file', pidFile], { timeoutMs: 60_000 });
+    if (r.code !== 0 || r.stderr !== '') throw new Error(`upgrade ${i + 1} failed (code ${r.code}): ${r.stderr}`);
+    const next = Number(readFileSync(pidFile, 'utf8'));
+    if (next === old || !r.stdout.includes(`pid ${next} serves`)) throw new Error(`upgrade ${i + 1}: pid file names ${next} (was ${old}); the CLI said: ${r.stdout}`);
+    pids.push(next);
+    await eventually(async () => alive(old), (a) => !a, drainMs + 2_000 + 15_000);
+  }
+  return pids;
+}

@@ -16,8 +16,7 @@ import { ShuttleError } from '../../errors.ts';
 import type { ServerCodec, ServerCodecCallbacks, StreamDecoder, StreamEncoder, StreamResetReason, StreamWriteCallbacks } from '../../layers.ts';
 import { Deadline, type DeadlineOwner, type DeadlineQueue } from '../../stream/deadlines.ts';
 import { HeaderMap, isConnectionField, CONNECTION_FIELDS } from '../../stream/header-map.ts';
-import { beginBatch, endBatch, onBatchedData, SocketOutput, type OutputOwner } from '../../stream/socket-output.ts';
-import { readInto } from '../../net/socket-io.ts';
+import { onBatchedData, onBatchedSharedReads, SocketOutput, type OutputOwner } from '../../stream/socket-output.ts';
 
 /** Every downstream HTTP/1 connection of the thread reads into this (reads are handled one at a time). */
 const sharedReadBuffer = Buffer.allocUnsafeSlow(64 * 1024);
@@ -106,14 +105,7 @@ export class Http1ServerCodec implements ServerCodec, OutputOwner, DecoderHandle
     // Reads land in the thread's shared buffer (net/socket-io.ts): no Buffer and no stream work
     // per read. What must outlive a read is copied: a split head (the decoder), body bytes, tunnel
     // bytes. Sockets that cannot (TLS, or internals missing) read through 'data' as before.
-    this.sharedReads = readInto(s, sharedReadBuffer, (bytes) => {
-      beginBatch();
-      try {
-        this.onData(sharedReadBuffer.subarray(0, bytes));
-      } finally {
-        endBatch();
-      }
-    });
+    this.sharedReads = onBatchedSharedReads(s, sharedReadBuffer, (chunk) => this.onData(chunk));
     if (!this.sharedReads) onBatchedData(s, (chunk) => this.onData(chunk));
     s.on('end', () => this.onEnd());
     s.on('error', noop);

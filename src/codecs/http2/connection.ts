@@ -25,8 +25,7 @@ import { ShuttleError } from '../../errors.ts';
 import type { StreamDecoder, StreamEncoder, StreamResetReason, StreamWriteCallbacks } from '../../layers.ts';
 import { Deadline, deadlines, type DeadlineQueue } from '../../stream/deadlines.ts';
 import { HeaderMap } from '../../stream/header-map.ts';
-import { beginBatch, endBatch, onBatchedData, SocketOutput, type OutputOwner } from '../../stream/socket-output.ts';
-import { readInto } from '../../net/socket-io.ts';
+import { onBatchedData, onBatchedSharedReads, SocketOutput, type OutputOwner } from '../../stream/socket-output.ts';
 import {
   DEFAULT_MAX_FRAME_SIZE, DEFAULT_WINDOW, ERROR_NAMES, ErrorCode, Flag, FRAME_HEADER_BYTES, FrameType, frameHeader,
   goAwayFrame, MAX_WINDOW, pingFrame, PREFACE, rstStreamFrame, Setting, SETTINGS_ACK, settingsFrame, windowUpdateFrame, writeFrameHeader,
@@ -237,14 +236,7 @@ export abstract class Http2Connection implements OutputOwner {
     // per read. What outlives a read is copied: DATA payloads (at this codec's boundary, as the
     // HTTP/1 codec does with bodies), a header block's fragments, a frame cut by the read's end.
     // Sockets that cannot (TLS, or internals missing) read through 'data'.
-    this.sharedReads = readInto(s, sharedReadBuffer, (bytes) => {
-      beginBatch();
-      try {
-        this.onData(sharedReadBuffer.subarray(0, bytes));
-      } finally {
-        endBatch();
-      }
-    });
+    this.sharedReads = onBatchedSharedReads(s, sharedReadBuffer, (chunk) => this.onData(chunk));
     if (!this.sharedReads) onBatchedData(s, (chunk) => this.onData(chunk));
     s.on('end', () => this.onEnd());
     s.on('error', () => {});

@@ -6,9 +6,8 @@
  */
 import type net from 'node:net';
 import { FrameBuffer } from '../../codecs/frame-buffer.ts';
-import { beginBatch, endBatch, onBatchedData, SocketOutput, type OutputOwner } from '../../stream/socket-output.ts';
+import { onBatchedData, onBatchedSharedReads, SocketOutput, type OutputOwner } from '../../stream/socket-output.ts';
 import { Deadline, deadlines, type DeadlineOwner } from '../../stream/deadlines.ts';
-import { readInto } from '../../net/socket-io.ts';
 import type { Cluster } from '../../cluster/cluster-manager.ts';
 import type { Host } from '../../cluster/host.ts';
 import type { RpcCall, RpcRoute } from '../../router/rpc-router.ts';
@@ -119,14 +118,7 @@ export class RpcConnection<F> implements Migratable, OutputOwner, StreamWriteCal
     // sent later by a retry, a filter, a connecting upstream), a frame cut by the end of the read
     // (FrameBuffer). TLS sockets read through 'data'. Either way, every call of a read goes
     // upstream in one write per upstream connection (the batch).
-    this.sharedReads = readInto(s, sharedReadBuffer, (bytes) => {
-      beginBatch();
-      try {
-        this.onData(sharedReadBuffer.subarray(0, bytes), true);
-      } finally {
-        endBatch();
-      }
-    });
+    this.sharedReads = onBatchedSharedReads(s, sharedReadBuffer, (chunk) => this.onData(chunk, true));
     if (!this.sharedReads) onBatchedData(s, (chunk) => this.onData(chunk, false));
     s.on('error', noop);
     s.on('end', () => {
