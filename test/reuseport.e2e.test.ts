@@ -125,7 +125,8 @@ describe('reuseport balancing', () => {
     const proc = new CliProcess(configFile, { threads: 2, balance: 'reuseport', args: ['--pid-file', pidFile] });
     cleanup.push(() => proc.stop());
     const { admin } = await proc.ready();
-    const readyWorkers = async () => ((await (await fetch(`${admin}/workers`)).json()) as { workers: { state: string }[] }).workers.filter((w) => w.state === 'ready').length;
+    const workerStates = async () => ((await (await fetch(`${admin}/workers`)).json()) as { workers: { state: string }[] }).workers.map((w) => w.state);
+    const readyWorkers = async () => (await workerStates()).filter((s) => s === 'ready').length;
     const first = listeningSockets(tcp);
     expect(first).toHaveLength(2);
     const loops = Array.from({ length: 16 }, () => loop(() => tcpEcho(tcp)));
@@ -139,8 +140,8 @@ describe('reuseport balancing', () => {
     // 3 → 1: the one new worker serves all three sockets (closing one would reset its queue).
     writeFileSync(configFile, config(1));
     expect((await runCli(['reload', '--pid-file', pidFile], { timeoutMs: 30_000 })).code).toBe(0);
-    await eventually(readyWorkers, (n) => n === 1);
-    await new Promise((r) => setTimeout(r, 1_500)); // the old workers drain (1 s) and exit
+    // The old workers drain (1 s) and exit; the bound adds their 2 s backstop and slack.
+    await eventually(workerStates, (states) => states.length === 1 && states[0] === 'ready', 1_000 + 2_000 + 10_000);
     expect(listeningSockets(tcp)).toEqual(grown);
     await Promise.all(loops.map((l) => l.stop()));
     const total = totalOf(loops);
