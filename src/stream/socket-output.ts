@@ -109,9 +109,9 @@ export interface OutputOptions {
    * A connection that many others write to (an HTTP/2 upstream connection): what the reads of one
    * event-loop iteration write to it leaves in one write once they are all handled (setImmediate),
    * instead of one write per read. Pieces that are views of a read buffer (`volatile`) are
-   * flushed at the end of their read, as on any output. Measured (bench/RESULTS.md): HTTP/2 p99
-   * about halved at equal CPU; on an RPC upstream fed by one client, 3–9% more CPU per call (the
-   * extra loop turn), so RPC pools do not coalesce.
+   * flushed at the end of their read, as on any output. Measured (bench/RESULTS.md): 21% fewer
+   * writes on HTTP/2 at equal CPU (p99 lower in A/B runs, not in full runs); on an RPC upstream fed
+   * by one client, 3–9% more CPU per call (the extra loop turn), so RPC pools do not coalesce.
    */
   coalesce?: boolean;
 }

@@ -19,7 +19,7 @@ import type { BoundListener, LentListener } from './messages.ts';
 
 export class OwnListeners {
   /** Sockets by listener name: usually one; more when this worker adopted several (fewer threads). */
-  private readonly byName = new Map<string, { servers: net.Server[]; address: string }>();
+  private readonly byName = new Map<string, net.Server[]>();
   private readonly onConnection: (socket: net.Socket, listener: string) => void;
   private readonly onError: (err: Error, listener: string) => void;
 
@@ -62,9 +62,9 @@ export class OwnListeners {
     server.on('error', (err) => this.onError(err, name));
     const a = server.address() as net.AddressInfo;
     const address = formatAddress({ host: a.address, port: a.port });
-    const own = this.byName.get(name);
-    if (own) own.servers.push(server);
-    else this.byName.set(name, { servers: [server], address });
+    const servers = this.byName.get(name);
+    if (servers) servers.push(server);
+    else this.byName.set(name, [server]);
     return { name, address };
   }
 
@@ -75,23 +75,21 @@ export class OwnListeners {
    */
   lend(): LentListener[] {
     const out: LentListener[] = [];
-    for (const [name, own] of this.byName) for (const server of own.servers) out.push({ name, server });
+    for (const [name, servers] of this.byName) for (const server of servers) out.push({ name, server });
     this.byName.clear();
     return out;
   }
 
   /** Takes the sockets of one listener out, open (a moved listener: the new one binds first). */
   detach(name: string): net.Server[] {
-    const servers = this.byName.get(name)?.servers ?? [];
+    const servers = this.byName.get(name) ?? [];
     this.byName.delete(name);
     return servers;
   }
 
   /** Closes the sockets of one listener (another process may still hold copies: see the header). */
   close(name: string): void {
-    const own = this.byName.get(name);
-    if (!own) return;
-    for (const server of own.servers) server.close();
+    for (const server of this.byName.get(name) ?? []) server.close();
     this.byName.delete(name);
   }
 
