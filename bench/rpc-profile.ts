@@ -4,12 +4,13 @@
  * functions by self time. `node bench/rpc-profile.ts` (env: PROTOCOL=bolt|dubbo SECONDS=6 CONCURRENCY=128)
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpuSeconds, freePort, startShuttle, stop } from './support/lib.ts';
+import { printCpuProfiles } from './support/profiles.ts';
 
 const SECONDS = Number(process.env.SECONDS ?? 6);
 const CONCURRENCY = Number(process.env.CONCURRENCY ?? 128);
@@ -47,17 +48,4 @@ await stop(shuttle);
 server.kill('SIGKILL');
 console.log(`${calls} calls, ${(calls / SECONDS).toFixed(0)}/s, proxy CPU ${((cpu * 1e6) / calls).toFixed(1)} µs/call (profiling on: ~10% more)`);
 
-interface Node { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount: number }
-for (const f of readdirSync(profDir).filter((f) => f.endsWith('.cpuprofile'))) {
-  const p = JSON.parse(readFileSync(join(profDir, f), 'utf8')) as { nodes: Node[] };
-  const self = new Map<string, number>();
-  let total = 0;
-  for (const n of p.nodes) {
-    const url = n.callFrame.url.replace(/^.*\/(src|node_modules)\//, '$1/');
-    const key = `${n.callFrame.functionName || '(anon)'} ${url}:${n.callFrame.lineNumber + 1}`;
-    self.set(key, (self.get(key) ?? 0) + n.hitCount);
-    total += n.hitCount;
-  }
-  console.log(`\n${f}: top self time`);
-  for (const [k, v] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 40)) console.log(`${((100 * v) / total).toFixed(1).padStart(5)}%  ${k}`);
-}
+printCpuProfiles(profDir);

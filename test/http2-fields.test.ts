@@ -33,4 +33,15 @@ describe('HTTP/2 field checks', () => {
     expect(checkFields([':status', '200', 'server', 'nginx/1.22\n1'], 'response', 'http')).toBeTypeOf('string');
     expect(checkFields(ok.slice(), 'response', 'http')).not.toBeTypeOf('string');
   });
+
+  it('takes 1–15 digits as content-length and nothing else', () => {
+    const length = (v: string) => {
+      const h = checkFields([':status', '200', 'content-length', v], 'response', 'http');
+      return typeof h === 'string' ? h : h.contentLength;
+    };
+    for (const v of ['0', '24', '007', '999999999999999']) expect(length(v)).toBe(Number(v));
+    for (const v of ['', '-1', '+1', '1.0', '1e3', ' 1', '1 ', '0x10', '١', '1234567890123456', '2/', ':']) expect(length(v), JSON.stringify(v)).toMatch(/^invalid (value for )?content-length$/);
+    expect(checkFields([':status', '200', 'content-length', '5', 'content-length', '5'], 'response', 'http')).not.toBeTypeOf('string');
+    expect(checkFields([':status', '200', 'content-length', '5', 'content-length', '6'], 'response', 'http')).toBe('differing content-length values');
+  });
 });

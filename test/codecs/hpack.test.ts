@@ -435,6 +435,40 @@ describe('HPACK encoder and decoder together', () => {
     expect(d.decode(e.encode(['x-after', 'ok'])).headers).toEqual(['x-after', 'ok']); // indexed after all
   });
 
+  it('gives a repeated head the bytes a fresh encoding gives (the block memo), tables in step', () => {
+    const r = prng(7);
+    const e = new HpackEncoder();
+    // Reference: an encoder that never uses the memo (a neverIndex list, even naming no field of the
+    // block, turns it off) and otherwise encodes alike.
+    const reference = new HpackEncoder();
+    const noMemo = ['x-not-in-any-block'];
+    const d = decoder(4096, 1 << 20);
+    let headers: string[] = [':status', '200', 'server', 'nginx', 'date', 'Mon, 30 Nov 2026 10:00:00 GMT', 'content-length', '24'];
+    for (let block = 0; block < 2000; block++) {
+      const roll = r.next();
+      if (roll < 0.1) {
+        // The same head with one value changed (a new second in date, another length, …).
+        headers = headers.slice();
+        const at = 2 * r.int(headers.length / 2) + 1;
+        headers[at] = r.next() < 0.5 ? r.pick(VALUES) : randomValue(r, 30);
+      } else if (roll < 0.15) {
+        headers = headers.concat(r.pick(NAMES), randomValue(r, 20));
+        if (headers.length > 24) headers = headers.slice(6);
+      } else if (roll < 0.3) {
+        headers = headers.map((x) => (x + ' ').slice(0, -1)); // equal strings, other objects
+      } else if (roll < 0.33) {
+        const size = r.pick([0, 64, 256, 4096]);
+        e.setPeerMaxTableSize(size);
+        reference.setPeerMaxTableSize(size);
+        d.setMaxTableSize(size);
+      }
+      const bytes = e.encode(headers);
+      expect(bytes.equals(reference.encode(headers, noMemo)), `block ${block}`).toBe(true);
+      expect(d.decode(bytes).headers).toEqual(headers);
+    }
+    expect(d.dynamicTable()).toEqual(e.dynamicTable());
+  });
+
   it('stays in step while both sides change the table size between blocks', () => {
     const r = prng(99);
     const e = new HpackEncoder({ maxTableSize: 8192 });

@@ -1324,12 +1324,24 @@ function noResponseBody(status: number): boolean {
  */
 const lowerNames = new Map<string, string>();
 const LOWER_NAMES_KEPT = 512;
+/**
+ * The last name of each length (mod 64) and its lower-case spelling, looked at first: a message's
+ * names are mostly the strings of the previous one (already lower-case from an HTTP/2 peer), so a
+ * repeat costs an identity compare instead of a hash lookup and a toLowerCase().
+ */
+const RECENT_NAMES: string[] = new Array<string>(64).fill('');
+const RECENT_LOWER: string[] = new Array<string>(64).fill('');
 
 function lowerName(name: string): string {
-  const known = lowerNames.get(name);
-  if (known !== undefined) return known;
-  const lower = name.toLowerCase();
-  if (lower !== name && lowerNames.size < LOWER_NAMES_KEPT) lowerNames.set(name, lower);
+  const slot = name.length & 63;
+  if (RECENT_NAMES[slot] === name) return RECENT_LOWER[slot];
+  let lower = lowerNames.get(name);
+  if (lower === undefined) {
+    lower = name.toLowerCase();
+    if (lower !== name && lowerNames.size < LOWER_NAMES_KEPT) lowerNames.set(name, lower);
+  }
+  RECENT_NAMES[slot] = name;
+  RECENT_LOWER[slot] = lower;
   return lower;
 }
 

@@ -55,6 +55,19 @@ function validValue(v: string): boolean {
   return true;
 }
 
+/** A content-length value: 1–15 digits, or -1 (by hand: a regular expression was 0.5% of the proxy's samples). */
+function contentLengthOf(value: string): number {
+  const n = value.length;
+  if (n === 0 || n > 15) return -1;
+  let v = 0;
+  for (let i = 0; i < n; i++) {
+    const d = value.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return -1;
+    v = v * 10 + d;
+  }
+  return v;
+}
+
 /**
  * The checked message, or why it is malformed. `list` (the HPACK decoder's, made for this block)
  * becomes the map's field list: regular fields are moved to its front, in place.
@@ -98,8 +111,8 @@ export function checkFields(list: string[], kind: Kind, scheme: string): HeaderM
         if (value !== 'trailers') return 'TE other than "trailers"';
         break;
       case 'content-length': {
-        if (!/^\d{1,15}$/.test(value)) return 'invalid content-length';
-        const n = Number(value);
+        const n = contentLengthOf(value);
+        if (n < 0) return 'invalid content-length';
         if (h.contentLength >= 0 && h.contentLength !== n) return 'differing content-length values';
         h.contentLength = n;
         break;
@@ -115,7 +128,7 @@ export function checkFields(list: string[], kind: Kind, scheme: string): HeaderM
     list[w++] = name;
     list[w++] = value;
   }
-  list.length = w;
+  if (w !== n) list.length = w;
   if (cookie !== undefined) list.push('cookie', cookie);
   if (kind === 'response') {
     if (status === undefined || status.length !== 3 || !(Number(status) >= 100)) return 'missing or invalid :status';

@@ -75,6 +75,8 @@ class DynamicTable {
   /** Sum of entry sizes (name + value + 32). */
   size = 0;
   maxSize: number;
+  /** Bumped by every add and size change: the table is the same while this is. */
+  changes = 0;
 
   constructor(maxSize: number) {
     this.maxSize = maxSize;
@@ -94,6 +96,7 @@ class DynamicTable {
 
   /** Adds an entry (RFC 7541 §4.4): evicts until it fits; one larger than the table empties it. */
   add(name: string, value: string): boolean {
+    this.changes++;
     const entrySize = name.length + value.length + ENTRY_OVERHEAD;
     if (entrySize > this.maxSize) {
       while (this.count > 0) this.evictOldest();
@@ -112,6 +115,7 @@ class DynamicTable {
 
   /** A new maximum (RFC 7541 §4.3): evicts until the entries fit. */
   setMaxSize(maxSize: number): void {
+    this.changes++;
     this.maxSize = maxSize;
     while (this.size > maxSize) this.evictOldest();
   }
@@ -572,6 +576,16 @@ function isSensitive(name: string, value: string): boolean {
   );
 }
 
+/** Blocks longer than this are not remembered (a typical head encodes to 10–80 bytes once indexed). */
+const MEMO_BLOCK_BYTES = 256;
+
+/** Two field lists are the same strings (mostly the same string objects: `===` is then a pointer compare). */
+function sameStrings(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /** Strings shorter than this have a one-byte length prefix (7-bit prefix, 127 would need two). */
 const SHORT_STRING = 0x7f;
 
@@ -597,6 +611,18 @@ export class HpackEncoder {
   private pendingLowest = Infinity;
   private scratch: Latin1Buffer = Buffer.allocUnsafe(1024) as Latin1Buffer;
   private n = 0;
+  /**
+   * The last block that changed nothing in the table: its fields, its bytes, and the table's
+   * `changes` then. Why: a connection sends the same head again and again (every response of an
+   * upstream, every request of a client), and once its fields are in the table the block is the
+   * same bytes as long as the table is the same table. A repeat then costs a compare of the
+   * field strings (mostly the very same strings: the decoder hands them out) and a copy, instead
+   * of three or four Map lookups per field.
+   */
+  private memoFields: string[] = [];
+  private memoBytes: Buffer | undefined;
+  private memoLength = 0;
+  private memoChanges = -1;
 
   constructor(opts: HpackEncoderOptions = {}) {
     this.ownMaxTableSize = opts.maxTableSize ?? DEFAULT_HEADER_TABLE_SIZE;
@@ -646,13 +672,21 @@ export class HpackEncoder {
    */
   encodeBlock(headers: readonly string[], neverIndex?: readonly string[]): number {
     if ((headers.length & 1) !== 0) throw new TypeError('headers must be a flat [name, value, …] list');
+    const plain = this.pendingFinal < 0 && (neverIndex === undefined || neverIndex.length === 0);
+    if (plain && this.memoChanges === this.table.changes && sameStrings(headers, this.memoFields)) {
+      const length = this.memoLength;
+      this.memoBytes!.copy(this.scratch, 0, 0, length);
+      return (this.n = length);
+    }
     this.n = 0;
+    const changesBefore = this.table.changes;
     try {
       if (this.pendingFinal >= 0) this.writeSizeUpdates();
       for (let i = 0; i < headers.length; i += 2) {
         const name = headers[i];
         this.encodeField(name, headers[i + 1], neverIndex !== undefined && neverIndex.includes(name));
       }
+      if (plain && this.table.changes === changesBefore) this.remember(headers);
     } catch (err) {
       // Fields already added to our table will never reach the peer. Emptying both tables at the
       // next block (size update to 0, then back) puts them in step again.
@@ -661,6 +695,19 @@ export class HpackEncoder {
       throw err;
     }
     return this.n;
+  }
+
+  /** Keeps the block just encoded (which changed nothing in the table) for a repeat of its fields. */
+  private remember(headers: readonly string[]): void {
+    const n = this.n;
+    if (n > MEMO_BLOCK_BYTES) return;
+    const fields = this.memoFields;
+    fields.length = headers.length;
+    for (let i = 0; i < headers.length; i++) fields[i] = headers[i];
+    const bytes = (this.memoBytes ??= Buffer.allocUnsafe(MEMO_BLOCK_BYTES));
+    this.scratch.copy(bytes, 0, 0, n);
+    this.memoLength = n;
+    this.memoChanges = this.table.changes;
   }
 
   /** The buffer encodeBlock() wrote into. */
