@@ -95,7 +95,7 @@ class Http2ClientConnection extends Http2Connection {
 
   protected onGoAway(lastStreamId: number): void {
     // Streams past the last one the host processed were never seen: they go elsewhere.
-    for (const st of [...this.streams.values()]) if (st.id > lastStreamId) st.refusedByGoAway();
+    for (const st of this.streams.values()) if (st.id > lastStreamId) st.refusedByGoAway();
     if (this.streams.size === 0) this.shutdown();
   }
 }

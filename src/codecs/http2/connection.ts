@@ -33,6 +33,7 @@ import {
 import { HpackDecoder, HpackEncoder, HpackError, type HpackDecoderState } from './hpack.ts';
 import { resumeReading, stopReading } from '../../upgrade/migration.ts';
 import { checkFields } from './fields.ts';
+import { StreamTable } from './stream-table.ts';
 
 export type Role = 'server' | 'client';
 
@@ -158,7 +159,7 @@ export abstract class Http2Connection implements OutputOwner {
   readonly role: Role;
   /** Server side: the request body limit (Infinity: none). */
   readonly maxRequestBodyBytes: number;
-  readonly streams = new Map<number, Http2Stream>();
+  readonly streams = new StreamTable<Http2Stream>();
   /** The start of a frame (or of the preface) cut by the end of a read, copied. */
   private carry: Buffer | undefined;
   /** Reads land in the thread's shared buffer (readInto): what outlives a read is copied. */
@@ -780,7 +781,7 @@ export abstract class Http2Connection implements OutputOwner {
 
   private teardown(): void {
     this.dead = true;
-    for (const st of [...this.streams.values()]) st.connectionLost();
+    for (const st of this.streams.values()) st.connectionLost();
   }
 
   // ---- errors -------------------------------------------------------------------------------
@@ -790,7 +791,7 @@ export abstract class Http2Connection implements OutputOwner {
     this.opts.onError(new ShuttleError(this.role === 'server' ? 'SHUTTLE_E_HTTP_BAD_REQUEST' : 'SHUTTLE_E_UPSTREAM_PROTOCOL', this.role === 'server' ? 'downstream' : 'upstream', `HTTP/2 ${ERROR_NAMES[code]}: ${message}`));
     this.output.push(goAwayFrame(this.lastPeerStreamId, code, message));
     this.dead = true;
-    for (const st of [...this.streams.values()]) st.connectionLost();
+    for (const st of this.streams.values()) st.connectionLost();
     this.output.flush();
     this.socket.end();
     // A peer that does not close after our GOAWAY is closed for it.
@@ -817,15 +818,14 @@ export abstract class Http2Connection implements OutputOwner {
 
   protected newStream(id: number): Http2Stream {
     const st = new Http2Stream(this, id, this.opts.local.initialStreamWindow, this.peerInitialWindow);
-    this.streams.set(id, st);
+    this.streams.add(st);
     if (this.writeFull) st.connectionFull(true);
     return st;
   }
 
   /** Called by a stream when both sides are done with it (or it was reset). */
   streamClosed(stream: Http2Stream): void {
-    if (this.streams.get(stream.id) !== stream) return;
-    this.streams.delete(stream.id);
+    if (!this.streams.delete(stream)) return;
     this.blocked.delete(stream);
     this.onStreamClosed(stream);
     if (this.streams.size === 0 && (this.goAwaySent || this.goAwayReceived >= 0) && !this.dead) this.shutdown();
@@ -1345,8 +1345,11 @@ function lowerName(name: string): string {
   return lower;
 }
 
-/** Lower-cased regular fields of a map, without the connection-specific ones (RFC 9113 §8.2.2). */
-function regularFields(h: HeaderMap, out: string[], keepTe: boolean): void {
+/**
+ * Writes the lower-cased regular fields of a map, without the connection-specific ones (RFC 9113
+ * §8.2.2), into `out` from `at`; returns the new end.
+ */
+function regularFields(h: HeaderMap, out: string[], at: number, keepTe: boolean): number {
   const f = h.fields;
   for (let i = 0; i < f.length; i += 2) {
     const name = lowerName(f[i]);
@@ -1357,37 +1360,57 @@ function regularFields(h: HeaderMap, out: string[], keepTe: boolean): void {
         if (!keepTe || f[i + 1].toLowerCase() !== 'trailers') continue;
         break;
     }
-    out.push(name, f[i + 1]);
+    out[at++] = name;
+    out[at++] = f[i + 1];
   }
+  return at;
 }
 
 /**
  * The field list of the head being encoded: encoded at once (writeHeaders), so one list serves
- * every head of the thread instead of a new array each.
+ * every head of the thread instead of a new array each. Written by index and cut to length at
+ * the end: emptying it first (`length = 0`) would drop its storage and grow it again per head.
  */
 const headFields: string[] = [];
 const STATUS_TEXT: string[] = Array.from({ length: 600 }, (_, i) => String(i));
 
+function endFields(out: string[], at: number): string[] {
+  if (out.length !== at) out.length = at;
+  return out;
+}
+
 function responseFields(h: HeaderMap): string[] {
   const out = headFields;
-  out.length = 0;
-  out.push(':status', STATUS_TEXT[h.status] ?? String(h.status));
-  regularFields(h, out, false);
-  if (h.contentLength >= 0 && h.status !== 204 && !(h.status >= 100 && h.status < 200)) out.push('content-length', String(h.contentLength));
-  return out;
+  out[0] = ':status';
+  out[1] = STATUS_TEXT[h.status] ?? String(h.status);
+  let at = regularFields(h, out, 2, false);
+  if (h.contentLength >= 0 && h.status !== 204 && !(h.status >= 100 && h.status < 200)) {
+    out[at++] = 'content-length';
+    out[at++] = String(h.contentLength);
+  }
+  return endFields(out, at);
 }
 
 function requestFields(h: HeaderMap): string[] {
   const out = headFields;
-  out.length = 0;
-  out.push(':method', h.method, ':scheme', h.scheme || 'http', ':authority', h.authority, ':path', h.path);
-  regularFields(h, out, true);
-  if (h.contentLength >= 0) out.push('content-length', String(h.contentLength));
-  return out;
+  out[0] = ':method';
+  out[1] = h.method;
+  out[2] = ':scheme';
+  out[3] = h.scheme || 'http';
+  out[4] = ':authority';
+  out[5] = h.authority;
+  out[6] = ':path';
+  out[7] = h.path;
+  let at = regularFields(h, out, 8, true);
+  if (h.contentLength >= 0) {
+    out[at++] = 'content-length';
+    out[at++] = String(h.contentLength);
+  }
+  return endFields(out, at);
 }
 
 function trailerFields(h: HeaderMap): string[] {
   const out: string[] = [];
-  regularFields(h, out, false);
+  regularFields(h, out, 0, false);
   return out;
 }
