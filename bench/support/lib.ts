@@ -229,7 +229,7 @@ ${opts.stream ? `stream { ${opts.stream(port)} }` : ''}`);
 }
 
 /**
- * The HTTP/2 proxy of the h2 scripts (h2-profile, h2-allocations, h2-series): an nginx upstream
+ * The HTTP/2 proxy of the h2 scripts (h2-profile, allocations, h2-series): an nginx upstream
  * (`return 200` over h2c) and Shuttle in front of it (1 thread, h2c both sides, one upstream
  * connection). `stop()` ends both.
  */

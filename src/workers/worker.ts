@@ -414,7 +414,7 @@ function drain(deadlineMs: number): void {
   if (draining) return;
   draining = true;
   own.closeAll();
-  pools.byHost.drainAll();
+  pools.drainAll();
   // Multiplexed upstream connections stay: draining RPC connections still send on them. They
   // close with the worker.
   logger.info({ open: open.size, deadline_ms: deadlineMs }, 'draining');

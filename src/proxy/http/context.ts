@@ -55,7 +55,7 @@ export class RetryBudget {
  * keep-alive pools, or HTTP/2 pools of few multiplexed connections (`protocol: http2`).
  */
 export class PoolRegistry {
-  readonly byHost = new HostPools<Pool>();
+  private readonly byHost = new HostPools<Pool>();
 
   /** The pool settings of a cluster config, as a comparable key: computed once per config object. */
   private readonly keys = new WeakMap<object, string>();
@@ -71,7 +71,35 @@ export class PoolRegistry {
     return key;
   }
 
+  /**
+   * Pools found lately, by cluster object (one per config generation) then host id, with the
+   * cluster's connection breaker. Why: finding a pool takes a settings key, two Map lookups, a
+   * breaker lookup and three closures, and every request of a generation to the same host finds
+   * the same pool. Dropped whenever pools are retained or drained, so a memo never hands out a
+   * pool that was let go.
+   */
+  private found = new WeakMap<Cluster, { limit: ConnectionLimit | undefined; pools: (Pool | undefined)[] }>();
+
   get(host: Host, cluster: Cluster, telemetry: WorkerTelemetry): Pool {
+    let entry = this.found.get(cluster);
+    const known = entry?.pools[host.index];
+    if (known !== undefined) {
+      // The breaker of the request's own generation (a pool outlives generations).
+      if (known instanceof Http1Pool) known.limit = entry!.limit;
+      return known;
+    }
+    const pool = this.find(host, cluster, telemetry);
+    if (entry === undefined) this.found.set(cluster, (entry = { limit: this.connectionLimit(cluster, telemetry), pools: [] }));
+    entry.pools[host.index] = pool;
+    return pool;
+  }
+
+  drainAll(): void {
+    this.found = new WeakMap();
+    this.byHost.drainAll();
+  }
+
+  private find(host: Host, cluster: Cluster, telemetry: WorkerTelemetry): Pool {
     const c = cluster.config;
     const h1 = (tls: UpstreamTls | undefined) => new Http1Pool(host, c.connection_pool, c.connect_timeout, telemetry, tls);
     const h2 = (tls: UpstreamTls | undefined) => new Http2Pool(host, c.http2, c.connect_timeout, telemetry, tls);
@@ -99,6 +127,7 @@ export class PoolRegistry {
 
   /** At a reload: keeps the pools the new config still describes (see HostPools.retain). */
   retain(clusters: ClusterManager, hostIds: ReadonlySet<number>): void {
+    this.found = new WeakMap();
     this.byHost.retain(hostIds, new Set([...clusters.all()].map((c) => this.settingsKey(c))));
   }
 }
