@@ -1,7 +1,8 @@
 /**
  * Where the Bolt (or Dubbo) proxy path spends its time: Shuttle (1 thread) under sofa-rpc-node
  * load with 128 calls in flight, profiled by its worker (SHUTTLE_CPU_PROFILE_DIR); prints the top
- * functions by self time. `node bench/rpc-profile.ts` (env: PROTOCOL=bolt|dubbo SECONDS=6 CONCURRENCY=128)
+ * functions by self time. `node bench/rpc-profile.ts` (env: PROTOCOL=bolt|dubbo SECONDS=6 CONCURRENCY=128;
+ * PERF=1: `perf record` the proxy instead, samples split into kernel, V8, native and JavaScript; TOP=60)
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
@@ -10,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpuSeconds, freePort, startShuttle, stop } from './support/lib.ts';
-import { printCpuProfiles } from './support/profiles.ts';
+import { PERF_NODE_OPTION, printCpuProfiles, startPerf } from './support/profiles.ts';
 
 const SECONDS = Number(process.env.SECONDS ?? 6);
 const CONCURRENCY = Number(process.env.CONCURRENCY ?? 128);
@@ -19,7 +20,9 @@ const require = createRequire(import.meta.url);
 const { RpcClient } = require('sofa-rpc-node').client;
 const quiet = { info() {}, warn() {}, debug() {}, error() {} };
 const profDir = mkdtempSync(join(tmpdir(), 'shuttle-rpc-prof-'));
-process.env.SHUTTLE_CPU_PROFILE_DIR = profDir;
+const PERF = process.env.PERF === '1';
+if (PERF) process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} ${PERF_NODE_OPTION}`;
+else process.env.SHUTTLE_CPU_PROFILE_DIR = profDir;
 
 const upstreamPort = await freePort();
 const server = spawn(process.execPath, [fileURLToPath(new URL('../test/support/bolt-server.ts', import.meta.url)), String(upstreamPort), 'bench', PROTOCOL], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -33,6 +36,7 @@ const client = new RpcClient({ logger: quiet, ...(PROTOCOL === 'dubbo' ? { proto
 await client.ready();
 const consumer = client.createConsumer({ interfaceName: 'com.example.Echo', serverHost: `127.0.0.1:${port}`, ...(PROTOCOL === 'dubbo' ? { version: '1.0.0' } : {}) });
 await consumer.ready();
+const stopPerf = PERF ? await startPerf(shuttle.pid!, profDir, Number(process.env.TOP ?? 60)) : undefined;
 const before = cpuSeconds(shuttle.pid!);
 let calls = 0;
 const deadline = Date.now() + SECONDS * 1000;
@@ -43,6 +47,7 @@ await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
   }
 }));
 const cpu = cpuSeconds(shuttle.pid!) - before;
+await stopPerf?.();
 await client.close();
 await stop(shuttle);
 server.kill('SIGKILL');

@@ -543,8 +543,11 @@ export class Http1ServerStream implements StreamEncoder {
   }
 }
 
+/** Status lines built once (a template per response showed in profiles as string building). */
+const STATUS_LINES: string[] = [];
+
 function statusLine(status: number): string {
-  return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n`;
+  return (STATUS_LINES[status] ??= `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n`);
 }
 
 /** Field lines of a list, without the connection fields (the codec writes framing itself). */

@@ -31,7 +31,7 @@ import { ERRORS, GrpcStatus, ShuttleError } from '../../errors.ts';
 import type { CancelPoolRequest, PoolCallbacks, StreamDecoder, StreamEncoder, StreamResetReason, StreamWriteCallbacks, UpstreamInfo } from '../../layers.ts';
 import type { Route } from '../../router/router.ts';
 import { C, H, L } from '../../shared/stats-table.ts';
-import { Deadline, deadlines } from '../../stream/deadlines.ts';
+import { Deadline, deadlines, type DeadlineOwner } from '../../stream/deadlines.ts';
 import { HeaderMap } from '../../stream/header-map.ts';
 import type { HttpListenerSnapshot, HttpProxyContext } from './context.ts';
 import { encodeGrpcMessage, formatGrpcTimeout, GRPC_RETRY_ON, grpcStatusOf, isGrpc, parseGrpcTimeout } from './grpc.ts';
@@ -216,7 +216,7 @@ class UpstreamAttempt implements StreamDecoder, PoolCallbacks, StreamWriteCallba
   }
 }
 
-export class ProxyStream implements StreamDecoder, StreamWriteCallbacks, FilterHost {
+export class ProxyStream implements StreamDecoder, StreamWriteCallbacks, FilterHost, DeadlineOwner {
   readonly downstream: StreamEncoder;
   /** Where the response goes: the downstream encoder, or the filter chain in front of it. */
   private out: StreamEncoder;
@@ -283,6 +283,8 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks, FilterH
   /** gRPC: when the call must be answered by (route timeout or grpc-timeout), performance.now() ms. */
   private deadlineAt = 0;
   private timeout: Deadline | undefined;
+  /** The route timeout `timeout` was armed with (ms). */
+  private timeoutMs = 0;
   private tryTimeout: Deadline | undefined;
   private idleTimer: Deadline | undefined;
 
@@ -297,6 +299,18 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks, FilterH
     downstream.setWriteCallbacks(this);
   }
 
+  /** One of this stream's deadlines passed (the stream is their owner: no closure per request). */
+  deadlineExpired(d: Deadline): void {
+    if (d === this.timeout) {
+      this.timedOut(new ShuttleError('SHUTTLE_E_UPSTREAM_TIMEOUT', 'upstream', `no complete response within ${this.timeoutMs}ms`));
+    } else if (d === this.tryTimeout) {
+      const a = this.attempt;
+      if (a !== undefined) this.attemptFailed(a, new ShuttleError('SHUTTLE_E_UPSTREAM_TIMEOUT', 'upstream', `per-try timeout ${this.route?.retry?.per_try_timeout ?? 0}ms`), 'reset');
+    } else if (d === this.idleTimer) {
+      this.onStreamIdle();
+    }
+  }
+
   /**
    * stream_idle_timeout, armed only where it can fire first: a route timeout no longer than it
    * ends the request (body stall included) before it would.
@@ -304,7 +318,7 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks, FilterH
   private armIdleTimer(routeTimeoutMs: number): void {
     const idleMs = this.snap.listener.http.stream_idle_timeout;
     if (idleMs === 0 || (routeTimeoutMs > 0 && routeTimeoutMs <= idleMs)) return;
-    this.idleTimer = new Deadline(() => this.onStreamIdle());
+    this.idleTimer = new Deadline(this);
     this.idleTimer.arm(deadlines.queue(idleMs));
   }
 
@@ -416,7 +430,8 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks, FilterH
     this.armIdleTimer(timeoutMs);
     if (timeoutMs > 0) {
       if (this.grpc) this.deadlineAt = approximateNow() + timeoutMs;
-      this.timeout = new Deadline(() => this.timedOut(new ShuttleError('SHUTTLE_E_UPSTREAM_TIMEOUT', 'upstream', `no complete response within ${timeoutMs}ms`)));
+      this.timeoutMs = timeoutMs;
+      this.timeout = new Deadline(this);
       this.timeout.arm(deadlines.queue(timeoutMs));
     }
     this.startAttempt();
@@ -573,10 +588,7 @@ export class ProxyStream implements StreamDecoder, StreamWriteCallbacks, FilterH
     if (this.downstreamFull) encoder.readDisable(true);
     const perTry = this.route!.retry?.per_try_timeout ?? 0;
     if (perTry > 0) {
-      this.tryTimeout ??= new Deadline(() => {
-        const a = this.attempt;
-        if (a !== undefined) this.attemptFailed(a, new ShuttleError('SHUTTLE_E_UPSTREAM_TIMEOUT', 'upstream', `per-try timeout ${perTry}ms`), 'reset');
-      });
+      this.tryTimeout ??= new Deadline(this);
       this.tryTimeout.arm(deadlines.queue(perTry));
     }
   }
