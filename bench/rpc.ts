@@ -30,7 +30,7 @@ const dir = mkdtempSync(join(tmpdir(), 'shuttle-rpc-bench-'));
 
 interface Target { name: string; port: number; pid?: number; stop(): Promise<void> }
 
-async function run(port: number, concurrency: number): Promise<{ rate: number; p50: number; p99: number; calls: number; errors: number }> {
+async function run(port: number, concurrency: number, loadSeconds = SECONDS): Promise<{ rate: number; p50: number; p99: number; calls: number; errors: number }> {
   const client = new RpcClient({ logger: quiet, ...(PROTOCOL === 'dubbo' ? { protocol: require('dubbo-remoting') } : {}) });
   await client.ready();
   const consumer = client.createConsumer({ interfaceName: 'com.example.Echo', serverHost: `127.0.0.1:${port}`, ...(PROTOCOL === 'dubbo' ? { version: '1.0.0' } : {}) });
@@ -39,7 +39,7 @@ async function run(port: number, concurrency: number): Promise<{ rate: number; p
   const latencies = new Float64Array(MAX_CALLS);
   let calls = 0;
   let errors = 0;
-  const deadline = Date.now() + SECONDS * 1000;
+  const deadline = Date.now() + loadSeconds * 1000;
   const started = process.hrtime.bigint();
   await Promise.all(Array.from({ length: concurrency }, async () => {
     while (Date.now() < deadline && calls < MAX_CALLS) {
@@ -93,6 +93,9 @@ try {
     console.error('haproxy not found: skipping it');
   }
 
+  // Warm-up (JIT, pools), as the other benchmarks do: without it the first repetition of a fresh
+  // Shuttle also pays V8's compiler threads (~7% of the process's CPU samples in a 6 s profile).
+  for (const t of targets) for (const c of CONCURRENCY) await run(t.port, c, 1);
   const results = new Map<string, { rate: number; p50: number; p99: number; cpu: number }[]>();
   for (let rep = 0; rep < REPS; rep++) {
     for (const c of CONCURRENCY) {

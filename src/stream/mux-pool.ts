@@ -17,6 +17,7 @@ import type net from 'node:net';
 import { ShuttleError } from '../errors.ts';
 import type { CancelPoolRequest, Pool, PoolCallbacks, StreamDecoder, StreamEncoder, StreamResetReason, StreamWriteCallbacks, UpstreamInfo } from '../layers.ts';
 import { HeaderMap } from './header-map.ts';
+import { IdTable } from './id-table.ts';
 import { connectUpstream } from './connector.ts';
 import type { UpstreamTls } from '../net/tls-client.ts';
 import { FrameBuffer } from '../codecs/frame-buffer.ts';
@@ -61,7 +62,7 @@ export class MuxConnection<F> {
   readonly socket: net.Socket;
   private readonly codec: MuxCodec<F>;
   private readonly maxFrameBytes: number;
-  private readonly pending = new Map<number, MuxPending<F>>();
+  private readonly pending = new IdTable<MuxPending<F>>();
   private nextId = 1;
   /** Bytes of a frame still arriving. */
   private readonly frames = new FrameBuffer();
@@ -214,7 +215,7 @@ export class MuxConnection<F> {
     const paused = [...this.paused];
     this.paused.clear();
     for (const f of paused) f.onBelowWriteLowWatermark();
-    const all = [...this.pending.values()];
+    const all = this.pending.values();
     this.pending.clear();
     this.onGone(this);
     for (const p of all) p.onFail(kind, error);

@@ -25,6 +25,7 @@ import { ShuttleError } from '../../errors.ts';
 import type { StreamDecoder, StreamEncoder, StreamResetReason, StreamWriteCallbacks } from '../../layers.ts';
 import { Deadline, deadlines, type DeadlineQueue } from '../../stream/deadlines.ts';
 import { HeaderMap } from '../../stream/header-map.ts';
+import { IdTable } from '../../stream/id-table.ts';
 import { onBatchedData, onBatchedSharedReads, SocketOutput, type OutputOwner } from '../../stream/socket-output.ts';
 import {
   DEFAULT_MAX_FRAME_SIZE, DEFAULT_WINDOW, ERROR_NAMES, ErrorCode, Flag, FRAME_HEADER_BYTES, FrameType, frameHeader,
@@ -33,7 +34,6 @@ import {
 import { HpackDecoder, HpackEncoder, HpackError, type HpackDecoderState } from './hpack.ts';
 import { resumeReading, stopReading } from '../../upgrade/migration.ts';
 import { checkFields } from './fields.ts';
-import { StreamTable } from './stream-table.ts';
 
 export type Role = 'server' | 'client';
 
@@ -159,7 +159,7 @@ export abstract class Http2Connection implements OutputOwner {
   readonly role: Role;
   /** Server side: the request body limit (Infinity: none). */
   readonly maxRequestBodyBytes: number;
-  readonly streams = new StreamTable<Http2Stream>();
+  readonly streams = new IdTable<Http2Stream>(2);
   /** The start of a frame (or of the preface) cut by the end of a read, copied. */
   private carry: Buffer | undefined;
   /** Reads land in the thread's shared buffer (readInto): what outlives a read is copied. */
@@ -818,14 +818,15 @@ export abstract class Http2Connection implements OutputOwner {
 
   protected newStream(id: number): Http2Stream {
     const st = new Http2Stream(this, id, this.opts.local.initialStreamWindow, this.peerInitialWindow);
-    this.streams.add(st);
+    this.streams.set(id, st);
     if (this.writeFull) st.connectionFull(true);
     return st;
   }
 
   /** Called by a stream when both sides are done with it (or it was reset). */
   streamClosed(stream: Http2Stream): void {
-    if (!this.streams.delete(stream)) return;
+    if (this.streams.get(stream.id) !== stream) return;
+    this.streams.delete(stream.id);
     this.blocked.delete(stream);
     this.onStreamClosed(stream);
     if (this.streams.size === 0 && (this.goAwaySent || this.goAwayReceived >= 0) && !this.dead) this.shutdown();

@@ -357,7 +357,7 @@ function twoSignificantDigits(ms: number): number {
  * the HTTP proxy does) and sends the call's frame as its headers; the answer comes back as the
  * stream's headers (FrameHeaders of the response frame).
  */
-class RpcCallRun<F> implements StreamDecoder, PoolCallbacks {
+class RpcCallRun<F> implements StreamDecoder, PoolCallbacks, DeadlineOwner {
   private readonly conn: RpcConnection<F>;
   private readonly frame: F;
   private readonly call: RpcCall;
@@ -434,10 +434,15 @@ class RpcCallRun<F> implements StreamDecoder, PoolCallbacks {
     if (held === 'counted') this.heldOn = cluster;
     const timeout = this.route.timeout > 0 ? this.route.timeout : this.conn.protocol.timeoutOf(this.frame, this.call);
     if (timeout > 0 && !this.oneway) {
-      this.timer = new Deadline(() => this.fail('timeout', 'SHUTTLE_E_UPSTREAM_TIMEOUT', null));
+      this.timer = new Deadline(this); // (deadlineExpired: the call's timeout)
       this.timer.arm(deadlines.queue(twoSignificantDigits(timeout)));
     }
     this.attempt(cluster);
+  }
+
+  /** The call's timeout passed (the call owns its deadline: no closure per call). */
+  deadlineExpired(): void {
+    this.fail('timeout', 'SHUTTLE_E_UPSTREAM_TIMEOUT', null);
   }
 
   private attempt(cluster: Cluster): void {
