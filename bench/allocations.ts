@@ -8,10 +8,11 @@
  *   node bench/allocations.ts   (env: PROTOCOL=h2|http1 REQUESTS=200000 (h2) SECONDS=6 (http1))
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, startH2Proxy, startNginx, startShuttle, stop } from './support/lib.ts';
+import { printHeapProfiles } from './support/profiles.ts';
 
 const REQUESTS = Number(process.env.REQUESTS ?? 200_000);
 const dir = mkdtempSync(join(tmpdir(), 'shuttle-h2-alloc-'));
@@ -43,19 +44,4 @@ if (HTTP1) {
   }
 }
 
-interface Node { callFrame: { functionName: string; url: string; lineNumber: number }; selfSize: number; children: Node[] }
-for (const f of readdirSync(profDir).filter((f) => f.endsWith('.heapprofile'))) {
-  const root = (JSON.parse(readFileSync(join(profDir, f), 'utf8')) as { head: Node }).head;
-  const self = new Map<string, number>();
-  let total = 0;
-  const walk = (n: Node) => {
-    const url = n.callFrame.url.replace(/^.*\/(src|node_modules)\//, '$1/');
-    const key = `${n.callFrame.functionName || '(anon)'} ${url}:${n.callFrame.lineNumber + 1}`;
-    self.set(key, (self.get(key) ?? 0) + n.selfSize);
-    total += n.selfSize;
-    for (const c of n.children) walk(c);
-  };
-  walk(root);
-  console.log(`${f}: ${(total / requests).toFixed(0)} bytes allocated per request (sampled)`);
-  for (const [k, v] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 30)) console.log(`${(v / requests).toFixed(1).padStart(8)} B/req  ${k}`);
-}
+printHeapProfiles(profDir, requests, 'request');

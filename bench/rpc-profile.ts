@@ -2,7 +2,8 @@
  * Where the Bolt (or Dubbo) proxy path spends its time: Shuttle (1 thread) under sofa-rpc-node
  * load with 128 calls in flight, profiled by its worker (SHUTTLE_CPU_PROFILE_DIR); prints the top
  * functions by self time. `node bench/rpc-profile.ts` (env: PROTOCOL=bolt|dubbo SECONDS=6 CONCURRENCY=128;
- * PERF=1: `perf record` the proxy instead, samples split into kernel, V8, native and JavaScript; TOP=60)
+ * PERF=1: `perf record` the proxy instead, samples split into kernel, V8, native and JavaScript; TOP=60;
+ * ALLOC=1: bytes allocated per call by function instead, from the worker's sampling heap profiler)
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
@@ -11,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpuSeconds, freePort, startShuttle, stop } from './support/lib.ts';
-import { PERF_NODE_OPTION, printCpuProfiles, startPerf } from './support/profiles.ts';
+import { PERF_NODE_OPTION, printCpuProfiles, printHeapProfiles, startPerf } from './support/profiles.ts';
 
 const SECONDS = Number(process.env.SECONDS ?? 6);
 const CONCURRENCY = Number(process.env.CONCURRENCY ?? 128);
@@ -21,7 +22,9 @@ const { RpcClient } = require('sofa-rpc-node').client;
 const quiet = { info() {}, warn() {}, debug() {}, error() {} };
 const profDir = mkdtempSync(join(tmpdir(), 'shuttle-rpc-prof-'));
 const PERF = process.env.PERF === '1';
+const ALLOC = process.env.ALLOC === '1';
 if (PERF) process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} ${PERF_NODE_OPTION}`;
+else if (ALLOC) process.env.SHUTTLE_HEAP_PROFILE_DIR = profDir;
 else process.env.SHUTTLE_CPU_PROFILE_DIR = profDir;
 
 const upstreamPort = await freePort();
@@ -53,4 +56,5 @@ await stop(shuttle);
 server.kill('SIGKILL');
 console.log(`${calls} calls, ${(calls / SECONDS).toFixed(0)}/s, proxy CPU ${((cpu * 1e6) / calls).toFixed(1)} µs/call (profiling on: ~10% more)`);
 
-printCpuProfiles(profDir);
+if (ALLOC) printHeapProfiles(profDir, calls, 'call');
+else printCpuProfiles(profDir);

@@ -19,6 +19,7 @@ import { cpuSeconds, freePort, inTurn, median, percentile, startShuttle, stop, t
 
 const REPS = Number(process.env.REPS ?? 3);
 const SECONDS = Number(process.env.SECONDS ?? 4);
+const WARMUP_SECONDS = Number(process.env.WARMUP ?? 1);
 const CONCURRENCY = (process.env.CONCURRENCY ?? '1,16,128').split(',').map(Number);
 const PROTOCOL = process.env.PROTOCOL === 'dubbo' ? 'dubbo' : 'bolt';
 const MAX_CALLS = 2_000_000; // a hard bound on the load loop
@@ -95,7 +96,7 @@ try {
 
   // Warm-up (JIT, pools), as the other benchmarks do: without it the first repetition of a fresh
   // Shuttle also pays V8's compiler threads (~7% of the process's CPU samples in a 6 s profile).
-  for (const t of targets) for (const c of CONCURRENCY) await run(t.port, c, 1);
+  for (const t of targets) for (const c of CONCURRENCY) await run(t.port, c, WARMUP_SECONDS);
   const results = new Map<string, { rate: number; p50: number; p99: number; cpu: number }[]>();
   for (let rep = 0; rep < REPS; rep++) {
     for (const c of CONCURRENCY) {

@@ -18,6 +18,7 @@ let boltPort: number;
 let autoPort: number;
 let idemPort: number;
 let delayedPort: number;
+let heldPort: number;
 let idlePort: number;
 let admin: string;
 const clients: { close(): Promise<void> }[] = [];
@@ -40,6 +41,7 @@ beforeAll(async () => {
       { name: 'idem', address: '127.0.0.1:0', protocol: 'bolt', rpc: { routes: [{ cluster: 'idem', retry_policy: { idempotent: true, num_retries: 1 } }] } },
       { name: 'idle', address: '127.0.0.1:0', protocol: 'bolt', idle_timeout: '1s', rpc: { routes: [{ cluster: 'echo' }] } },
       { name: 'delayed', address: '127.0.0.1:0', protocol: 'bolt', rpc_filters: [{ name: 'fault', config: { delay: { fixed_delay: '300ms', percentage: 100 } } }], rpc: { routes: [{ cluster: 'echo' }] } },
+      { name: 'held', address: '127.0.0.1:0', protocol: 'bolt', rpc_filters: [{ name: 'fault', config: { delay: { fixed_delay: '60s', percentage: 100 } } }], rpc: { routes: [{ cluster: 'echo' }] } },
     ],
     clusters: [
       { name: 'echo', hosts: [`127.0.0.1:${servers.a.port}`, `127.0.0.1:${servers.b.port}`] },
@@ -52,6 +54,7 @@ beforeAll(async () => {
   autoPort = ready.listeners.auto.port;
   idemPort = ready.listeners.idem.port;
   delayedPort = ready.listeners.delayed.port;
+  heldPort = ready.listeners.held.port;
   idlePort = ready.listeners.idle.port;
   admin = ready.admin;
 }, 30_000);
@@ -81,6 +84,26 @@ describe('SOFA Bolt proxy', () => {
     const args = invokers.map((_, c) => Array.from({ length: 20 }, (_, i) => `c${c}-${i}-${'x'.repeat((c * 20 + i) * 3)}`));
     const results = await Promise.all(invokers.flatMap((invoke, c) => args[c].map((a) => invoke('echo', [a]))));
     expect(results.map((r) => r.slice(2))).toEqual(args.flat());
+  });
+
+  it('ends every call in flight when its client goes away (each logged as a downstream reset)', async () => {
+    const activeStreams = async () => {
+      const body = (await (await fetch(`${admin}/workers`)).json()) as { workers: { active_streams: number }[] };
+      return body.workers.reduce((n, w) => n + w.active_streams, 0);
+    };
+    // Seven calls held in Shuttle by the fault filter (60 s), then the client is gone.
+    const options = { protocolType: 'bolt', codecType: 'hessian2', boltVersion: 1, sentReqs: new Map(), classCache: new Map() };
+    const frames = Array.from({ length: 7 }, (_, i) => Buffer.from(protocol.requestEncode(100 + i, { serverSignature: 'com.example.Echo:1.0', methodName: 'echo', args: [{ $class: 'java.lang.String', $: `gone${i}` }], timeout: 60_000, requestProps: { service: 'com.example.Echo:1.0' } }, options)));
+    const s = net.connect(heldPort, '127.0.0.1', () => s.write(Buffer.concat(frames)));
+    s.on('error', () => {});
+    await eventually(activeStreams, (n) => n >= 7, 20_000);
+    s.resetAndDestroy(); // (a FIN alone would be a half-close: the answers would still be awaited)
+    const resets = await eventually(
+      async () => shuttle.logs.filter((l) => l.msg === 'access' && l.listener === 'held' && l.error === 'SHUTTLE_E_DOWNSTREAM_RESET').length,
+      (n) => n >= 7,
+    );
+    expect(resets).toBe(7);
+    expect(await eventually(activeStreams, (n) => n === 0)).toBe(0);
   });
 
   it('closes a connection with no byte either way for idle_timeout; heartbeats keep one open', async () => {

@@ -40,21 +40,51 @@ export function printCpuProfiles(dir: string, top = 40, byFile = false): void {
   }
 }
 
+interface HeapNode { callFrame: { functionName: string; url: string; lineNumber: number }; selfSize: number; children: HeapNode[] }
+
+/** Prints bytes allocated per `unit` (request, call) by function, from every .heapprofile in `dir`. */
+export function printHeapProfiles(dir: string, units: number, unit: string, top = 30): void {
+  for (const f of readdirSync(dir).filter((f) => f.endsWith('.heapprofile'))) {
+    const root = (JSON.parse(readFileSync(join(dir, f), 'utf8')) as { head: HeapNode }).head;
+    const self = new Map<string, number>();
+    let total = 0;
+    const walk = (n: HeapNode) => {
+      const url = n.callFrame.url.replace(/^.*\/(src|node_modules)\//, '$1/');
+      const key = `${n.callFrame.functionName || '(anon)'} ${url}:${n.callFrame.lineNumber + 1}`;
+      self.set(key, (self.get(key) ?? 0) + n.selfSize);
+      total += n.selfSize;
+      for (const c of n.children) walk(c);
+    };
+    walk(root);
+    console.log(`${f}: ${(total / units).toFixed(0)} bytes allocated per ${unit} (sampled)`);
+    for (const [k, v] of [...self].sort((a, b) => b[1] - a[1]).slice(0, top)) console.log(`${(v / units).toFixed(1).padStart(8)} B/${unit}  ${k}`);
+  }
+}
+
 /** Node flag that names JIT frames for perf: set it in NODE_OPTIONS before starting the process. */
 export const PERF_NODE_OPTION = '--perf-basic-prof';
 
 /**
  * Starts `perf record` (cpu-clock, every thread) on `pid`; the returned function stops it and
  * prints the share of samples by thread and kind (kernel, V8, native, Node's JS, Shuttle's JS)
- * and the `top` symbols.
+ * and the `top` symbols. PERF_GRAPH=1 records call graphs too and first prints inclusive time per
+ * JavaScript function.
  */
 export async function startPerf(pid: number, dir: string, top = 60): Promise<() => Promise<void>> {
   const data = join(dir, 'perf.data');
-  const perf = spawn('perf', ['record', '-q', '-e', 'cpu-clock', '-F', '4000', '-o', data, '-p', String(pid)], { stdio: 'ignore' });
+  const graph = process.env.PERF_GRAPH === '1';
+  const perf = spawn('perf', ['record', '-q', '-e', 'cpu-clock', '-F', '4000', ...(graph ? ['-g'] : []), '-o', data, '-p', String(pid)], { stdio: 'ignore' });
   await new Promise((r) => setTimeout(r, 1000));
   return async () => {
     perf.kill('SIGINT');
     await new Promise((r) => perf.once('close', r));
+    if (graph) {
+      // Inclusive time (self and callees) per JavaScript function: which of Shuttle's steps, with
+      // the builtins and native calls it makes, costs what.
+      const inclusive = execFileSync('perf', ['report', '-i', data, '--children', '--sort', 'sym', '--stdio', '-g', 'none', '--percent-limit', '0.8'], { encoding: 'utf8', maxBuffer: 256 << 20 });
+      console.log('inclusive time by function (PERF_GRAPH=1):');
+      for (const l of inclusive.split('\n')) if (/^\s*[\d.]+%\s+[\d.]+%/.test(l) && l.includes('JS:')) console.log(l.replace(/file:\/\/\/.*?\/src\//, 'src/'));
+    }
     const report = execFileSync('perf', ['report', '-i', data, '--no-children', '--sort', 'comm,sym', '--stdio'], { encoding: 'utf8', maxBuffer: 256 << 20 });
     const rows = report.split('\n').map((l) => /^\s*([\d.]+)%\s+(\S+)\s+\[(.)\]\s+(.*)$/.exec(l)).filter((m) => m !== null);
     const groups = new Map<string, number>();

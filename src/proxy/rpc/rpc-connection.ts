@@ -65,7 +65,11 @@ export class RpcConnection<F> implements Migratable, OutputOwner, StreamWriteCal
   /** The client sent FIN: the connection ends once its calls in flight are answered. */
   private peerEnded = false;
   /** Calls in flight, cancelled if the client goes away. */
-  readonly runs = new Set<RpcCallRun<F>>();
+  /**
+   * Calls in flight, newest first, linked through the calls themselves (abandoned when the client
+   * goes): a Set took an entry, a hash and now and then a new table per call.
+   */
+  private newestRun: RpcCallRun<F> | undefined;
   /** Moving to the new process (an upgrade): reading is stopped, calls in flight finish. */
   private migration: MigrationDone | undefined;
   private cancelFlush: (() => void) | undefined;
@@ -131,7 +135,11 @@ export class RpcConnection<F> implements Migratable, OutputOwner, StreamWriteCal
       this.cancelFlush?.();
       clearTimeout(this.drainTimer);
       this.idleCheck.cancel();
-      for (const run of [...this.runs]) run.abandon();
+      // Each abandoned call ends, and callEnded() unlinks it.
+      for (let run = this.newestRun; run !== undefined; run = this.newestRun) {
+        run.abandon();
+        if (this.newestRun === run) this.unlink(run); // (already ended: never stop on it)
+      }
       snap.telemetry.downstreamClosed(snap.listenerIndex);
       this.onClose(this);
     });
@@ -326,13 +334,26 @@ export class RpcConnection<F> implements Migratable, OutputOwner, StreamWriteCal
     const call = this.protocol.call(frame);
     this.inFlight++;
     const run = new RpcCallRun(this, frame, call, kind === 'oneway', snap);
-    this.runs.add(run);
+    const newest = this.newestRun;
+    if (newest !== undefined) {
+      run.older = newest;
+      newest.newer = run;
+    }
+    this.newestRun = run;
     run.start();
   }
 
   /** A call finished: its reply (if any) goes out, and a draining connection may close. */
+  private unlink(run: RpcCallRun<F>): void {
+    const { older, newer } = run;
+    if (newer !== undefined) newer.older = older;
+    else if (this.newestRun === run) this.newestRun = older;
+    if (older !== undefined) older.newer = newer;
+    run.older = run.newer = undefined;
+  }
+
   callEnded(run: RpcCallRun<F>, reply: Buffer | undefined): void {
-    this.runs.delete(run);
+    this.unlink(run);
     if (reply) this.write(reply);
     this.inFlight--;
     if (this.peerEnded && this.inFlight === 0 && !this.closed) this.end();
@@ -376,6 +397,9 @@ class RpcCallRun<F> implements StreamDecoder, PoolCallbacks, DeadlineOwner {
   /** The call's frame as a stream's headers (made once, sent again by a retry). */
   private requestHeaders: FrameHeaders<F> | undefined;
   private timer: Deadline | undefined;
+  /** Neighbours in the connection's list of calls in flight. */
+  older: RpcCallRun<F> | undefined;
+  newer: RpcCallRun<F> | undefined;
   private done = false;
   private retries = 0;
   private filters: RpcFilterRun | undefined;
