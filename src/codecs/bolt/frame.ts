@@ -64,11 +64,62 @@ export interface BoltFrame {
   status: number;
   className: string;
   /** The header block, raw; see parseHeaderMap. */
-  header: Buffer;
+  readonly header: Buffer;
   /** Opaque payload (serialized by the peers' codec). */
-  content: Buffer;
+  readonly content: Buffer;
   /** The whole frame as received, for forwarding. */
   raw: Buffer;
+}
+
+/**
+ * A frame as decodeBoltFrame() returns it: the header block and the content are views of `raw`
+ * made when read. Why: the proxy forwards a response without reading either, and reads a request's
+ * content never; each view is a Buffer (a typed-array construction through a derived class), and
+ * three per frame were 2.5% of the RPC path's samples and 340 bytes per call.
+ */
+class DecodedBoltFrame implements BoltFrame {
+  proto: number;
+  ver1: number;
+  type: number;
+  cmdCode: number;
+  ver2: number;
+  requestId: number;
+  codec: number;
+  switchFlags: number;
+  timeout: number;
+  status: number;
+  className: string;
+  raw: Buffer;
+  /** Where the header block and the content lie in `raw`. */
+  readonly headerAt: number;
+  readonly contentAt: number;
+  readonly contentEnd: number;
+
+  constructor(proto: number, ver1: number, type: number, cmdCode: number, ver2: number, requestId: number, codec: number, switchFlags: number, timeout: number, status: number, className: string, raw: Buffer, headerAt: number, contentAt: number, contentEnd: number) {
+    this.proto = proto;
+    this.ver1 = ver1;
+    this.type = type;
+    this.cmdCode = cmdCode;
+    this.ver2 = ver2;
+    this.requestId = requestId;
+    this.codec = codec;
+    this.switchFlags = switchFlags;
+    this.timeout = timeout;
+    this.status = status;
+    this.className = className;
+    this.raw = raw;
+    this.headerAt = headerAt;
+    this.contentAt = contentAt;
+    this.contentEnd = contentEnd;
+  }
+
+  get header(): Buffer {
+    return this.raw.subarray(this.headerAt, this.contentAt);
+  }
+
+  get content(): Buffer {
+    return this.raw.subarray(this.contentAt, this.contentEnd);
+  }
 }
 
 export class BoltProtocolError extends ShuttleError {
@@ -182,12 +233,10 @@ export function decodeBoltFrame(buf: Buffer, offset: number, maxFrameBytes: numb
     offset = 0;
   }
   const className = classLen === 0 ? '' : (response ? RESPONSE_CLASS_MEMO : REQUEST_CLASS_MEMO).read(src, p, classLen);
-  p += classLen;
-  const header = src.subarray(p, p + headerLen);
-  p += headerLen;
-  const content = src.subarray(p, p + contentLen);
+  p += classLen - offset; // (from here, offsets in the frame's own bytes)
+  const raw = own ? src : src.subarray(offset, offset + length);
   return {
-    frame: { proto, ver1, type, cmdCode, ver2, requestId, codec, switchFlags, timeout, status, className, header, content, raw: own ? src : src.subarray(offset, offset + length) },
+    frame: new DecodedBoltFrame(proto, ver1, type, cmdCode, ver2, requestId, codec, switchFlags, timeout, status, className, raw, p, p + headerLen, p + headerLen + contentLen),
     length,
   };
 }
