@@ -3,7 +3,8 @@
  */
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
-import { DubboProtocolError, DubboStatus, countArgs, decodeDubboFrame, dubboResponse, readInvocation, setDubboRequestId } from '../../src/codecs/dubbo/frame.ts';
+import { DubboProtocolError, DubboStatus, countArgs, decodeDubboFrame, dubboClientId, dubboRequestIdLow, dubboResponse, readInvocation, restoreDubboId, setDubboRequestId, setDubboRequestIdU32 } from '../../src/codecs/dubbo/frame.ts';
+import { dubboProtocol } from '../../src/proxy/rpc/dubbo.ts';
 
 const require = createRequire(import.meta.url);
 const hessian = require('hessian.js') as { encode(v: unknown, version: string): Buffer };
@@ -48,6 +49,39 @@ describe('Dubbo framing', () => {
     const { frame } = decodeDubboFrame(Buffer.from(protocol.requestEncode(5, call, opts)), 0, 1 << 20)!;
     setDubboRequestId(frame, 2n ** 64n - 1n);
     expect(decodeDubboFrame(frame.raw, 0, 1 << 20)!.frame.requestId).toBe(18446744073709551615n);
+  });
+
+  it('swaps in the proxy\'s u32 ids and restores every client id, 0 to 2^64-1, without BigInt arithmetic', () => {
+    const { frame } = decodeDubboFrame(Buffer.from(protocol.requestEncode(5, call, opts)), 0, 1 << 20)!;
+    const ids = [0n, 1n, 255n, 2n ** 31n, 2n ** 32n - 1n, 2n ** 32n, 2n ** 32n + 7n, 2n ** 53n - 1n, 2n ** 53n, 2n ** 63n, 2n ** 64n - 1n, 0x1234_5678_9abc_def0n];
+    for (const id of ids) {
+      setDubboRequestId(frame, id); // what a client sent
+      const clientId = dubboClientId(frame);
+      expect(BigInt(clientId)).toBe(id);
+      for (const upstream of [0, 1, 0x7fffffff, 0x80000000, 0xffffffff]) {
+        setDubboRequestIdU32(frame, upstream);
+        expect(frame.requestId).toBe(BigInt(upstream));
+        expect(dubboRequestIdLow(decodeDubboFrame(frame.raw, 0, 1 << 20)!.frame)).toBe(upstream);
+        expect(decodeDubboFrame(frame.raw, 0, 1 << 20)!.frame.requestId).toBe(BigInt(upstream));
+      }
+      restoreDubboId(frame, clientId);
+      expect(frame.requestId).toBe(id);
+      expect(decodeDubboFrame(frame.raw, 0, 1 << 20)!.frame.requestId).toBe(id);
+      // An error reply carries the client's id too.
+      const reply = decodeDubboFrame(dubboProtocol.errorReply(frame, clientId, 'no_route', 'x'), 0, 1 << 20)!.frame;
+      expect(reply.requestId).toBe(id);
+    }
+  });
+
+  it('reads attachments by lower-cased name, in any case they were sent, version from the invocation', () => {
+    const callOf = (props: Record<string, string>) => dubboProtocol.call(decodeDubboFrame(protocol.requestEncode(1, { ...call, requestProps: props }, opts), 0, 1 << 20)!.frame);
+    const plain = callOf({ timeout: '3000', group: 'blue' });
+    expect([plain.header('timeout'), plain.header('group'), plain.header('version'), plain.header('path')]).toEqual(['3000', 'blue', '1.0.0', 'com.example.OrderService']);
+    // Names of Object.prototype are not attachments.
+    for (const n of ['constructor', 'toString', '__proto__', 'hasOwnProperty']) expect(plain.header(n)).toBeUndefined();
+    const mixed = callOf({ Timeout: '250', 'X-Tenant': 'acme', group: 'blue' });
+    expect([mixed.header('timeout'), mixed.header('x-tenant'), mixed.header('group'), mixed.header('Timeout')]).toEqual(['250', 'acme', 'blue', undefined]);
+    expect(dubboProtocol.timeoutOf(decodeDubboFrame(protocol.requestEncode(1, { ...call, requestProps: { Timeout: '250' } }, opts), 0, 1 << 20)!.frame, mixed)).toBe(250);
   });
 
   it('counts JVM parameter descriptors', () => {
