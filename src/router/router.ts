@@ -111,7 +111,10 @@ function compileRoute(config: RouteConfig, virtualHost: string, index: number): 
     responseHeadersToAdd: config.response_headers_to_add,
     responseHeadersToRemove: new Set(config.response_headers_to_remove.map((h) => h.toLowerCase())),
   };
-  const matches: Matcher = checks.length === 0 ? () => true : checks.length === 1 ? checks[0] : (r) => checks.every((c) => c(r));
+  const matches: Matcher = checks.length === 0 ? () => true : checks.length === 1 ? checks[0] : (r) => {
+    for (let k = 0; k < checks.length; k++) if (!checks[k](r)) return false; // (no closure per request)
+    return true;
+  };
   return { route, matches };
 }
 

@@ -42,7 +42,10 @@ export class RpcRouter {
       for (const h of m.headers) checks.push(valueMatcher<RpcCall>(h, (c, name) => c.header(name)));
       return {
         route: { name: r.name ?? `rpc/${i}`, config: r, timeout: r.timeout, retries: r.retry_policy?.num_retries ?? 0, cluster: clusterPicker(r.cluster, r.weighted_clusters) },
-        matches: (c: RpcCall) => checks.every((check) => check(c)),
+        matches: (c: RpcCall) => {
+          for (let k = 0; k < checks.length; k++) if (!checks[k](c)) return false; // (no closure per call)
+          return true;
+        },
       };
     });
   }
