@@ -7,7 +7,7 @@ import type { Host } from '../../cluster/host.ts';
 import type { ClusterConfig, ListenerConfig, ShuttleConfig as Config } from '../../config/schema.ts';
 import type { Logger } from '../../log/logger.ts';
 import type { Router } from '../../router/router.ts';
-import { HostPools } from '../../stream/host-pools.ts';
+import { FoundPools, HostPools } from '../../stream/host-pools.ts';
 import type { ConnectionLimit, Pool } from '../../layers.ts';
 import { C } from '../../shared/stats-table.ts';
 import type { UpstreamTls } from '../../net/tls-client.ts';
@@ -71,31 +71,23 @@ export class PoolRegistry {
     return key;
   }
 
-  /**
-   * Pools found lately, by cluster object (one per config generation) then host id, with the
-   * cluster's connection breaker. Why: finding a pool takes a settings key, two Map lookups, a
-   * breaker lookup and three closures, and every request of a generation to the same host finds
-   * the same pool. Dropped whenever pools are retained or drained, so a memo never hands out a
-   * pool that was let go.
-   */
-  private found = new WeakMap<Cluster, { limit: ConnectionLimit | undefined; pools: (Pool | undefined)[] }>();
+  /** Pools found lately, with their cluster's connection breaker (see FoundPools). */
+  private readonly found = new FoundPools<Pool, ConnectionLimit | undefined>();
 
   get(host: Host, cluster: Cluster, telemetry: WorkerTelemetry): Pool {
-    let entry = this.found.get(cluster);
-    const known = entry?.pools[host.index];
+    const known = this.found.get(cluster, undefined, host.index);
     if (known !== undefined) {
       // The breaker of the request's own generation (a pool outlives generations).
-      if (known instanceof Http1Pool) known.limit = entry!.limit;
-      return known;
+      if (known.pool instanceof Http1Pool) known.pool.limit = known.extra;
+      return known.pool;
     }
     const pool = this.find(host, cluster, telemetry);
-    if (entry === undefined) this.found.set(cluster, (entry = { limit: this.connectionLimit(cluster, telemetry), pools: [] }));
-    entry.pools[host.index] = pool;
+    this.found.set(cluster, undefined, host.index, pool, () => this.connectionLimit(cluster, telemetry));
     return pool;
   }
 
   drainAll(): void {
-    this.found = new WeakMap();
+    this.found.clear();
     this.byHost.drainAll();
   }
 
@@ -127,7 +119,7 @@ export class PoolRegistry {
 
   /** At a reload: keeps the pools the new config still describes (see HostPools.retain). */
   retain(clusters: ClusterManager, hostIds: ReadonlySet<number>): void {
-    this.found = new WeakMap();
+    this.found.clear();
     this.byHost.retain(hostIds, new Set([...clusters.all()].map((c) => this.settingsKey(c))));
   }
 }

@@ -8,7 +8,7 @@ import type { RpcOptionsConfig } from '../../config/route-schema.ts';
 import type { ClusterConfig, ListenerConfig, ShuttleConfig as Config } from '../../config/schema.ts';
 import type { Logger } from '../../log/logger.ts';
 import type { RpcRouter } from '../../router/rpc-router.ts';
-import { HostPools } from '../../stream/host-pools.ts';
+import { FoundPools, HostPools } from '../../stream/host-pools.ts';
 import { MuxPool, type MuxCodec } from '../../stream/mux-pool.ts';
 import type { WorkerTelemetry } from '../../workers/telemetry.ts';
 import type { RpcFilterChain } from '../../filters/chain.ts';
@@ -25,9 +25,11 @@ export interface RpcListenerSnapshot {
   readonly filters: RpcFilterChain | undefined;
 }
 
+const noExtra = (): undefined => undefined;
+
 /** Multiplexed pools of one protocol, one per upstream host (see HostPools). */
 export class MuxPoolRegistry<F> {
-  readonly byHost = new HostPools<MuxPool<F>>();
+  private readonly byHost = new HostPools<MuxPool<F>>();
   private readonly codec: MuxCodec<F>;
 
   constructor(codec: MuxCodec<F>) {
@@ -52,12 +54,20 @@ export class MuxPoolRegistry<F> {
     return key;
   }
 
+  /** Pools found lately by cluster, listener options and host (see FoundPools). */
+  private readonly found = new FoundPools<MuxPool<F>>();
+
   get(host: Host, cluster: Cluster, rpc: RpcOptionsConfig, telemetry: WorkerTelemetry): MuxPool<F> {
-    return this.byHost.get(host.index, this.settingsKey(rpc, cluster), () => new MuxPool<F>(host, this.options(rpc, cluster), this.codec, telemetry));
+    const known = this.found.get(cluster, rpc, host.index);
+    if (known !== undefined) return known.pool;
+    const pool = this.byHost.get(host.index, this.settingsKey(rpc, cluster), () => new MuxPool<F>(host, this.options(rpc, cluster), this.codec, telemetry));
+    this.found.set(cluster, rpc, host.index, pool, noExtra);
+    return pool;
   }
 
   /** At a reload: keeps the pools the new config still describes (see HostPools.retain). */
   retain(config: Config, clusters: ClusterManager, hostIds: ReadonlySet<number>): void {
+    this.found.clear();
     const keys = new Set<string>();
     for (const l of config.listeners) if (l.rpc) for (const c of clusters.all()) keys.add(this.settingsKey(l.rpc, c));
     this.byHost.retain(hostIds, keys);
