@@ -108,6 +108,24 @@ describe('HTTP/1.1 request decoding', () => {
   });
 });
 
+describe('HTTP/1.1 Connection tokens', () => {
+  it('reads one usual token, several, and repeated fields, each message on its own', async () => {
+    const head = (fields: string) => decodeRequests(`GET / HTTP/1.1\r\nHost: a\r\n${fields}\r\n`).out[0].head;
+    const tokens = (fields: string) => [...head(fields).connection].sort();
+    expect(tokens('Connection: keep-alive\r\n')).toEqual(['keep-alive']);
+    expect(tokens('Connection: Keep-Alive\r\n')).toEqual(['keep-alive']);
+    expect(head('Connection: close\r\n').keepAlive).toBe(false);
+    // A second field adds to the first; the next message with one usual token has only that one.
+    expect(tokens('Connection: keep-alive\r\nConnection: Upgrade, X-Trace\r\n')).toEqual(['keep-alive', 'upgrade', 'x-trace']);
+    expect(tokens('Connection: close\r\nConnection: keep-alive\r\n')).toEqual(['close', 'keep-alive']);
+    expect(tokens('Connection: keep-alive\r\n')).toEqual(['keep-alive']);
+    expect(tokens('Connection: close\r\n')).toEqual(['close']);
+    expect(tokens('Connection: upgrade\r\nUpgrade: websocket\r\n')).toEqual(['upgrade']);
+    expect(tokens('Connection: Upgrade\r\n')).toEqual(['upgrade']);
+    expect(tokens('')).toEqual([]);
+  });
+});
+
 describe('HTTP/1.1 response decoding', () => {
   function decode(raw: string, method = 'GET') {
     const out: { head: ResponseHead; body: string }[] = [];

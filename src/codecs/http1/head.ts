@@ -52,6 +52,13 @@ export interface ResponseHead extends HeadBase {
 
 const NO_TOKENS: ReadonlySet<string> = new Set();
 
+/** Connection field values that are one usual token, as they are spelt on the wire → its set. */
+const USUAL_CONNECTION_VALUES = new Map<string, Set<string>>();
+for (const token of ['keep-alive', 'close', 'upgrade']) {
+  const set = new Set([token]);
+  for (const spelling of [token, token[0].toUpperCase() + token.slice(1), token.replace(/(^|-)([a-z])/g, (_, d: string, c: string) => d + c.toUpperCase())]) USUAL_CONNECTION_VALUES.set(spelling, set);
+}
+
 function fail(code: HttpParseErrorCode, message: string): never {
   throw new HttpParseError(code, message);
 }
@@ -192,6 +199,8 @@ function framing(headers: string[], versionMinor: number, code: HttpParseErrorCo
   let contentLength = -1;
   let transferEncoding: string | undefined;
   let connection: Set<string> | undefined;
+  /** `connection` is one of USUAL_CONNECTION_VALUES' sets: copied before anything is added. */
+  let connectionShared = false;
   let upgradeValue: string | undefined;
   let host: string | undefined;
   let hostCount = 0;
@@ -221,10 +230,22 @@ function framing(headers: string[], versionMinor: number, code: HttpParseErrorCo
       case 'transfer-encoding':
         transferEncoding = transferEncoding === undefined ? value : `${transferEncoding}, ${value}`;
         break;
-      case 'connection':
+      case 'connection': {
+        // Nearly every message has one Connection field of one usual token: a Set made once.
+        const usual = connection === undefined ? USUAL_CONNECTION_VALUES.get(value) : undefined;
+        if (usual !== undefined) {
+          connection = usual;
+          connectionShared = true;
+          break;
+        }
+        if (connectionShared) {
+          connection = new Set(connection);
+          connectionShared = false;
+        }
         connection ??= new Set<string>();
         for (const t of value.split(',')) if (t.trim()) connection.add(t.trim().toLowerCase());
         break;
+      }
       case 'upgrade':
         upgradeValue = value;
         break;
