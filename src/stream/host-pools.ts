@@ -34,32 +34,22 @@ export class HostPools<P extends { drain(): void }> {
 
 /**
  * Pools found lately, by cluster object (one per config generation), a second key (the listener's
- * pool options for RPC; none for HTTP) and host id, each cluster's entry with a value of its own
- * (HTTP: the cluster's connection breaker). Why: finding a pool in HostPools takes a settings key,
- * two Map lookups and a closure, and every request of a generation to the same host finds the
- * same pool. clear() whenever HostPools lets pools go (retain, drain), so that a pool let go is
- * never handed out.
+ * pool options for RPC; none for HTTP) and host id. Why: finding a pool in HostPools takes a
+ * settings key, two Map lookups and a closure, and every request of a generation to the same host
+ * finds the same pool. clear() whenever HostPools lets pools go (retain, drain), so that a pool
+ * let go is never handed out.
  */
-export class FoundPools<P, X = undefined> {
-  private byCluster = new WeakMap<object, { key: unknown; extra: X; pools: (P | undefined)[] }>();
+export class FoundPools<P> {
+  private byCluster = new WeakMap<object, { key: unknown; pools: (P | undefined)[] }>();
 
-  /** The pool remembered for this cluster, key and host, with the cluster entry's value. */
-  get(cluster: object, key: unknown, hostIndex: number): { pool: P; extra: X } | undefined {
+  get(cluster: object, key: unknown, hostIndex: number): P | undefined {
     const e = this.byCluster.get(cluster);
-    if (e === undefined || e.key !== key) return undefined;
-    const pool = e.pools[hostIndex];
-    if (pool === undefined) return undefined;
-    this.hit.pool = pool;
-    this.hit.extra = e.extra;
-    return this.hit as { pool: P; extra: X };
+    return e !== undefined && e.key === key ? e.pools[hostIndex] : undefined;
   }
 
-  /** (One result object, reused: read it before the next get.) */
-  private readonly hit: { pool: P | undefined; extra: X | undefined } = { pool: undefined, extra: undefined };
-
-  set(cluster: object, key: unknown, hostIndex: number, pool: P, extra: () => X): void {
+  set(cluster: object, key: unknown, hostIndex: number, pool: P): void {
     let e = this.byCluster.get(cluster);
-    if (e === undefined || e.key !== key) this.byCluster.set(cluster, (e = { key, extra: extra(), pools: [] }));
+    if (e === undefined || e.key !== key) this.byCluster.set(cluster, (e = { key, pools: [] }));
     e.pools[hostIndex] = pool;
   }
 
@@ -67,4 +57,3 @@ export class FoundPools<P, X = undefined> {
     this.byCluster = new WeakMap();
   }
 }
-

@@ -71,18 +71,17 @@ export class PoolRegistry {
     return key;
   }
 
-  /** Pools found lately, with their cluster's connection breaker (see FoundPools). */
-  private readonly found = new FoundPools<Pool, ConnectionLimit | undefined>();
+  /** Pools found lately (see FoundPools). */
+  private readonly found = new FoundPools<Pool>();
 
   get(host: Host, cluster: Cluster, telemetry: WorkerTelemetry): Pool {
-    const known = this.found.get(cluster, undefined, host.index);
-    if (known !== undefined) {
-      // The breaker of the request's own generation (a pool outlives generations).
-      if (known.pool instanceof Http1Pool) known.pool.limit = known.extra;
-      return known.pool;
+    let pool = this.found.get(cluster, undefined, host.index);
+    if (pool === undefined) {
+      pool = this.find(host, cluster, telemetry);
+      this.found.set(cluster, undefined, host.index, pool);
     }
-    const pool = this.find(host, cluster, telemetry);
-    this.found.set(cluster, undefined, host.index, pool, () => this.connectionLimit(cluster, telemetry));
+    // The breaker of the request's own generation (a pool outlives generations).
+    if (pool instanceof Http1Pool) pool.limit = this.connectionLimit(cluster, telemetry);
     return pool;
   }
 
@@ -95,25 +94,23 @@ export class PoolRegistry {
     const c = cluster.config;
     const h1 = (tls: UpstreamTls | undefined) => new Http1Pool(host, c.connection_pool, c.connect_timeout, telemetry, tls);
     const h2 = (tls: UpstreamTls | undefined) => new Http2Pool(host, c.http2, c.connect_timeout, telemetry, tls);
-    const pool = this.byHost.get(host.index, this.settingsKey(cluster), () =>
+    return this.byHost.get(host.index, this.settingsKey(cluster), () =>
       c.protocol === 'http2' ? h2(cluster.tls) : c.protocol === 'auto' ? new AutoPool(host, cluster.tls, c.connect_timeout, telemetry, h1, h2) : h1(cluster.tls));
-    // The breaker of the request's own generation (a pool outlives generations).
-    if (pool instanceof Http1Pool) pool.limit = this.connectionLimit(cluster, telemetry);
-    return pool;
   }
 
-  private readonly limits = new WeakMap<Cluster, ConnectionLimit | undefined>();
+  private readonly limits = new WeakMap<Cluster, ConnectionLimit | null>();
 
   /** The cluster's max_connections breaker as pools use it; undefined when it has none. */
   private connectionLimit(cluster: Cluster, telemetry: WorkerTelemetry): ConnectionLimit | undefined {
-    if (this.limits.has(cluster)) return this.limits.get(cluster);
+    const known = this.limits.get(cluster); // (null: known to have none; one lookup per request)
+    if (known !== undefined) return known ?? undefined;
     const b = cluster.breakers;
     const limit: ConnectionLimit | undefined = b.limit('default', 'connections') === Infinity ? undefined : {
       acquire: () => b.acquire('default', 'connections'),
       release: () => b.release('default', 'connections'),
       overflowed: () => telemetry.row[telemetry.layout.cluster(cluster.index) + C.upstream_cx_overflow]++,
     };
-    this.limits.set(cluster, limit);
+    this.limits.set(cluster, limit ?? null);
     return limit;
   }
 

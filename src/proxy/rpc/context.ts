@@ -25,8 +25,6 @@ export interface RpcListenerSnapshot {
   readonly filters: RpcFilterChain | undefined;
 }
 
-const noExtra = (): undefined => undefined;
-
 /** Multiplexed pools of one protocol, one per upstream host (see HostPools). */
 export class MuxPoolRegistry<F> {
   private readonly byHost = new HostPools<MuxPool<F>>();
@@ -58,10 +56,11 @@ export class MuxPoolRegistry<F> {
   private readonly found = new FoundPools<MuxPool<F>>();
 
   get(host: Host, cluster: Cluster, rpc: RpcOptionsConfig, telemetry: WorkerTelemetry): MuxPool<F> {
-    const known = this.found.get(cluster, rpc, host.index);
-    if (known !== undefined) return known.pool;
-    const pool = this.byHost.get(host.index, this.settingsKey(rpc, cluster), () => new MuxPool<F>(host, this.options(rpc, cluster), this.codec, telemetry));
-    this.found.set(cluster, rpc, host.index, pool, noExtra);
+    let pool = this.found.get(cluster, rpc, host.index);
+    if (pool === undefined) {
+      pool = this.byHost.get(host.index, this.settingsKey(rpc, cluster), () => new MuxPool<F>(host, this.options(rpc, cluster), this.codec, telemetry));
+      this.found.set(cluster, rpc, host.index, pool);
+    }
     return pool;
   }
 
