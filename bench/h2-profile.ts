@@ -5,12 +5,12 @@
  * per request with `strace -c -f` instead of profiling; PERF=1: `perf record` every thread instead,
  * JIT frames named; TOP=60)
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cpuSeconds, startH2Proxy } from './support/lib.ts';
-import { PERF_NODE_OPTION, printCpuProfiles, startPerf } from './support/profiles.ts';
+import { PERF_NODE_OPTION, printCpuProfiles, startPerf, startSyscallCount } from './support/profiles.ts';
 
 const REQUESTS = Number(process.env.REQUESTS ?? 200_000);
 const dir = mkdtempSync(join(tmpdir(), 'shuttle-h2-prof-'));
@@ -24,23 +24,12 @@ const { port, shuttle, stop: stopProxy } = await startH2Proxy(dir);
 let cpu = 0;
 try {
   const before = cpuSeconds(shuttle.pid!);
-  const strace = SYSCALLS ? spawn('strace', ['-c', '-f', '-p', String(shuttle.pid)], { stdio: ['ignore', 'ignore', 'pipe'] }) : undefined;
-  let counts = '';
-  strace?.stderr!.on('data', (d) => (counts += d));
-  if (strace) await new Promise((r) => setTimeout(r, 1000));
+  const stopSyscalls = SYSCALLS ? await startSyscallCount(shuttle.pid!) : undefined;
   const stopPerf = PERF ? await startPerf(shuttle.pid!, dir, Number(process.env.TOP ?? 60)) : undefined;
   execFileSync('h2load', ['-n', String(REQUESTS), '-c', '10', '-m', '10', `http://127.0.0.1:${port}/`], { stdio: 'ignore', timeout: 120_000 });
   cpu = cpuSeconds(shuttle.pid!) - before;
   await stopPerf?.();
-  if (strace) {
-    strace.kill('SIGINT');
-    await new Promise((r) => strace.once('close', r));
-    console.log(`system calls per request (${REQUESTS} requests):`);
-    for (const line of counts.split('\n')) {
-      const m = /^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)$/.exec(line);
-      if (m && Number(m[1]) > REQUESTS / 100) console.log(`  ${m[2].padEnd(16)} ${(Number(m[1]) / REQUESTS).toFixed(3)}`);
-    }
-  }
+  await stopSyscalls?.(REQUESTS);
 } finally {
   await stopProxy();
 }

@@ -8,12 +8,12 @@
  *                                 system calls per request with `strace -c -f` instead; PERF=1:
  *                                 `perf record` every thread instead, JIT frames named)
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cpuSplit, freePort, startNginx, startShuttle, stop } from './support/lib.ts';
-import { PERF_NODE_OPTION, printCpuProfiles, startPerf } from './support/profiles.ts';
+import { PERF_NODE_OPTION, printCpuProfiles, startPerf, startSyscallCount } from './support/profiles.ts';
 
 const MODE = process.env.MODE ?? 'http';
 const SECONDS = Number(process.env.SECONDS ?? 8);
@@ -34,25 +34,14 @@ const shuttle = await startShuttle({ listeners: [listener], clusters: [{ name: '
 let requests = 0;
 try {
   execFileSync('wrk', ['-t1', '-c10', '-d1s', `http://127.0.0.1:${port}/`], { stdio: 'ignore' }); // warm-up
-  const strace = SYSCALLS ? spawn('strace', ['-c', '-f', '-p', String(shuttle.pid)], { stdio: ['ignore', 'ignore', 'pipe'] }) : undefined;
+  const stopSyscalls = SYSCALLS ? await startSyscallCount(shuttle.pid!) : undefined;
   const stopPerf = PERF ? await startPerf(shuttle.pid!, dir, Number(process.env.TOP ?? 60)) : undefined;
-  let counts = '';
-  strace?.stderr!.on('data', (d) => (counts += d));
-  if (strace) await new Promise((r) => setTimeout(r, 1000));
   const c0 = cpuSplit(shuttle.pid!);
   const out = execFileSync('wrk', ['-t1', '-c10', `-d${SECONDS}s`, `http://127.0.0.1:${port}/`], { encoding: 'utf8', timeout: (SECONDS + 30) * 1000 });
   const c1 = cpuSplit(shuttle.pid!);
   requests = Number(/(\d+) requests in/.exec(out)![1]);
   await stopPerf?.();
-  if (strace) {
-    strace.kill('SIGINT');
-    await new Promise((r) => strace.once('close', r));
-    console.log(`system calls per request (${requests} requests):`);
-    for (const line of counts.split('\n')) {
-      const m = /^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)$/.exec(line);
-      if (m && Number(m[1]) > requests / 100) console.log(`  ${m[2].padEnd(16)} ${(Number(m[1]) / requests).toFixed(3)}`);
-    }
-  }
+  await stopSyscalls?.(requests);
   const us = (s: number) => ((s * 1e6) / requests).toFixed(1);
   console.log(`${MODE}: ${requests} requests, proxy CPU ${us(c1.user + c1.sys - c0.user - c0.sys)} µs/request (user ${us(c1.user - c0.user)}, kernel ${us(c1.sys - c0.sys)})${SYSCALLS ? ' under strace' : PERF ? ' under perf' : ' profiling on'}`);
 } finally {

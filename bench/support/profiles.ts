@@ -99,3 +99,24 @@ export async function startPerf(pid: number, dir: string, top = 60): Promise<() 
     for (const [, pct, comm, kind, sym] of rows.slice(0, top)) console.log(`${pct.padStart(6)}%  ${comm.padEnd(16)} [${kind}] ${sym.replace(/file:\/\/\/.*?\/src\//, 'src/')}`);
   };
 }
+
+/**
+ * Starts `strace -c -f` on `pid` (every thread); the returned function stops it and prints the
+ * system calls per request for `requests` requests (calls rarer than one per 100 requests left out).
+ */
+export async function startSyscallCount(pid: number): Promise<(requests: number) => Promise<void>> {
+  const strace = spawn('strace', ['-c', '-f', '-p', String(pid)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let counts = '';
+  strace.stderr!.on('data', (d) => (counts += d));
+  await new Promise((r) => setTimeout(r, 1000));
+  return async (requests) => {
+    strace.kill('SIGINT');
+    await new Promise((r) => strace.once('close', r));
+    console.log(`system calls per request (${requests} requests):`);
+    for (const line of counts.split('\n')) {
+      const m = /^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)$/.exec(line);
+      if (m && Number(m[1]) > requests / 100) console.log(`  ${m[2].padEnd(16)} ${(Number(m[1]) / requests).toFixed(3)}`);
+    }
+  };
+}
+

@@ -119,8 +119,8 @@ function allOf(table: Uint8Array, s: string): boolean {
   return true;
 }
 
-/** A Content-Length value of 1–15 plain digits, or -1. */
-function plainLength(v: string): number {
+/** A Content-Length value of 1–15 plain digits, or -1 (also HTTP/2's content-length check). */
+export function plainLength(v: string): number {
   const n = v.length;
   if (n === 0 || n > 15) return -1;
   let x = 0;

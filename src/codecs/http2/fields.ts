@@ -7,7 +7,7 @@
  * content-length is digits (repeated only with the same value); cookies sent as several fields
  * are joined (§8.2.3); Host must agree with :authority.
  */
-import { validHost } from '../http1/head.ts';
+import { plainLength, validHost } from '../http1/head.ts';
 import { HeaderMap } from '../../stream/header-map.ts';
 
 type Kind = 'request' | 'response' | 'trailers';
@@ -55,19 +55,6 @@ function validValue(v: string): boolean {
   return true;
 }
 
-/** A content-length value: 1–15 digits, or -1 (by hand: a regular expression was 0.5% of the proxy's samples). */
-function contentLengthOf(value: string): number {
-  const n = value.length;
-  if (n === 0 || n > 15) return -1;
-  let v = 0;
-  for (let i = 0; i < n; i++) {
-    const d = value.charCodeAt(i) - 48;
-    if (d < 0 || d > 9) return -1;
-    v = v * 10 + d;
-  }
-  return v;
-}
-
 /**
  * The checked message, or why it is malformed. `list` (the HPACK decoder's, made for this block)
  * becomes the map's field list: regular fields are moved to its front, in place.
@@ -111,7 +98,7 @@ export function checkFields(list: string[], kind: Kind, scheme: string): HeaderM
         if (value !== 'trailers') return 'TE other than "trailers"';
         break;
       case 'content-length': {
-        const n = contentLengthOf(value);
+        const n = plainLength(value); // (by hand: a regular expression here was 0.5% of the proxy's samples)
         if (n < 0) return 'invalid content-length';
         if (h.contentLength >= 0 && h.contentLength !== n) return 'differing content-length values';
         h.contentLength = n;
