@@ -242,13 +242,21 @@ describe('SOFA Bolt proxy', () => {
   it('retries calls lost with a killed upstream on another host when the route is idempotent', async () => {
     const invoke = await consumer(idemPort);
     const dBusy = servers.d.slowCallStarted();
-    const inflight = Array.from({ length: 20 }, () => invoke('slow', [1_000]).then((r) => ({ ok: true, r }), (e: Error) => ({ ok: false, r: e.message })));
+    // Tags of different sizes: a retry must send each call's own bytes.
+    const tags = Array.from({ length: 20 }, (_, i) => `t${i}-${'y'.repeat(i * 7)}`);
+    const inflight = tags.map((tag) => invoke('slow', [1_000, tag]).then((r) => ({ ok: true, r }), (e: Error) => ({ ok: false, r: e.message })));
     await dBusy;
+    // Other clients' calls meanwhile: every worker's read buffer is written again before the retries.
+    const others = await Promise.all(Array.from({ length: 4 }, () => consumer(idemPort)));
+    const otherArgs = others.map((_, c) => Array.from({ length: 10 }, (_, i) => `o${c}-${i}-${'z'.repeat((c * 10 + i) * 5)}`));
+    const otherResults = await Promise.all(others.flatMap((other, c) => otherArgs[c].map((a) => other('echo', [a]))));
+    expect(otherResults.map((r) => r.slice(2))).toEqual(otherArgs.flat());
     servers.d.child.kill('SIGKILL');
     const outcomes = await Promise.all(inflight);
     // Every call succeeded: those on d were sent again to e.
     expect(outcomes.filter((o) => !o.ok)).toEqual([]);
-    expect(outcomes.every((o) => o.r === 'e:slow' || o.r === 'd:slow')).toBe(true);
+    expect(outcomes.map((o) => o.r.replace(/^[de]:/, ''))).toEqual(tags.map((t) => `slow:${t}`));
+    expect(outcomes.some((o) => o.r.startsWith('e:'))).toBe(true);
     // The access lines may still be on their way through the log pipe.
     const retried = await eventually(async () => shuttle.logs.filter((l) => l.msg === 'access' && l.listener === 'idem' && l.retries === 1).length, (n) => n > 0);
     expect(retried).toBeGreaterThan(0);

@@ -22,6 +22,8 @@ const clients: { close(): Promise<void> }[] = [];
 let shuttle: ShuttleProcess;
 let dubboPort: number;
 let autoPort: number;
+let delayedPort: number;
+let failoverPort: number;
 let admin: string;
 let boltServer: ChildProcess;
 
@@ -48,6 +50,7 @@ beforeAll(async () => {
   const [a, b] = [await server('a'), await server('b')];
   // A Bolt server too, for the port that serves Bolt, Dubbo and HTTP/1 at once.
   const boltPort = await closedPort();
+  const refused = await closedPort();
   boltServer = spawn(process.execPath, [fileURLToPath(new URL('./support/bolt-server.ts', import.meta.url)), String(boltPort), 'bolt'], { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((resolve) => boltServer.stdout!.on('data', (d) => String(d).includes('ready') && resolve()));
   const rpc = {
@@ -64,12 +67,20 @@ beforeAll(async () => {
         rpc: { routes: [{ match: { protocol: 'bolt' }, cluster: 'bolt' }, { match: { protocol: 'dubbo' }, cluster: 'a' }] },
         virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ direct_response: { status: 200, body: 'http here\n' } }] }],
       },
+      { name: 'delayed', address: '127.0.0.1:0', protocol: 'dubbo', rpc_filters: [{ name: 'fault', config: { delay: { fixed_delay: '300ms', percentage: 100 } } }], rpc: { routes: [{ cluster: 'a' }] } },
+      // Half the calls go first to a port that refuses: sent while connecting, then to a.
+      { name: 'failover', address: '127.0.0.1:0', protocol: 'dubbo', rpc: { routes: [{ cluster: 'refused_then_a' }] } },
     ],
-    clusters: [{ name: 'a', hosts: [`127.0.0.1:${a}`] }, { name: 'b', hosts: [`127.0.0.1:${b}`] }, { name: 'bolt', hosts: [`127.0.0.1:${boltPort}`] }],
+    clusters: [
+      { name: 'a', hosts: [`127.0.0.1:${a}`] }, { name: 'b', hosts: [`127.0.0.1:${b}`] }, { name: 'bolt', hosts: [`127.0.0.1:${boltPort}`] },
+      { name: 'refused_then_a', hosts: [`127.0.0.1:${refused}`, `127.0.0.1:${a}`] },
+    ],
   }), { threads: 2 });
   const ready = await shuttle.ready();
   dubboPort = ready.listeners.dubbo.port;
   autoPort = ready.listeners.auto.port;
+  delayedPort = ready.listeners.delayed.port;
+  failoverPort = ready.listeners.failover.port;
   admin = ready.admin;
 }, 30_000);
 
@@ -86,6 +97,20 @@ describe('Dubbo proxy', () => {
     const results = await Promise.all(Array.from({ length: 1000 }, (_, i) => invoke('echo', [`m${i}`])));
     results.forEach((r, i) => expect(r).toBe(`a:m${i}`));
   });
+
+  // Regression guard: plain sockets read into one buffer per thread, which the next read of any
+  // connection overwrites; a call's bytes are copied only if it may be sent after its read. Calls
+  // of different sizes from 6 connections (two or more share a worker thread), sent late.
+  const heldPastTheirRead = async (port: number) => {
+    const invokers = await Promise.all(Array.from({ length: 6 }, () => consumer(port)));
+    const args = invokers.map((_, c) => Array.from({ length: 20 }, (_, i) => `c${c}-${i}-${'x'.repeat((c * 20 + i) * 3)}`));
+    const results = await Promise.all(invokers.flatMap((invoke, c) => args[c].map((a) => invoke('echo', [a]))));
+    expect(results).toEqual(args.flat().map((a) => `a:${a}`));
+  };
+
+  it('sends calls held past their read (a fault delay) with their own bytes', () => heldPastTheirRead(delayedPort));
+
+  it('sends calls again with their own bytes when the host they were sent to never connects', () => heldPastTheirRead(failoverPort));
 
   it('routes by service (and version attachment) to different servers', async () => {
     expect(await (await consumer(dubboPort, 'com.example.Other'))('who', [])).toBe('b:other');

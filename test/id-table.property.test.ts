@@ -56,6 +56,23 @@ describe('IdTable', () => {
     );
   });
 
+  it('grows its ring for many entries in flight, keeping every entry (those in the Map too)', () => {
+    const table = new IdTable<S>(1);
+    const long = { id: 5 };
+    table.set(5, long);
+    // Ids wrap around the first ring while `long` holds its slot: some go to the Map, then the ring grows.
+    const live = Array.from({ length: 700 }, (_, i) => ({ id: 6 + i }));
+    for (const s of live) {
+      table.set(s.id, s);
+      expect(table.get(s.id)).toBe(s);
+    }
+    expect(table.size).toBe(701);
+    expect(table.get(5)).toBe(long);
+    for (const s of live) expect(table.get(s.id)).toBe(s);
+    for (const s of live.filter((_, i) => i % 2 === 0)) expect(table.delete(s.id)).toBe(true);
+    expect(new Set(table.values())).toEqual(new Set([long, ...live.filter((_, i) => i % 2 === 1)]));
+  });
+
   it('keeps a long-lived stream while hundreds pass through its slot, and more streams than slots', () => {
     const table = new IdTable<S>(2);
     const long = { id: 1 };

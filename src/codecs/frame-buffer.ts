@@ -10,6 +10,16 @@
 /** Nothing pending (shared: a read that decodes whole costs no allocation here). */
 const EMPTY = Buffer.alloc(0);
 
+/**
+ * A copy of `view` in memory of its own: for a frame decoded from a read buffer that the next
+ * read overwrites, when the frame must outlive the read (see proxy/rpc/rpc-connection.ts).
+ */
+export function copyOut(view: Buffer): Buffer {
+  const own = Buffer.allocUnsafe(view.length);
+  view.copy(own, 0);
+  return own;
+}
+
 export class FrameBuffer {
   private buf: Buffer = EMPTY;
   private start = 0;

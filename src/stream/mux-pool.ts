@@ -28,11 +28,13 @@ import type { WorkerTelemetry } from '../workers/telemetry.ts';
 /** What the pool needs to know of a protocol's frames. */
 export interface MuxCodec<F> {
   readonly name: 'bolt' | 'dubbo';
-  /** `own`: `buf` is reused after this read; the frame must own a copy of its bytes. */
-  decode(buf: Buffer, offset: number, maxFrameBytes: number, own?: boolean): { frame: F; length: number } | undefined;
+  /** A frame at `offset`; its bytes are a view of `buf` (see setRaw). */
+  decode(buf: Buffer, offset: number, maxFrameBytes: number): { frame: F; length: number } | undefined;
   requestId(frame: F): number;
   setRequestId(frame: F, id: number): void;
   raw(frame: F): Buffer;
+  /** Gives a frame other bytes, the same or none (its view of a reused read buffer copied or dropped). */
+  setRaw(frame: F, bytes: Buffer): void;
   isResponse(frame: F): boolean;
   /** The local answer to a heartbeat the upstream sends us, if `frame` is one. */
   heartbeatReply(frame: F): Buffer | undefined;
@@ -108,9 +110,10 @@ export class MuxConnection<F> {
 
   /**
    * Sends a request frame under a fresh id; `pending` hears its response (unless oneway);
-   * `feeder`: the client it came from, paused while this connection cannot take more.
+   * `feeder`: the client it came from, paused while this connection cannot take more;
+   * `volatile`: the frame's bytes are a view of a read buffer reused after this event.
    */
-  send(frame: F, pending: MuxPending<F> | undefined, feeder?: MuxFeeder): number {
+  send(frame: F, pending: MuxPending<F> | undefined, feeder?: MuxFeeder, volatile = false): number {
     if (feeder !== undefined) {
       // Nothing waiting to be written: the previous flush went through; its feeders are done.
       if (this.output.pending === 0) this.feeders.clear();
@@ -123,7 +126,7 @@ export class MuxConnection<F> {
     this.nextId = (id + 1) % ID_SPACE;
     this.codec.setRequestId(frame, id);
     if (pending) this.pending.set(id, pending);
-    this.output.push(this.codec.raw(frame));
+    this.output.push(this.codec.raw(frame), volatile);
     return id;
   }
 
@@ -224,16 +227,19 @@ export class MuxConnection<F> {
 
 /**
  * An RPC frame as a stream's headers: the request a MuxStream sends, or the response it decodes.
- * `oneway`: a request that gets no answer (the stream ends once it is written).
+ * `oneway`: a request that gets no answer (the stream ends once it is written). `volatile`: the
+ * frame's bytes are a view of a read buffer that is reused after this event (written out before).
  */
 export class FrameHeaders<F> extends HeaderMap {
   readonly frame: F;
   readonly oneway: boolean;
+  volatile: boolean;
 
-  constructor(frame: F, oneway = false) {
+  constructor(frame: F, oneway = false, volatile = false) {
     super(NO_FIELDS);
     this.frame = frame;
     this.oneway = oneway;
+    this.volatile = volatile;
   }
 }
 
@@ -279,7 +285,7 @@ export class MuxStream<F> implements StreamEncoder, MuxPending<F> {
     }
     const frame = headers.frame as F;
     this.bytesSent += this.conn.frameBytes(frame);
-    this.id = this.conn.send(frame, headers.oneway ? undefined : this, this.feeder);
+    this.id = this.conn.send(frame, headers.oneway ? undefined : this, this.feeder, headers.volatile);
     if (headers.oneway) this.ended = true;
   }
 
@@ -287,6 +293,14 @@ export class MuxStream<F> implements StreamEncoder, MuxPending<F> {
   encodeInformational(): void {}
   encodeData(): void {}
   encodeTrailers(): void {}
+
+  /**
+   * Sent on a connection that is up: only a connection that never came up fails its calls as
+   * unsent (`connection-failure`, which a caller sends elsewhere).
+   */
+  get sentOnConnected(): boolean {
+    return this.id !== 0 && this.conn.connected;
+  }
 
   /** Forgets the call upstream (timed out, the client went away): a late answer is dropped. */
   reset(_reason: StreamResetReason): void {

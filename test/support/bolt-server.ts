@@ -1,7 +1,7 @@
 /**
  * A sofa-rpc-node RpcServer in its own process (so a test can kill it), for the Bolt e2e tests.
  *   node test/support/bolt-server.ts PORT NAME [bolt|dubbo]
- * Serves com.example.Echo (echo, slow) and prints "ready" when listening, and "slow call
+ * Serves com.example.Echo (echo, slow with an optional tag to answer with) and prints "ready" when listening, and "slow call
  * started" when a slow call begins.
  */
 import { createRequire } from 'node:module';
@@ -18,10 +18,10 @@ server.addService({ interfaceName: 'com.example.Echo', ...v }, {
   async echo(s: string) {
     return `${name}:${s}`;
   },
-  async slow(ms: number) {
+  async slow(ms: number, tag?: string) {
     process.stdout.write('slow call started\n'); // tests wait for this before killing the server
     await new Promise((r) => setTimeout(r, ms));
-    return `${name}:slow`;
+    return tag === undefined ? `${name}:slow` : `${name}:slow:${tag}`;
   },
 });
 server.addService({ interfaceName: 'com.example.Other', ...v }, {

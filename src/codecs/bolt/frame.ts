@@ -69,6 +69,9 @@ interface BoltFrameFields {
 }
 
 export interface BoltFrame extends BoltFrameFields {
+  /** Where the header block lies in `raw`: [headerAt, contentAt). */
+  readonly headerAt: number;
+  readonly contentAt: number;
   /** The header block, raw; see parseHeaderMap. */
   readonly header: Buffer;
   /** Opaque payload (serialized by the peers' codec). */
@@ -165,10 +168,9 @@ const METHOD_MEMO = new ValueMemo();
 /**
  * Decodes one frame at `offset`. Returns undefined when more bytes are needed; throws
  * BoltProtocolError for a frame that cannot be valid (bad protocol byte, oversize, bad CRC).
- * `own`: `buf` is reused after this read (a shared read buffer): the frame gets a copy of its
- * bytes, and its views point into that copy.
+ * The frame's bytes are a view of `buf` (`raw`, which a caller may replace by a copy).
  */
-export function decodeBoltFrame(buf: Buffer, offset: number, maxFrameBytes: number, own = false): { frame: BoltFrame; length: number } | undefined {
+export function decodeBoltFrame(buf: Buffer, offset: number, maxFrameBytes: number): { frame: BoltFrame; length: number } | undefined {
   const avail = buf.length - offset;
   if (avail < 1) return undefined;
   const proto = buf[offset];
@@ -219,16 +221,9 @@ export function decodeBoltFrame(buf: Buffer, offset: number, maxFrameBytes: numb
     const expected = buf.readUInt32BE(offset + length - 4);
     if (crc32(buf.subarray(offset, offset + length - 4)) !== expected) throw new BoltProtocolError('Bolt frame CRC32 mismatch');
   }
-  let src = buf;
-  if (own) {
-    src = Buffer.allocUnsafe(length);
-    buf.copy(src, 0, offset, offset + length);
-    p -= offset;
-    offset = 0;
-  }
-  const className = classLen === 0 ? '' : (response ? RESPONSE_CLASS_MEMO : REQUEST_CLASS_MEMO).read(src, p, classLen);
+  const className = classLen === 0 ? '' : (response ? RESPONSE_CLASS_MEMO : REQUEST_CLASS_MEMO).read(buf, p, classLen);
   p += classLen - offset; // (from here, offsets in the frame's own bytes)
-  const raw = own ? src : src.subarray(offset, offset + length);
+  const raw = buf.subarray(offset, offset + length);
   return {
     frame: new DecodedBoltFrame(proto, ver1, type, cmdCode, ver2, requestId, codec, switchFlags, timeout, status, className, raw, p, p + headerLen, p + headerLen + contentLen),
     length,
@@ -271,18 +266,19 @@ export interface BoltRouting {
 
 /**
  * The routing fields of a header block (`service`, `sofa_head_target_service`,
- * `sofa_head_method_name`) without making strings of the other entries: the block's structure is
+ * `sofa_head_method_name`; the block is `header[start, end)`, so that a frame's bytes are read
+ * without a view of their own) without making strings of the other entries: the block's structure is
  * checked whole (a truncated map throws, as parseHeaderMap does), keys are compared as bytes
  * (they are ASCII: equal bytes ⇔ equal decoded strings), and only these values are decoded.
  */
-export function readRouting(header: Buffer, into: BoltRouting): void {
-  const n = header.length;
-  let p = 0;
+export function readRouting(header: Buffer, into: BoltRouting, start = 0, end = header.length): void {
+  const n = end;
+  let p = start;
   while (p < n) {
-    const keyLen = fieldLength(header, p);
+    const keyLen = fieldLength(header, p, n);
     const keyAt = p + 4;
     p = fieldEnd(keyAt, keyLen, n);
-    const valueLen = fieldLength(header, p);
+    const valueLen = fieldLength(header, p, n);
     const valueAt = p + 4;
     p = fieldEnd(valueAt, valueLen, n);
     const key = keyLen === 7 ? SERVICE_KEY : keyLen === 24 ? TARGET_SERVICE_KEY : keyLen === 21 ? METHOD_KEY : undefined;
@@ -297,9 +293,9 @@ export function readRouting(header: Buffer, into: BoltRouting): void {
   }
 }
 
-/** The length prefix of a header map field at `p` (0xffffffff: null). */
-function fieldLength(b: Buffer, p: number): number {
-  if (p + 4 > b.length) throw new BoltProtocolError('truncated Bolt header map');
+/** The length prefix of a header map field at `p` (0xffffffff: null); the block ends at `n`. */
+function fieldLength(b: Buffer, p: number, n: number): number {
+  if (p + 4 > n) throw new BoltProtocolError('truncated Bolt header map');
   return u32(b, p);
 }
 

@@ -114,9 +114,9 @@ export class DubboProtocolError extends ShuttleError {
 
 /**
  * Decodes one frame at `offset`; undefined when more bytes are needed; throws when invalid.
- * `own`: `buf` is reused after this read (a shared read buffer): the frame gets a copy of its bytes.
+ * The frame's bytes are a view of `buf` (`raw`, which a caller may replace by a copy).
  */
-export function decodeDubboFrame(buf: Buffer, offset: number, maxFrameBytes: number, own = false): { frame: DubboFrame; length: number } | undefined {
+export function decodeDubboFrame(buf: Buffer, offset: number, maxFrameBytes: number): { frame: DubboFrame; length: number } | undefined {
   const avail = buf.length - offset;
   if (avail >= 1 && buf[offset] !== MAGIC_HIGH) throw new DubboProtocolError('not a Dubbo frame (bad magic)');
   if (avail >= 2 && buf[offset + 1] !== MAGIC_LOW) throw new DubboProtocolError('not a Dubbo frame (bad magic)');
@@ -126,12 +126,7 @@ export function decodeDubboFrame(buf: Buffer, offset: number, maxFrameBytes: num
   const length = DUBBO_HEADER + bodyLength;
   if (length > maxFrameBytes) throw new DubboProtocolError(`Dubbo frame of ${length} bytes is over the limit of ${maxFrameBytes}`);
   if (avail < length) return undefined;
-  let raw: Buffer;
-  if (own) {
-    raw = Buffer.allocUnsafe(length);
-    buf.copy(raw, 0, offset, offset + length);
-  } else raw = buf.subarray(offset, offset + length);
-  return { frame: new DecodedDubboFrame(flag, raw), length };
+  return { frame: new DecodedDubboFrame(flag, buf.subarray(offset, offset + length)), length };
 }
 
 /**

@@ -7,22 +7,23 @@ import type { RpcFailure, RpcProtocol } from './protocol.ts';
 const routing: BoltRouting = { service: undefined, targetService: undefined, method: undefined };
 
 /**
- * A Bolt call's routing fields. Only service and method are read per call (readRouting); the
- * whole header map, by lower-cased name, is built the first time a route or filter asks for a
- * header. (The header block is the frame's own memory, never written again: decode's `own`.)
+ * A Bolt call's routing fields. Only service and method are read per call (readRouting, from the
+ * frame's bytes: no view of the header block); the whole header map, by lower-cased name, is built
+ * the first time a route or filter asks for a header. (Read through the frame, whose bytes are
+ * its own by then: see RpcProtocol.keep.)
  */
 class BoltCall implements RpcCall {
   readonly protocol = 'bolt';
   readonly service: string;
   readonly method: string | undefined;
-  private readonly block: Buffer;
+  private readonly frame: BoltFrame;
   private lower: Map<string, string> | undefined;
 
-  constructor(block: Buffer) {
-    this.block = block;
+  constructor(frame: BoltFrame) {
+    this.frame = frame;
     const r = routing;
     r.service = r.targetService = r.method = undefined;
-    readRouting(block, r);
+    readRouting(frame.raw, r, frame.headerAt, frame.contentAt);
     this.service = r.service ?? r.targetService ?? '';
     this.method = r.method;
   }
@@ -31,7 +32,7 @@ class BoltCall implements RpcCall {
     let lower = this.lower;
     if (lower === undefined) {
       lower = this.lower = new Map();
-      for (const [k, v] of parseHeaderMap(this.block)) lower.set(k.toLowerCase(), v);
+      for (const [k, v] of parseHeaderMap(this.frame.header)) lower.set(k.toLowerCase(), v);
     }
     return lower.get(name);
   }
@@ -54,6 +55,9 @@ export const boltProtocol: RpcProtocol<BoltFrame> = {
   requestId: (f) => f.requestId,
   setRequestId,
   raw: (f) => f.raw,
+  setRaw(f, bytes) {
+    f.raw = bytes;
+  },
   isResponse,
   heartbeatReply: (f) => (f.cmdCode === BoltCmd.HEARTBEAT ? boltResponse(f, BoltStatus.SUCCESS, { heartbeat: true }) : undefined),
   kind(f) {
@@ -61,7 +65,7 @@ export const boltProtocol: RpcProtocol<BoltFrame> = {
     if (f.cmdCode === BoltCmd.HEARTBEAT) return 'heartbeat';
     return f.type === BoltType.ONEWAY ? 'oneway' : 'request';
   },
-  call: (f) => new BoltCall(f.header),
+  call: (f) => new BoltCall(f),
   timeoutOf: (f) => (f.timeout > 0 ? f.timeout : 0),
   clientId: (f) => f.requestId,
   heartbeatAck: (f) => boltResponse(f, BoltStatus.SUCCESS, { heartbeat: true }),

@@ -66,6 +66,9 @@ export const dubboProtocol: RpcProtocol<DubboFrame> = {
   requestId: dubboRequestIdLow,
   setRequestId: setDubboRequestIdU32,
   raw: (f) => f.raw,
+  setRaw(f, bytes) {
+    f.raw = bytes;
+  },
   isResponse: (f) => !f.isRequest,
   heartbeatReply: (f) => (f.event ? dubboResponse(f, DubboStatus.OK, { heartbeat: true }) : undefined),
   kind(f) {

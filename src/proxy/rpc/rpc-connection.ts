@@ -5,14 +5,14 @@
  * protocol itself, so a client sees an RPC error, not a dropped connection.
  */
 import type net from 'node:net';
-import { FrameBuffer } from '../../codecs/frame-buffer.ts';
+import { copyOut, FrameBuffer } from '../../codecs/frame-buffer.ts';
 import { onBatchedData, onBatchedSharedReads, SocketOutput, type OutputOwner } from '../../stream/socket-output.ts';
 import { Deadline, deadlines, type DeadlineOwner } from '../../stream/deadlines.ts';
 import type { Cluster } from '../../cluster/cluster-manager.ts';
 import type { Host } from '../../cluster/host.ts';
 import type { RpcCall, RpcRoute } from '../../router/rpc-router.ts';
 import { C, H, L } from '../../shared/stats-table.ts';
-import { FrameHeaders } from '../../stream/mux-pool.ts';
+import { FrameHeaders, type MuxStream } from '../../stream/mux-pool.ts';
 import type { HeaderMap, PoolCallbacks, StreamDecoder, StreamEncoder, StreamResetReason, StreamWriteCallbacks } from '../../layers.ts';
 import type { ShuttleError } from '../../errors.ts';
 import type { MuxPoolRegistry, RpcListenerSnapshot, RpcProxyContext } from './context.ts';
@@ -118,10 +118,10 @@ export class RpcConnection<F> implements Migratable, OutputOwner, StreamWriteCal
     const snap = this.ctx.snapshot();
     s.setNoDelay(true);
     // Reads land in the thread's shared buffer (net/socket-io.ts): no Buffer and no stream work
-    // per read. What outlives the read is copied: each call's frame (decode's `own`: calls are
-    // sent later by a retry, a filter, a connecting upstream), a frame cut by the end of the read
-    // (FrameBuffer). TLS sockets read through 'data'. Either way, every call of a read goes
-    // upstream in one write per upstream connection (the batch).
+    // per read. What outlives the read is copied: a call's frame that may still be sent (see
+    // RpcCallRun.readEnded), a frame cut by the end of the read (FrameBuffer). TLS sockets read
+    // through 'data'. Either way, every call of a read goes upstream in one write per upstream
+    // connection (the batch), which copies the frames it joins.
     this.sharedReads = onBatchedSharedReads(s, sharedReadBuffer, (chunk) => this.onData(chunk, true));
     if (!this.sharedReads) onBatchedData(s, (chunk) => this.onData(chunk, false));
     s.on('error', noop);
@@ -261,16 +261,17 @@ export class RpcConnection<F> implements Migratable, OutputOwner, StreamWriteCal
     const base = snap.telemetry.layout.listener(snap.listenerIndex);
     row[base + L.downstream_cx_rx_bytes_total] += chunk.length;
     const buf = this.frames.append(chunk, volatile);
-    // Frames decoded from the read itself get their own copy; bytes gathered in the frame
-    // buffer's own memory are never written again (frame-buffer.ts).
-    const own = volatile && buf === chunk;
+    // Frames decoded from the read itself are views of the shared buffer until the read ends
+    // (`borrowed`); bytes gathered in the frame buffer's own memory are never written again
+    // (frame-buffer.ts).
+    const borrowed = volatile && buf === chunk;
     let offset = 0;
     try {
       for (;;) {
-        const decoded = this.protocol.decode(buf, offset, snap.listener.rpc!.max_frame_bytes, own);
+        const decoded = this.protocol.decode(buf, offset, snap.listener.rpc!.max_frame_bytes);
         if (!decoded) break;
         offset += decoded.length;
-        this.onFrame(decoded.frame, snap);
+        this.onFrame(decoded.frame, snap, borrowed);
       }
     } catch (err) {
       if (!this.protocol.isProtocolError(err)) {
@@ -284,8 +285,16 @@ export class RpcConnection<F> implements Migratable, OutputOwner, StreamWriteCal
       this.ctx.logger.info({ conn: this.id, listener: snap.listener.name, protocol: this.protocol.name, error: err.code, reason: err.message }, 'malformed RPC frame; connection closed');
       this.socket.destroy();
       return;
+    } finally {
+      if (borrowed) this.readEnded();
     }
     this.frames.consumed(offset);
+  }
+
+  /** The shared buffer is about to be read into again: the calls of this read settle their bytes. */
+  private readEnded(): void {
+    // (This read's calls are the newest; those of earlier reads settled already.)
+    for (let run = this.newestRun; run !== undefined && run.borrowed; run = run.older) run.readEnded();
   }
 
   /** Answers are often views of an upstream read buffer that is reused after this event: copied when joined. */
@@ -326,14 +335,14 @@ export class RpcConnection<F> implements Migratable, OutputOwner, StreamWriteCal
     });
   }
 
-  private onFrame(frame: F, snap: RpcListenerSnapshot): void {
+  private onFrame(frame: F, snap: RpcListenerSnapshot, borrowed: boolean): void {
     const kind = this.protocol.kind(frame);
     if (kind === 'ignore') return;
     if (kind === 'heartbeat') return this.write(this.protocol.heartbeatAck(frame));
     snap.telemetry.row[snap.telemetry.layout.listener(snap.listenerIndex) + L.downstream_rq_total]++;
     const call = this.protocol.call(frame);
     this.inFlight++;
-    const run = new RpcCallRun(this, frame, call, kind === 'oneway', snap);
+    const run = new RpcCallRun(this, frame, call, kind === 'oneway', snap, borrowed);
     const newest = this.newestRun;
     if (newest !== undefined) {
       run.older = newest;
@@ -396,6 +405,8 @@ class RpcCallRun<F> implements StreamDecoder, PoolCallbacks, DeadlineOwner {
   private upstream: StreamEncoder | undefined;
   /** The call's frame as a stream's headers (made once, sent again by a retry). */
   private requestHeaders: FrameHeaders<F> | undefined;
+  /** The frame's bytes are a view of the connection's read buffer, valid until the read ends. */
+  borrowed: boolean;
   private timer: Deadline | undefined;
   /** Neighbours in the connection's list of calls in flight. */
   older: RpcCallRun<F> | undefined;
@@ -411,9 +422,10 @@ class RpcCallRun<F> implements StreamDecoder, PoolCallbacks, DeadlineOwner {
   private clusterIndex = -1;
   private tryStartedAt = 0;
 
-  constructor(conn: RpcConnection<F>, frame: F, call: RpcCall, oneway: boolean, snap: RpcListenerSnapshot) {
+  constructor(conn: RpcConnection<F>, frame: F, call: RpcCall, oneway: boolean, snap: RpcListenerSnapshot, borrowed: boolean) {
     this.conn = conn;
     this.frame = frame;
+    this.borrowed = borrowed;
     this.call = call;
     this.clientId = conn.protocol.clientId(frame);
     this.oneway = oneway;
@@ -464,6 +476,26 @@ class RpcCallRun<F> implements StreamDecoder, PoolCallbacks, DeadlineOwner {
     this.attempt(cluster);
   }
 
+  /**
+   * The read that carried the call is over, and the next one overwrites its bytes. Copied only if
+   * the call may still send them: not sent yet (a filter waits, say), sent on a connection still
+   * connecting (a connect failure sends it elsewhere), or a retry left. Why: most calls left in
+   * that read's joined write, which copied them already; a copy of every call's frame was ~20% of
+   * the bytes allocated per call. Otherwise the frame drops its view: nothing reads another
+   * client's bytes through it later.
+   */
+  readEnded(): void {
+    this.borrowed = false;
+    if (this.done) return;
+    const protocol = this.conn.protocol;
+    const raw = protocol.raw(this.frame);
+    const sent = this.upstream as MuxStream<F> | undefined; // (RPC pools are MuxPools)
+    if (sent === undefined || !sent.sentOnConnected || this.retries < (this.route?.retries ?? 0)) {
+      protocol.setRaw(this.frame, copyOut(raw));
+      if (this.requestHeaders !== undefined) this.requestHeaders.volatile = false;
+    } else protocol.setRaw(this.frame, NO_BYTES);
+  }
+
   /** The call's timeout passed (the call owns its deadline: no closure per call). */
   deadlineExpired(): void {
     this.fail('timeout', 'SHUTTLE_E_UPSTREAM_TIMEOUT', null);
@@ -491,7 +523,7 @@ class RpcCallRun<F> implements StreamDecoder, PoolCallbacks, DeadlineOwner {
     this.upstream = encoder;
     // A full upstream connection stops reading this client (backpressure).
     encoder.setWriteCallbacks(this.conn);
-    encoder.encodeHeaders((this.requestHeaders ??= new FrameHeaders(this.frame, this.oneway)), true);
+    encoder.encodeHeaders((this.requestHeaders ??= new FrameHeaders(this.frame, this.oneway, this.borrowed)), true);
     if (this.oneway) {
       this.upstream = undefined;
       this.finish(0, null, this.host!, undefined);
@@ -598,6 +630,9 @@ class RpcCallRun<F> implements StreamDecoder, PoolCallbacks, DeadlineOwner {
 }
 
 function noop(): void {}
+
+/** What a sent frame's bytes become once its read is over (see RpcCallRun.readEnded). */
+const NO_BYTES = Buffer.alloc(0);
 
 /** How often a connection's idle check looks: four times per idle_timeout. */
 function idleStep(idleMs: number): number {
