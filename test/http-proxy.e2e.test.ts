@@ -506,6 +506,28 @@ describe('HTTP/1.1 proxy: protocol', () => {
     expect(closed).toBe(true);
   });
 
+  // The listener serves HTTP/1.1 and HTTP/2 on one port (codec auto): its first bytes tell which.
+  it('answers 408 and closes when the first bytes tell no protocol within request_headers_timeout', async () => {
+    // "PR" may begin the HTTP/2 preface or an HTTP/1 method: the listener waits, then HTTP/1 takes it.
+    const { text, closed } = await rawExchange(idlePort, 'PR');
+    expect(splitResponses(text)).toMatchObject([{ status: 408 }]);
+    expect(closed).toBe(true);
+  });
+
+  it('tells the protocol from first bytes that come in several reads', async () => {
+    const s = net.connect(idlePort, '127.0.0.1');
+    let text = '';
+    s.on('data', (d) => (text += d.toString('latin1')));
+    const closed = new Promise((r) => s.on('close', r));
+    await new Promise((r) => s.once('connect', r));
+    for (const part of ['P', 'U', 'T /pertry?ms=0 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok']) {
+      s.write(part);
+      await new Promise((r) => setTimeout(r, 40));
+    }
+    await closed;
+    expect(splitResponses(text)).toMatchObject([{ status: 200, body: 'slow /pertry?ms=0' }]);
+  });
+
   it('gives up on a try after per_try_timeout and answers 504 when no host is left to retry', async () => {
     // The upstream would answer after 3 s and the route allows 5 s: a 504 here is the 200 ms try.
     const res = await request(`http://127.0.0.1:${idlePort}/pertry?ms=3000`, { dispatcher: agent });
