@@ -20,7 +20,7 @@ import type { Host } from '../cluster/host.ts';
 import { ResponseDecoder } from '../codecs/http1/decoder.ts';
 import type { ResponseHead } from '../codecs/http1/head.ts';
 import { HttpParseError } from '../codecs/http1/errors.ts';
-import { fieldLines } from '../codecs/http1/server-codec.ts';
+import { fieldLines, STAGED_BODY_BYTES, writeRequestHead } from '../codecs/http1/head-writer.ts';
 import type { connectionPool } from '../config/route-schema.ts';
 import { ShuttleError } from '../errors.ts';
 import type { CancelPoolRequest, ConnectionLimit, Pool, PoolCallbacks, StreamDecoder, StreamEncoder, StreamResetReason, StreamWriteCallbacks } from '../layers.ts';
@@ -224,7 +224,8 @@ class Http1ClientStream implements StreamEncoder {
   encodeHeaders(h: HeaderMap, endStream: boolean): void {
     this.conn.expectResponseTo(h.method);
     this.headRequest = h.method === 'HEAD';
-    let out = `${h.method} ${h.path} HTTP/1.1\r\nHost: ${h.authority}\r\n${fieldLines(h.fields)}`;
+    // The framing and upgrade lines, after the fields (the head is written in place: head-writer.ts).
+    let out = '';
     if (h.upgrade) {
       this.upgradeRequested = true;
       out += `Connection: upgrade\r\nUpgrade: ${h.upgrade}\r\n`;
@@ -234,7 +235,7 @@ class Http1ClientStream implements StreamEncoder {
       this.framing = Framing.Chunked;
       out += 'Transfer-Encoding: chunked\r\n';
     }
-    this.push(out + '\r\n');
+    this.bytesSent += writeRequestHead(this.conn.output, h.method, h.path, h.authority, h.fields, out + '\r\n');
     if (endStream) this.requestDone();
   }
 
@@ -256,6 +257,9 @@ class Http1ClientStream implements StreamEncoder {
       } else if (endStream) {
         this.push('0\r\n\r\n');
       }
+    } else if (data.length > 0 && data.length <= STAGED_BODY_BYTES) {
+      this.bytesSent += data.length;
+      this.conn.output.pushCopy(data, 0, data.length);
     } else if (data.length > 0) {
       this.push(data, volatile);
     }

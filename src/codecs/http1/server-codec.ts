@@ -24,6 +24,7 @@ import { resumeReading, stopReading } from '../../upgrade/migration.ts';
 import { RequestDecoder, type DecoderHandler } from './decoder.ts';
 import { HttpParseError } from './errors.ts';
 import { validHost, type HeadLimits, type RequestHead } from './head.ts';
+import { fieldLines, STAGED_BODY_BYTES, writeResponseHead } from './head-writer.ts';
 
 /** How long an idle connection is kept after goAway(), for a request already on its way. */
 const GO_AWAY_IDLE_GRACE_MS = 1_000;
@@ -449,16 +450,16 @@ export class Http1ServerStream implements StreamEncoder {
     if (this.started || this.ended) return;
     this.started = true;
     const status = headers.status;
-    let out = statusLine(status) + fieldLines(headers.fields);
     if (status === 101 && this.upgradeRequested) {
-      out += `Connection: upgrade\r\nUpgrade: ${headers.upgrade}\r\n\r\n`;
-      this.push(out);
+      this.push(`${statusLine(status)}${fieldLines(headers.fields)}Connection: upgrade\r\nUpgrade: ${headers.upgrade}\r\n\r\n`);
       this.tunneling = true;
       this.conn.socket.setTimeout(this.conn.tunnelIdleTimeoutMs, () => this.conn.socket.destroy());
       const rest = this.conn.detachDecoder();
       if (rest !== undefined && rest.length > 0) queueMicrotask(() => this.tunnelData(rest));
       return;
     }
+    // The framing and connection lines, after the fields (the head is written in place: head-writer.ts).
+    let out = '';
     const noBody = this.headRequest || status === 204 || status === 304 || (status >= 100 && status < 200);
     if (noBody) {
       this.framing = Framing.None;
@@ -480,7 +481,7 @@ export class Http1ServerStream implements StreamEncoder {
     if (!this.keepAlive || this.conn.goingAway || !this.requestEnded) this.closeAfter = true;
     if (this.closeAfter) out += 'Connection: close\r\n';
     else if (this.protocol === 'HTTP/1.0') out += 'Connection: keep-alive\r\n';
-    this.push(out + '\r\n');
+    this.bytesSent += writeResponseHead(this.conn.output, statusLine(status), headers.fields, out + '\r\n');
     if (endStream || this.framing === Framing.None) this.end();
   }
 
@@ -499,6 +500,9 @@ export class Http1ServerStream implements StreamEncoder {
         this.push(`${data.length.toString(16)}\r\n`);
         this.push(data, volatile);
         this.push(endStream ? '\r\n0\r\n\r\n' : '\r\n');
+      } else if (data.length <= STAGED_BODY_BYTES) {
+        this.bytesSent += data.length;
+        this.conn.output.pushCopy(data, 0, data.length);
       } else {
         this.push(data, volatile);
       }
@@ -550,13 +554,3 @@ function statusLine(status: number): string {
   return (STATUS_LINES[status] ??= `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n`);
 }
 
-/** Field lines of a list, without the connection fields (the codec writes framing itself). */
-export function fieldLines(fields: readonly string[]): string {
-  let out = '';
-  for (let i = 0; i < fields.length; i += 2) {
-    const name = fields[i];
-    if (isConnectionField(name)) continue;
-    out += `${name}: ${fields[i + 1]}\r\n`;
-  }
-  return out;
-}
