@@ -2,12 +2,15 @@
  * SocketOutput over a real loopback connection: staged bytes (reserve/pushCopy), pushed pieces
  * and strings leave in order; a staging buffer still referenced by a queued write is never reused
  * (the bytes a slow reader finally reads are the ones written); a flush on a destroyed socket
- * leaves the output usable.
+ * leaves the output usable. HTTP/1.1 heads written in place read as the same head built as a string.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
+import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
+import { fieldLines, STAGED_BODY_BYTES, writeRequestHead, writeResponseHead } from '../src/codecs/http1/head-writer.ts';
 import { beginBatch, endBatch, SocketOutput } from '../src/stream/socket-output.ts';
+import { FUZZ_SEED } from './support/fuzz.ts';
 
 const opened: net.Socket[] = [];
 let server: net.Server | undefined;
@@ -153,5 +156,41 @@ describe('SocketOutput', () => {
     await new Promise((r) => setImmediate(r));
     expect(writes).toEqual([9, 5]);
     expect((await readAll(reader, 14)).toString()).toBe('aabbbccccddeee');
+  });
+});
+
+describe('HTTP/1.1 heads written in place (codecs/http1/head-writer.ts)', () => {
+  it('writes the bytes the head as one latin1 string would be, connection fields left out', async () => {
+    const { writer, reader } = await pair();
+    const out = new SocketOutput(writer, owner);
+    // Names with connection fields among them; values with latin1 bytes over 0x7f and empty ones.
+    const name = fc.constantFrom('server', 'date', 'x-a', 'connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'set-cookie', 'te');
+    const value = fc.string({ unit: fc.integer({ min: 0x20, max: 0xff }).map((c) => String.fromCharCode(c)), maxLength: 40 });
+    const head = fc.record({
+      fields: fc.array(fc.tuple(name, value), { maxLength: 12 }).map((pairs) => pairs.flat()),
+      tail: fc.constantFrom('\r\n', 'Content-Length: 12\r\n\r\n', 'Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n'),
+      request: fc.boolean(),
+      path: fc.constantFrom('/', '/a?b=c', '/ü'),
+      body: fc.uint8Array({ maxLength: 1500 }),
+    });
+    const heads = fc.sample(head, { numRuns: 300, seed: FUZZ_SEED });
+    const expected: Buffer[] = [];
+    for (const h of heads) {
+      beginBatch();
+      const lead = h.request ? `GET ${h.path} HTTP/1.1\r\nHost: example.test\r\n` : 'HTTP/1.1 200 OK\r\n';
+      const n = h.request
+        ? writeRequestHead(out, 'GET', h.path, 'example.test', h.fields, h.tail)
+        : writeResponseHead(out, 'HTTP/1.1 200 OK\r\n', h.fields, h.tail);
+      const text = lead + fieldLines(h.fields) + h.tail;
+      expect(n).toBe(text.length);
+      const body = Buffer.from(h.body);
+      // A small body is copied in behind its head, a larger one pushed: the order holds.
+      if (body.length <= STAGED_BODY_BYTES) out.pushCopy(body, 0, body.length);
+      else out.push(body);
+      endBatch();
+      expected.push(Buffer.from(text, 'latin1'), body);
+    }
+    const want = Buffer.concat(expected);
+    expect((await readAll(reader, want.length)).equals(want)).toBe(true);
   });
 });
