@@ -24,9 +24,10 @@ type Latin1Buffer = Buffer & { latin1Write(s: string, offset: number): number };
 
 let slab = Buffer.allocUnsafeSlow(SLAB_BYTES) as Latin1Buffer;
 
-function join(into: Latin1Buffer, pieces: readonly (string | Buffer)[]): number {
+function join(into: Latin1Buffer, pieces: readonly (string | Buffer)[], count: number): number {
   let at = 0;
-  for (const p of pieces) {
+  for (let i = 0; i < count; i++) {
+    const p = pieces[i];
     if (typeof p === 'string') at += into.latin1Write(p, at);
     else {
       into.set(p, at);
@@ -37,28 +38,31 @@ function join(into: Latin1Buffer, pieces: readonly (string | Buffer)[]): number 
 }
 
 /**
- * Writes `pieces` (latin1 strings and Buffers, `bytes` in total) in order; returns what
+ * Writes `pieces[0, count)` (latin1 strings and Buffers, `bytes` in total) in order; returns what
  * `socket.write` returned (false: the socket's buffer is over its high-water mark).
  * `volatile`: the Buffers are views of memory that is reused after this call; they are copied.
  */
-export function writeJoined(socket: net.Socket, pieces: readonly (string | Buffer)[], bytes: number, volatile = false): boolean {
-  if (!volatile && pieces.length === 1) {
+export function writeJoined(socket: net.Socket, pieces: readonly (string | Buffer)[], count: number, bytes: number, volatile = false): boolean {
+  if (!volatile && count === 1) {
     const only = pieces[0];
     if (typeof only !== 'string') return socket.write(only);
   }
   if (bytes > JOIN_LIMIT && !volatile) {
     socket.cork();
     let ok = true;
-    for (const p of pieces) ok = (typeof p === 'string' ? socket.write(p, 'latin1') : socket.write(p)) && ok;
+    for (let i = 0; i < count; i++) {
+      const p = pieces[i];
+      ok = (typeof p === 'string' ? socket.write(p, 'latin1') : socket.write(p)) && ok;
+    }
     socket.uncork();
     return ok;
   }
   if (bytes > JOIN_LIMIT || socket.writableLength > 0) {
     // Large, or queued behind earlier bytes (so kept): a buffer of its own.
     const own = Buffer.allocUnsafe(bytes) as Latin1Buffer;
-    return socket.write(own.subarray(0, join(own, pieces)));
+    return socket.write(own.subarray(0, join(own, pieces, count)));
   }
-  const ok = socket.write(slab.subarray(0, join(slab, pieces)));
+  const ok = socket.write(slab.subarray(0, join(slab, pieces, count)));
   if (socket.writableLength !== 0) slab = Buffer.allocUnsafeSlow(SLAB_BYTES) as Latin1Buffer;
   return ok;
 }
