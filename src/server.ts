@@ -10,7 +10,7 @@
  *              listeners ─▶ health checks follow the new hosts ─▶ report generation + hash
  *   stop:   SIGTERM ─▶ /ready = 503, stop accepting ─▶ workers drain (deadline) ─▶ exit 0
  */
-import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { readFileSync, unlinkSync } from 'node:fs';
 import type net from 'node:net';
 import type { SocketAddress } from './config/address.ts';
 import { Piscina } from 'piscina';
@@ -30,7 +30,7 @@ import { describeDiff, diffConfigs, hostsOnlyChange, restartOnly, type ConfigDif
 import type { Bootstrap } from './xds/bootstrap.ts';
 import type { ComposedConfig } from './xds/xds-manager.ts';
 import type { XdsManager } from './xds/xds-manager.ts';
-import { upgradeStatusPath, writeJson, writeStatus, type UpgradeStatus } from './config/reload-status.ts';
+import { upgradeStatusPath, writeAtomically, writeJson, writeStatus, type UpgradeStatus } from './config/reload-status.ts';
 import { isLoopback, type LogLevel, type ShuttleConfig } from './config/schema.ts';
 import { loadSecrets, type Secrets } from './config/secrets.ts';
 import { createLogger, type LogFormat, type Logger } from './log/logger.ts';
@@ -210,7 +210,7 @@ export async function startServer(opts: StartOptions): Promise<void> {
     }
   }
 
-  if (opts.pidFile) writeFileSync(opts.pidFile, `${process.pid}\n`);
+  if (opts.pidFile) writeAtomically(opts.pidFile, `${process.pid}\n`);
   phase = 'serving';
   if (successor) {
     receiveMigrations(pool, logger, migrationStats);
@@ -443,7 +443,7 @@ export async function startServer(opts: StartOptions): Promise<void> {
     const report = { migrated: outcome.migrated, drained: fallbackTotal(outcome.fallbacks), drained_by_reason: outcome.fallbacks, ms: Math.round(performance.now() - startedAt) };
     if (outcome.aborted) {
       logger.error(report, 'upgrade: the new process exited while connections moved to it; this process serves on (connections not moved yet stay here)');
-      if (opts.pidFile) writeFileSync(opts.pidFile, `${process.pid}\n`);
+      if (opts.pidFile) writeAtomically(opts.pidFile, `${process.pid}\n`);
       notifySystemd(logger, { READY: 1, MAINPID: process.pid });
       return false;
     }

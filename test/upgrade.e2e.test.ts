@@ -74,7 +74,14 @@ describe('in-place upgrade', () => {
       }));
     }
 
+    // The pid file, read throughout (as systemd's PIDFile and `shuttle reload` read it): always a pid.
+    // Regression: rewritten in place at each upgrade, it could be read empty (pid 0).
+    const pidReads: string[] = [];
+    const pidWatch = setInterval(() => pidReads.push(readFileSync(pidFile, 'utf8')), 2);
     const pids = await upgradeInTurn(pidFile, first.pid, 3, drainMs);
+    clearInterval(pidWatch);
+    expect(pidReads.length).toBeGreaterThan(100);
+    expect(pidReads.filter((t) => !/^[1-9]\d*\n$/.test(t))).toEqual([]);
     await Promise.all([...Object.values(loops), ...boltLoops].map((l) => l.stop()));
     const bolt = boltLoops.reduce((n, l) => ({ ok: n.ok + l.counts.ok, failed: n.failed + l.counts.failed + l.counts.refused }), { ok: 0, failed: 0 });
     // Long-lived Bolt connections move to the new process (connection migration): no call fails.

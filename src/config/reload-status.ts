@@ -36,8 +36,16 @@ export function upgradeStatusPath(pidFile: string): string {
 }
 
 export function writeJson(path: string, value: unknown): void {
-  writeFileSync(`${path}.tmp`, JSON.stringify(value));
-  renameSync(`${path}.tmp`, path); // readers see the old file or the new one, never half of one
+  writeAtomically(path, JSON.stringify(value));
+}
+
+/**
+ * Readers see the old file or the new one, never half of one (or an empty one: a pid file
+ * rewritten in place at an upgrade read as pid 0 by a reader that came between truncate and write).
+ */
+export function writeAtomically(path: string, text: string): void {
+  writeFileSync(`${path}.tmp`, text);
+  renameSync(`${path}.tmp`, path);
 }
 
 export function readJson<T>(path: string): T | undefined {
