@@ -44,8 +44,10 @@ export function writeJson(path: string, value: unknown): void {
  * rewritten in place at an upgrade read as pid 0 by a reader that came between truncate and write).
  */
 export function writeAtomically(path: string, text: string): void {
-  writeFileSync(`${path}.tmp`, text);
-  renameSync(`${path}.tmp`, path);
+  // (A temporary name of this process's own: the old and new process of an upgrade both write.)
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, text);
+  renameSync(tmp, path);
 }
 
 export function readJson<T>(path: string): T | undefined {
