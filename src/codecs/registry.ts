@@ -109,11 +109,12 @@ const detectBuffer = Buffer.allocUnsafeSlow(16 * 1024);
 
 /**
  * Detection on a plain socket: reads into detectBuffer (net/socket-io.ts), under a deadline
- * (stream/deadlines.ts). Why: a 'data' listener (a Buffer per read, then a pause, which stops the
- * socket's reading in the kernel's poll set, and a resume by the codec) and a Node timer cost a
- * new connection ~10% of its proxy CPU (`bench:conn` http-close, handoff mode: 174 µs with
- * detection, 156 with an `http1`-only listener). The codec that takes over switches the socket
- * to its own buffer between two reads; reading never stops.
+ * (stream/deadlines.ts), instead of a 'data' listener (a Buffer per read, then a pause, which
+ * stops the socket's reading in the kernel's poll set, and a resume by the codec) and a Node
+ * timer. The codec that takes over switches the socket to its own buffer between two reads;
+ * reading never stops. Measured (`bench:conn` http-close, bench/RESULTS.md): 2–3 µs less proxy
+ * CPU per connection, within noise; an `http1`-only listener costs 5–18 µs less than `auto`, so
+ * most of what detection costs is the work around it, not the reading.
  */
 class Detection implements DeadlineOwner {
   private readonly socket: net.Socket;

@@ -180,8 +180,7 @@ export class SocketOutput {
   push(piece: string | Buffer, volatile = false): void {
     if (piece.length === 0) return;
     if (this.stageUsed > this.stageFrom) this.closeStaged();
-    if (this.pieces === NO_PIECES) this.pieces = freePieceLists.pop() ?? [];
-    this.pieces[this.pieceCount++] = piece;
+    this.addPiece(piece);
     this.bytes += piece.length;
     if (volatile) this.volatile = true;
     this.enqueue();
@@ -228,10 +227,15 @@ export class SocketOutput {
     }
   }
 
+  /** Appends to this event's pieces (a list taken from the free ones at the first). */
+  private addPiece(piece: string | Buffer): void {
+    if (this.pieces === NO_PIECES) this.pieces = freePieceLists.pop() ?? [];
+    this.pieces[this.pieceCount++] = piece;
+  }
+
   /** The staged bytes so far become a piece (something else is pushed after them). */
   private closeStaged(): void {
-    if (this.pieces === NO_PIECES) this.pieces = freePieceLists.pop() ?? [];
-    this.pieces[this.pieceCount++] = this.stage!.subarray(this.stageFrom, this.stageUsed);
+    this.addPiece(this.stage!.subarray(this.stageFrom, this.stageUsed));
     this.stageFrom = this.stageUsed;
   }
 
