@@ -32,7 +32,7 @@ if (HTTP1) {
     const out = execFileSync('wrk', ['-t1', '-c10', `-d${process.env.SECONDS ?? 6}s`, `http://127.0.0.1:${port}/`], { encoding: 'utf8', timeout: 120_000 });
     requests = Number(/(\d+) requests in/.exec(out)![1]);
   } finally {
-    await stop(shuttle);
+    await stop(shuttle, 60_000);
     upstream.child.kill('SIGTERM');
   }
 } else {

@@ -45,7 +45,7 @@ try {
   const us = (s: number) => ((s * 1e6) / requests).toFixed(1);
   console.log(`${MODE}: ${requests} requests, proxy CPU ${us(c1.user + c1.sys - c0.user - c0.sys)} µs/request (user ${us(c1.user - c0.user)}, kernel ${us(c1.sys - c0.sys)})${SYSCALLS ? ' under strace' : PERF ? ' under perf' : ' profiling on'}`);
 } finally {
-  await stop(shuttle);
+  await stop(shuttle, 60_000);
   upstream.child.kill('SIGTERM');
 }
 

@@ -56,7 +56,7 @@ const cpu = cpuSeconds(shuttle.pid!) - before;
 await stopPerf?.();
 await stopSyscalls?.(calls);
 await client.close();
-await stop(shuttle);
+await stop(shuttle, 60_000);
 server.kill('SIGKILL');
 console.log(`${calls} calls, ${(calls / SECONDS).toFixed(0)}/s, proxy CPU ${((cpu * 1e6) / calls).toFixed(1)} µs/call (profiling on: ~10% more)`);
 
