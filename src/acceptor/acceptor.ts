@@ -10,6 +10,7 @@ import type { Logger } from '../log/logger.ts';
 import type { BoundListener } from '../workers/messages.ts';
 import type { HandedListener } from '../upgrade/handover.ts';
 import type { WorkerPool } from './worker-pool.ts';
+import { acceptHandles, type AcceptedConnection } from './raw-accept.ts';
 
 export class Acceptor {
   private readonly servers = new Map<string, { server: net.Server; bound: BoundListener; key: string }>();
@@ -32,9 +33,10 @@ export class Acceptor {
    * one upgrades (never closed and re-bound, so no connection is refused in between).
    */
   listen(listener: ListenerConfig, inherited?: HandedListener): Promise<BoundListener> {
-    const dispatch = (socket: net.Socket) => {
-      if (this.diverted) return this.diverted(listener.name, socket);
-      if (!this.pool.dispatch(listener.name, socket)) this.logger.warn({ listener: listener.name, error: 'SHUTTLE_E_NO_WORKER' }, 'no worker ready; connection closed');
+    const dispatch = (conn: AcceptedConnection) => {
+      // (A diverted connection is always a socket: acceptHandles' wantSocket below.)
+      if (this.diverted) return this.diverted(listener.name, conn as net.Socket);
+      if (!this.pool.dispatch(listener.name, conn)) this.logger.warn({ listener: listener.name, error: 'SHUTTLE_E_NO_WORKER' }, 'no worker ready; connection closed');
     };
     if (inherited) return Promise.resolve(this.adopt(listener, inherited, dispatch));
     return new Promise((resolve, reject) => {
@@ -44,6 +46,7 @@ export class Acceptor {
         server.off('error', reject);
         // Accept errors (EMFILE and the like) are transient: log them and keep listening.
         server.on('error', (err) => this.logger.error({ err, listener: listener.name }, 'listener error'));
+        this.acceptHandles(server, dispatch);
         const a = server.address() as net.AddressInfo;
         const bound = { name: listener.name, address: formatAddress({ host: a.address, port: a.port }) };
         this.servers.set(listener.name, { server, bound, key: addressKey(listener) });
@@ -54,16 +57,26 @@ export class Acceptor {
   }
 
   /** Takes over a listening socket handed over in an upgrade, with what it accepted meanwhile. */
-  private adopt(listener: ListenerConfig, handed: HandedListener, dispatch: (s: net.Socket) => void): BoundListener {
+  private adopt(listener: ListenerConfig, handed: HandedListener, dispatch: (c: AcceptedConnection) => void): BoundListener {
     const server = handed.server;
     server.removeAllListeners('connection');
     server.on('connection', dispatch);
+    this.acceptHandles(server, dispatch);
     server.on('error', (err) => this.logger.error({ err, listener: listener.name }, 'listener error'));
     for (const socket of handed.early?.splice(0) ?? []) dispatch(socket);
     const a = server.address() as net.AddressInfo;
     const bound = { name: listener.name, address: formatAddress({ host: a.address, port: a.port }) };
     this.servers.set(listener.name, { server, bound, key: addressKey(listener) });
     return bound;
+  }
+
+  /**
+   * Accepted connections reach `dispatch` as bare handles (raw-accept.ts: no `net.Socket` built
+   * here only to be transferred), except while diverted, where the new process takes sockets.
+   * Without Node's internals for it, they keep coming as 'connection' events.
+   */
+  private acceptHandles(server: net.Server, dispatch: (c: AcceptedConnection) => void): void {
+    acceptHandles(server, dispatch, () => this.diverted !== undefined);
   }
 
   /** The listening sockets, for handing over to an upgraded process. */

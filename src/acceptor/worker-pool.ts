@@ -24,6 +24,7 @@ import type { RequestTable } from '../shared/request-table.ts';
 import { encodeSnapshot } from '../shared/snapshot.ts';
 import type { BalanceMode, BoundListener, ConfigSnapshot, HostsUpdate, MainToWorker, WorkerInit, WorkerToMain } from '../workers/messages.ts';
 import type { MigratedState } from '../upgrade/migration.ts';
+import { closeAccepted, transferList, type AcceptedConnection } from './raw-accept.ts';
 
 const WORKER_ENTRY = new URL('../workers/worker.ts', import.meta.url);
 /** A worker that comes up and then dies this soon counts as crash-looping. */
@@ -213,24 +214,24 @@ export class WorkerPool {
     setTimeout(() => void worker.terminate(), drainMs + 2_000).unref();
   }
 
-  /** Hands an accepted, untouched socket to the least-loaded ready worker. */
-  dispatch(listener: string, socket: net.Socket): boolean {
+  /** Hands an accepted, untouched connection to the least-loaded ready worker. */
+  dispatch(listener: string, socket: AcceptedConnection): boolean {
     const index = this.loadTable.leastLoaded(this.rotor);
     this.rotor = (this.rotor + 1) % this.slots.length;
     const worker = index >= 0 ? this.slots[index].worker : undefined;
     if (!worker) {
-      socket.destroy();
+      closeAccepted(socket);
       return false;
     }
     this.loadTable.connectionOpened(index);
     try {
       const msg: MainToWorker = { type: 'connection', listener, socket };
-      worker.postMessage(msg, [socket]);
+      worker.postMessage(msg, transferList(socket));
       return true;
     } catch (err) {
       this.loadTable.connectionClosed(index);
       this.opts.logger.error({ err, slot: index }, 'socket hand-off failed');
-      socket.destroy();
+      closeAccepted(socket);
       return false;
     }
   }

@@ -9,6 +9,7 @@ import type { Secrets } from '../config/secrets.ts';
 import type { EntityIds } from '../shared/directory.ts';
 import type { LogFormat } from '../log/logger.ts';
 import type { FallbackReason, MigratedState } from '../upgrade/migration.ts';
+import type { AcceptedConnection } from '../acceptor/raw-accept.ts';
 
 export type BalanceMode = 'handoff' | 'reuseport';
 
@@ -65,7 +66,7 @@ export interface HostsUpdate {
 }
 
 export type MainToWorker =
-  | { type: 'connection'; listener: string; socket: net.Socket }
+  | { type: 'connection'; listener: string; socket: AcceptedConnection }
   | { type: 'drain'; deadlineMs: number }
   /** Die now (a kill from the admin, or after a fatal error): every message before this one was seen. */
   | { type: 'exit-now' }
@@ -115,7 +116,7 @@ export type WorkerToMain =
   | { type: 'config-applied'; generation: number }
   | { type: 'config-failed'; generation: number; error: string }
   /** A connection that reached a worker already exiting, handed back untouched to go elsewhere. */
-  | { type: 'bounce'; listener: string; socket: net.Socket }
+  | { type: 'bounce'; listener: string; socket: AcceptedConnection }
   /** An uncaught error: the worker marked itself EXITING and waits for exit-now. */
   | { type: 'fatal'; error: string }
   /** A connection at its safe point: its descriptors (reading stopped) and what the new process needs. */

@@ -11,6 +11,7 @@
  * started with. Stats and health cells are indexed by stable ids, so nothing is copied.
  */
 import { adoptTransferred } from '../net/socket-io.ts';
+import { isSocket, socketOnHandle, transferList } from '../acceptor/raw-accept.ts';
 import type net from 'node:net';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Cluster, ClusterManager } from '../cluster/cluster-manager.ts';
@@ -511,10 +512,10 @@ port.on('message', (msg: MainToWorker) => {
     case 'connection':
       if (loadTable.state(init.slot) === WorkerState.EXITING) {
         // Untouched, so still transferable: back to the acceptor for another worker.
-        port.postMessage({ type: 'bounce', listener: msg.listener, socket: msg.socket } satisfies WorkerToMain, [msg.socket]);
+        port.postMessage({ type: 'bounce', listener: msg.listener, socket: msg.socket } satisfies WorkerToMain, transferList(msg.socket));
         break;
       }
-      serve(adoptTransferred(msg.socket), msg.listener);
+      serve(isSocket(msg.socket) ? adoptTransferred(msg.socket) : socketOnHandle(msg.socket), msg.listener);
       break;
     case 'exit-now':
       flushSync();
