@@ -9,7 +9,8 @@
  *         connection per client; the baselines are byte pipes (nginx stream, HAProxy tcp mode) to
  *         a Node echo server, so each also holds one upstream connection per client.
  * Targets: Shuttle (handoff and reuseport, 1 and 2 worker threads), nginx (1 worker), HAProxy
- * (1 thread); each measurement starts a fresh proxy (RSS rarely falls after connections close, so
+ * (1 thread), and "node server floor", not a proxy: a bare Node `net` server that answers and
+ * holds the connections (bench/support/node-idle-server.ts), what Node's sockets alone cost; each measurement starts a fresh proxy (RSS rarely falls after connections close, so
  * a reused process would hide the cost). Per connection: (RSS with the connections open − RSS
  * before them) / IDLE, summed over the proxy's processes (nginx: master and worker), from /proc;
  * for Shuttle also the growth of its workers' V8 heaps (admin /metrics) per connection: the rest
@@ -24,7 +25,7 @@
  * and V8 heaps (admin /metrics: shuttle_worker_heap_used_bytes summed over workers, and the main
  * thread's shuttle_nodejs_heap_size_used_bytes) sampled after warm-up and after every phase.
  *
- *   npm run bench:idle       (env: REPS=1 IDLE=10000 SCENARIOS=http,bolt TARGETS=shuttle,nginx,haproxy
+ *   npm run bench:idle       (env: REPS=1 IDLE=10000 SCENARIOS=http,bolt TARGETS=shuttle,nginx,haproxy,floor
  *                             THREADS=1,2 SOAK_REQUESTS=1500000 SOAK_SECONDS=90 SOAK_THREADS=2; SOAK_REQUESTS=0 skips it)
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
@@ -39,7 +40,7 @@ import { freePort, hardFileLimit, has, median, NGINX_STREAM_MODULE, processFamil
 const REPS = Number(process.env.REPS ?? 1);
 const IDLE = Number(process.env.IDLE ?? 10_000);
 const SCENARIOS = (process.env.SCENARIOS ?? 'http,bolt').split(',').filter(Boolean) as Scenario[]; // SCENARIOS= : soak only
-const WANTED = (process.env.TARGETS ?? 'shuttle,nginx,haproxy').split(',');
+const WANTED = (process.env.TARGETS ?? 'shuttle,nginx,haproxy,floor').split(',');
 const THREADS = (process.env.THREADS ?? '1,2').split(',').map(Number);
 const SOAK_REQUESTS = Number(process.env.SOAK_REQUESTS ?? 1_500_000);
 const SOAK_SECONDS = Number(process.env.SOAK_SECONDS ?? 90);
@@ -51,6 +52,7 @@ const HAPROXY_MAXCONN = Math.floor((NOFILE - 100) / 2);
 const OPENING = 200; // connections being opened at once (below the listen backlog)
 const SETTLE_MS = 2_000;
 const UPSTREAM = fileURLToPath(new URL('./support/upstream.ts', import.meta.url));
+const NODE_IDLE_SERVER = fileURLToPath(new URL('./support/node-idle-server.ts', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'shuttle-idle-bench-'));
 
 type Scenario = 'http' | 'bolt';
@@ -173,6 +175,18 @@ function nginxSpec(up: { http: number; echo: number }, workerConnections = NOFIL
           stream: (p) => `server { listen 127.0.0.1:${p} backlog=4096; proxy_timeout 300s; proxy_pass 127.0.0.1:${up.echo}; }`,
         });
       return { port, pids: () => processFamily(child.pid!), stop: () => stop(child) };
+    },
+  };
+}
+
+/** Not a proxy: a bare Node server holding the connections (what Node's sockets alone cost). */
+function floorSpec(): TargetSpec {
+  return {
+    name: 'node server floor',
+    async start(scenario) {
+      const port = await freePort();
+      const { child } = await spawnUntil(process.execPath, [NODE_IDLE_SERVER, String(port), scenario], (l) => l === 'ready', 15_000, NOFILE);
+      return { port, pids: () => [child.pid!], stop: () => stop(child) };
     },
   };
 }
@@ -327,6 +341,7 @@ const up = { http: httpUp.port, echo: (JSON.parse(line) as { echo: number }).ech
 const specs: TargetSpec[] = [];
 if (WANTED.includes('shuttle')) for (const balance of ['handoff', 'reuseport'] as const) for (const n of THREADS) specs.push(shuttleSpec(n, balance, up));
 if (WANTED.includes('nginx')) specs.push(nginxSpec(up));
+if (WANTED.includes('floor')) specs.push(floorSpec());
 if (WANTED.includes('haproxy') && has('haproxy')) specs.push(haproxySpec(up));
 if (!existsSync(NGINX_STREAM_MODULE)) console.error(`nginx stream module missing (${NGINX_STREAM_MODULE}; apt-get install libnginx-mod-stream): no nginx bolt baseline`);
 
