@@ -12,7 +12,9 @@
  * (1 thread), and "node server floor", not a proxy: a bare Node `net` server that answers and
  * holds the connections (bench/support/node-idle-server.ts), what Node's sockets alone cost; each measurement starts a fresh proxy (RSS rarely falls after connections close, so
  * a reused process would hide the cost). Per connection: (RSS with the connections open − RSS
- * before them) / IDLE, summed over the proxy's processes (nginx: master and worker), from /proc;
+ * before them) / IDLE, summed over the proxy's processes (nginx: master and worker), from /proc,
+ * after a warm-up under load (see load(): what grows once with load is not charged to the
+ * connections);
  * for Shuttle also the growth of its workers' V8 heaps (admin /metrics) per connection: the rest
  * is native (libuv handles, Node's socket wraps, malloc) and V8 heap slack.
  * The Bolt scenario opens min(IDLE, (open-file hard limit − 200) / 2) connections: a byte pipe
@@ -26,7 +28,8 @@
  * thread's shuttle_nodejs_heap_size_used_bytes) sampled after warm-up and after every phase.
  *
  *   npm run bench:idle       (env: REPS=1 IDLE=10000 SCENARIOS=http,bolt TARGETS=shuttle,nginx,haproxy,floor
- *                             THREADS=1,2 SOAK_REQUESTS=1500000 SOAK_SECONDS=90 SOAK_THREADS=2; SOAK_REQUESTS=0 skips it)
+ *                             THREADS=1,2 WARMUP_ROUNDS=150 SOAK_REQUESTS=1500000 SOAK_SECONDS=90 SOAK_THREADS=2;
+ *                             SOAK_REQUESTS=0 skips it)
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
@@ -51,6 +54,8 @@ const BOLT_IDLE = Math.min(IDLE, Math.floor((NOFILE - 200) / 2));
 const HAPROXY_MAXCONN = Math.floor((NOFILE - 100) / 2);
 const OPENING = 200; // connections being opened at once (below the listen backlog)
 const SETTLE_MS = 2_000;
+/** Exchanges on each of the 200 warm-up connections before measuring (see load()). */
+const WARMUP_ROUNDS = Number(process.env.WARMUP_ROUNDS ?? 150);
 const UPSTREAM = fileURLToPath(new URL('./support/upstream.ts', import.meta.url));
 const NODE_IDLE_SERVER = fileURLToPath(new URL('./support/node-idle-server.ts', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'shuttle-idle-bench-'));
@@ -81,19 +86,22 @@ function boltHeartbeat(id: number): Buffer {
 }
 const HTTP_REQUEST = Buffer.from('GET / HTTP/1.1\r\nHost: bench\r\n\r\n');
 
-/** Resolves with the socket once its first exchange is complete; it then stays open and idle. */
-function openIdle(port: number, scenario: Scenario, id: number): Promise<net.Socket> {
+/**
+ * One request (or heartbeat) on `s` and its whole answer; `s` stays open and idle after it. The
+ * socket is connected, or `connect` first.
+ */
+function exchange(s: net.Socket, scenario: Scenario, id: number, connect = false): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    const s = net.connect({ port, host: '127.0.0.1' });
     let got = Buffer.alloc(0);
     const fail = (err: Error) => {
       s.destroy();
       reject(err);
     };
+    const send = () => s.write(scenario === 'http' ? HTTP_REQUEST : boltHeartbeat(id));
     s.setTimeout(15_000, () => fail(new Error(`no answer on connection ${id}`)));
-    s.on('error', fail);
-    s.on('connect', () => s.write(scenario === 'http' ? HTTP_REQUEST : boltHeartbeat(id)));
-    s.on('data', (d: Buffer) => {
+    s.removeAllListeners('error').on('error', fail);
+    s.removeAllListeners('close').on('close', () => fail(new Error(`connection ${id} closed by the proxy`)));
+    s.removeAllListeners('data').on('data', (d: Buffer) => {
       got = Buffer.concat([got, d]);
       let done = false;
       if (scenario === 'bolt') done = got.length >= 20;
@@ -109,8 +117,26 @@ function openIdle(port: number, scenario: Scenario, id: number): Promise<net.Soc
       s.on('data', () => {});
       resolve(s);
     });
-    s.on('close', () => fail(new Error(`connection ${id} closed by the proxy`)));
+    if (connect) s.once('connect', send);
+    else send();
   });
+}
+
+/** Resolves with the socket once its first exchange is complete; it then stays open and idle. */
+function openIdle(port: number, scenario: Scenario, id: number): Promise<net.Socket> {
+  return exchange(net.connect({ port, host: '127.0.0.1' }), scenario, id, true);
+}
+
+/**
+ * Load before measuring: `rounds` more exchanges on each socket. A proxy's memory grows once with
+ * load, not with connections (V8's young generation grows to its working size: ~20 MiB of what
+ * Shuttle's first 8,000 idle HTTP connections added, measured by mapping, was that and malloc
+ * slack, not the connections); a proxy in service has seen load before it holds idle connections.
+ */
+async function load(sockets: net.Socket[], scenario: Scenario, rounds: number): Promise<void> {
+  await Promise.all(sockets.map(async (s, i) => {
+    for (let r = 0; r < rounds; r++) await exchange(s, scenario, i);
+  }));
 }
 
 async function openMany(port: number, scenario: Scenario, n: number): Promise<net.Socket[]> {
@@ -217,20 +243,23 @@ ${scenario === 'http' ? `  mode http\n  option http-keep-alive\n  http-reuse alw
   };
 }
 
-/** One fresh proxy: RSS before, open n idle connections, settle, RSS after; bytes per connection. */
+/** One fresh proxy, warmed up: RSS before, open n idle connections, settle, RSS after; bytes per connection. */
 interface IdleResult { perConn: number; before: number; n: number; heapPerConn: number }
 
 async function idleOnce(spec: TargetSpec, scenario: Scenario): Promise<IdleResult | undefined> {
   const proxy = await spec.start(scenario);
   if (!proxy) return undefined;
   try {
-    // Warm-up: a few connections through every worker (code paths compiled, pools made).
-    await closeAll(await openMany(proxy.port, scenario, 200));
+    // Warm-up: a few connections through every worker (code paths compiled, pools made), and
+    // load on them (see load()).
+    const warm = await openMany(proxy.port, scenario, 200);
+    await load(warm, scenario, WARMUP_ROUNDS);
+    await closeAll(warm);
     await sleep(500);
     const pids = proxy.pids();
+    const n = Math.min(scenario === 'bolt' ? BOLT_IDLE : IDLE, proxy.maxIdle ?? Infinity);
     const heapBefore = (await proxy.workerHeap?.()) ?? NaN;
     const before = rssOf(pids);
-    const n = Math.min(scenario === 'bolt' ? BOLT_IDLE : IDLE, proxy.maxIdle ?? Infinity);
     const sockets = await openMany(proxy.port, scenario, n);
     await sleep(SETTLE_MS);
     const after = rssOf(pids);
@@ -367,7 +396,7 @@ try {
   await stop(httpUp.child);
 }
 
-console.log(`\nMemory per idle connection: ${IDLE} HTTP/1.1 keep-alive, ${BOLT_IDLE} Bolt connections; RSS delta / connections, medians of ${REPS} runs (node ${process.version}, ${new Date().toISOString()})`);
+console.log(`\nMemory per idle connection: ${IDLE} HTTP/1.1 keep-alive, ${BOLT_IDLE} Bolt connections; RSS delta / connections after a warm-up under load (${WARMUP_ROUNDS} exchanges on each of 200 connections), medians of ${REPS} runs (node ${process.version}, ${new Date().toISOString()})`);
 if (!Number.isNaN(slotBytes)) console.log(`nginx preallocates ${slotBytes.toFixed(0)} bytes per worker_connections slot at start (in its "before" RSS); "nginx 1w" below includes the slots a connection takes (http 1, bolt 2).`);
 for (const scenario of SCENARIOS) {
   const slots = scenario === 'http' ? 1 : 2;
