@@ -270,6 +270,25 @@ describe(`Dubbo codec properties (fast-check seed ${FUZZ_SEED})`, () => {
     expect(readPlainInvocation(body)?.service).toBe(long);
   });
 
+  it('reads attachments that repeat a key as hessian.js does: the last value wins, a null removes the key', () => {
+    const head = hessianBody(['2.0.2', 'com.example.Echo', '1.0', 'echo', '']);
+    const str = (t: string) => Buffer.from([t.length, ...Buffer.from(t, 'latin1')]);
+    const map = (...entries: Buffer[]) => Buffer.concat([Buffer.from('H'), ...entries, Buffer.from('Z')]);
+    const NULL = Buffer.from('N');
+    const TRUE = Buffer.from('T');
+    for (const attachments of [
+      map(str('a'), str('x'), str('a'), NULL),
+      map(str('a'), str('x'), str('a'), NULL, str('a'), str('y')),
+      map(str('a'), str('x'), str('b'), TRUE, str('a'), str('z')),
+      map(str('a'), NULL, str('b'), str('y')),
+    ]) {
+      const body = Buffer.concat([head, attachments]);
+      const fast = readPlainInvocation(body);
+      expect(fast).toBeDefined();
+      expect(fast).toEqual(readInvocationByHessian(body));
+    }
+  });
+
   it('reads repeated and nearly repeated plain bodies right (the memo of the string last read at each position)', () => {
     // Few values, so bodies repeat them at the same positions: the same bytes, the same length
     // with other bytes, a prefix, one over the memo's 96 bytes; and bodies of other shapes between.

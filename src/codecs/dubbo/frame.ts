@@ -207,11 +207,14 @@ function readPlain(body: Buffer, r: typeof plainReader): DubboInvocation | undef
   if (next === NOT_PLAIN || (next !== null && typeof next !== 'string')) return undefined;
   const args = countArgs(next ?? '');
   for (let i = 0; i < args; i++) if (r.scalar() === NOT_PLAIN) return undefined;
-  const raw: Record<string, unknown> = {};
   const code = body[r.at];
   if (code === 0x4e) return { dubboVersion, service, version, method, attachments: {} };
   if (code !== 0x48) return undefined;
   r.at++;
+  // The attachments as scalarAttachments() would make them, built directly: every value here is
+  // a scalar (no map read and copied again: two keyed stores per attachment, ~5% of a call's
+  // allocations). A later null removes an earlier value of the same key, as it would there.
+  const attachments: Record<string, string> = {};
   for (;;) {
     if (r.at >= body.length) return undefined;
     if (body[r.at] === 0x5a) break;
@@ -219,9 +222,11 @@ function readPlain(body: Buffer, r: typeof plainReader): DubboInvocation | undef
     if (typeof k !== 'string') return undefined;
     const v = r.scalar();
     if (v === NOT_PLAIN) return undefined;
-    raw[k] = v;
+    if (typeof v === 'string') attachments[k] = v;
+    else if (v !== null) attachments[k] = String(v);
+    else if (Object.hasOwn(attachments, k)) delete attachments[k];
   }
-  return { dubboVersion, service, version, method, attachments: scalarAttachments(raw) };
+  return { dubboVersion, service, version, method, attachments };
 }
 
 type Latin1Buffer = Buffer & { latin1Slice(start: number, end: number): string };
